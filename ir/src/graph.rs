@@ -1,0 +1,522 @@
+//! The graph: nodes (operators) in a petgraph `StableDiGraph`, values in an
+//! arena. Edges run from a value's producer to each consumer and carry the
+//! value's id; they are kept in step with node inputs by the mutators here,
+//! so nothing outside this file touches petgraph indices.
+
+use crate::{Attribute, IrError, Result, Tensor, Type};
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::{EdgeRef, IntoEdgeReferences};
+use petgraph::Direction;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(NodeIndex<u32>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId(u32);
+
+impl ValueId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl NodeId {
+    pub fn index(self) -> usize {
+        self.0.index()
+    }
+}
+
+/// A constant bound to a value name.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Initializer {
+    Dense(Tensor),
+    /// Sparse initializers are kept as their protobuf.
+    Sparse(Box<crate::onnx::proto::SparseTensorProto>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Value {
+    pub name: String,
+    pub ty: Option<Type>,
+    pub init: Option<Initializer>,
+    /// The node output that defines this value, if a node does.
+    pub producer: Option<(NodeId, usize)>,
+    /// Defined in an enclosing graph and captured by name (subgraph bodies).
+    pub outer: bool,
+    /// `ValueInfoProto` fields the IR does not model (doc_string, metadata_props).
+    pub info_extra: Option<Box<crate::onnx::proto::ValueInfoProto>>,
+    /// Removed from the graph; the slot stays so ids remain stable.
+    pub dead: bool,
+}
+
+impl Value {
+    pub fn new(name: impl Into<String>) -> Value {
+        Value {
+            name: name.into(),
+            ty: None,
+            init: None,
+            producer: None,
+            outer: false,
+            info_extra: None,
+            dead: false,
+        }
+    }
+
+    pub fn tensor(&self) -> Option<&Tensor> {
+        match &self.init {
+            Some(Initializer::Dense(t)) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// One operator application. ONNX op type, domain and attributes are kept
+/// verbatim, so ops no pass understands still round-trip.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub op_type: String,
+    pub domain: String,
+    pub overload: String,
+    /// `None` is an omitted optional input (`""` in ONNX). Change through
+    /// [`Graph::set_input`] so edges stay in step.
+    inputs: Vec<Option<ValueId>>,
+    outputs: Vec<Option<ValueId>>,
+    pub attributes: Vec<Attribute>,
+    pub doc_string: String,
+    /// `NodeProto` fields the IR does not model (metadata_props, device configurations).
+    pub extra: Option<Box<crate::onnx::proto::NodeProto>>,
+}
+
+impl Node {
+    pub fn new(op_type: impl Into<String>) -> Node {
+        Node {
+            name: String::new(),
+            op_type: op_type.into(),
+            domain: String::new(),
+            overload: String::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            attributes: Vec::new(),
+            doc_string: String::new(),
+            extra: None,
+        }
+    }
+
+    pub fn inputs(&self) -> &[Option<ValueId>] {
+        &self.inputs
+    }
+
+    pub fn outputs(&self) -> &[Option<ValueId>] {
+        &self.outputs
+    }
+
+    pub fn input(&self, i: usize) -> Option<ValueId> {
+        self.inputs.get(i).copied().flatten()
+    }
+
+    pub fn output(&self, i: usize) -> Option<ValueId> {
+        self.outputs.get(i).copied().flatten()
+    }
+
+    pub fn attr(&self, name: &str) -> Option<&crate::AttrValue> {
+        self.attributes.iter().find(|a| a.name == name).map(|a| &a.value)
+    }
+
+    /// The node's name, or its op type where it has none.
+    pub fn display_name(&self) -> &str {
+        if self.name.is_empty() {
+            &self.op_type
+        } else {
+            &self.name
+        }
+    }
+
+    /// True for ops of the default ONNX domain.
+    pub fn is_onnx(&self) -> bool {
+        self.domain.is_empty() || self.domain == "ai.onnx"
+    }
+
+    pub fn subgraphs(&self) -> impl Iterator<Item = &Graph> {
+        self.attributes.iter().flat_map(|a| a.value.graphs())
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    pub name: String,
+    pub doc_string: String,
+    topology: StableDiGraph<Node, ValueId>,
+    values: Vec<Value>,
+    pub inputs: Vec<ValueId>,
+    pub outputs: Vec<ValueId>,
+    /// `GraphProto` fields the IR does not model (quantization_annotation,
+    /// metadata_props).
+    pub extra: Option<Box<crate::onnx::proto::GraphProto>>,
+}
+
+impl Graph {
+    pub fn new(name: impl Into<String>) -> Graph {
+        Graph {
+            name: name.into(),
+            ..Graph::default()
+        }
+    }
+
+    // ---- values ----
+
+    pub fn add_value(&mut self, value: Value) -> ValueId {
+        self.values.push(value);
+        ValueId((self.values.len() - 1) as u32)
+    }
+
+    pub fn value(&self, id: ValueId) -> &Value {
+        &self.values[id.index()]
+    }
+
+    pub fn value_mut(&mut self, id: ValueId) -> &mut Value {
+        &mut self.values[id.index()]
+    }
+
+    /// Live values in creation order.
+    pub fn values(&self) -> impl Iterator<Item = (ValueId, &Value)> {
+        self.values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !v.dead)
+            .map(|(i, v)| (ValueId(i as u32), v))
+    }
+
+    pub fn value_by_name(&self, name: &str) -> Option<ValueId> {
+        self.values().find(|(_, v)| v.name == name).map(|(id, _)| id)
+    }
+
+    /// Live initializers in creation order.
+    pub fn initializers(&self) -> impl Iterator<Item = (ValueId, &Value)> {
+        self.values().filter(|(_, v)| v.init.is_some())
+    }
+
+    pub fn remove_value(&mut self, id: ValueId) {
+        let v = &mut self.values[id.index()];
+        v.dead = true;
+        v.init = None;
+    }
+
+    // ---- nodes ----
+
+    /// Adds a node whose inputs are `inputs` and whose outputs are fresh
+    /// values with the given names (`None` for omitted optional outputs).
+    pub fn add_node(
+        &mut self,
+        mut node: Node,
+        inputs: Vec<Option<ValueId>>,
+        output_names: Vec<Option<String>>,
+    ) -> NodeId {
+        node.inputs = Vec::new();
+        node.outputs = Vec::new();
+        let id = NodeId(self.topology.add_node(node));
+        let outputs = output_names
+            .into_iter()
+            .enumerate()
+            .map(|(slot, name)| {
+                name.map(|n| {
+                    let v = self.add_value(Value::new(n));
+                    self.values[v.index()].producer = Some((id, slot));
+                    v
+                })
+            })
+            .collect();
+        self.topology[id.0].outputs = outputs;
+        self.topology[id.0].inputs = inputs.clone();
+        for v in inputs.into_iter().flatten() {
+            self.link(v, id);
+        }
+        id
+    }
+
+    /// Re-points outputs of `node` at existing values (used by the importer,
+    /// which creates values before nodes so that unsorted graphs import).
+    pub(crate) fn bind_outputs(&mut self, node: NodeId, outputs: Vec<Option<ValueId>>) {
+        for (slot, v) in outputs.iter().enumerate() {
+            if let Some(v) = v {
+                self.values[v.index()].producer = Some((node, slot));
+            }
+        }
+        self.topology[node.0].outputs = outputs;
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.topology[id.0]
+    }
+
+    pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        &mut self.topology[id.0]
+    }
+
+    pub fn contains_node(&self, id: NodeId) -> bool {
+        self.topology.contains_node(id.0)
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.topology.node_count()
+    }
+
+    /// Node ids in insertion order (not necessarily topological).
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.topology.node_indices().map(NodeId).collect()
+    }
+
+    /// Nodes in insertion order.
+    pub fn nodes(&self) -> impl Iterator<Item = (NodeId, &Node)> {
+        self.topology
+            .node_indices()
+            .map(move |i| (NodeId(i), &self.topology[i]))
+    }
+
+    pub fn set_input(&mut self, node: NodeId, slot: usize, value: Option<ValueId>) {
+        let old = self.topology[node.0].inputs.get(slot).copied().flatten();
+        let inputs = &mut self.topology[node.0].inputs;
+        if inputs.len() <= slot {
+            inputs.resize(slot + 1, None);
+        }
+        inputs[slot] = value;
+        if let Some(old) = old {
+            self.unlink(old, node);
+        }
+        if let Some(v) = value {
+            self.link(v, node);
+        }
+    }
+
+    pub fn set_inputs(&mut self, node: NodeId, values: Vec<Option<ValueId>>) {
+        let old = std::mem::take(&mut self.topology[node.0].inputs);
+        for v in old.into_iter().flatten() {
+            self.unlink(v, node);
+        }
+        for v in values.iter().flatten() {
+            self.link(*v, node);
+        }
+        self.topology[node.0].inputs = values;
+    }
+
+    /// Every use of `from` (node inputs, graph outputs) now uses `to`.
+    pub fn replace_all_uses(&mut self, from: ValueId, to: ValueId) {
+        for (node, slot) in self.consumers(from) {
+            self.set_input(node, slot, Some(to));
+        }
+        for out in &mut self.outputs {
+            if *out == from {
+                *out = to;
+            }
+        }
+    }
+
+    /// Removes a node; its output values are marked dead.
+    pub fn remove_node(&mut self, id: NodeId) -> Option<Node> {
+        let node = self.topology.remove_node(id.0)?;
+        for v in node.outputs.iter().flatten() {
+            self.values[v.index()].producer = None;
+            self.values[v.index()].dead = true;
+        }
+        Some(node)
+    }
+
+    /// (node, input slot) pairs that read `value`, in node insertion order.
+    pub fn consumers(&self, value: ValueId) -> Vec<(NodeId, usize)> {
+        let mut uses = Vec::new();
+        for (id, node) in self.nodes() {
+            for (slot, v) in node.inputs.iter().enumerate() {
+                if *v == Some(value) {
+                    uses.push((id, slot));
+                }
+            }
+        }
+        uses
+    }
+
+    /// Map from each value to the nodes reading it, built once for passes
+    /// that ask many times.
+    pub fn use_counts(&self) -> HashMap<ValueId, usize> {
+        let mut counts = HashMap::new();
+        for (_, node) in self.nodes() {
+            for v in node.inputs.iter().flatten() {
+                *counts.entry(*v).or_insert(0) += 1;
+            }
+            for g in node.subgraphs() {
+                for (_, v) in g.values().filter(|(_, v)| v.outer) {
+                    if let Some(outer) = self.value_by_name(&v.name) {
+                        *counts.entry(outer).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        for v in &self.outputs {
+            *counts.entry(*v).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    fn link(&mut self, value: ValueId, consumer: NodeId) {
+        if let Some((producer, _)) = self.values[value.index()].producer {
+            if self.topology.contains_node(producer.0) {
+                self.topology.add_edge(producer.0, consumer.0, value);
+            }
+        }
+    }
+
+    fn unlink(&mut self, value: ValueId, consumer: NodeId) {
+        let edge = self
+            .topology
+            .edges_directed(consumer.0, Direction::Incoming)
+            .find(|e| *e.weight() == value)
+            .map(|e| e.id());
+        if let Some(e) = edge {
+            self.topology.remove_edge(e);
+        }
+    }
+
+    /// Adds the edges a node needs for values its subgraphs capture by name
+    /// from this graph (If/Loop/Scan bodies read enclosing values).
+    pub(crate) fn link_captures(&mut self, node: NodeId) {
+        let names: Vec<String> = self.topology[node.0]
+            .subgraphs()
+            .flat_map(|g| g.captured_names())
+            .collect();
+        for name in names {
+            if let Some(v) = self.value_by_name(&name) {
+                if !self.topology[node.0].inputs.contains(&Some(v)) {
+                    self.link(v, node);
+                }
+            }
+        }
+    }
+
+    /// Names this graph (and graphs nested in it) read from enclosing scopes.
+    pub fn captured_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .values()
+            .filter(|(_, v)| v.outer)
+            .map(|(_, v)| v.name.clone())
+            .collect();
+        for (_, node) in self.nodes() {
+            for g in node.subgraphs() {
+                for name in g.captured_names() {
+                    if self.value_by_name(&name).is_none_or(|v| self.value(v).outer) {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Nodes in a topological order; ties go to the earlier-inserted node,
+    /// so a graph imported in order keeps its order.
+    pub fn topo_order(&self) -> Result<Vec<NodeId>> {
+        let mut indegree: HashMap<NodeIndex, usize> = HashMap::new();
+        for i in self.topology.node_indices() {
+            let preds: HashSet<NodeIndex> = self
+                .topology
+                .neighbors_directed(i, Direction::Incoming)
+                .collect();
+            indegree.insert(i, preds.len());
+        }
+        let mut ready: BinaryHeap<std::cmp::Reverse<NodeIndex>> = indegree
+            .iter()
+            .filter(|(_, &d)| d == 0)
+            .map(|(&i, _)| std::cmp::Reverse(i))
+            .collect();
+        let mut order = Vec::with_capacity(indegree.len());
+        while let Some(std::cmp::Reverse(i)) = ready.pop() {
+            order.push(NodeId(i));
+            let succs: HashSet<NodeIndex> = self
+                .topology
+                .neighbors_directed(i, Direction::Outgoing)
+                .collect();
+            for s in succs {
+                let d = indegree.get_mut(&s).expect("node in graph");
+                *d -= 1;
+                if *d == 0 {
+                    ready.push(std::cmp::Reverse(s));
+                }
+            }
+        }
+        if order.len() != indegree.len() {
+            let done: HashSet<NodeIndex> = order.iter().map(|n| n.0).collect();
+            let stuck = self
+                .topology
+                .node_indices()
+                .find(|i| !done.contains(i))
+                .expect("a node on the cycle");
+            return Err(IrError::Cycle {
+                graph: self.name.clone(),
+                node: self.topology[stuck].display_name().to_string(),
+            });
+        }
+        Ok(order)
+    }
+
+    /// Parameter count: elements of every dense float initializer.
+    pub fn param_count(&self) -> u64 {
+        self.initializers()
+            .filter_map(|(_, v)| v.tensor())
+            .filter(|t| t.dtype.is_float())
+            .filter_map(|t| t.element_count())
+            .sum()
+    }
+
+    /// Bytes of every initializer payload.
+    pub fn weight_bytes(&self) -> u64 {
+        self.initializers()
+            .filter_map(|(_, v)| v.tensor())
+            .map(|t| t.byte_size())
+            .sum()
+    }
+
+    /// Node ids sorted topologically, falling back to insertion order if the
+    /// graph has a cycle (printing must work on any graph).
+    pub fn order_for_display(&self) -> Vec<NodeId> {
+        self.topo_order().unwrap_or_else(|_| self.node_ids())
+    }
+
+    /// Re-inserts the nodes in topological order, so that insertion order
+    /// (and node ids) follow data flow. Ids of nodes change.
+    pub fn sort_topologically(&mut self) -> Result<()> {
+        let order = self.topo_order()?;
+        let mut old = std::mem::take(&mut self.topology);
+        let mut remap = HashMap::new();
+        let mut inputs = Vec::with_capacity(order.len());
+        for id in order {
+            let mut node = old.remove_node(id.0).expect("node from topo order");
+            inputs.push(std::mem::take(&mut node.inputs));
+            let new = NodeId(self.topology.add_node(node));
+            remap.insert(id, new);
+        }
+        for v in &mut self.values {
+            if let Some((n, slot)) = v.producer {
+                v.producer = remap.get(&n).map(|&m| (m, slot));
+            }
+        }
+        let ids = self.node_ids();
+        for (id, ins) in ids.iter().zip(inputs) {
+            self.set_inputs(*id, ins);
+        }
+        for id in ids {
+            if self.node(id).subgraphs().next().is_some() {
+                self.link_captures(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Edges (producer, consumer, value), for the verifier.
+    pub(crate) fn edges(&self) -> Vec<(NodeId, NodeId, ValueId)> {
+        self.topology
+            .edge_references()
+            .map(|e| (NodeId(e.source()), NodeId(e.target()), *e.weight()))
+            .collect()
+    }
+}

@@ -1,0 +1,36 @@
+//! sculpt-ir: the graph IR every sculpt pass works on.
+//!
+//! Invariants (checked by [`verify`]):
+//! - a [`Model`] owns one main [`Graph`]; graphs nest through node
+//!   attributes (If/Loop/Scan bodies) and function bodies;
+//! - every value has one definition: a graph input, an initializer, a node
+//!   output, or (in a subgraph) a capture of an enclosing graph's value;
+//! - every node input is a live value; the graph is acyclic;
+//! - petgraph edges mirror node inputs exactly (producer → consumer);
+//! - tensors hold exactly as much data as their dims and type say;
+//! - nodes keep ONNX op type, domain and attributes verbatim, so a model
+//!   with ops no pass understands still round-trips losslessly.
+//!
+//! ONNX comes in through [`onnx::load`] and goes out through
+//! [`onnx::save`]; the text form ([`text`]) prints and parses the same
+//! model. Op semantics (shape inference, cost) live in [`ops`].
+
+mod attr;
+mod dtype;
+mod error;
+mod graph;
+mod model;
+pub mod onnx;
+pub mod ops;
+mod shape;
+mod tensor;
+pub mod text;
+pub mod verify;
+
+pub use attr::{AttrValue, Attribute};
+pub use dtype::DataType;
+pub use error::{IrError, Result};
+pub use graph::{Graph, Initializer, Node, NodeId, Value, ValueId};
+pub use model::{Function, Model, OpsetImport};
+pub use shape::{Dim, Type};
+pub use tensor::{element_count, f16_to_f32, ExternalSource, Tensor, TensorData};

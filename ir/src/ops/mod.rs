@@ -1,0 +1,3 @@
+//! Op semantics: shape inference and cost for the ops passes reason about.
+pub mod cost;
+pub mod infer;

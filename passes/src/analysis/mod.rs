@@ -1,0 +1,11 @@
+//! Analyses: facts computed from a model, cached by the pass context until
+//! a pass that does not preserve them changes the model.
+
+pub mod cost;
+
+use sculpt_ir::Model;
+
+pub trait Analysis: Sized + 'static {
+    const NAME: &'static str;
+    fn compute(model: &Model) -> Self;
+}

@@ -1,0 +1,3 @@
+//! Transforms, one per file.
+
+pub mod cleanup;

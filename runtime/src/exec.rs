@@ -1,0 +1,235 @@
+//! Execution on tract. A [`Session`] is built once from an IR model and the
+//! shapes of the inputs it will run on, then run any number of times.
+
+use crate::{Array, Result, RuntimeError};
+use sculpt_ir::{DataType, Dim, Model, Type};
+use std::collections::HashMap;
+use tract_onnx::prelude::*;
+
+pub struct Session {
+    plan: Arc<TypedRunnableModel>,
+    input_names: Vec<String>,
+    output_names: Vec<String>,
+}
+
+fn datum(dt: DataType) -> Option<DatumType> {
+    Some(match dt {
+        DataType::F32 => DatumType::F32,
+        DataType::F64 => DatumType::F64,
+        DataType::F16 => DatumType::F16,
+        DataType::I64 => DatumType::I64,
+        DataType::I32 => DatumType::I32,
+        DataType::I16 => DatumType::I16,
+        DataType::I8 => DatumType::I8,
+        DataType::U8 => DatumType::U8,
+        DataType::U16 => DatumType::U16,
+        DataType::U32 => DatumType::U32,
+        DataType::U64 => DatumType::U64,
+        DataType::BOOL => DatumType::Bool,
+        _ => return None,
+    })
+}
+
+fn dtype_of(dt: DatumType) -> Option<DataType> {
+    Some(match dt {
+        DatumType::F32 => DataType::F32,
+        DatumType::F64 => DataType::F64,
+        DatumType::F16 => DataType::F16,
+        DatumType::I64 => DataType::I64,
+        DatumType::I32 => DataType::I32,
+        DatumType::I16 => DataType::I16,
+        DatumType::I8 => DataType::I8,
+        DatumType::U8 => DataType::U8,
+        DatumType::U16 => DataType::U16,
+        DatumType::U32 => DataType::U32,
+        DatumType::U64 => DataType::U64,
+        DatumType::Bool => DataType::BOOL,
+        _ => return None,
+    })
+}
+
+fn tract_err(stage: &'static str) -> impl Fn(TractError) -> RuntimeError {
+    move |e| RuntimeError::Tract {
+        stage,
+        message: format!("{e:#}").lines().next().unwrap_or("").to_string(),
+    }
+}
+
+/// The graph inputs a caller must feed (inputs with initializer defaults
+/// are optional and left out).
+pub fn required_inputs(model: &Model) -> Vec<(String, Option<Type>)> {
+    let g = &model.graph;
+    g.inputs
+        .iter()
+        .filter(|&&v| g.value(v).init.is_none())
+        .map(|&v| (g.value(v).name.clone(), g.value(v).ty.clone()))
+        .collect()
+}
+
+/// Refuses inputs whose inferred intermediate values would need more memory
+/// than `limit` bytes, naming the first such value.
+fn check_memory(model: &Model, inputs: &[Array], limit: u64) -> Result<()> {
+    let mut graph = model.graph.clone();
+    for a in inputs {
+        if let Some(v) = graph.value_by_name(&a.name) {
+            graph.value_mut(v).ty = Some(Type::tensor(a.dtype, &a.shape.iter().map(|&d| d as i64).collect::<Vec<_>>()));
+        }
+    }
+    sculpt_ir::ops::infer::infer_graph(&mut graph)?;
+    for (_, v) in graph.values() {
+        if let Some(ty) = &v.ty {
+            if let (Some(dims), Some(dt)) = (ty.static_dims(), ty.dtype()) {
+                let bytes = sculpt_ir::element_count(&dims).and_then(|n| dt.packed_bytes(n));
+                if bytes.is_none_or(|b| b > limit) {
+                    return Err(RuntimeError::Input {
+                        name: v.name.clone(),
+                        reason: format!("shape {dims:?} would need more than the {} GiB memory limit", limit >> 30),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// tract treats `value_info` as facts to unify with; symbolic dims there
+/// would clash with the concrete input shapes, so intermediates go untyped
+/// and tract infers them itself.
+fn without_intermediate_types(model: &Model) -> Model {
+    let mut m = model.clone();
+    let g = &mut m.graph;
+    let keep: std::collections::HashSet<_> = g.inputs.iter().chain(&g.outputs).copied().collect();
+    let ids: Vec<_> = g.values().map(|(id, _)| id).filter(|id| !keep.contains(id)).collect();
+    for id in ids {
+        g.value_mut(id).ty = None;
+    }
+    m
+}
+
+/// Physical memory, as the limit for any one tensor.
+fn memory_limit() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(16 << 30, |kb| kb * 1024)
+}
+
+impl Session {
+    /// Prepares `model` to run on inputs shaped like `inputs`.
+    pub fn new(model: &Model, inputs: &[Array]) -> Result<Session> {
+        check_memory(model, inputs, memory_limit())?;
+        let bytes = sculpt_ir::onnx::to_bytes(&without_intermediate_types(model));
+        let mut inference = tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])
+            .map_err(tract_err("load"))?;
+        let required = required_inputs(model);
+        let by_name: HashMap<&str, &Array> = inputs.iter().map(|a| (a.name.as_str(), a)).collect();
+        let input_names: Vec<String> = required.iter().map(|(n, _)| n.clone()).collect();
+        for (i, name) in input_names.iter().enumerate() {
+            let a = by_name.get(name.as_str()).ok_or_else(|| RuntimeError::Input {
+                name: name.clone(),
+                reason: "no value given for this model input".into(),
+            })?;
+            let dt = datum(a.dtype).ok_or_else(|| RuntimeError::Input {
+                name: name.clone(),
+                reason: format!("element type {} is not supported", a.dtype),
+            })?;
+            inference
+                .set_input_fact(i, InferenceFact::dt_shape(dt, &a.shape))
+                .map_err(tract_err("bind the inputs of"))?;
+        }
+        let typed = inference.into_typed().map_err(tract_err("type"))?;
+        let optimized = typed.into_optimized().map_err(tract_err("optimize"))?;
+        let plan = optimized.into_runnable().map_err(tract_err("plan"))?;
+        Ok(Session {
+            plan,
+            input_names,
+            output_names: model.graph.outputs.iter().map(|&v| model.graph.value(v).name.clone()).collect(),
+        })
+    }
+
+    pub fn run(&self, inputs: &[Array]) -> Result<Vec<Array>> {
+        let by_name: HashMap<&str, &Array> = inputs.iter().map(|a| (a.name.as_str(), a)).collect();
+        let mut values: TVec<TValue> = tvec![];
+        for name in &self.input_names {
+            let a = by_name.get(name.as_str()).ok_or_else(|| RuntimeError::Input {
+                name: name.clone(),
+                reason: "no value given for this model input".into(),
+            })?;
+            let dt = datum(a.dtype).expect("checked when the session was built");
+            // SAFETY: `a.data` holds `a.len()` elements of `dt` (checked when read).
+            let t = unsafe { Tensor::from_raw_dt(dt, &a.shape, &a.data) }.map_err(tract_err("read inputs for"))?;
+            values.push(t.into_tvalue());
+        }
+        let outputs = self.plan.run(values).map_err(tract_err("run"))?;
+        outputs
+            .into_iter()
+            .zip(&self.output_names)
+            .map(|(t, name)| {
+                let t = t.into_tensor();
+                let dtype = dtype_of(t.datum_type()).ok_or_else(|| RuntimeError::Tract {
+                    stage: "return",
+                    message: format!("output '{name}' has unsupported type {:?}", t.datum_type()),
+                })?;
+                let data = t.as_bytes().to_vec();
+                Ok(Array {
+                    name: name.clone(),
+                    dtype,
+                    shape: t.shape().to_vec(),
+                    data,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Deterministic inputs for every required model input: symbolic dims are
+/// bound from `dims` (default 1), floats are uniform in [-1, 1), integers
+/// are 0 or 1, booleans alternate.
+pub fn generate_inputs(model: &Model, dims: &HashMap<String, usize>, seed: u64) -> Result<Vec<Array>> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    required_inputs(model)
+        .into_iter()
+        .map(|(name, ty)| {
+            let Some(Type::Tensor { dtype, shape: Some(shape) }) = ty else {
+                return Err(RuntimeError::Input {
+                    name,
+                    reason: "type or rank unknown; give inputs with --inputs".into(),
+                });
+            };
+            let shape: Vec<usize> = shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Known(v) => *v as usize,
+                    Dim::Symbol(s) => dims.get(s).copied().unwrap_or(1),
+                    Dim::Unknown => 1,
+                })
+                .collect();
+            let n: usize = shape.iter().product();
+            let data: Vec<u8> = match dtype {
+                DataType::F32 => (0..n).flat_map(|_| ((next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0).to_le_bytes()).collect(),
+                DataType::F64 => (0..n).flat_map(|_| ((next() >> 11) as f64 / (1u64 << 52) as f64 - 1.0).to_le_bytes()).collect(),
+                DataType::I64 => (0..n).flat_map(|_| ((next() & 1) as i64).to_le_bytes()).collect(),
+                DataType::I32 => (0..n).flat_map(|_| ((next() & 1) as i32).to_le_bytes()).collect(),
+                DataType::BOOL | DataType::U8 | DataType::I8 => (0..n).map(|i| (i % 2) as u8).collect(),
+                other => {
+                    return Err(RuntimeError::Input {
+                        name,
+                        reason: format!("cannot generate {other} inputs; give inputs with --inputs"),
+                    })
+                }
+            };
+            Ok(Array { name, dtype, shape, data })
+        })
+        .collect()
+}

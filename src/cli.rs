@@ -1,0 +1,303 @@
+//! Subcommands and their wiring to the libraries.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use sculpt_ir::onnx::export::ExternalPolicy;
+use sculpt_ir::Model;
+use sculpt_passes::{registry, PassManager, Pipeline};
+use sculpt_runtime::{Array, Session, Tolerance};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "sculpt", version, about = "A compiler for trained neural networks: ONNX in, smaller and faster ONNX out")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inputs, outputs, op histogram, params, FLOPs, opsets and size.
+    Inspect {
+        model: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a pass pipeline and write the result.
+    Opt {
+        /// An ONNX file or a text-form file.
+        model: PathBuf,
+        /// Pipeline, e.g. "cleanup" ("" = plain round-trip).
+        #[arg(short = 'p', long, conflicts_with = "pipeline_file")]
+        pipeline: Option<String>,
+        /// Pipeline from a TOML file.
+        #[arg(long)]
+        pipeline_file: Option<PathBuf>,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// Verify the IR after every pass.
+        #[arg(long)]
+        verify_each: bool,
+        /// Run input and output models on the same inputs; refuse to write
+        /// the output if they differ beyond tolerance.
+        #[arg(long)]
+        check: bool,
+        #[arg(long)]
+        inputs: Option<PathBuf>,
+        #[arg(long, default_value_t = 1e-4)]
+        rtol: f64,
+        #[arg(long, default_value_t = 1e-5)]
+        atol: f64,
+        /// Write a JSON report of the run.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Write tensor data to a side file (<output>.data).
+        #[arg(long)]
+        external_data: bool,
+        /// Write the text form instead of ONNX.
+        #[arg(long)]
+        text: bool,
+    },
+    /// Run a model on inputs (.npz) or generated inputs.
+    Run {
+        model: PathBuf,
+        #[arg(long)]
+        inputs: Option<PathBuf>,
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// Bind a symbolic dim for generated inputs: NAME=SIZE.
+        #[arg(long = "dim", value_parser = parse_dim)]
+        dims: Vec<(String, usize)>,
+    },
+    /// Compare two models' outputs on the same inputs.
+    Check {
+        a: PathBuf,
+        b: PathBuf,
+        #[arg(long)]
+        inputs: Option<PathBuf>,
+        #[arg(long, default_value_t = 1e-4)]
+        rtol: f64,
+        #[arg(long, default_value_t = 1e-5)]
+        atol: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure latency on tract (warm-up, then timed runs).
+    Bench {
+        model: PathBuf,
+        #[arg(long)]
+        inputs: Option<PathBuf>,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the text form.
+    Print {
+        model: PathBuf,
+        /// Print every tensor in full (parseable), not elided digests.
+        #[arg(long)]
+        full: bool,
+    },
+    /// List passes and their options.
+    Passes,
+}
+
+fn parse_dim(s: &str) -> Result<(String, usize), String> {
+    let (k, v) = s.split_once('=').ok_or("expected NAME=SIZE")?;
+    Ok((k.to_string(), v.parse().map_err(|_| format!("'{v}' is not a size"))?))
+}
+
+pub fn load(path: &Path) -> Result<Model> {
+    sculpt_ir::onnx::load(path).with_context(|| format!("cannot load {}", path.display()))
+}
+
+fn inputs_for(model: &Model, inputs: Option<&Path>, dims: &HashMap<String, usize>) -> Result<Vec<Array>> {
+    match inputs {
+        Some(p) => Ok(sculpt_runtime::read_npz(p)?),
+        None => Ok(sculpt_runtime::generate_inputs(model, dims, 0)?),
+    }
+}
+
+fn run_model(model: &Model, inputs: &[Array]) -> Result<Vec<Array>> {
+    let session = Session::new(model, inputs)?;
+    Ok(session.run(inputs)?)
+}
+
+pub fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Inspect { model, json } => {
+            let m = load(&model)?;
+            let size = std::fs::metadata(&model).map(|m| m.len()).unwrap_or(0);
+            let summary = crate::inspect::summarize(&m, size);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", crate::inspect::table(&summary));
+            }
+        }
+        Command::Opt {
+            model,
+            pipeline,
+            pipeline_file,
+            output,
+            verify_each,
+            check,
+            inputs,
+            rtol,
+            atol,
+            report,
+            external_data,
+            text,
+        } => {
+            let pipeline = match (pipeline, pipeline_file) {
+                (Some(p), None) => Pipeline::parse(&p)?,
+                (None, Some(f)) => {
+                    let text = std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+                    Pipeline::from_toml(&text)?
+                }
+                (None, None) => bail!("give a pipeline with -p \"...\" (\"\" for a round-trip) or --pipeline-file"),
+                (Some(_), Some(_)) => unreachable!("clap rejects both"),
+            };
+            let original = load(&model)?;
+            let mut m = original.clone();
+            let mut manager = PassManager::new(pipeline);
+            manager.verify_each |= verify_each;
+            let bar = indicatif::ProgressBar::new(manager.pipeline.steps.len() as u64);
+            bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("valid template"));
+            let run = manager.run(&mut m, |name| {
+                bar.set_message(name.to_string());
+                bar.inc(1);
+            });
+            bar.finish_and_clear();
+            let run = run?;
+            sculpt_ir::verify::check(&m).context("the optimized model is invalid")?;
+            let mut comparison = None;
+            if check {
+                let ins = inputs_for(&original, inputs.as_deref(), &HashMap::new())?;
+                let a = run_model(&original, &ins).context("running the input model")?;
+                let b = run_model(&m, &ins).context("running the optimized model")?;
+                let cmp = sculpt_runtime::compare(&b, &a, Tolerance { rtol, atol });
+                if !cmp.ok {
+                    let bad = cmp.outputs.iter().find(|o| !o.ok).expect("a failing output");
+                    bail!(
+                        "--check failed: output '{}' differs (max abs err {:.3e}, {} of {} elements beyond rtol={rtol} atol={atol}); {} not written",
+                        bad.name, bad.max_abs_err, bad.mismatches, bad.elements, output.display()
+                    );
+                }
+                comparison = Some(cmp);
+            }
+            if text {
+                let s = sculpt_ir::text::print(&m, &sculpt_ir::text::PrintOptions { full: true, ..Default::default() });
+                write_atomic(&output, s.as_bytes())?;
+            } else {
+                let options = sculpt_ir::onnx::SaveOptions {
+                    external: if external_data {
+                        ExternalPolicy::Always { location: None, threshold: 1024 }
+                    } else {
+                        ExternalPolicy::Auto
+                    },
+                };
+                sculpt_ir::onnx::save(&m, &output, &options).with_context(|| format!("cannot write {}", output.display()))?;
+            }
+            print_run_table(&run);
+            if let Some(path) = report {
+                let json = serde_json::json!({ "run": run, "check": comparison });
+                write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+            }
+        }
+        Command::Run { model, inputs, output, dims } => {
+            let m = load(&model)?;
+            let ins = inputs_for(&m, inputs.as_deref(), &dims.into_iter().collect())?;
+            let outs = run_model(&m, &ins)?;
+            for o in &outs {
+                let vals = o.to_f64().unwrap_or_default();
+                let preview: Vec<String> = vals.iter().take(6).map(|v| format!("{v:.5}")).collect();
+                println!("{} {} {:?} [{}{}]", o.name, o.dtype, o.shape, preview.join(", "), if vals.len() > 6 { ", ..." } else { "" });
+            }
+            if let Some(path) = output {
+                sculpt_runtime::write_npz(&path, &outs)?;
+            }
+        }
+        Command::Check { a, b, inputs, rtol, atol, json } => {
+            let (ma, mb) = (load(&a)?, load(&b)?);
+            let ins = inputs_for(&ma, inputs.as_deref(), &HashMap::new())?;
+            let oa = run_model(&ma, &ins).with_context(|| format!("running {}", a.display()))?;
+            let ob = run_model(&mb, &ins).with_context(|| format!("running {}", b.display()))?;
+            let cmp = sculpt_runtime::compare(&ob, &oa, Tolerance { rtol, atol });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&cmp)?);
+            } else {
+                println!("{:<32} {:>12} {:>12} {:>10} {:>10} {}", "output", "max abs err", "max rel err", "mismatch", "cosine", "ok");
+                for o in &cmp.outputs {
+                    println!("{:<32} {:>12.3e} {:>12.3e} {:>10} {:>10.6} {}", o.name, o.max_abs_err, o.max_rel_err, o.mismatches, o.cosine, if o.ok { "yes" } else { o.problem.as_deref().unwrap_or("NO") });
+                }
+            }
+            if !cmp.ok {
+                bail!("outputs differ beyond rtol={rtol} atol={atol}");
+            }
+        }
+        Command::Bench { model, inputs, warmup, runs, json } => {
+            let m = load(&model)?;
+            let ins = inputs_for(&m, inputs.as_deref(), &HashMap::new())?;
+            let session = Session::new(&m, &ins)?;
+            let lat = sculpt_runtime::bench(&session, &ins, warmup, runs)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&lat)?);
+            } else {
+                println!("runs {}  median {:.3} ms  min {:.3} ms  max {:.3} ms", lat.runs, lat.median_ms, lat.min_ms, lat.max_ms);
+            }
+        }
+        Command::Print { model, full } => {
+            let m = load(&model)?;
+            print!("{}", sculpt_ir::text::print(&m, &sculpt_ir::text::PrintOptions { full, ..Default::default() }));
+        }
+        Command::Passes => {
+            for p in registry::PASSES {
+                println!("{}  {}", p.name, p.summary);
+                for o in p.options {
+                    println!("    {}={} ({}, default {})  {}", o.name, o.kind, o.kind, o.default, o.help);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_run_table(run: &sculpt_passes::RunReport) {
+    eprintln!("{:<20} {:>9} {:>8} {:>8} {:>12} {:>14} {:>12}", "pass", "ms", "nodes", "Δnodes", "params", "FLOPs", "bytes");
+    for r in &run.passes {
+        eprintln!(
+            "{:<20} {:>9.2} {:>8} {:>8} {:>12} {:>14} {:>12}",
+            r.pass,
+            r.millis,
+            r.after.nodes,
+            r.after.nodes as i64 - r.before.nodes as i64,
+            r.after.params,
+            r.after.flops,
+            r.after.weight_bytes
+        );
+    }
+    eprintln!(
+        "{:<20} {:>9.2} {:>8} {:>8} {:>12} {:>14} {:>12}",
+        "total",
+        run.total_millis,
+        run.after.nodes,
+        run.after.nodes as i64 - run.before.nodes as i64,
+        run.after.params,
+        run.after.flops,
+        run.after.weight_bytes
+    );
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

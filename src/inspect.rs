@@ -1,0 +1,123 @@
+//! `sculpt inspect`: a model summary as a table or JSON.
+
+use sculpt_ir::ops::{cost, infer};
+use sculpt_ir::Model;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Serialize)]
+pub struct Io {
+    pub name: String,
+    pub ty: String,
+}
+
+#[derive(Serialize)]
+pub struct Summary {
+    pub graph: String,
+    pub ir_version: i64,
+    pub opsets: BTreeMap<String, i64>,
+    pub producer: String,
+    pub inputs: Vec<Io>,
+    pub outputs: Vec<Io>,
+    pub nodes: usize,
+    pub op_histogram: BTreeMap<String, usize>,
+    pub params: u64,
+    pub weight_bytes: u64,
+    pub file_bytes: u64,
+    pub flops: u64,
+    pub flops_by_op: BTreeMap<String, u64>,
+    pub nodes_with_unknown_cost: usize,
+    pub functions: usize,
+}
+
+fn type_text(ty: Option<&sculpt_ir::Type>) -> String {
+    match ty {
+        Some(sculpt_ir::Type::Tensor { dtype, shape: Some(s) }) => {
+            format!("{dtype}[{}]", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
+        }
+        Some(sculpt_ir::Type::Tensor { dtype, shape: None }) => format!("{dtype}[*]"),
+        Some(sculpt_ir::Type::Other(_)) => "non-tensor".into(),
+        None => "?".into(),
+    }
+}
+
+pub fn summarize(model: &Model, file_bytes: u64) -> Summary {
+    let mut g = model.graph.clone();
+    let _ = infer::infer_graph(&mut g);
+    let io = |g: &sculpt_ir::Graph, ids: &[sculpt_ir::ValueId]| -> Vec<Io> {
+        ids.iter()
+            .filter(|&&v| g.value(v).init.is_none())
+            .map(|&v| Io {
+                name: g.value(v).name.clone(),
+                ty: type_text(infer::value_type(g, v).as_ref()),
+            })
+            .collect()
+    };
+    let (inputs, outputs) = (io(&g, &g.inputs), io(&g, &g.outputs));
+    // Costs are per sample: symbolic dims bound to 1.
+    let _ = infer::bind_input_dims(&mut g, 1);
+    let mut op_histogram = BTreeMap::new();
+    let mut flops_by_op = BTreeMap::new();
+    let mut unknown = 0;
+    for (id, n) in g.nodes() {
+        *op_histogram.entry(n.op_type.clone()).or_insert(0) += 1;
+        match cost::node_flops(&g, id) {
+            Some(f) => *flops_by_op.entry(n.op_type.clone()).or_insert(0) += f,
+            None => unknown += 1,
+        }
+    }
+    Summary {
+        graph: g.name.clone(),
+        ir_version: model.ir_version,
+        opsets: model.opset_imports.iter().map(|o| (if o.domain.is_empty() { "ai.onnx".into() } else { o.domain.clone() }, o.version)).collect(),
+        producer: format!("{} {}", model.producer_name, model.producer_version).trim().to_string(),
+        inputs,
+        outputs,
+        nodes: g.node_count(),
+        flops: flops_by_op.values().sum(),
+        op_histogram,
+        params: g.param_count(),
+        weight_bytes: g.weight_bytes(),
+        file_bytes,
+        flops_by_op,
+        nodes_with_unknown_cost: unknown,
+        functions: model.functions.len(),
+    }
+}
+
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2}G", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+pub fn table(s: &Summary) -> String {
+    let mut out = String::new();
+    let opsets: Vec<String> = s.opsets.iter().map(|(d, v)| format!("{d} {v}")).collect();
+    out += &format!("graph      {}  (ir_version {}, opsets: {}, producer: {})\n", s.graph, s.ir_version, opsets.join(", "), s.producer);
+    for i in &s.inputs {
+        out += &format!("input      {:<40} {}\n", i.name, i.ty);
+    }
+    for o in &s.outputs {
+        out += &format!("output     {:<40} {}\n", o.name, o.ty);
+    }
+    out += &format!(
+        "size       {} nodes, {} params, {} weight bytes, {} file bytes, {} FLOPs per sample{}\n",
+        s.nodes,
+        human(s.params),
+        human(s.weight_bytes),
+        human(s.file_bytes),
+        human(s.flops),
+        if s.nodes_with_unknown_cost > 0 { format!(" ({} nodes of unknown cost)", s.nodes_with_unknown_cost) } else { String::new() }
+    );
+    let mut ops: Vec<(&String, &usize)> = s.op_histogram.iter().collect();
+    ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    out += &format!("{:<28} {:>6} {:>12}\n", "op", "count", "FLOPs");
+    for (op, count) in ops {
+        out += &format!("{:<28} {:>6} {:>12}\n", op, count, human(*s.flops_by_op.get(op).unwrap_or(&0)));
+    }
+    out
+}

@@ -1,0 +1,68 @@
+"""Cross-check two ONNX models with onnxruntime and the ONNX checker.
+
+usage: ort_compare.py ORIGINAL CANDIDATE INPUTS.npz [--exact] [--rtol R --atol A]
+
+Runs both models on the inputs with onnxruntime (CPU), compares every output,
+and runs onnx.checker.check_model(candidate, full_check=True). Prints one
+JSON line; exits 1 when the checker fails or outputs differ.
+"""
+import argparse
+import json
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+
+def run(path, feeds):
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return [o.name for o in sess.get_outputs()], sess.run(None, {n: feeds[n] for n in names if n in feeds})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("original")
+    ap.add_argument("candidate")
+    ap.add_argument("inputs")
+    ap.add_argument("--exact", action="store_true")
+    ap.add_argument("--rtol", type=float, default=1e-4)
+    ap.add_argument("--atol", type=float, default=1e-5)
+    ap.add_argument("--no-checker", action="store_true")
+    a = ap.parse_args()
+    result = {"model": a.candidate}
+    if not a.no_checker:
+        try:
+            onnx.checker.check_model(onnx.load(a.candidate), full_check=True)
+            result["checker"] = "ok"
+        except Exception as e:  # noqa: BLE001 - report any checker failure
+            result["checker"] = f"failed: {str(e).splitlines()[0]}"
+    feeds = dict(np.load(a.inputs))
+    names_a, outs_a = run(a.original, feeds)
+    names_b, outs_b = run(a.candidate, feeds)
+    ok = names_a == names_b
+    worst = 0.0
+    identical = True
+    for x, y in zip(outs_a, outs_b):
+        if x.shape != y.shape:
+            ok = False
+            continue
+        identical &= x.tobytes() == y.tobytes()
+        if x.dtype.kind in "fc":
+            diff = float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)))) if x.size else 0.0
+            worst = max(worst, diff)
+            ok &= bool(np.allclose(y, x, rtol=a.rtol, atol=a.atol, equal_nan=True))
+        else:
+            ok &= bool(np.array_equal(x, y))
+    if a.exact:
+        ok &= identical
+    result.update(outputs=names_b, identical=identical, max_abs_err=worst, ok=bool(ok and result.get("checker", "ok") == "ok"))
+    print(json.dumps(result))
+    sys.exit(0 if result["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()
