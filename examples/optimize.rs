@@ -14,6 +14,9 @@ fn main() -> anyhow::Result<()> {
     let report = manager.run(&mut model, |_| {})?;
     sculpt_ir::onnx::save(&model, output.as_ref(), &Default::default())?;
 
-    println!("{}: {} -> {} nodes", report.pipeline, report.before.nodes, report.after.nodes);
+    println!(
+        "{}: {} -> {} nodes",
+        report.pipeline, report.before.nodes, report.after.nodes
+    );
     Ok(())
 }

@@ -10,7 +10,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "sculpt", version, about = "A compiler for trained neural networks: ONNX in, smaller and faster ONNX out")]
+#[command(
+    name = "sculpt",
+    version,
+    about = "A compiler for trained neural networks: ONNX in, smaller and faster ONNX out"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -108,14 +112,21 @@ enum Command {
 
 fn parse_dim(s: &str) -> Result<(String, usize), String> {
     let (k, v) = s.split_once('=').ok_or("expected NAME=SIZE")?;
-    Ok((k.to_string(), v.parse().map_err(|_| format!("'{v}' is not a size"))?))
+    Ok((
+        k.to_string(),
+        v.parse().map_err(|_| format!("'{v}' is not a size"))?,
+    ))
 }
 
 pub fn load(path: &Path) -> Result<Model> {
     sculpt_ir::onnx::load(path).with_context(|| format!("cannot load {}", path.display()))
 }
 
-fn inputs_for(model: &Model, inputs: Option<&Path>, dims: &HashMap<String, usize>) -> Result<Vec<Array>> {
+fn inputs_for(
+    model: &Model,
+    inputs: Option<&Path>,
+    dims: &HashMap<String, usize>,
+) -> Result<Vec<Array>> {
     match inputs {
         Some(p) => Ok(sculpt_runtime::read_npz(p)?),
         None => Ok(sculpt_runtime::generate_inputs(model, dims, 0)?),
@@ -156,10 +167,13 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             let pipeline = match (pipeline, pipeline_file) {
                 (Some(p), None) => Pipeline::parse(&p)?,
                 (None, Some(f)) => {
-                    let text = std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+                    let text = std::fs::read_to_string(&f)
+                        .with_context(|| format!("cannot read {}", f.display()))?;
                     Pipeline::from_toml(&text)?
                 }
-                (None, None) => bail!("give a pipeline with -p \"...\" (\"\" for a round-trip) or --pipeline-file"),
+                (None, None) => bail!(
+                    "give a pipeline with -p \"...\" (\"\" for a round-trip) or --pipeline-file"
+                ),
                 (Some(_), Some(_)) => unreachable!("clap rejects both"),
             };
             let original = load(&model)?;
@@ -167,7 +181,10 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             let mut manager = PassManager::new(pipeline);
             manager.verify_each |= verify_each;
             let bar = indicatif::ProgressBar::new(manager.pipeline.steps.len() as u64);
-            bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("valid template"));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                    .expect("valid template"),
+            );
             let run = manager.run(&mut m, |name| {
                 bar.set_message(name.to_string());
                 bar.inc(1);
@@ -182,7 +199,11 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 let b = run_model(&m, &ins).context("running the optimized model")?;
                 let cmp = sculpt_runtime::compare(&b, &a, Tolerance { rtol, atol });
                 if !cmp.ok {
-                    let bad = cmp.outputs.iter().find(|o| !o.ok).expect("a failing output");
+                    let bad = cmp
+                        .outputs
+                        .iter()
+                        .find(|o| !o.ok)
+                        .expect("a failing output");
                     bail!(
                         "--check failed: output '{}' differs (max abs err {:.3e}, {} of {} elements beyond rtol={rtol} atol={atol}); {} not written",
                         bad.name, bad.max_abs_err, bad.mismatches, bad.elements, output.display()
@@ -191,17 +212,27 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 comparison = Some(cmp);
             }
             if text {
-                let s = sculpt_ir::text::print(&m, &sculpt_ir::text::PrintOptions { full: true, ..Default::default() });
+                let s = sculpt_ir::text::print(
+                    &m,
+                    &sculpt_ir::text::PrintOptions {
+                        full: true,
+                        ..Default::default()
+                    },
+                );
                 write_atomic(&output, s.as_bytes())?;
             } else {
                 let options = sculpt_ir::onnx::SaveOptions {
                     external: if external_data {
-                        ExternalPolicy::Always { location: None, threshold: 1024 }
+                        ExternalPolicy::Always {
+                            location: None,
+                            threshold: 1024,
+                        }
                     } else {
                         ExternalPolicy::Auto
                     },
                 };
-                sculpt_ir::onnx::save(&m, &output, &options).with_context(|| format!("cannot write {}", output.display()))?;
+                sculpt_ir::onnx::save(&m, &output, &options)
+                    .with_context(|| format!("cannot write {}", output.display()))?;
             }
             print_run_table(&run);
             if let Some(path) = report {
@@ -209,20 +240,39 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
             }
         }
-        Command::Run { model, inputs, output, dims } => {
+        Command::Run {
+            model,
+            inputs,
+            output,
+            dims,
+        } => {
             let m = load(&model)?;
             let ins = inputs_for(&m, inputs.as_deref(), &dims.into_iter().collect())?;
             let outs = run_model(&m, &ins)?;
             for o in &outs {
                 let vals = o.to_f64().unwrap_or_default();
                 let preview: Vec<String> = vals.iter().take(6).map(|v| format!("{v:.5}")).collect();
-                println!("{} {} {:?} [{}{}]", o.name, o.dtype, o.shape, preview.join(", "), if vals.len() > 6 { ", ..." } else { "" });
+                println!(
+                    "{} {} {:?} [{}{}]",
+                    o.name,
+                    o.dtype,
+                    o.shape,
+                    preview.join(", "),
+                    if vals.len() > 6 { ", ..." } else { "" }
+                );
             }
             if let Some(path) = output {
                 sculpt_runtime::write_npz(&path, &outs)?;
             }
         }
-        Command::Check { a, b, inputs, rtol, atol, json } => {
+        Command::Check {
+            a,
+            b,
+            inputs,
+            rtol,
+            atol,
+            json,
+        } => {
             let (ma, mb) = (load(&a)?, load(&b)?);
             let ins = inputs_for(&ma, inputs.as_deref(), &HashMap::new())?;
             let oa = run_model(&ma, &ins).with_context(|| format!("running {}", a.display()))?;
@@ -231,16 +281,37 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&cmp)?);
             } else {
-                println!("{:<32} {:>12} {:>12} {:>10} {:>10} {}", "output", "max abs err", "max rel err", "mismatch", "cosine", "ok");
+                println!(
+                    "{:<32} {:>12} {:>12} {:>10} {:>10} ok",
+                    "output", "max abs err", "max rel err", "mismatch", "cosine"
+                );
                 for o in &cmp.outputs {
-                    println!("{:<32} {:>12.3e} {:>12.3e} {:>10} {:>10.6} {}", o.name, o.max_abs_err, o.max_rel_err, o.mismatches, o.cosine, if o.ok { "yes" } else { o.problem.as_deref().unwrap_or("NO") });
+                    println!(
+                        "{:<32} {:>12.3e} {:>12.3e} {:>10} {:>10.6} {}",
+                        o.name,
+                        o.max_abs_err,
+                        o.max_rel_err,
+                        o.mismatches,
+                        o.cosine,
+                        if o.ok {
+                            "yes"
+                        } else {
+                            o.problem.as_deref().unwrap_or("NO")
+                        }
+                    );
                 }
             }
             if !cmp.ok {
                 bail!("outputs differ beyond rtol={rtol} atol={atol}");
             }
         }
-        Command::Bench { model, inputs, warmup, runs, json } => {
+        Command::Bench {
+            model,
+            inputs,
+            warmup,
+            runs,
+            json,
+        } => {
             let m = load(&model)?;
             let ins = inputs_for(&m, inputs.as_deref(), &HashMap::new())?;
             let session = Session::new(&m, &ins)?;
@@ -248,18 +319,33 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&lat)?);
             } else {
-                println!("runs {}  median {:.3} ms  min {:.3} ms  max {:.3} ms", lat.runs, lat.median_ms, lat.min_ms, lat.max_ms);
+                println!(
+                    "runs {}  median {:.3} ms  min {:.3} ms  max {:.3} ms",
+                    lat.runs, lat.median_ms, lat.min_ms, lat.max_ms
+                );
             }
         }
         Command::Print { model, full } => {
             let m = load(&model)?;
-            print!("{}", sculpt_ir::text::print(&m, &sculpt_ir::text::PrintOptions { full, ..Default::default() }));
+            print!(
+                "{}",
+                sculpt_ir::text::print(
+                    &m,
+                    &sculpt_ir::text::PrintOptions {
+                        full,
+                        ..Default::default()
+                    }
+                )
+            );
         }
         Command::Passes => {
             for p in registry::PASSES {
                 println!("{}  {}", p.name, p.summary);
                 for o in p.options {
-                    println!("    {}={} ({}, default {})  {}", o.name, o.kind, o.kind, o.default, o.help);
+                    println!(
+                        "    {}={} ({}, default {})  {}",
+                        o.name, o.kind, o.kind, o.default, o.help
+                    );
                 }
             }
         }
@@ -268,7 +354,10 @@ pub fn dispatch(cli: Cli) -> Result<()> {
 }
 
 fn print_run_table(run: &sculpt_passes::RunReport) {
-    eprintln!("{:<20} {:>9} {:>8} {:>8} {:>12} {:>14} {:>12}", "pass", "ms", "nodes", "Δnodes", "params", "FLOPs", "bytes");
+    eprintln!(
+        "{:<20} {:>9} {:>8} {:>8} {:>12} {:>14} {:>12}",
+        "pass", "ms", "nodes", "Δnodes", "params", "FLOPs", "bytes"
+    );
     for r in &run.passes {
         eprintln!(
             "{:<20} {:>9.2} {:>8} {:>8} {:>12} {:>14} {:>12}",
@@ -295,9 +384,15 @@ fn print_run_table(run: &sculpt_passes::RunReport) {
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     tmp.write_all(bytes)?;
-    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

@@ -32,8 +32,17 @@ pub struct Summary {
 
 fn type_text(ty: Option<&sculpt_ir::Type>) -> String {
     match ty {
-        Some(sculpt_ir::Type::Tensor { dtype, shape: Some(s) }) => {
-            format!("{dtype}[{}]", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
+        Some(sculpt_ir::Type::Tensor {
+            dtype,
+            shape: Some(s),
+        }) => {
+            format!(
+                "{dtype}[{}]",
+                s.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         }
         Some(sculpt_ir::Type::Tensor { dtype, shape: None }) => format!("{dtype}[*]"),
         Some(sculpt_ir::Type::Other(_)) => "non-tensor".into(),
@@ -69,8 +78,23 @@ pub fn summarize(model: &Model, file_bytes: u64) -> Summary {
     Summary {
         graph: g.name.clone(),
         ir_version: model.ir_version,
-        opsets: model.opset_imports.iter().map(|o| (if o.domain.is_empty() { "ai.onnx".into() } else { o.domain.clone() }, o.version)).collect(),
-        producer: format!("{} {}", model.producer_name, model.producer_version).trim().to_string(),
+        opsets: model
+            .opset_imports
+            .iter()
+            .map(|o| {
+                (
+                    if o.domain.is_empty() {
+                        "ai.onnx".into()
+                    } else {
+                        o.domain.clone()
+                    },
+                    o.version,
+                )
+            })
+            .collect(),
+        producer: format!("{} {}", model.producer_name, model.producer_version)
+            .trim()
+            .to_string(),
         inputs,
         outputs,
         nodes: g.node_count(),
@@ -97,7 +121,13 @@ fn human(n: u64) -> String {
 pub fn table(s: &Summary) -> String {
     let mut out = String::new();
     let opsets: Vec<String> = s.opsets.iter().map(|(d, v)| format!("{d} {v}")).collect();
-    out += &format!("graph      {}  (ir_version {}, opsets: {}, producer: {})\n", s.graph, s.ir_version, opsets.join(", "), s.producer);
+    out += &format!(
+        "graph      {}  (ir_version {}, opsets: {}, producer: {})\n",
+        s.graph,
+        s.ir_version,
+        opsets.join(", "),
+        s.producer
+    );
     for i in &s.inputs {
         out += &format!("input      {:<40} {}\n", i.name, i.ty);
     }
@@ -111,13 +141,22 @@ pub fn table(s: &Summary) -> String {
         human(s.weight_bytes),
         human(s.file_bytes),
         human(s.flops),
-        if s.nodes_with_unknown_cost > 0 { format!(" ({} nodes of unknown cost)", s.nodes_with_unknown_cost) } else { String::new() }
+        if s.nodes_with_unknown_cost > 0 {
+            format!(" ({} nodes of unknown cost)", s.nodes_with_unknown_cost)
+        } else {
+            String::new()
+        }
     );
     let mut ops: Vec<(&String, &usize)> = s.op_histogram.iter().collect();
     ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     out += &format!("{:<28} {:>6} {:>12}\n", "op", "count", "FLOPs");
     for (op, count) in ops {
-        out += &format!("{:<28} {:>6} {:>12}\n", op, count, human(*s.flops_by_op.get(op).unwrap_or(&0)));
+        out += &format!(
+            "{:<28} {:>6} {:>12}\n",
+            op,
+            count,
+            human(*s.flops_by_op.get(op).unwrap_or(&0))
+        );
     }
     out
 }

@@ -29,7 +29,10 @@ pub enum AttrValue {
     Types(Vec<proto::TypeProto>),
     /// Inside a function body: the value of the function's attribute `name`,
     /// of ONNX attribute type `ty`.
-    Ref { name: String, ty: i32 },
+    Ref {
+        name: String,
+        ty: i32,
+    },
 }
 
 impl Attribute {

@@ -121,7 +121,10 @@ impl Node {
     }
 
     pub fn attr(&self, name: &str) -> Option<&crate::AttrValue> {
-        self.attributes.iter().find(|a| a.name == name).map(|a| &a.value)
+        self.attributes
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| &a.value)
     }
 
     /// The node's name, or its op type where it has none.
@@ -189,7 +192,9 @@ impl Graph {
     }
 
     pub fn value_by_name(&self, name: &str) -> Option<ValueId> {
-        self.values().find(|(_, v)| v.name == name).map(|(id, _)| id)
+        self.values()
+            .find(|(_, v)| v.name == name)
+            .map(|(id, _)| id)
     }
 
     /// Live initializers in creation order.
@@ -402,7 +407,10 @@ impl Graph {
         for (_, node) in self.nodes() {
             for g in node.subgraphs() {
                 for name in g.captured_names() {
-                    if self.value_by_name(&name).is_none_or(|v| self.value(v).outer) {
+                    if self
+                        .value_by_name(&name)
+                        .is_none_or(|v| self.value(v).outer)
+                    {
                         names.push(name);
                     }
                 }

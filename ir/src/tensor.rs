@@ -80,9 +80,9 @@ impl Tensor {
 
     /// Checks that the stored data holds exactly as many elements as the dims say.
     pub fn check(&self, name: &str) -> Result<()> {
-        let count = self.element_count().ok_or_else(|| {
-            IrError::tensor(name, format!("invalid dims {:?}", self.dims))
-        })?;
+        let count = self
+            .element_count()
+            .ok_or_else(|| IrError::tensor(name, format!("invalid dims {:?}", self.dims)))?;
         let mismatch = |have: u64, unit: &str, want: u64| {
             IrError::tensor(
                 name,
@@ -106,7 +106,9 @@ impl Tensor {
             }
             TensorData::Strings(v) => check_len(v.len(), count, &mismatch)?,
             TensorData::Floats(v) => check_len(v.len(), self.typed_count(count, 1, 14), &mismatch)?,
-            TensorData::Doubles(v) => check_len(v.len(), self.typed_count(count, 11, 15), &mismatch)?,
+            TensorData::Doubles(v) => {
+                check_len(v.len(), self.typed_count(count, 11, 15), &mismatch)?
+            }
             TensorData::Int64s(v) => check_len(v.len(), count, &mismatch)?,
             TensorData::Uint64s(v) => check_len(v.len(), count, &mismatch)?,
             TensorData::Int32s(v) => {
@@ -141,7 +143,9 @@ impl Tensor {
                 DataType::U32 => v.iter().flat_map(|x| (*x as u32).to_le_bytes()).collect(),
                 _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             },
-            TensorData::Int32s(v) => int32_field_to_raw(self.dtype, v, self.element_count().unwrap_or(0))?,
+            TensorData::Int32s(v) => {
+                int32_field_to_raw(self.dtype, v, self.element_count().unwrap_or(0))?
+            }
             TensorData::Strings(_) => {
                 return Err(IrError::tensor("", "string tensors have no raw form"))
             }
@@ -159,10 +163,22 @@ impl Tensor {
         }
         let raw = self.raw_bytes()?;
         let out = match self.dtype {
-            DataType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
-            DataType::F64 => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-            DataType::F16 => raw.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
-            DataType::BF16 => raw.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect(),
+            DataType::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            DataType::F64 => raw
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            DataType::F16 => raw
+                .chunks_exact(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            DataType::BF16 => raw
+                .chunks_exact(2)
+                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+                .collect(),
             _ => self.to_i64_vec()?.into_iter().map(|v| v as f32).collect(),
         };
         Ok(out)
@@ -175,27 +191,44 @@ impl Tensor {
         }
         let raw = self.raw_bytes()?;
         let out = match self.dtype {
-            DataType::I64 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
-            DataType::U64 => raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
-            DataType::I32 => raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
-            DataType::U32 => raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
-            DataType::I16 => raw.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i64).collect(),
-            DataType::U16 => raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as i64).collect(),
+            DataType::I64 => raw
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            DataType::U64 => raw
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+            DataType::I32 => raw
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+            DataType::U32 => raw
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+            DataType::I16 => raw
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
+            DataType::U16 => raw
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
             DataType::I8 => raw.iter().map(|&b| b as i8 as i64).collect(),
             DataType::U8 | DataType::BOOL => raw.iter().map(|&b| b as i64).collect(),
             other => {
-                return Err(IrError::tensor("", format!("{other} is not an integer type")))
+                return Err(IrError::tensor(
+                    "",
+                    format!("{other} is not an integer type"),
+                ))
             }
         };
         Ok(out)
     }
 }
 
-fn check_len(
-    have: usize,
-    want: u64,
-    mismatch: &dyn Fn(u64, &str, u64) -> IrError,
-) -> Result<()> {
+fn check_len(have: usize, want: u64, mismatch: &dyn Fn(u64, &str, u64) -> IrError) -> Result<()> {
     if have as u64 == want {
         Ok(())
     } else {
@@ -204,8 +237,9 @@ fn check_len(
 }
 
 pub fn element_count(dims: &[i64]) -> Option<u64> {
-    dims.iter()
-        .try_fold(1u64, |acc, &d| u64::try_from(d).ok().and_then(|d| acc.checked_mul(d)))
+    dims.iter().try_fold(1u64, |acc, &d| {
+        u64::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+    })
 }
 
 /// `int32_data` holds 16-bit and narrower types widened to one entry each
@@ -216,7 +250,10 @@ fn int32_field_to_raw(dtype: DataType, values: &[i32], count: u64) -> Result<Vec
         .ok_or_else(|| IrError::tensor("", format!("{dtype} in int32_data")))?;
     Ok(match bits {
         32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        16 => values.iter().flat_map(|v| (*v as u16).to_le_bytes()).collect(),
+        16 => values
+            .iter()
+            .flat_map(|v| (*v as u16).to_le_bytes())
+            .collect(),
         8 => values.iter().map(|v| *v as u8).collect(),
         _ => {
             let want = dtype.packed_bytes(count).unwrap_or(0) as usize;

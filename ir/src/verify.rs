@@ -31,7 +31,12 @@ impl fmt::Display for VerifyError {
 /// All problems found, empty when the model is valid.
 pub fn verify_model(model: &Model) -> Vec<VerifyError> {
     let mut errors = Vec::new();
-    verify_graph(&model.graph, &format!("graph '{}'", model.graph.name), &[], &mut errors);
+    verify_graph(
+        &model.graph,
+        &format!("graph '{}'", model.graph.name),
+        &[],
+        &mut errors,
+    );
     for f in &model.functions {
         verify_graph(&f.body, &format!("function '{}'", f.name), &[], &mut errors);
     }
@@ -44,11 +49,20 @@ pub fn check(model: &Model) -> crate::Result<()> {
     match errors.len() {
         0 => Ok(()),
         1 => Err(crate::IrError::Invalid(errors[0].to_string())),
-        n => Err(crate::IrError::Invalid(format!("{} (and {} more problems)", errors[0], n - 1))),
+        n => Err(crate::IrError::Invalid(format!(
+            "{} (and {} more problems)",
+            errors[0],
+            n - 1
+        ))),
     }
 }
 
-fn verify_graph(g: &Graph, location: &str, outer: &[HashSet<String>], errors: &mut Vec<VerifyError>) {
+fn verify_graph(
+    g: &Graph,
+    location: &str,
+    outer: &[HashSet<String>],
+    errors: &mut Vec<VerifyError>,
+) {
     let mut report = |message: String| {
         errors.push(VerifyError {
             location: location.to_string(),
@@ -60,9 +74,14 @@ fn verify_graph(g: &Graph, location: &str, outer: &[HashSet<String>], errors: &m
     let mut names: HashMap<&str, ValueId> = HashMap::new();
     for (id, v) in g.values() {
         if let Some(other) = names.insert(&v.name, id) {
-            report(format!("value name '{}' is used by two values ({:?} and {:?})", v.name, other, id));
+            report(format!(
+                "value name '{}' is used by two values ({:?} and {:?})",
+                v.name, other, id
+            ));
         }
-        let defs = inputs.contains(&id) as u8 + v.producer.is_some() as u8 + v.outer as u8
+        let defs = inputs.contains(&id) as u8
+            + v.producer.is_some() as u8
+            + v.outer as u8
             + (v.init.is_some() && !inputs.contains(&id)) as u8;
         if defs == 0 {
             report(format!("value '{}' has no definition", v.name));
@@ -70,7 +89,10 @@ fn verify_graph(g: &Graph, location: &str, outer: &[HashSet<String>], errors: &m
             report(format!("value '{}' has {defs} definitions", v.name));
         }
         if v.outer && !outer.iter().any(|s| s.contains(&v.name)) {
-            report(format!("value '{}' is captured but no enclosing graph defines it", v.name));
+            report(format!(
+                "value '{}' is captured but no enclosing graph defines it",
+                v.name
+            ));
         }
         if let Some(Initializer::Dense(t)) = &v.init {
             if let Err(e) = t.check(&v.name) {
@@ -78,26 +100,39 @@ fn verify_graph(g: &Graph, location: &str, outer: &[HashSet<String>], errors: &m
             }
             if let Some(crate::Type::Tensor { dtype, .. }) = &v.ty {
                 if *dtype != t.dtype {
-                    report(format!("initializer '{}' is {} but its value type says {dtype}", v.name, t.dtype));
+                    report(format!(
+                        "initializer '{}' is {} but its value type says {dtype}",
+                        v.name, t.dtype
+                    ));
                 }
             }
         }
         if let Some((node, slot)) = v.producer {
             if !g.contains_node(node) || g.node(node).output(slot) != Some(id) {
-                report(format!("value '{}' names a producer that does not define it", v.name));
+                report(format!(
+                    "value '{}' names a producer that does not define it",
+                    v.name
+                ));
             }
         }
     }
     for &v in g.inputs.iter().chain(&g.outputs) {
         if !live(v) {
-            report(format!("graph input/output '{}' is not a live value", g.value(v).name));
+            report(format!(
+                "graph input/output '{}' is not a live value",
+                g.value(v).name
+            ));
         }
     }
     let mut expected_edges = HashSet::new();
     for (id, node) in g.nodes() {
         for v in node.inputs().iter().flatten() {
             if !live(*v) {
-                report(format!("node '{}' reads '{}', which was removed", node.display_name(), g.value(*v).name));
+                report(format!(
+                    "node '{}' reads '{}', which was removed",
+                    node.display_name(),
+                    g.value(*v).name
+                ));
             } else if let Some((p, _)) = g.value(*v).producer {
                 expected_edges.insert((p, id, *v));
             }
@@ -105,7 +140,10 @@ fn verify_graph(g: &Graph, location: &str, outer: &[HashSet<String>], errors: &m
         for (slot, v) in node.outputs().iter().enumerate() {
             if let Some(v) = v {
                 if g.value(*v).producer != Some((id, slot)) {
-                    report(format!("node '{}' output {slot} is not recorded as produced by it", node.display_name()));
+                    report(format!(
+                        "node '{}' output {slot} is not recorded as produced by it",
+                        node.display_name()
+                    ));
                 }
             }
         }
@@ -129,7 +167,11 @@ fn verify_graph(g: &Graph, location: &str, outer: &[HashSet<String>], errors: &m
     scope.push(g.values().map(|(_, v)| v.name.clone()).collect());
     for (_, node) in g.nodes() {
         for sub in node.subgraphs() {
-            let loc = format!("{location} > node '{}' body '{}'", node.display_name(), sub.name);
+            let loc = format!(
+                "{location} > node '{}' body '{}'",
+                node.display_name(),
+                sub.name
+            );
             verify_graph(sub, &loc, &scope, errors);
         }
     }

@@ -52,7 +52,11 @@ pub struct PassOutcome {
 pub trait Pass {
     /// The pipeline token, e.g. `cleanup`.
     fn name(&self) -> &'static str;
-    fn run(&mut self, model: &mut Model, cx: &mut manager::PassContext) -> Result<PassOutcome, IrError>;
+    fn run(
+        &mut self,
+        model: &mut Model,
+        cx: &mut manager::PassContext,
+    ) -> Result<PassOutcome, IrError>;
     /// Analyses this pass leaves valid (by [`analysis::Analysis::NAME`]);
     /// every other cached analysis is dropped after the pass changes the model.
     fn preserves(&self) -> &'static [&'static str] {

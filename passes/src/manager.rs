@@ -104,10 +104,12 @@ impl PassManager {
         for (name, mut pass) in passes {
             on_pass(&name);
             let t = Instant::now();
-            let outcome: PassOutcome = pass.run(model, &mut cx).map_err(|source| PassError::Failed {
-                pass: name.clone(),
-                source,
-            })?;
+            let outcome: PassOutcome =
+                pass.run(model, &mut cx)
+                    .map_err(|source| PassError::Failed {
+                        pass: name.clone(),
+                        source,
+                    })?;
             let millis = t.elapsed().as_secs_f64() * 1e3;
             if outcome.changed {
                 cx.invalidate_except(pass.preserves());
@@ -117,7 +119,11 @@ impl PassManager {
                 if !problems.is_empty() {
                     return Err(PassError::Verify {
                         pass: name,
-                        problems: problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "),
+                        problems: problems
+                            .iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; "),
                     });
                 }
             }

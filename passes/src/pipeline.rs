@@ -53,14 +53,18 @@ impl Options {
     pub fn f64(&self, key: &str, default: f64) -> Result<f64> {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| self.err(key, format!("'{v}' is not a number"))),
+            Some(v) => v
+                .parse()
+                .map_err(|_| self.err(key, format!("'{v}' is not a number"))),
         }
     }
 
     pub fn usize(&self, key: &str, default: usize) -> Result<usize> {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| self.err(key, format!("'{v}' is not a whole number"))),
+            Some(v) => v
+                .parse()
+                .map_err(|_| self.err(key, format!("'{v}' is not a whole number"))),
         }
     }
 
@@ -68,7 +72,18 @@ impl Options {
     pub fn reject_unknown(&self, known: &[&str]) -> Result<()> {
         for k in self.values.keys() {
             if !known.contains(&k.as_str()) {
-                return Err(self.err(k, format!("unknown option; '{}' takes: {}", self.pass, if known.is_empty() { "none".into() } else { known.join(", ") })));
+                return Err(self.err(
+                    k,
+                    format!(
+                        "unknown option; '{}' takes: {}",
+                        self.pass,
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
             }
         }
         Ok(())
@@ -108,7 +123,9 @@ impl Pipeline {
         let chars: Vec<char> = text.chars().collect();
         let mut i = 0;
         let mut steps = Vec::new();
-        let err = |i: usize, m: &str| PassError::Pipeline(format!("{m} at character {} of '{text}'", i + 1));
+        let err = |i: usize, m: &str| {
+            PassError::Pipeline(format!("{m} at character {} of '{text}'", i + 1))
+        };
         let skip_ws = |i: &mut usize| {
             while *i < chars.len() && chars[*i].is_whitespace() {
                 *i += 1;
@@ -162,12 +179,19 @@ impl Pipeline {
                     skip_ws(&mut i);
                     let value: String = if i < chars.len() && chars[i] == '"' {
                         let start = i + 1;
-                        let end = chars[start..].iter().position(|&c| c == '"').ok_or_else(|| err(i, "unterminated quoted value"))?;
+                        let end = chars[start..]
+                            .iter()
+                            .position(|&c| c == '"')
+                            .ok_or_else(|| err(i, "unterminated quoted value"))?;
                         i = start + end + 1;
                         chars[start..start + end].iter().collect()
                     } else {
                         let start = i;
-                        while i < chars.len() && !chars[i].is_whitespace() && chars[i] != '}' && chars[i] != ',' {
+                        while i < chars.len()
+                            && !chars[i].is_whitespace()
+                            && chars[i] != '}'
+                            && chars[i] != ','
+                        {
                             i += 1;
                         }
                         chars[start..i].iter().collect()
@@ -201,15 +225,18 @@ impl Pipeline {
     /// Reads a TOML pipeline: either `pipeline = "…"` or `[[pass]]` tables
     /// with `name`, optional `label` and an `options` table.
     pub fn from_toml(text: &str) -> Result<Pipeline> {
-        let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| PassError::Pipeline(format!("TOML: {}", e.message())))?;
+        let doc: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| PassError::Pipeline(format!("TOML: {}", e.message())))?;
         if let Some(p) = doc.get("pipeline") {
-            let s = p.as_str().ok_or_else(|| PassError::Pipeline("'pipeline' must be a string".into()))?;
+            let s = p
+                .as_str()
+                .ok_or_else(|| PassError::Pipeline("'pipeline' must be a string".into()))?;
             return Pipeline::parse(s);
         }
-        let passes = doc
-            .get("pass")
-            .and_then(|p| p.as_array())
-            .ok_or_else(|| PassError::Pipeline("TOML pipeline needs 'pipeline = \"…\"' or [[pass]] tables".into()))?;
+        let passes = doc.get("pass").and_then(|p| p.as_array()).ok_or_else(|| {
+            PassError::Pipeline("TOML pipeline needs 'pipeline = \"…\"' or [[pass]] tables".into())
+        })?;
         let mut steps = Vec::new();
         for p in passes {
             let name = p

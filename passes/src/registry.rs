@@ -22,10 +22,24 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
     name: "cleanup",
     summary: "dead-code and unused-initializer removal, topological sort, shape inference (exact)",
     options: &[
-        OptionInfo { name: "dce", kind: "bool", default: "true", help: "remove nodes and initializers nothing reads" },
-        OptionInfo { name: "infer", kind: "bool", default: "true", help: "infer value types and shapes" },
+        OptionInfo {
+            name: "dce",
+            kind: "bool",
+            default: "true",
+            help: "remove nodes and initializers nothing reads",
+        },
+        OptionInfo {
+            name: "infer",
+            kind: "bool",
+            default: "true",
+            help: "infer value types and shapes",
+        },
     ],
-    build: |o| Ok(Box::new(crate::transform::cleanup::Cleanup::from_options(o)?)),
+    build: |o| {
+        Ok(Box::new(crate::transform::cleanup::Cleanup::from_options(
+            o,
+        )?))
+    },
 }];
 
 pub fn lookup(name: &str) -> Option<&'static PassInfo> {

@@ -12,7 +12,10 @@ pub struct Tolerance {
 
 impl Default for Tolerance {
     fn default() -> Self {
-        Tolerance { rtol: 1e-4, atol: 1e-5 }
+        Tolerance {
+            rtol: 1e-4,
+            atol: 1e-5,
+        }
     }
 }
 
@@ -121,7 +124,11 @@ fn compare_one(x: &Array, y: &Array, tol: Tolerance) -> OutputReport {
             nb += q * q;
         }
     }
-    r.cosine = if na == 0.0 && nb == 0.0 { 1.0 } else { dot / (na.sqrt() * nb.sqrt()).max(f64::MIN_POSITIVE) };
+    r.cosine = if na == 0.0 && nb == 0.0 {
+        1.0
+    } else {
+        dot / (na.sqrt() * nb.sqrt()).max(f64::MIN_POSITIVE)
+    };
     r.ok = r.mismatches == 0;
     r
 }

@@ -72,21 +72,32 @@ fn check_memory(model: &Model, inputs: &[Array], limit: u64) -> Result<()> {
     let mut graph = model.graph.clone();
     for a in inputs {
         if let Some(v) = graph.value_by_name(&a.name) {
-            graph.value_mut(v).ty = Some(Type::tensor(a.dtype, &a.shape.iter().map(|&d| d as i64).collect::<Vec<_>>()));
+            graph.value_mut(v).ty = Some(Type::tensor(
+                a.dtype,
+                &a.shape.iter().map(|&d| d as i64).collect::<Vec<_>>(),
+            ));
         }
     }
     sculpt_ir::ops::infer::infer_graph(&mut graph)?;
     for (_, v) in graph.values() {
-        if let Some(ty) = &v.ty {
-            if let (Some(dims), Some(dt)) = (ty.static_dims(), ty.dtype()) {
-                let bytes = sculpt_ir::element_count(&dims).and_then(|n| dt.packed_bytes(n));
-                if bytes.is_none_or(|b| b > limit) {
-                    return Err(RuntimeError::Input {
-                        name: v.name.clone(),
-                        reason: format!("shape {dims:?} would need more than the {} GiB memory limit", limit >> 30),
-                    });
-                }
-            }
+        let Some(ty) = &v.ty else { continue };
+        let (Some(dims), Some(dt)) = (ty.static_dims(), ty.dtype()) else {
+            continue;
+        };
+        if dims.iter().any(|&d| d < 0) {
+            continue;
+        }
+        let bytes = sculpt_ir::element_count(&dims).and_then(|n| dt.packed_bytes(n));
+        if bytes.is_none_or(|b| b > limit) {
+            let node = v
+                .producer
+                .map(|(n, _)| graph.node(n).display_name().to_string());
+            return Err(RuntimeError::Memory {
+                value: v.name.clone(),
+                node: node.unwrap_or_else(|| "a graph input".into()),
+                shape: dims,
+                limit_gib: limit >> 30,
+            });
         }
     }
     Ok(())
@@ -99,7 +110,11 @@ fn without_intermediate_types(model: &Model) -> Model {
     let mut m = model.clone();
     let g = &mut m.graph;
     let keep: std::collections::HashSet<_> = g.inputs.iter().chain(&g.outputs).copied().collect();
-    let ids: Vec<_> = g.values().map(|(id, _)| id).filter(|id| !keep.contains(id)).collect();
+    let ids: Vec<_> = g
+        .values()
+        .map(|(id, _)| id)
+        .filter(|id| !keep.contains(id))
+        .collect();
     for id in ids {
         g.value_mut(id).ty = None;
     }
@@ -121,19 +136,27 @@ fn memory_limit() -> u64 {
 impl Session {
     /// Prepares `model` to run on inputs shaped like `inputs`.
     pub fn new(model: &Model, inputs: &[Array]) -> Result<Session> {
-        check_memory(model, inputs, memory_limit())?;
         let bytes = sculpt_ir::onnx::to_bytes(&without_intermediate_types(model));
+        Session::from_onnx_bytes(model, &bytes, inputs)
+    }
+
+    /// Like [`Session::new`], but hands tract the given serialized form of
+    /// `model` (e.g. the original file) instead of sculpt's export.
+    pub fn from_onnx_bytes(model: &Model, bytes: &[u8], inputs: &[Array]) -> Result<Session> {
+        check_memory(model, inputs, memory_limit())?;
         let mut inference = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
+            .model_for_read(&mut &*bytes)
             .map_err(tract_err("load"))?;
         let required = required_inputs(model);
         let by_name: HashMap<&str, &Array> = inputs.iter().map(|a| (a.name.as_str(), a)).collect();
         let input_names: Vec<String> = required.iter().map(|(n, _)| n.clone()).collect();
         for (i, name) in input_names.iter().enumerate() {
-            let a = by_name.get(name.as_str()).ok_or_else(|| RuntimeError::Input {
-                name: name.clone(),
-                reason: "no value given for this model input".into(),
-            })?;
+            let a = by_name
+                .get(name.as_str())
+                .ok_or_else(|| RuntimeError::Input {
+                    name: name.clone(),
+                    reason: "no value given for this model input".into(),
+                })?;
             let dt = datum(a.dtype).ok_or_else(|| RuntimeError::Input {
                 name: name.clone(),
                 reason: format!("element type {} is not supported", a.dtype),
@@ -148,7 +171,12 @@ impl Session {
         Ok(Session {
             plan,
             input_names,
-            output_names: model.graph.outputs.iter().map(|&v| model.graph.value(v).name.clone()).collect(),
+            output_names: model
+                .graph
+                .outputs
+                .iter()
+                .map(|&v| model.graph.value(v).name.clone())
+                .collect(),
         })
     }
 
@@ -156,13 +184,16 @@ impl Session {
         let by_name: HashMap<&str, &Array> = inputs.iter().map(|a| (a.name.as_str(), a)).collect();
         let mut values: TVec<TValue> = tvec![];
         for name in &self.input_names {
-            let a = by_name.get(name.as_str()).ok_or_else(|| RuntimeError::Input {
-                name: name.clone(),
-                reason: "no value given for this model input".into(),
-            })?;
+            let a = by_name
+                .get(name.as_str())
+                .ok_or_else(|| RuntimeError::Input {
+                    name: name.clone(),
+                    reason: "no value given for this model input".into(),
+                })?;
             let dt = datum(a.dtype).expect("checked when the session was built");
             // SAFETY: `a.data` holds `a.len()` elements of `dt` (checked when read).
-            let t = unsafe { Tensor::from_raw_dt(dt, &a.shape, &a.data) }.map_err(tract_err("read inputs for"))?;
+            let t = unsafe { Tensor::from_raw_dt(dt, &a.shape, &a.data) }
+                .map_err(tract_err("read inputs for"))?;
             values.push(t.into_tvalue());
         }
         let outputs = self.plan.run(values).map_err(tract_err("run"))?;
@@ -190,8 +221,15 @@ impl Session {
 /// Deterministic inputs for every required model input: symbolic dims are
 /// bound from `dims` (default 1), floats are uniform in [-1, 1), integers
 /// are 0 or 1, booleans alternate.
-pub fn generate_inputs(model: &Model, dims: &HashMap<String, usize>, seed: u64) -> Result<Vec<Array>> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+pub fn generate_inputs(
+    model: &Model,
+    dims: &HashMap<String, usize>,
+    seed: u64,
+) -> Result<Vec<Array>> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
     let mut next = move || {
         state ^= state << 13;
         state ^= state >> 7;
@@ -201,7 +239,11 @@ pub fn generate_inputs(model: &Model, dims: &HashMap<String, usize>, seed: u64) 
     required_inputs(model)
         .into_iter()
         .map(|(name, ty)| {
-            let Some(Type::Tensor { dtype, shape: Some(shape) }) = ty else {
+            let Some(Type::Tensor {
+                dtype,
+                shape: Some(shape),
+            }) = ty
+            else {
                 return Err(RuntimeError::Input {
                     name,
                     reason: "type or rank unknown; give inputs with --inputs".into(),
@@ -217,19 +259,36 @@ pub fn generate_inputs(model: &Model, dims: &HashMap<String, usize>, seed: u64) 
                 .collect();
             let n: usize = shape.iter().product();
             let data: Vec<u8> = match dtype {
-                DataType::F32 => (0..n).flat_map(|_| ((next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0).to_le_bytes()).collect(),
-                DataType::F64 => (0..n).flat_map(|_| ((next() >> 11) as f64 / (1u64 << 52) as f64 - 1.0).to_le_bytes()).collect(),
-                DataType::I64 => (0..n).flat_map(|_| ((next() & 1) as i64).to_le_bytes()).collect(),
-                DataType::I32 => (0..n).flat_map(|_| ((next() & 1) as i32).to_le_bytes()).collect(),
-                DataType::BOOL | DataType::U8 | DataType::I8 => (0..n).map(|i| (i % 2) as u8).collect(),
+                DataType::F32 => (0..n)
+                    .flat_map(|_| ((next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0).to_le_bytes())
+                    .collect(),
+                DataType::F64 => (0..n)
+                    .flat_map(|_| ((next() >> 11) as f64 / (1u64 << 52) as f64 - 1.0).to_le_bytes())
+                    .collect(),
+                DataType::I64 => (0..n)
+                    .flat_map(|_| ((next() & 1) as i64).to_le_bytes())
+                    .collect(),
+                DataType::I32 => (0..n)
+                    .flat_map(|_| ((next() & 1) as i32).to_le_bytes())
+                    .collect(),
+                DataType::BOOL | DataType::U8 | DataType::I8 => {
+                    (0..n).map(|i| (i % 2) as u8).collect()
+                }
                 other => {
                     return Err(RuntimeError::Input {
                         name,
-                        reason: format!("cannot generate {other} inputs; give inputs with --inputs"),
+                        reason: format!(
+                            "cannot generate {other} inputs; give inputs with --inputs"
+                        ),
                     })
                 }
             };
-            Ok(Array { name, dtype, shape, data })
+            Ok(Array {
+                name,
+                dtype,
+                shape,
+                data,
+            })
         })
         .collect()
 }

@@ -12,7 +12,7 @@ mod npz;
 pub use array::Array;
 pub use bench::{bench, Latency};
 pub use compare::{compare, Comparison, OutputReport, Tolerance};
-pub use exec::{generate_inputs, Session};
+pub use exec::{generate_inputs, required_inputs as exec_required_inputs, Session};
 pub use npz::{read_npz, write_npz};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +20,19 @@ pub enum RuntimeError {
     #[error("{0}")]
     Npz(String),
     #[error("tract could not {stage} the model: {message}")]
-    Tract { stage: &'static str, message: String },
+    Tract {
+        stage: &'static str,
+        message: String,
+    },
     #[error("input '{name}': {reason}")]
     Input { name: String, reason: String },
+    #[error("value '{value}' (from {node}) has shape {shape:?}, which would need more than the {limit_gib} GiB memory limit")]
+    Memory {
+        value: String,
+        node: String,
+        shape: Vec<i64>,
+        limit_gib: u64,
+    },
     #[error(transparent)]
     Ir(#[from] sculpt_ir::IrError),
 }

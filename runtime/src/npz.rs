@@ -27,14 +27,19 @@ fn npz_err(path: &Path, reason: impl std::fmt::Display) -> RuntimeError {
 
 pub fn read_npz(path: &Path) -> Result<Vec<Array>> {
     let file = std::fs::File::open(path).map_err(|e| npz_err(path, e))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| npz_err(path, format!("not an npz archive ({e})")))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .map_err(|e| npz_err(path, format!("not an npz archive ({e})")))?;
     let mut out = Vec::new();
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| npz_err(path, e))?;
         let name = entry.name().trim_end_matches(".npy").to_string();
         let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut bytes).map_err(|e| npz_err(path, e))?;
-        out.push(parse_npy(&name, &bytes).map_err(|e| npz_err(path, format!("array '{name}': {e}")))?);
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| npz_err(path, e))?;
+        out.push(
+            parse_npy(&name, &bytes).map_err(|e| npz_err(path, format!("array '{name}': {e}")))?,
+        );
     }
     Ok(out)
 }
@@ -50,7 +55,9 @@ fn parse_npy(name: &str, bytes: &[u8]) -> std::result::Result<Array, String> {
             (u32::from_le_bytes(b.try_into().unwrap()) as usize, 12)
         }
     };
-    let header = bytes.get(start..start + header_len).ok_or("truncated header")?;
+    let header = bytes
+        .get(start..start + header_len)
+        .ok_or("truncated header")?;
     let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
     let field = |key: &str| -> Option<&str> {
         let at = header.find(&format!("'{key}'"))? + key.len() + 2;
@@ -58,7 +65,11 @@ fn parse_npy(name: &str, bytes: &[u8]) -> std::result::Result<Array, String> {
         Some(rest)
     };
     let descr = field("descr").ok_or("no descr")?;
-    let descr = descr.trim_start_matches('\'').split('\'').next().unwrap_or("");
+    let descr = descr
+        .trim_start_matches('\'')
+        .split('\'')
+        .next()
+        .unwrap_or("");
     if descr.starts_with('>') {
         return Err(format!("big-endian data ({descr}) is not supported"));
     }
@@ -72,20 +83,33 @@ fn parse_npy(name: &str, bytes: &[u8]) -> std::result::Result<Array, String> {
         return Err("Fortran-ordered arrays are not supported".into());
     }
     let shape_text = field("shape").ok_or("no shape")?;
-    let inner = shape_text.trim_start_matches('(').split(')').next().unwrap_or("");
+    let inner = shape_text
+        .trim_start_matches('(')
+        .split(')')
+        .next()
+        .unwrap_or("");
     let shape = inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape '{shape_text}'")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad shape '{shape_text}'"))
+        })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let data = &bytes[start + header_len..];
     let want = shape
         .iter()
-        .try_fold(dtype.bit_width().unwrap_or(8) / 8, |acc, &d| acc.checked_mul(d))
+        .try_fold(dtype.bit_width().unwrap_or(8) / 8, |acc, &d| {
+            acc.checked_mul(d)
+        })
         .ok_or("shape overflows")?;
     if data.len() != want {
-        return Err(format!("holds {} bytes, shape {:?} needs {want}", data.len(), shape));
+        return Err(format!(
+            "holds {} bytes, shape {:?} needs {want}",
+            data.len(),
+            shape
+        ));
     }
     Ok(Array {
         name: name.to_string(),
@@ -100,12 +124,24 @@ fn npy_bytes(a: &Array) -> std::result::Result<Vec<u8>, String> {
         .iter()
         .find(|(_, t)| *t == a.dtype)
         .ok_or_else(|| format!("cannot write element type {} to npy", a.dtype))?;
-    let prefix = if matches!(*code, "i1" | "u1" | "b1") { "|" } else { "<" };
+    let prefix = if matches!(*code, "i1" | "u1" | "b1") {
+        "|"
+    } else {
+        "<"
+    };
     let shape = match a.shape.len() {
         1 => format!("({},)", a.shape[0]),
-        _ => format!("({})", a.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            a.shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
-    let mut header = format!("{{'descr': '{prefix}{code}', 'fortran_order': False, 'shape': {shape}, }}");
+    let mut header =
+        format!("{{'descr': '{prefix}{code}', 'fortran_order': False, 'shape': {shape}, }}");
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat(total.next_multiple_of(64) - total));
     header.push('\n');
@@ -118,7 +154,10 @@ fn npy_bytes(a: &Array) -> std::result::Result<Vec<u8>, String> {
 
 /// Writes arrays to `path` atomically (temp file, then rename).
 pub fn write_npz(path: &Path, arrays: &[Array]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| npz_err(path, e))?;
     {
         let mut zip = zip::ZipWriter::new(tmp.as_file());
@@ -126,7 +165,8 @@ pub fn write_npz(path: &Path, arrays: &[Array]) -> Result<()> {
             .compression_method(zip::CompressionMethod::Stored)
             .large_file(true);
         for a in arrays {
-            zip.start_file(format!("{}.npy", a.name), opts).map_err(|e| npz_err(path, e))?;
+            zip.start_file(format!("{}.npy", a.name), opts)
+                .map_err(|e| npz_err(path, e))?;
             let bytes = npy_bytes(a).map_err(|e| npz_err(path, e))?;
             zip.write_all(&bytes).map_err(|e| npz_err(path, e))?;
         }

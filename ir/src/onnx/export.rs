@@ -269,12 +269,24 @@ fn function_to_proto(f: &Function) -> proto::FunctionProto {
     p.name = Some(f.name.clone());
     p.domain = Some(f.domain.clone());
     p.overload = non_empty(&f.overload);
-    p.input = body.input.iter().map(|i| i.name.clone().unwrap_or_default()).collect();
-    p.output = body.output.iter().map(|i| i.name.clone().unwrap_or_default()).collect();
+    p.input = body
+        .input
+        .iter()
+        .map(|i| i.name.clone().unwrap_or_default())
+        .collect();
+    p.output = body
+        .output
+        .iter()
+        .map(|i| i.name.clone().unwrap_or_default())
+        .collect();
     p.node = body.node;
     p.value_info = body.value_info;
     p.attribute = f.attribute_names.clone();
-    p.attribute_proto = f.attribute_defaults.iter().map(attribute_to_proto).collect();
+    p.attribute_proto = f
+        .attribute_defaults
+        .iter()
+        .map(attribute_to_proto)
+        .collect();
     p.opset_import = opsets(&f.opset_imports);
     p.doc_string = non_empty(&f.doc_string);
     p
@@ -327,7 +339,10 @@ pub fn save(model: &Model, path: &Path, options: &SaveOptions) -> Result<u64> {
         ExternalPolicy::Always {
             location,
             threshold,
-        } => (Some(location.clone().unwrap_or(format!("{file_name}.data"))), *threshold),
+        } => (
+            Some(location.clone().unwrap_or(format!("{file_name}.data"))),
+            *threshold,
+        ),
         ExternalPolicy::Auto => {
             let len = proto.encoded_len() as u64;
             if len > PROTOBUF_LIMIT {
@@ -347,7 +362,9 @@ pub fn save(model: &Model, path: &Path, options: &SaveOptions) -> Result<u64> {
         })?;
         total += written;
         pending.push((tmp, data_path));
-    } else if options.external == ExternalPolicy::Never && proto.encoded_len() as u64 > PROTOBUF_LIMIT {
+    } else if options.external == ExternalPolicy::Never
+        && proto.encoded_len() as u64 > PROTOBUF_LIMIT
+    {
         return Err(IrError::TooLarge {
             bytes: proto.encoded_len() as u64,
         });

@@ -33,11 +33,19 @@ impl ExternalData {
             tensor: tensor.to_string(),
             reason,
         };
-        let get = |key: &str| entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let get = |key: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
         let location = get("location").ok_or_else(|| err("has no location".into()))?;
         let parse = |key: &str| -> Result<Option<u64>> {
             get(key)
-                .map(|v| v.parse::<u64>().map_err(|_| err(format!("{key} '{v}' is not a number"))))
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|_| err(format!("{key} '{v}' is not a number")))
+                })
                 .transpose()
         };
         let offset = parse("offset")?.unwrap_or(0);

@@ -25,7 +25,10 @@ pub fn load(path: &Path) -> Result<Model> {
     let file = std::fs::File::open(path).map_err(read_err)?;
     let meta = file.metadata().map_err(read_err)?;
     if meta.is_dir() {
-        return Err(IrError::Invalid(format!("{} is a directory, not a model", path.display())));
+        return Err(IrError::Invalid(format!(
+            "{} is a directory, not a model",
+            path.display()
+        )));
     }
     if meta.len() == 0 {
         return Err(IrError::Empty {
@@ -63,8 +66,12 @@ fn sniff_foreign_format(bytes: &[u8]) -> Result<()> {
         (b"TFL3", "a TensorFlow Lite model"),
     ];
     for (magic, what) in kinds {
-        if bytes.starts_with(magic) || bytes.get(4..8) == Some(*magic) && *what == "a TensorFlow Lite model" {
-            return Err(IrError::Invalid(format!("not an ONNX model: this is {what}")));
+        if bytes.starts_with(magic)
+            || bytes.get(4..8) == Some(*magic) && *what == "a TensorFlow Lite model"
+        {
+            return Err(IrError::Invalid(format!(
+                "not an ONNX model: this is {what}"
+            )));
         }
     }
     Ok(())
@@ -159,11 +166,20 @@ pub(crate) fn import_type(mut tp: proto::TypeProto) -> Type {
     Type::Other(tp)
 }
 
-pub(crate) fn import_tensor(mut t: proto::TensorProto, external: &mut ExternalData) -> Result<(String, Tensor)> {
+/// One `TensorProto` as an IR tensor and its name (external data refused).
+pub fn tensor_from_proto(t: proto::TensorProto) -> Result<(String, Tensor)> {
+    import_tensor(t, &mut ExternalData::new(None))
+}
+
+pub(crate) fn import_tensor(
+    mut t: proto::TensorProto,
+    external: &mut ExternalData,
+) -> Result<(String, Tensor)> {
     let name = t.name.take().unwrap_or_default();
     let dtype = DataType(t.data_type.take().unwrap_or(0));
     let dims = std::mem::take(&mut t.dims);
-    let is_external = t.data_location.take() == Some(proto::tensor_proto::DataLocation::External as i32);
+    let is_external =
+        t.data_location.take() == Some(proto::tensor_proto::DataLocation::External as i32);
     let data = if is_external {
         let entries = string_pairs(std::mem::take(&mut t.external_data));
         TensorData::Raw(external.read(&name, &entries)?)
@@ -209,48 +225,35 @@ impl Importer {
         let mut graph = Graph::new(g.name.take().unwrap_or_default());
         graph.doc_string = g.doc_string.take().unwrap_or_default();
         let mut names: HashMap<String, (ValueId, String)> = HashMap::new();
-        let mut define = |graph: &mut Graph, name: String, what: String| -> Result<ValueId> {
-            if let Some((_, first)) = names.get(&name) {
-                return Err(IrError::Duplicate {
-                    value: name,
-                    first: first.clone(),
-                    second: what,
-                });
-            }
-            let id = graph.add_value(Value::new(name.clone()));
-            names.insert(name, (id, what));
-            Ok(id)
-        };
-
+        // Initializers first, so that export keeps their order even where
+        // (IR < 4) some of them double as graph inputs with defaults.
+        for t in std::mem::take(&mut g.initializer) {
+            let (name, tensor) = import_tensor(t, &mut self.external)?;
+            let id = define(&mut graph, &mut names, name, "an initializer".into())?;
+            graph.value_mut(id).init = Some(Initializer::Dense(tensor));
+        }
+        for mut s in std::mem::take(&mut g.sparse_initializer) {
+            let name = s
+                .values
+                .as_mut()
+                .and_then(|v| v.name.take())
+                .unwrap_or_default();
+            let id = define(&mut graph, &mut names, name, "an initializer".into())?;
+            graph.value_mut(id).init = Some(Initializer::Sparse(Box::new(s)));
+        }
+        let mut is_input = std::collections::HashSet::new();
         for info in std::mem::take(&mut g.input) {
             let (name, ty, extra) = split_info(info);
-            let id = define(&mut graph, name, "a graph input".into())?;
+            let existing = names.get(&name).map(|(id, _)| *id);
+            let id = match existing {
+                Some(id) if graph.value(id).init.is_some() && !is_input.contains(&id) => id,
+                _ => define(&mut graph, &mut names, name, "a graph input".into())?,
+            };
+            is_input.insert(id);
             let v = graph.value_mut(id);
             v.ty = ty;
             v.info_extra = extra;
             graph.inputs.push(id);
-        }
-        let input_names: HashMap<String, ValueId> = graph
-            .inputs
-            .iter()
-            .map(|&id| (graph.value(id).name.clone(), id))
-            .collect();
-        let mut bind_initializer = |graph: &mut Graph, name: String, init: Initializer| -> Result<()> {
-            let id = match input_names.get(&name) {
-                // IR < 4: initializers double as graph inputs with defaults.
-                Some(&id) if graph.value(id).init.is_none() => id,
-                _ => define(graph, name, "an initializer".into())?,
-            };
-            graph.value_mut(id).init = Some(init);
-            Ok(())
-        };
-        for t in std::mem::take(&mut g.initializer) {
-            let (name, tensor) = import_tensor(t, &mut self.external)?;
-            bind_initializer(&mut graph, name, Initializer::Dense(tensor))?;
-        }
-        for mut s in std::mem::take(&mut g.sparse_initializer) {
-            let name = s.values.as_mut().and_then(|v| v.name.take()).unwrap_or_default();
-            bind_initializer(&mut graph, name, Initializer::Sparse(Box::new(s)))?;
         }
 
         let nodes = std::mem::take(&mut g.node);
@@ -264,7 +267,13 @@ impl Importer {
                     if o.is_empty() {
                         Ok(None)
                     } else {
-                        define(&mut graph, o.clone(), format!("output of node '{label}'")).map(Some)
+                        define(
+                            &mut graph,
+                            &mut names,
+                            o.clone(),
+                            format!("output of node '{label}'"),
+                        )
+                        .map(Some)
                     }
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -359,7 +368,11 @@ impl Importer {
         Ok(node)
     }
 
-    fn attribute(&mut self, mut a: proto::AttributeProto, scopes: &mut Scopes) -> Result<Attribute> {
+    fn attribute(
+        &mut self,
+        mut a: proto::AttributeProto,
+        scopes: &mut Scopes,
+    ) -> Result<Attribute> {
         use super::attr_type as t;
         let name = a.name.take().unwrap_or_default();
         let doc_string = a.doc_string.take().unwrap_or_default();
@@ -382,7 +395,8 @@ impl Importer {
                     AttrValue::Graph(Box::new(self.graph(g, scopes)?))
                 }
                 t::SPARSE_TENSOR => AttrValue::SparseTensor(Box::new(
-                    a.sparse_tensor.ok_or_else(|| missing(&name, "sparse tensor"))?,
+                    a.sparse_tensor
+                        .ok_or_else(|| missing(&name, "sparse tensor"))?,
                 )),
                 t::TYPE_PROTO => {
                     AttrValue::Type(Box::new(a.tp.ok_or_else(|| missing(&name, "type"))?))
@@ -469,7 +483,9 @@ fn keep_tensor_name(tensor: &mut Tensor, name: String) {
 }
 
 fn missing(attr: &str, what: &str) -> IrError {
-    IrError::Invalid(format!("attribute '{attr}' declares a {what} but holds none"))
+    IrError::Invalid(format!(
+        "attribute '{attr}' declares a {what} but holds none"
+    ))
 }
 
 fn node_label(n: &proto::NodeProto, index: usize) -> String {
@@ -477,6 +493,25 @@ fn node_label(n: &proto::NodeProto, index: usize) -> String {
         Some(name) if !name.is_empty() => name.to_string(),
         _ => format!("#{index} {}", n.op_type.as_deref().unwrap_or("?")),
     }
+}
+
+/// Creates the value `name`, refusing a second definition of a name.
+fn define(
+    graph: &mut Graph,
+    names: &mut HashMap<String, (ValueId, String)>,
+    name: String,
+    what: String,
+) -> Result<ValueId> {
+    if let Some((_, first)) = names.get(&name) {
+        return Err(IrError::Duplicate {
+            value: name,
+            first: first.clone(),
+            second: what,
+        });
+    }
+    let id = graph.add_value(Value::new(name.clone()));
+    names.insert(name, (id, what));
+    Ok(id)
 }
 
 /// The value `name` refers to: one of this graph's, or a capture of an

@@ -12,8 +12,10 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
 
-/// The IR version this build writes for new models (onnx 1.23: 14).
-pub const IR_VERSION: i64 = 14;
+/// The IR version given to models built from scratch (or parsed from text
+/// without one): IR 10 (onnx 1.16), which current runtimes all read.
+/// Imported models keep their own.
+pub const IR_VERSION: i64 = 10;
 /// Default-domain opset for models built from scratch.
 pub const DEFAULT_OPSET: i64 = 21;
 

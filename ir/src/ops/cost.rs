@@ -22,7 +22,11 @@ pub fn node_flops(graph: &Graph, id: NodeId) -> Option<u64> {
     match op {
         "Conv" | "ConvTranspose" | "ConvInteger" => {
             let w = static_dims(graph, node.input(1))?;
-            let group = node.attr("group").and_then(AttrValue::as_int).unwrap_or(1).max(1) as u64;
+            let group = node
+                .attr("group")
+                .and_then(AttrValue::as_int)
+                .unwrap_or(1)
+                .max(1) as u64;
             let bias = node.input(2).is_some() as u64;
             if op == "ConvTranspose" {
                 let x = static_dims(graph, node.input(0))?;

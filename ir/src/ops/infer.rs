@@ -19,7 +19,9 @@ pub fn infer_graph(graph: &mut Graph) -> crate::Result<usize> {
         }
         let outputs: Vec<Option<ValueId>> = graph.node(id).outputs().to_vec();
         for (v, ty) in outputs.into_iter().zip(inferred) {
-            let (Some(v), Some(ty)) = (v, ty) else { continue };
+            let (Some(v), Some(ty)) = (v, ty) else {
+                continue;
+            };
             let value = graph.value_mut(v);
             if is_better(&ty, value.ty.as_ref()) {
                 value.ty = Some(ty);
@@ -32,7 +34,10 @@ pub fn infer_graph(graph: &mut Graph) -> crate::Result<usize> {
 
 /// A new type is better when the old one is missing or less specific.
 fn is_better(new: &Type, old: Option<&Type>) -> bool {
-    let rank_known = |t: &Type| t.shape().map(|s| s.iter().filter(|d| matches!(d, Dim::Known(_))).count());
+    let rank_known = |t: &Type| {
+        t.shape()
+            .map(|s| s.iter().filter(|d| matches!(d, Dim::Known(_))).count())
+    };
     match old {
         None => true,
         Some(Type::Other(_)) => false,
@@ -75,7 +80,18 @@ pub fn constant(graph: &Graph, v: ValueId) -> Option<&Tensor> {
 
 fn const_ints(graph: &Graph, v: Option<ValueId>) -> Option<Vec<i64>> {
     let t = constant(graph, v?)?;
-    if !matches!(t.dtype, DataType::I64 | DataType::I32 | DataType::I16 | DataType::I8 | DataType::U8 | DataType::U16 | DataType::U32 | DataType::U64 | DataType::BOOL) {
+    if !matches!(
+        t.dtype,
+        DataType::I64
+            | DataType::I32
+            | DataType::I16
+            | DataType::I8
+            | DataType::U8
+            | DataType::U16
+            | DataType::U32
+            | DataType::U64
+            | DataType::BOOL
+    ) {
         return None;
     }
     t.to_i64_vec().ok()
@@ -90,7 +106,12 @@ const KNOWN_LIMIT: usize = 64;
 
 /// Evaluates integer shape arithmetic for one node when its inputs are
 /// known: the value of its first output, if small.
-fn eval_shape_op(graph: &Graph, id: NodeId, known: &KnownInts, inferred: &[Option<Type>]) -> Option<(ValueId, Vec<i64>)> {
+fn eval_shape_op(
+    graph: &Graph,
+    id: NodeId,
+    known: &KnownInts,
+    inferred: &[Option<Type>],
+) -> Option<(ValueId, Vec<i64>)> {
     let node = graph.node(id);
     let out = node.output(0)?;
     let c = Ctx { graph, node, known };
@@ -114,7 +135,10 @@ fn eval_shape_op(graph: &Graph, id: NodeId, known: &KnownInts, inferred: &[Optio
             }
             c.ints(0)?
         }
-        "Concat" => (0..node.inputs().len()).map(|i| c.ints(i)).collect::<Option<Vec<_>>>()?.concat(),
+        "Concat" => (0..node.inputs().len())
+            .map(|i| c.ints(i))
+            .collect::<Option<Vec<_>>>()?
+            .concat(),
         "Gather" => {
             let data = c.ints(0)?;
             if c.shape(0)?.len() != 1 {
@@ -123,7 +147,10 @@ fn eval_shape_op(graph: &Graph, id: NodeId, known: &KnownInts, inferred: &[Optio
             let n = data.len() as i64;
             c.ints(1)?
                 .iter()
-                .map(|&i| data.get(usize::try_from(if i < 0 { i + n } else { i }).ok()?).copied())
+                .map(|&i| {
+                    data.get(usize::try_from(if i < 0 { i + n } else { i }).ok()?)
+                        .copied()
+                })
                 .collect::<Option<_>>()?
         }
         "Slice" => {
@@ -168,7 +195,15 @@ fn eval_shape_op(graph: &Graph, id: NodeId, known: &KnownInts, inferred: &[Optio
             let (cond, a, b) = (c.ints(0)?, c.ints(1)?, c.ints(2)?);
             let n = cond.len().max(a.len()).max(b.len());
             let at = |v: &Vec<i64>, i: usize| v.get(i.min(v.len().saturating_sub(1))).copied();
-            (0..n).map(|i| Some(if at(&cond, i)? != 0 { at(&a, i)? } else { at(&b, i)? })).collect::<Option<_>>()?
+            (0..n)
+                .map(|i| {
+                    Some(if at(&cond, i)? != 0 {
+                        at(&a, i)?
+                    } else {
+                        at(&b, i)?
+                    })
+                })
+                .collect::<Option<_>>()?
         }
         "ConstantOfShape" => {
             let dims = c.ints(0)?;
@@ -185,12 +220,17 @@ fn eval_shape_op(graph: &Graph, id: NodeId, known: &KnownInts, inferred: &[Optio
         }
         _ => return None,
     };
-    let is_int = inferred.first().and_then(|t| t.as_ref()?.dtype()).is_none_or(|d| !d.is_float());
+    let is_int = inferred
+        .first()
+        .and_then(|t| t.as_ref()?.dtype())
+        .is_none_or(|d| !d.is_float());
     (vals.len() <= KNOWN_LIMIT && is_int).then_some((out, vals))
 }
 
 fn attr_ints(node: &Node, name: &str) -> Option<Vec<i64>> {
-    node.attr(name).and_then(AttrValue::as_ints).map(<[i64]>::to_vec)
+    node.attr(name)
+        .and_then(AttrValue::as_ints)
+        .map(<[i64]>::to_vec)
 }
 
 fn attr_int(node: &Node, name: &str) -> Option<i64> {
@@ -220,7 +260,10 @@ impl Ctx<'_> {
 }
 
 fn tensor(dtype: DataType, shape: Vec<Dim>) -> Option<Type> {
-    Some(Type::Tensor { dtype, shape: Some(shape) })
+    Some(Type::Tensor {
+        dtype,
+        shape: Some(shape),
+    })
 }
 
 fn rank_only(dtype: DataType) -> Option<Type> {
@@ -240,7 +283,9 @@ pub fn broadcast(shapes: &[Vec<Dim>]) -> Option<Vec<Dim>> {
     for i in 0..rank {
         let mut dim = Dim::Known(1);
         for s in shapes {
-            let Some(d) = (i + s.len()).checked_sub(rank).map(|j| &s[j]) else { continue };
+            let Some(d) = (i + s.len()).checked_sub(rank).map(|j| &s[j]) else {
+                continue;
+            };
             dim = match (&dim, d) {
                 (_, Dim::Known(1)) => dim,
                 (Dim::Known(1), d) => d.clone(),
@@ -259,8 +304,14 @@ pub fn broadcast(shapes: &[Vec<Dim>]) -> Option<Vec<Dim>> {
 /// Product of dims; a single symbol times known dims that multiply to 1
 /// stays that symbol.
 fn mul_dims(dims: &[Dim]) -> Dim {
-    let symbols: Vec<&Dim> = dims.iter().filter(|d| !matches!(d, Dim::Known(_))).collect();
-    let known = dims.iter().filter_map(Dim::known).try_fold(1i64, |acc, v| acc.checked_mul(v));
+    let symbols: Vec<&Dim> = dims
+        .iter()
+        .filter(|d| !matches!(d, Dim::Known(_)))
+        .collect();
+    let known = dims
+        .iter()
+        .filter_map(Dim::known)
+        .try_fold(1i64, |acc, v| acc.checked_mul(v));
     match (symbols.as_slice(), known) {
         ([], Some(k)) => Dim::Known(k),
         ([s @ Dim::Symbol(_)], Some(1)) => (*s).clone(),
@@ -272,7 +323,10 @@ fn mul_dims(dims: &[Dim]) -> Dim {
 /// re-infers, so that costs can be counted per `size` samples.
 pub fn bind_input_dims(graph: &mut Graph, size: i64) -> crate::Result<usize> {
     for v in graph.inputs.clone() {
-        if let Some(Type::Tensor { shape: Some(dims), .. }) = &mut graph.value_mut(v).ty {
+        if let Some(Type::Tensor {
+            shape: Some(dims), ..
+        }) = &mut graph.value_mut(v).ty
+        {
             for d in dims.iter_mut() {
                 if !matches!(d, Dim::Known(v) if *v >= 0) {
                     *d = Dim::Known(size);
@@ -292,7 +346,11 @@ fn window_out(input: &Dim, kernel: i64, stride: i64, dilation: i64, pad: i64, ce
             if span < 0 {
                 return Dim::Unknown;
             }
-            let q = if ceil { (span + stride - 1) / stride } else { span / stride };
+            let q = if ceil {
+                (span + stride - 1) / stride
+            } else {
+                span / stride
+            };
             Dim::Known(q + 1)
         }
         _ => Dim::Unknown,
@@ -307,7 +365,11 @@ fn sliding_window(c: &Ctx, x: &[Dim], kernel: &[i64], channels_out: Dim) -> Opti
     let strides = attr_ints(c.node, "strides").unwrap_or(vec![1; spatial]);
     let dilations = attr_ints(c.node, "dilations").unwrap_or(vec![1; spatial]);
     let ceil = attr_int(c.node, "ceil_mode").unwrap_or(0) == 1;
-    let auto_pad = c.node.attr("auto_pad").and_then(AttrValue::as_str).unwrap_or("NOTSET");
+    let auto_pad = c
+        .node
+        .attr("auto_pad")
+        .and_then(AttrValue::as_str)
+        .unwrap_or("NOTSET");
     let pads = attr_ints(c.node, "pads").unwrap_or(vec![0; 2 * spatial]);
     if pads.len() != 2 * spatial || strides.len() != spatial || dilations.len() != spatial {
         return None;
@@ -320,7 +382,14 @@ fn sliding_window(c: &Ctx, x: &[Dim], kernel: &[i64], channels_out: Dim) -> Opti
                 _ => Dim::Unknown,
             },
             "VALID" => window_out(&x[i + 2], kernel[i], strides[i], dilations[i], 0, ceil),
-            _ => window_out(&x[i + 2], kernel[i], strides[i], dilations[i], pads[i] + pads[i + spatial], ceil),
+            _ => window_out(
+                &x[i + 2],
+                kernel[i],
+                strides[i],
+                dilations[i],
+                pads[i] + pads[i + spatial],
+                ceil,
+            ),
         };
         out.push(d);
     }
@@ -328,16 +397,71 @@ fn sliding_window(c: &Ctx, x: &[Dim], kernel: &[i64], channels_out: Dim) -> Opti
 }
 
 const UNARY: &[&str] = &[
-    "Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs", "Erf", "Gelu", "HardSwish",
-    "HardSigmoid", "LeakyRelu", "Elu", "Selu", "Celu", "Softplus", "Softsign", "Clip", "Softmax",
-    "LogSoftmax", "Identity", "Floor", "Ceil", "Round", "Reciprocal", "Sin", "Cos", "Sign",
-    "BatchNormalization", "InstanceNormalization", "LayerNormalization", "LpNormalization",
-    "LRN", "PRelu", "Mish", "ThresholdedRelu", "Shrink", "Hardmax", "CumSum", "Trilu", "Dropout",
-    "SimplifiedLayerNormalization", "SkipLayerNormalization", "FastGelu", "BiasGelu",
-    "QuantizeLinear", "DequantizeLinear", "GroupNormalization", "Swish", "Silu",
+    "Relu",
+    "Sigmoid",
+    "Tanh",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Neg",
+    "Abs",
+    "Erf",
+    "Gelu",
+    "HardSwish",
+    "HardSigmoid",
+    "LeakyRelu",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Softplus",
+    "Softsign",
+    "Clip",
+    "Softmax",
+    "LogSoftmax",
+    "Identity",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Reciprocal",
+    "Sin",
+    "Cos",
+    "Sign",
+    "BatchNormalization",
+    "InstanceNormalization",
+    "LayerNormalization",
+    "LpNormalization",
+    "LRN",
+    "PRelu",
+    "Mish",
+    "ThresholdedRelu",
+    "Shrink",
+    "Hardmax",
+    "CumSum",
+    "Trilu",
+    "Dropout",
+    "SimplifiedLayerNormalization",
+    "SkipLayerNormalization",
+    "FastGelu",
+    "BiasGelu",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "GroupNormalization",
+    "Swish",
+    "Silu",
 ];
-const BINARY: &[&str] = &["Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Mod", "BitShift"];
-const COMPARE: &[&str] = &["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor"];
+const BINARY: &[&str] = &[
+    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Mod", "BitShift",
+];
+const COMPARE: &[&str] = &[
+    "Equal",
+    "Less",
+    "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "And",
+    "Or",
+    "Xor",
+];
 
 /// Output types of one node (one entry per output; `None` = unknown).
 pub fn infer_node(graph: &Graph, id: NodeId) -> Vec<Option<Type>> {
@@ -348,7 +472,12 @@ fn infer_node_with(graph: &Graph, id: NodeId, known: &KnownInts) -> Vec<Option<T
     let node = graph.node(id);
     let n_out = node.outputs().len();
     let mut out = vec![None; n_out];
-    if !node.is_onnx() && !matches!(node.op_type.as_str(), "FastGelu" | "BiasGelu" | "SkipLayerNormalization" | "SimplifiedLayerNormalization") {
+    if !node.is_onnx()
+        && !matches!(
+            node.op_type.as_str(),
+            "FastGelu" | "BiasGelu" | "SkipLayerNormalization" | "SimplifiedLayerNormalization"
+        )
+    {
         return out;
     }
     let c = Ctx { graph, node, known };
@@ -366,7 +495,9 @@ fn infer_node_with(graph: &Graph, id: NodeId, known: &KnownInts) -> Vec<Option<T
                         let mut s = x.clone();
                         s[axis] = match (&sizes, &x[axis]) {
                             (Some(sz), _) if sz.len() == n_out => Dim::Known(sz[i]),
-                            (None, Dim::Known(n)) if n % n_out as i64 == 0 => Dim::Known(n / n_out as i64),
+                            (None, Dim::Known(n)) if n % n_out as i64 == 0 => {
+                                Dim::Known(n / n_out as i64)
+                            }
                             _ => Dim::Unknown,
                         };
                         *o = tensor(dt, s);
@@ -396,7 +527,13 @@ fn infer_first(c: &Ctx) -> Option<Type> {
     let op = node.op_type.as_str();
     if UNARY.contains(&op) {
         let dt = c.dtype(0)?;
-        let dt = if op == "QuantizeLinear" { c.dtype(2).unwrap_or(DataType::U8) } else if op == "DequantizeLinear" { c.dtype(1).unwrap_or(DataType::F32) } else { dt };
+        let dt = if op == "QuantizeLinear" {
+            c.dtype(2).unwrap_or(DataType::U8)
+        } else if op == "DequantizeLinear" {
+            c.dtype(1).unwrap_or(DataType::F32)
+        } else {
+            dt
+        };
         return match c.shape(0) {
             Some(s) => tensor(dt, s),
             None => rank_only(dt),
@@ -435,8 +572,17 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             let rank = c.shape(0)?.len() as i64;
             let start = attr_int(node, "start").unwrap_or(0);
             let end = attr_int(node, "end").unwrap_or(rank);
-            let clamp = |v: i64| if v < 0 { (v + rank).max(0) } else { v.min(rank) };
-            Some(Type::tensor(DataType::I64, &[(clamp(end) - clamp(start)).max(0)]))
+            let clamp = |v: i64| {
+                if v < 0 {
+                    (v + rank).max(0)
+                } else {
+                    v.min(rank)
+                }
+            };
+            Some(Type::tensor(
+                DataType::I64,
+                &[(clamp(end) - clamp(start)).max(0)],
+            ))
         }
         "Size" => Some(Type::tensor(DataType::I64, &[])),
         "Conv" | "ConvInteger" => {
@@ -446,7 +592,11 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                 Some(k) => k,
                 None => w.get(2..)?.iter().map(Dim::known).collect::<Option<_>>()?,
             };
-            let dt = if op == "ConvInteger" { DataType::I32 } else { c.dtype(0)? };
+            let dt = if op == "ConvInteger" {
+                DataType::I32
+            } else {
+                c.dtype(0)?
+            };
             tensor(dt, sliding_window(c, &x, &kernel, w[0].clone())?)
         }
         "ConvTranspose" => {
@@ -454,7 +604,10 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             let w = c.shape(1)?;
             let group = attr_int(node, "group").unwrap_or(1);
             let spatial = x.len().checked_sub(2)?;
-            let cout = w.get(1)?.known().map_or(Dim::Unknown, |v| Dim::Known(v * group));
+            let cout = w
+                .get(1)?
+                .known()
+                .map_or(Dim::Unknown, |v| Dim::Known(v * group));
             let mut s = vec![x[0].clone(), cout];
             if let Some(os) = attr_ints(node, "output_shape") {
                 s.extend(os.iter().rev().take(spatial).rev().map(|&v| Dim::Known(v)));
@@ -468,12 +621,23 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             let dil = attr_ints(node, "dilations").unwrap_or(vec![1; spatial]);
             let pads = attr_ints(node, "pads").unwrap_or(vec![0; 2 * spatial]);
             let outpad = attr_ints(node, "output_padding").unwrap_or(vec![0; spatial]);
-            if node.attr("auto_pad").and_then(AttrValue::as_str).is_some_and(|a| a != "NOTSET") {
+            if node
+                .attr("auto_pad")
+                .and_then(AttrValue::as_str)
+                .is_some_and(|a| a != "NOTSET")
+            {
                 return rank_only(c.dtype(0)?);
             }
             for i in 0..spatial {
                 s.push(match x[i + 2] {
-                    Dim::Known(n) => Dim::Known(strides.get(i)? * (n - 1) + outpad.get(i)? + (kernel.get(i)? - 1) * dil.get(i)? + 1 - pads.get(i)? - pads.get(i + spatial)?),
+                    Dim::Known(n) => Dim::Known(
+                        strides.get(i)? * (n - 1)
+                            + outpad.get(i)?
+                            + (kernel.get(i)? - 1) * dil.get(i)?
+                            + 1
+                            - pads.get(i)?
+                            - pads.get(i + spatial)?,
+                    ),
                     _ => Dim::Unknown,
                 });
             }
@@ -488,7 +652,10 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
             let x = c.shape(0)?;
             let mut s = x[..2.min(x.len())].to_vec();
-            s.extend(std::iter::repeat_n(Dim::Known(1), x.len().saturating_sub(2)));
+            s.extend(std::iter::repeat_n(
+                Dim::Known(1),
+                x.len().saturating_sub(2),
+            ));
             tensor(c.dtype(0)?, s)
         }
         "Gemm" => {
@@ -497,14 +664,26 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             if a.len() != 2 || b.len() != 2 {
                 return None;
             }
-            let m = if attr_int(node, "transA").unwrap_or(0) == 1 { &a[1] } else { &a[0] };
-            let n = if attr_int(node, "transB").unwrap_or(0) == 1 { &b[0] } else { &b[1] };
+            let m = if attr_int(node, "transA").unwrap_or(0) == 1 {
+                &a[1]
+            } else {
+                &a[0]
+            };
+            let n = if attr_int(node, "transB").unwrap_or(0) == 1 {
+                &b[0]
+            } else {
+                &b[1]
+            };
             tensor(c.dtype(0)?, vec![m.clone(), n.clone()])
         }
         "MatMul" | "MatMulInteger" => {
             let mut a = c.shape(0)?;
             let mut b = c.shape(1)?;
-            let dt = if op == "MatMulInteger" { DataType::I32 } else { c.dtype(0)? };
+            let dt = if op == "MatMulInteger" {
+                DataType::I32
+            } else {
+                c.dtype(0)?
+            };
             let (a1, b1) = (a.len() == 1, b.len() == 1);
             if a1 {
                 a.insert(0, Dim::Known(1));
@@ -528,11 +707,18 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         "Flatten" => {
             let x = c.shape(0)?;
             let axis = attr_int(node, "axis").unwrap_or(1);
-            let axis = if axis < 0 { axis + x.len() as i64 } else { axis } as usize;
+            let axis = if axis < 0 {
+                axis + x.len() as i64
+            } else {
+                axis
+            } as usize;
             if axis > x.len() {
                 return None;
             }
-            tensor(c.dtype(0)?, vec![mul_dims(&x[..axis]), mul_dims(&x[axis..])])
+            tensor(
+                c.dtype(0)?,
+                vec![mul_dims(&x[..axis]), mul_dims(&x[axis..])],
+            )
         }
         "Reshape" => {
             let dt = c.dtype(0)?;
@@ -549,13 +735,23 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                 .iter()
                 .enumerate()
                 .map(|(i, &d)| match d {
-                    0 if !allowzero => x.as_ref().and_then(|x| x.get(i).cloned()).unwrap_or(Dim::Unknown),
+                    0 if !allowzero => x
+                        .as_ref()
+                        .and_then(|x| x.get(i).cloned())
+                        .unwrap_or(Dim::Unknown),
                     -1 => Dim::Unknown,
                     d => Dim::Known(d),
                 })
                 .collect();
-            if let (Some(pos), Some(total)) = (target.iter().position(|&d| d == -1), x.as_ref().and_then(|x| mul_dims(x).known())) {
-                let rest = s.iter().enumerate().filter(|(i, _)| *i != pos).try_fold(1i64, |acc, (_, d)| d.known().map(|v| acc * v));
+            if let (Some(pos), Some(total)) = (
+                target.iter().position(|&d| d == -1),
+                x.as_ref().and_then(|x| mul_dims(x).known()),
+            ) {
+                let rest = s
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != pos)
+                    .try_fold(1i64, |acc, (_, d)| d.known().map(|v| acc * v));
                 if let Some(rest) = rest.filter(|&r| r > 0 && total % r == 0) {
                     s[pos] = Dim::Known(total / rest);
                 }
@@ -564,16 +760,25 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         }
         "Transpose" => {
             let x = c.shape(0)?;
-            let perm = attr_ints(node, "perm").unwrap_or_else(|| (0..x.len() as i64).rev().collect());
-            let s = perm.iter().map(|&p| x.get(usize::try_from(p).ok()?).cloned()).collect::<Option<Vec<_>>>()?;
+            let perm =
+                attr_ints(node, "perm").unwrap_or_else(|| (0..x.len() as i64).rev().collect());
+            let s = perm
+                .iter()
+                .map(|&p| x.get(usize::try_from(p).ok()?).cloned())
+                .collect::<Option<Vec<_>>>()?;
             tensor(c.dtype(0)?, s)
         }
         "Concat" => {
-            let shapes: Vec<Vec<Dim>> = (0..node.inputs().len()).map(|i| c.shape(i)).collect::<Option<_>>()?;
+            let shapes: Vec<Vec<Dim>> = (0..node.inputs().len())
+                .map(|i| c.shape(i))
+                .collect::<Option<_>>()?;
             let first = shapes.first()?;
             let axis = norm_axis(attr_int(node, "axis")?, first.len())?;
             let mut s = first.clone();
-            s[axis] = shapes.iter().try_fold(0i64, |acc, sh| sh.get(axis)?.known().map(|v| acc + v)).map_or(Dim::Unknown, Dim::Known);
+            s[axis] = shapes
+                .iter()
+                .try_fold(0i64, |acc, sh| sh.get(axis)?.known().map(|v| acc + v))
+                .map_or(Dim::Unknown, Dim::Known);
             tensor(c.dtype(0)?, s)
         }
         "Squeeze" | "Unsqueeze" => {
@@ -584,14 +789,35 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                 let Some(axes) = axes else {
                     return tensor(dt, x.into_iter().filter(|d| *d != Dim::Known(1)).collect());
                 };
-                let axes: Vec<usize> = axes.iter().map(|&a| norm_axis(a, x.len())).collect::<Option<_>>()?;
-                tensor(dt, x.into_iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| d).collect())
+                let axes: Vec<usize> = axes
+                    .iter()
+                    .map(|&a| norm_axis(a, x.len()))
+                    .collect::<Option<_>>()?;
+                tensor(
+                    dt,
+                    x.into_iter()
+                        .enumerate()
+                        .filter(|(i, _)| !axes.contains(i))
+                        .map(|(_, d)| d)
+                        .collect(),
+                )
             } else {
                 let axes = axes?;
                 let rank = x.len() + axes.len();
-                let axes: Vec<usize> = axes.iter().map(|&a| norm_axis(a, rank)).collect::<Option<_>>()?;
+                let axes: Vec<usize> = axes
+                    .iter()
+                    .map(|&a| norm_axis(a, rank))
+                    .collect::<Option<_>>()?;
                 let mut rest = x.into_iter();
-                let s = (0..rank).map(|i| if axes.contains(&i) { Some(Dim::Known(1)) } else { rest.next() }).collect::<Option<Vec<_>>>()?;
+                let s = (0..rank)
+                    .map(|i| {
+                        if axes.contains(&i) {
+                            Some(Dim::Known(1))
+                        } else {
+                            rest.next()
+                        }
+                    })
+                    .collect::<Option<Vec<_>>>()?;
                 tensor(dt, s)
             }
         }
@@ -604,29 +830,55 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             s.extend_from_slice(&x[axis + 1..]);
             tensor(c.dtype(0)?, s)
         }
-        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL2" | "ReduceL1" | "ReduceSumSquare" | "ReduceLogSumExp" | "ArgMax" | "ArgMin" => {
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL2"
+        | "ReduceL1" | "ReduceSumSquare" | "ReduceLogSumExp" | "ArgMax" | "ArgMin" => {
             let x = c.shape(0)?;
             let keep = attr_int(node, "keepdims").unwrap_or(1) == 1;
-            let dt = if op.starts_with("Arg") { DataType::I64 } else { c.dtype(0)? };
+            let dt = if op.starts_with("Arg") {
+                DataType::I64
+            } else {
+                c.dtype(0)?
+            };
             let axes = if op.starts_with("Arg") {
                 Some(vec![attr_int(node, "axis").unwrap_or(0)])
             } else {
                 attr_ints(node, "axes").or_else(|| c.ints(1))
             };
             let axes: Vec<usize> = match axes {
-                Some(a) if !a.is_empty() => a.iter().map(|&a| norm_axis(a, x.len())).collect::<Option<_>>()?,
-                _ if attr_int(node, "noop_with_empty_axes").unwrap_or(0) == 1 => return tensor(dt, x),
+                Some(a) if !a.is_empty() => a
+                    .iter()
+                    .map(|&a| norm_axis(a, x.len()))
+                    .collect::<Option<_>>()?,
+                _ if attr_int(node, "noop_with_empty_axes").unwrap_or(0) == 1 => {
+                    return tensor(dt, x)
+                }
                 _ => (0..x.len()).collect(),
             };
-            let s = x.into_iter().enumerate().filter_map(|(i, d)| if axes.contains(&i) { keep.then_some(Dim::Known(1)) } else { Some(d) }).collect();
+            let s = x
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, d)| {
+                    if axes.contains(&i) {
+                        keep.then_some(Dim::Known(1))
+                    } else {
+                        Some(d)
+                    }
+                })
+                .collect();
             tensor(dt, s)
         }
         "Slice" => {
             let x = c.shape(0)?;
             let dt = c.dtype(0)?;
             let (starts, ends) = (c.ints(1)?, c.ints(2)?);
-            let axes = match node.input(3) { Some(_) => c.ints(3)?, None => (0..starts.len() as i64).collect() };
-            let steps = match node.input(4) { Some(_) => c.ints(4)?, None => vec![1; starts.len()] };
+            let axes = match node.input(3) {
+                Some(_) => c.ints(3)?,
+                None => (0..starts.len() as i64).collect(),
+            };
+            let steps = match node.input(4) {
+                Some(_) => c.ints(4)?,
+                None => vec![1; starts.len()],
+            };
             let mut s = x.clone();
             for (k, &a) in axes.iter().enumerate() {
                 let a = norm_axis(a, x.len())?;
@@ -643,10 +895,18 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                 let (st, en) = (fix(*starts.get(k)?), fix(*ends.get(k)?));
                 let len = if step > 0 {
                     let (st, en) = (clamp(st, 0, n), clamp(en, 0, n));
-                    if en > st { (en - st + step - 1) / step } else { 0 }
+                    if en > st {
+                        (en - st + step - 1) / step
+                    } else {
+                        0
+                    }
                 } else {
                     let (st, en) = (clamp(st, 0, n - 1), clamp(en, -1, n - 1));
-                    if st > en { (st - en + (-step) - 1) / (-step) } else { 0 }
+                    if st > en {
+                        (st - en + (-step) - 1) / (-step)
+                    } else {
+                        0
+                    }
                 };
                 s[a] = Dim::Known(len);
             }
@@ -654,7 +914,10 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         }
         "ConstantOfShape" => {
             let dims = c.ints(0)?;
-            let dt = node.attr("value").and_then(AttrValue::as_tensor).map_or(DataType::F32, |t| t.dtype);
+            let dt = node
+                .attr("value")
+                .and_then(AttrValue::as_tensor)
+                .map_or(DataType::F32, |t| t.dtype);
             Some(Type::tensor(dt, &dims))
         }
         "Expand" => {
@@ -665,7 +928,11 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         "Tile" => {
             let x = c.shape(0)?;
             let reps = c.ints(1)?;
-            let s = x.iter().zip(&reps).map(|(d, &r)| d.known().map_or(Dim::Unknown, |v| Dim::Known(v * r))).collect();
+            let s = x
+                .iter()
+                .zip(&reps)
+                .map(|(d, &r)| d.known().map_or(Dim::Unknown, |v| Dim::Known(v * r)))
+                .collect();
             tensor(c.dtype(0)?, s)
         }
         "Pad" => {
@@ -673,7 +940,11 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             let pads = attr_ints(node, "pads").or_else(|| c.ints(1))?;
             let r = x.len();
             let axes: Vec<usize> = match node.input(3) {
-                Some(_) => c.ints(3)?.iter().map(|&a| norm_axis(a, r)).collect::<Option<_>>()?,
+                Some(_) => c
+                    .ints(3)?
+                    .iter()
+                    .map(|&a| norm_axis(a, r))
+                    .collect::<Option<_>>()?,
                 None => (0..r).collect(),
             };
             if pads.len() != 2 * axes.len() {
@@ -681,29 +952,57 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             }
             let mut s = x;
             for (k, &a) in axes.iter().enumerate() {
-                s[a] = s[a].known().map_or(Dim::Unknown, |v| Dim::Known(v + pads[k] + pads[k + axes.len()]));
+                s[a] = s[a].known().map_or(Dim::Unknown, |v| {
+                    Dim::Known(v + pads[k] + pads[k + axes.len()])
+                });
             }
             tensor(c.dtype(0)?, s)
         }
         "Resize" | "Upsample" => {
             let x = c.shape(0)?;
             let dt = c.dtype(0)?;
-            if let Some(sizes) = node.input(3).and_then(|_| c.ints(3)).filter(|s| s.len() == x.len()) {
+            if let Some(sizes) = node
+                .input(3)
+                .and_then(|_| c.ints(3))
+                .filter(|s| s.len() == x.len())
+            {
                 return Some(Type::tensor(dt, &sizes));
             }
             let scales_input = if op == "Upsample" { 1 } else { 2 };
-            let scales = node.input(scales_input).and_then(|v| constant(c.graph, v)).and_then(|t| t.to_f32_vec().ok()).filter(|s| s.len() == x.len());
+            let scales = node
+                .input(scales_input)
+                .and_then(|v| constant(c.graph, v))
+                .and_then(|t| t.to_f32_vec().ok())
+                .filter(|s| s.len() == x.len());
             match scales {
-                Some(sc) => tensor(dt, x.iter().zip(sc).map(|(d, s)| d.known().map_or(Dim::Unknown, |v| Dim::Known((v as f32 * s).floor() as i64))).collect()),
+                Some(sc) => tensor(
+                    dt,
+                    x.iter()
+                        .zip(sc)
+                        .map(|(d, s)| {
+                            d.known()
+                                .map_or(Dim::Unknown, |v| Dim::Known((v as f32 * s).floor() as i64))
+                        })
+                        .collect(),
+                ),
                 None => tensor(dt, vec![Dim::Unknown; x.len()]),
             }
         }
-        "Range" => rank_only(c.dtype(0)?).map(|_| Type::Tensor { dtype: c.dtype(0).unwrap_or(DataType::F32), shape: Some(vec![Dim::Unknown]) }),
-        "NonZero" => tensor(DataType::I64, vec![Dim::Known(c.shape(0)?.len() as i64), Dim::Unknown]),
+        "Range" => rank_only(c.dtype(0)?).map(|_| Type::Tensor {
+            dtype: c.dtype(0).unwrap_or(DataType::F32),
+            shape: Some(vec![Dim::Unknown]),
+        }),
+        "NonZero" => tensor(
+            DataType::I64,
+            vec![Dim::Known(c.shape(0)?.len() as i64), Dim::Unknown],
+        ),
         "TopK" => {
             let mut x = c.shape(0)?;
             let axis = norm_axis(attr_int(node, "axis").unwrap_or(-1), x.len())?;
-            x[axis] = c.ints(1).and_then(|k| k.first().copied()).map_or(Dim::Unknown, Dim::Known);
+            x[axis] = c
+                .ints(1)
+                .and_then(|k| k.first().copied())
+                .map_or(Dim::Unknown, Dim::Known);
             tensor(c.dtype(0)?, x)
         }
         "DepthToSpace" | "SpaceToDepth" => {
@@ -712,11 +1011,23 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             if x.len() != 4 {
                 return None;
             }
-            let k = |d: &Dim, f: &dyn Fn(i64) -> i64| d.known().map_or(Dim::Unknown, |v| Dim::Known(f(v)));
+            let k = |d: &Dim, f: &dyn Fn(i64) -> i64| {
+                d.known().map_or(Dim::Unknown, |v| Dim::Known(f(v)))
+            };
             let s = if op == "DepthToSpace" {
-                vec![x[0].clone(), k(&x[1], &|v| v / (b * b)), k(&x[2], &|v| v * b), k(&x[3], &|v| v * b)]
+                vec![
+                    x[0].clone(),
+                    k(&x[1], &|v| v / (b * b)),
+                    k(&x[2], &|v| v * b),
+                    k(&x[3], &|v| v * b),
+                ]
             } else {
-                vec![x[0].clone(), k(&x[1], &|v| v * b * b), k(&x[2], &|v| v / b), k(&x[3], &|v| v / b)]
+                vec![
+                    x[0].clone(),
+                    k(&x[1], &|v| v * b * b),
+                    k(&x[2], &|v| v / b),
+                    k(&x[3], &|v| v / b),
+                ]
             };
             tensor(c.dtype(0)?, s)
         }

@@ -54,10 +54,15 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token>> {
             if bytes.get(i) == Some(&b'"') {
                 let (s, next) = string(bytes, i).map_err(|m| err(line, column, m))?;
                 i = next;
-                Tok::Value(String::from_utf8(s).map_err(|_| err(line, column, "value name is not UTF-8".into()))?)
+                Tok::Value(
+                    String::from_utf8(s)
+                        .map_err(|_| err(line, column, "value name is not UTF-8".into()))?,
+                )
             } else {
                 let start = i;
-                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || b"_.:/-".contains(&bytes[i])) {
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || b"_./-".contains(&bytes[i]))
+                {
                     i += 1;
                 }
                 if start == i {
@@ -72,12 +77,18 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token>> {
         } else if bytes[i..].starts_with(b"->") {
             i += 2;
             Tok::Arrow
-        } else if b.is_ascii_digit() || (b == b'-' && i + 1 < bytes.len() && (bytes[i + 1].is_ascii_alphanumeric() || bytes[i + 1] == b'.')) {
+        } else if b.is_ascii_digit()
+            || (b == b'-'
+                && i + 1 < bytes.len()
+                && (bytes[i + 1].is_ascii_alphanumeric() || bytes[i + 1] == b'.'))
+        {
             let start = i;
             i += 1;
             while i < bytes.len() {
                 let c = bytes[i];
-                let exp_sign = (c == b'-' || c == b'+') && matches!(bytes[i - 1], b'e' | b'E') && !text[start..i].contains("0x");
+                let exp_sign = (c == b'-' || c == b'+')
+                    && matches!(bytes[i - 1], b'e' | b'E')
+                    && !text[start..i].contains("0x");
                 if c.is_ascii_alphanumeric() || c == b'.' || exp_sign {
                     i += 1;
                 } else {
@@ -87,7 +98,9 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token>> {
             Tok::Number(text[start..i].to_string())
         } else if b.is_ascii_alphabetic() || b == b'_' || b == b'$' {
             let start = i;
-            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || b"_.$".contains(&bytes[i])) {
+            while i < bytes.len()
+                && (bytes[i].is_ascii_alphanumeric() || b"_.$".contains(&bytes[i]))
+            {
                 i += 1;
             }
             Tok::Word(text[start..i].to_string())
@@ -95,7 +108,14 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token>> {
             i += 1;
             Tok::Punct(b as char)
         } else {
-            return Err(err(line, column, format!("unexpected character '{}'", text[i..].chars().next().unwrap_or('?'))));
+            return Err(err(
+                line,
+                column,
+                format!(
+                    "unexpected character '{}'",
+                    text[i..].chars().next().unwrap_or('?')
+                ),
+            ));
         };
         tokens.push(Token { tok, line, column });
     }
@@ -156,7 +176,9 @@ pub(crate) fn quote(bytes: &[u8]) -> String {
                 '\n' => s.push_str("\\n"),
                 '\t' => s.push_str("\\t"),
                 '\r' => s.push_str("\\r"),
-                c if (c as u32) < 0x20 || c as u32 == 0x7f => s.push_str(&format!("\\x{:02x}", c as u32)),
+                c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                    s.push_str(&format!("\\x{:02x}", c as u32))
+                }
                 c => s.push(c),
             }
         }

@@ -31,19 +31,33 @@ pub use printer::{print, print_graph, PrintOptions};
 /// True when `bytes` begin like the text form rather than protobuf.
 pub fn looks_like_text(bytes: &[u8]) -> bool {
     let head = &bytes[..bytes.len().min(256)];
-    let start = head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(head.len());
-    let head = &head[start..];
-    ["//", "ir_version", "graph", "opset", "producer_name", "model_version", "doc", "meta"]
+    let start = head
         .iter()
-        .any(|k| head.starts_with(k.as_bytes()))
-        && head.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace() || *b >= 0x80)
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(head.len());
+    let head = &head[start..];
+    [
+        "//",
+        "ir_version",
+        "graph",
+        "opset",
+        "producer_name",
+        "model_version",
+        "doc",
+        "meta",
+    ]
+    .iter()
+    .any(|k| head.starts_with(k.as_bytes()))
+        && head
+            .iter()
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace() || *b >= 0x80)
 }
 
 /// Names that print bare after `%`; anything else is quoted.
 pub(crate) fn is_bare_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.:/-".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"_./-".contains(&b))
         && !s.starts_with('-')
 }
 

@@ -63,7 +63,10 @@ impl Parser {
             self.next();
             Ok(())
         } else {
-            Err(self.error(format!("expected '{c}', found {}", Self::describe(self.peek()))))
+            Err(self.error(format!(
+                "expected '{c}', found {}",
+                Self::describe(self.peek())
+            )))
         }
     }
 
@@ -168,7 +171,10 @@ impl Parser {
 
     fn hex(&mut self) -> PResult<Bytes> {
         if !self.is_word("hex") {
-            return Err(self.error(format!("expected hex\"…\", found {}", Self::describe(self.peek()))));
+            return Err(self.error(format!(
+                "expected hex\"…\", found {}",
+                Self::describe(self.peek())
+            )));
         }
         self.next();
         let s = self.string_bytes()?;
@@ -214,7 +220,12 @@ impl Parser {
             let key = match self.peek() {
                 Tok::Eof => break,
                 Tok::Word(w) => w.clone(),
-                t => return Err(self.error(format!("expected a model statement, found {}", Self::describe(t)))),
+                t => {
+                    return Err(self.error(format!(
+                        "expected a model statement, found {}",
+                        Self::describe(t)
+                    )))
+                }
             };
             self.next();
             match key.as_str() {
@@ -306,7 +317,10 @@ impl Parser {
             Tok::Value(v) => Ok(v),
             t => {
                 self.pos -= 1;
-                Err(self.error(format!("expected a value name, found {}", Self::describe(&t))))
+                Err(self.error(format!(
+                    "expected a value name, found {}",
+                    Self::describe(&t)
+                )))
             }
         }
     }
@@ -319,7 +333,8 @@ impl Parser {
         if self.eat_punct(':') {
             info.r#type = Some(self.type_()?);
         }
-        if *self.peek() == Tok::Punct('{') && matches!(self.peek2(), Tok::Word(w) if w == "$extra") {
+        if *self.peek() == Tok::Punct('{') && matches!(self.peek2(), Tok::Word(w) if w == "$extra")
+        {
             self.next();
             self.next();
             self.expect_punct('=')?;
@@ -358,10 +373,15 @@ impl Parser {
                         Tok::Punct('?') => None,
                         t => {
                             self.pos -= 1;
-                            return Err(self.error(format!("expected a dim, found {}", Self::describe(&t))));
+                            return Err(
+                                self.error(format!("expected a dim, found {}", Self::describe(&t)))
+                            );
                         }
                     };
-                    dims.push(Dimension { value, denotation: None });
+                    dims.push(Dimension {
+                        value,
+                        denotation: None,
+                    });
                     if self.eat_punct(']') {
                         break;
                     }
@@ -372,10 +392,12 @@ impl Parser {
         };
         Ok(proto::TypeProto {
             denotation: None,
-            value: Some(proto::type_proto::Value::TensorType(proto::type_proto::Tensor {
-                elem_type: Some(dtype.0),
-                shape,
-            })),
+            value: Some(proto::type_proto::Value::TensorType(
+                proto::type_proto::Tensor {
+                    elem_type: Some(dtype.0),
+                    shape,
+                },
+            )),
         })
     }
 
@@ -419,7 +441,12 @@ impl Parser {
                     }
                 }
             }
-            t => return Err(self.error(format!("expected a statement, found {}", Self::describe(&t)))),
+            t => {
+                return Err(self.error(format!(
+                    "expected a statement, found {}",
+                    Self::describe(&t)
+                )))
+            }
         }
         Ok(())
     }
@@ -437,7 +464,10 @@ impl Parser {
                 } else {
                     let decl = self.value_decl()?;
                     n.output.push(decl.name.clone().unwrap_or_default());
-                    if decl.r#type.is_some() || decl.doc_string.is_some() || !decl.metadata_props.is_empty() {
+                    if decl.r#type.is_some()
+                        || decl.doc_string.is_some()
+                        || !decl.metadata_props.is_empty()
+                    {
                         g.value_info.push(decl);
                     }
                 }
@@ -478,7 +508,9 @@ impl Parser {
                                 n.metadata_props = rest.metadata_props;
                                 n.device_configurations = rest.device_configurations;
                             }
-                            other => return Err(self.error(format!("unknown node field '{other}'"))),
+                            other => {
+                                return Err(self.error(format!("unknown node field '{other}'")))
+                            }
                         }
                     }
                     _ => n.attribute.push(self.attribute()?),
@@ -528,7 +560,10 @@ impl Parser {
             }
             Tok::Punct('[') => self.attr_list(a)?,
             Tok::Word(w) => {
-                let empty_kind = attr_type::NAMES.iter().find(|(_, name)| *name == w).map(|(code, _)| *code);
+                let empty_kind = attr_type::NAMES
+                    .iter()
+                    .find(|(_, name)| *name == w)
+                    .map(|(code, _)| *code);
                 if let (Some(code), Tok::Punct('[')) = (empty_kind, self.peek2().clone()) {
                     self.next();
                     self.expect_punct('[')?;
@@ -576,7 +611,12 @@ impl Parser {
                     }
                 }
             }
-            other => return Err(self.error(format!("expected an attribute value, found {}", Self::describe(&other)))),
+            other => {
+                return Err(self.error(format!(
+                    "expected an attribute value, found {}",
+                    Self::describe(&other)
+                )))
+            }
         };
         a.r#type = Some(ty);
         Ok(())
@@ -589,7 +629,8 @@ impl Parser {
         let start = self.pos;
         let first = self.peek2().clone();
         match first {
-            Tok::Number(_) | Tok::Word(_) if !matches!(&first, Tok::Word(w) if ["tensor", "graph", "sparse", "type"].contains(&w.as_str())) => {
+            Tok::Number(_) | Tok::Word(_) if !matches!(&first, Tok::Word(w) if ["tensor", "graph", "sparse", "type"].contains(&w.as_str())) =>
+            {
                 let texts = self.list(|p| p.number_text())?;
                 if texts.iter().any(|n| is_float_text(n)) {
                     a.floats = texts
@@ -707,7 +748,9 @@ impl Parser {
             }
             other => return Err(self.error(format!("expected tensor data, found {}", Self::describe(&other)))),
         }
-        if *self.peek() == Tok::Punct('{') && matches!(self.peek2(), Tok::Word(w) if w.starts_with('$')) {
+        if *self.peek() == Tok::Punct('{')
+            && matches!(self.peek2(), Tok::Word(w) if w.starts_with('$'))
+        {
             self.next();
             loop {
                 let key = self.word()?;
@@ -766,7 +809,9 @@ fn is_float_text(n: &str) -> bool {
 
 fn parse_f32(n: &str) -> Option<f32> {
     if let Some(bits) = n.strip_prefix("bits:") {
-        return u32::from_str_radix(bits.trim_start_matches("0x"), 16).ok().map(f32::from_bits);
+        return u32::from_str_radix(bits.trim_start_matches("0x"), 16)
+            .ok()
+            .map(f32::from_bits);
     }
     match n {
         "nan" | "NaN" => Some(f32::NAN),
@@ -776,7 +821,9 @@ fn parse_f32(n: &str) -> Option<f32> {
 
 fn parse_f64(n: &str) -> Option<f64> {
     if let Some(bits) = n.strip_prefix("bits:") {
-        return u64::from_str_radix(bits.trim_start_matches("0x"), 16).ok().map(f64::from_bits);
+        return u64::from_str_radix(bits.trim_start_matches("0x"), 16)
+            .ok()
+            .map(f64::from_bits);
     }
     match n {
         "nan" | "NaN" => Some(f64::NAN),
@@ -806,7 +853,11 @@ fn encode_values(dtype: DataType, texts: &[String]) -> std::result::Result<Bytes
                 1 => out.push(1),
                 _ => return Err(bad()),
             },
-            other => return Err(format!("values cannot be written inline for {other}; use hex\"…\"")),
+            other => {
+                return Err(format!(
+                    "values cannot be written inline for {other}; use hex\"…\""
+                ))
+            }
         }
     }
     Ok(out.into())

@@ -208,12 +208,20 @@ impl Printer<'_> {
         for _ in 0..self.indent {
             head.push_str("  ");
         }
-        let _ = write!(
+        let _ = writeln!(
             head,
-            "graph {} ({}) -> ({}) {{\n",
+            "graph {} ({}) -> ({}) {{",
             quote(g.name.as_deref().unwrap_or("").as_bytes()),
-            g.input.iter().map(value_decl).collect::<Vec<_>>().join(", "),
-            g.output.iter().map(value_decl).collect::<Vec<_>>().join(", ")
+            g.input
+                .iter()
+                .map(value_decl)
+                .collect::<Vec<_>>()
+                .join(", "),
+            g.output
+                .iter()
+                .map(value_decl)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let saved = std::mem::take(&mut self.out);
         self.indent += 1;
@@ -248,7 +256,10 @@ impl Printer<'_> {
                 .map(|o| {
                     if o.is_empty() {
                         "_".to_string()
-                    } else if let Some(info) = plain_info.get(o.as_str()).filter(|_| !inlined.contains(o.as_str())) {
+                    } else if let Some(info) = plain_info
+                        .get(o.as_str())
+                        .filter(|_| !inlined.contains(o.as_str()))
+                    {
                         inlined.insert(o.as_str());
                         value_decl(info)
                     } else {
@@ -283,10 +294,20 @@ impl Printer<'_> {
         let inputs: Vec<String> = n
             .input
             .iter()
-            .map(|i| if i.is_empty() { "_".into() } else { value_name(i) })
+            .map(|i| {
+                if i.is_empty() {
+                    "_".into()
+                } else {
+                    value_name(i)
+                }
+            })
             .collect();
         let mut attrs: Vec<String> = n.attribute.iter().map(|a| self.attribute(a)).collect();
-        for (key, v) in [("$domain", &n.domain), ("$overload", &n.overload), ("$doc", &n.doc_string)] {
+        for (key, v) in [
+            ("$domain", &n.domain),
+            ("$overload", &n.overload),
+            ("$doc", &n.doc_string),
+        ] {
             if let Some(v) = non_empty(v) {
                 attrs.push(format!("{key}={}", quote(v.as_bytes())));
             }
@@ -325,7 +346,10 @@ impl Printer<'_> {
     fn attr_value(&mut self, a: &proto::AttributeProto) -> String {
         let ty = a.r#type.unwrap_or(0);
         if let Some(r) = non_empty(&a.ref_attr_name) {
-            let ty_name = attr_type::NAMES.iter().find(|t| t.0 == ty).map_or("undefined", |t| t.1);
+            let ty_name = attr_type::NAMES
+                .iter()
+                .find(|t| t.0 == ty)
+                .map_or("undefined", |t| t.1);
             return format!("ref {ty_name} {}", quote(r.as_bytes()));
         }
         let empty = |kind: &str| format!("{kind}[]");
@@ -333,15 +357,24 @@ impl Printer<'_> {
             attr_type::FLOAT => float(a.f.unwrap_or(0.0)),
             attr_type::INT => a.i.unwrap_or(0).to_string(),
             attr_type::STRING => quote(a.s.as_deref().unwrap_or(b"")),
-            attr_type::TENSOR => format!("tensor {}", self.tensor(a.t.as_ref().unwrap_or(&Default::default()), true)),
+            attr_type::TENSOR => format!(
+                "tensor {}",
+                self.tensor(a.t.as_ref().unwrap_or(&Default::default()), true)
+            ),
             attr_type::GRAPH => {
                 self.indent += 1;
                 let g = self.graph_text(a.g.as_ref().unwrap_or(&Default::default()));
                 self.indent -= 1;
                 g.trim_start().to_string()
             }
-            attr_type::SPARSE_TENSOR => format!("sparse {}", hex(&a.sparse_tensor.clone().unwrap_or_default().encode_to_vec())),
-            attr_type::TYPE_PROTO => format!("type {}", type_text(a.tp.as_ref().unwrap_or(&Default::default()))),
+            attr_type::SPARSE_TENSOR => format!(
+                "sparse {}",
+                hex(&a.sparse_tensor.clone().unwrap_or_default().encode_to_vec())
+            ),
+            attr_type::TYPE_PROTO => format!(
+                "type {}",
+                type_text(a.tp.as_ref().unwrap_or(&Default::default()))
+            ),
             attr_type::FLOATS if a.floats.is_empty() => empty("floats"),
             attr_type::FLOATS => list(&a.floats, |f| float(*f)),
             attr_type::INTS if a.ints.is_empty() => empty("ints"),
@@ -350,18 +383,28 @@ impl Printer<'_> {
             attr_type::STRINGS => list(&a.strings, |s| quote(s)),
             attr_type::TENSORS if a.tensors.is_empty() => empty("tensors"),
             attr_type::TENSORS => {
-                let parts: Vec<String> = a.tensors.iter().map(|t| format!("tensor {}", self.tensor(t, true))).collect();
+                let parts: Vec<String> = a
+                    .tensors
+                    .iter()
+                    .map(|t| format!("tensor {}", self.tensor(t, true)))
+                    .collect();
                 format!("[{}]", parts.join(", "))
             }
             attr_type::GRAPHS if a.graphs.is_empty() => empty("graphs"),
             attr_type::GRAPHS => {
                 self.indent += 1;
-                let parts: Vec<String> = a.graphs.iter().map(|g| self.graph_text(g).trim_start().to_string()).collect();
+                let parts: Vec<String> = a
+                    .graphs
+                    .iter()
+                    .map(|g| self.graph_text(g).trim_start().to_string())
+                    .collect();
                 self.indent -= 1;
                 format!("[{}]", parts.join(", "))
             }
             attr_type::SPARSE_TENSORS if a.sparse_tensors.is_empty() => empty("sparse_tensors"),
-            attr_type::SPARSE_TENSORS => list(&a.sparse_tensors, |s| format!("sparse {}", hex(&s.encode_to_vec()))),
+            attr_type::SPARSE_TENSORS => list(&a.sparse_tensors, |s| {
+                format!("sparse {}", hex(&s.encode_to_vec()))
+            }),
             attr_type::TYPE_PROTOS if a.type_protos.is_empty() => empty("type_protos"),
             attr_type::TYPE_PROTOS => list(&a.type_protos, |t| format!("type {}", type_text(t))),
             other => format!("undefined {other}"),
@@ -371,7 +414,12 @@ impl Printer<'_> {
     /// `f32[2,3] <payload> [{$name=…, $doc=…, $extra=…}]`.
     fn tensor(&mut self, t: &proto::TensorProto, with_name: bool) -> String {
         let dtype = DataType(t.data_type.unwrap_or(0));
-        let dims = t.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
+        let dims = t
+            .dims
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let payload = self.payload(dtype, t);
         let mut trailer = Vec::new();
         if with_name {
@@ -413,24 +461,36 @@ impl Printer<'_> {
             let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
             return format!("elided\"sha256:{short}:{}\"", raw.len());
         }
-        let typed: Option<(&str, usize, Box<dyn Fn() -> String + '_>)> = if !t.float_data.is_empty() {
-            Some(("floats", t.float_data.len(), Box::new(|| list(&t.float_data, |f| float(*f)))))
+        let typed: Option<(&str, Vec<String>)> = if !t.float_data.is_empty() {
+            Some(("floats", t.float_data.iter().map(|f| float(*f)).collect()))
         } else if !t.int32_data.is_empty() {
-            Some(("int32s", t.int32_data.len(), Box::new(|| list(&t.int32_data, |v| v.to_string()))))
+            Some((
+                "int32s",
+                t.int32_data.iter().map(|v| v.to_string()).collect(),
+            ))
         } else if !t.int64_data.is_empty() {
-            Some(("int64s", t.int64_data.len(), Box::new(|| list(&t.int64_data, |v| v.to_string()))))
+            Some((
+                "int64s",
+                t.int64_data.iter().map(|v| v.to_string()).collect(),
+            ))
         } else if !t.double_data.is_empty() {
-            Some(("doubles", t.double_data.len(), Box::new(|| list(&t.double_data, |v| double(*v)))))
+            Some((
+                "doubles",
+                t.double_data.iter().map(|v| double(*v)).collect(),
+            ))
         } else if !t.uint64_data.is_empty() {
-            Some(("uint64s", t.uint64_data.len(), Box::new(|| list(&t.uint64_data, |v| v.to_string()))))
+            Some((
+                "uint64s",
+                t.uint64_data.iter().map(|v| v.to_string()).collect(),
+            ))
         } else if !t.string_data.is_empty() {
-            Some(("strings", t.string_data.len(), Box::new(|| list(&t.string_data, |s| quote(s)))))
+            Some(("strings", t.string_data.iter().map(|s| quote(s)).collect()))
         } else {
             None
         };
         match typed {
-            Some((kind, n, render)) if small(n) => format!("{kind}{}", render()),
-            Some((kind, _, _)) => {
+            Some((kind, items)) if small(items.len()) => format!("{kind}[{}]", items.join(", ")),
+            Some((kind, _)) => {
                 let digest = Sha256::digest(t.encode_to_vec());
                 let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
                 format!("elided\"{kind}:sha256:{short}\"")
@@ -444,17 +504,43 @@ impl Printer<'_> {
 /// can encode back exactly.
 fn raw_values(dtype: DataType, raw: &[u8]) -> Option<Vec<String>> {
     let vals: Vec<String> = match dtype {
-        DataType::F32 => raw.chunks_exact(4).map(|c| float(f32::from_le_bytes(c.try_into().unwrap()))).collect(),
-        DataType::F64 => raw.chunks_exact(8).map(|c| double(f64::from_le_bytes(c.try_into().unwrap()))).collect(),
-        DataType::I64 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()).to_string()).collect(),
-        DataType::U64 => raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap()).to_string()).collect(),
-        DataType::I32 => raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()).to_string()).collect(),
-        DataType::U32 => raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()).to_string()).collect(),
-        DataType::I16 => raw.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]).to_string()).collect(),
-        DataType::U16 => raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]).to_string()).collect(),
+        DataType::F32 => raw
+            .chunks_exact(4)
+            .map(|c| float(f32::from_le_bytes(c.try_into().unwrap())))
+            .collect(),
+        DataType::F64 => raw
+            .chunks_exact(8)
+            .map(|c| double(f64::from_le_bytes(c.try_into().unwrap())))
+            .collect(),
+        DataType::I64 => raw
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()).to_string())
+            .collect(),
+        DataType::U64 => raw
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()).to_string())
+            .collect(),
+        DataType::I32 => raw
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()).to_string())
+            .collect(),
+        DataType::U32 => raw
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()).to_string())
+            .collect(),
+        DataType::I16 => raw
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]).to_string())
+            .collect(),
+        DataType::U16 => raw
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]).to_string())
+            .collect(),
         DataType::I8 => raw.iter().map(|&b| (b as i8).to_string()).collect(),
         DataType::U8 => raw.iter().map(|b| b.to_string()).collect(),
-        DataType::BOOL if raw.iter().all(|&b| b <= 1) => raw.iter().map(|b| b.to_string()).collect(),
+        DataType::BOOL if raw.iter().all(|&b| b <= 1) => {
+            raw.iter().map(|b| b.to_string()).collect()
+        }
         _ => return None,
     };
     let width = dtype.bit_width()? / 8;
@@ -484,7 +570,13 @@ fn value_decl(info: &proto::ValueInfoProto) -> String {
 
 impl Printer<'_> {
     fn function(&mut self, f: &proto::FunctionProto) {
-        let decl = |names: &[String]| names.iter().map(|n| value_name(n)).collect::<Vec<_>>().join(", ");
+        let decl = |names: &[String]| {
+            names
+                .iter()
+                .map(|n| value_name(n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         self.line(&format!(
             "function {} ({}) -> ({}) {{",
             quote(f.name.as_deref().unwrap_or("").as_bytes()),
@@ -492,7 +584,10 @@ impl Printer<'_> {
             decl(&f.output)
         ));
         self.indent += 1;
-        self.line(&format!("domain {}", quote(f.domain.as_deref().unwrap_or("").as_bytes())));
+        self.line(&format!(
+            "domain {}",
+            quote(f.domain.as_deref().unwrap_or("").as_bytes())
+        ));
         if let Some(o) = non_empty(&f.overload) {
             self.line(&format!("overload {}", quote(o.as_bytes())));
         }
@@ -500,7 +595,10 @@ impl Printer<'_> {
             self.line(&format!("doc {}", quote(d.as_bytes())));
         }
         if !f.attribute.is_empty() {
-            self.line(&format!("attributes {}", list(&f.attribute, |a| quote(a.as_bytes()))));
+            self.line(&format!(
+                "attributes {}",
+                list(&f.attribute, |a| quote(a.as_bytes()))
+            ));
         }
         for a in &f.attribute_proto {
             let text = self.attribute(a);

@@ -18,6 +18,9 @@ impl Analysis for Cost {
         let mut graph = model.graph.clone();
         let _ = sculpt_ir::ops::infer::bind_input_dims(&mut graph, 1);
         let (flops, unknown_nodes) = sculpt_ir::ops::cost::graph_flops(&graph);
-        Cost { flops, unknown_nodes }
+        Cost {
+            flops,
+            unknown_nodes,
+        }
     }
 }

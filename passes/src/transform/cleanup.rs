@@ -68,7 +68,9 @@ impl Pass for Cleanup {
         if self.dce {
             let (nodes, inits) = remove_dead_code(graph);
             outcome.statistics.push(("nodes_removed".into(), nodes));
-            outcome.statistics.push(("initializers_removed".into(), inits));
+            outcome
+                .statistics
+                .push(("initializers_removed".into(), inits));
             outcome.changed |= nodes + inits > 0;
         }
         if graph.topo_order()? != graph.node_ids() {

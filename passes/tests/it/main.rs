@@ -1,0 +1,4 @@
+//! Integration tests of sculpt-passes.
+
+mod cases;
+mod pipeline;

@@ -1,0 +1,149 @@
+//! The CLI entry points on the bundled example.
+
+use crate::{path_str, repo, sculpt};
+
+fn example() -> String {
+    repo()
+        .join("examples/models/tiny_cnn.onnx")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn inspect_reports_shapes_params_and_flops() {
+    let out = sculpt(&["inspect", &example(), "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["nodes"], 10);
+    assert_eq!(v["params"], 8 * 27 + 8 + 8 * 72 + 8 + 80 + 10 + 4);
+    assert_eq!(v["inputs"][0]["ty"], "f32[N,3,16,16]");
+    // conv1: 16*16*8 outputs * (2*27 + 1); conv2: 16*16*8 * (2*72 + 1).
+    let conv = 2048 * 55 + 2048 * 145;
+    assert_eq!(v["flops_by_op"]["Conv"], conv);
+    assert_eq!(v["opsets"]["ai.onnx"], 17);
+    let table = sculpt(&["inspect", &example()]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("Conv"));
+}
+
+#[test]
+fn opt_writes_report_and_text_and_reads_text_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let text = dir.path().join("m.sculpt");
+    let out = sculpt(&[
+        "opt",
+        &example(),
+        "-p",
+        "cleanup",
+        "-o",
+        path_str(&text),
+        "--text",
+        "--report",
+        path_str(&report),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["run"]["before"]["nodes"], 10);
+    assert_eq!(r["run"]["after"]["nodes"], 9);
+    assert_eq!(r["run"]["passes"][0]["pass"], "cleanup");
+    // The text form is a valid input to opt.
+    let back = dir.path().join("back.onnx");
+    let out = sculpt(&[
+        "opt",
+        path_str(&text),
+        "-p",
+        "",
+        "-o",
+        path_str(&back),
+        "--check",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sculpt(&["check", &example(), path_str(&back)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn pipeline_file_and_passes_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("p.toml");
+    std::fs::write(
+        &toml,
+        "[[pass]]\nname = \"cleanup\"\noptions = { dce = false }\n",
+    )
+    .unwrap();
+    let out_path = dir.path().join("o.onnx");
+    let out = sculpt(&[
+        "opt",
+        &example(),
+        "--pipeline-file",
+        path_str(&toml),
+        "-o",
+        path_str(&out_path),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = sculpt(&["passes"]);
+    let s = String::from_utf8_lossy(&listing.stdout);
+    assert!(s.contains("cleanup") && s.contains("dce"));
+}
+
+#[test]
+fn run_and_bench_on_given_and_generated_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let y = dir.path().join("y.npz");
+    let inputs = repo().join("examples/models/tiny_cnn_inputs.npz");
+    let out = sculpt(&[
+        "run",
+        &example(),
+        "--inputs",
+        path_str(&inputs),
+        "-o",
+        path_str(&y),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let arrays = sculpt_runtime::read_npz(&y).unwrap();
+    assert_eq!(arrays[0].name, "logits");
+    assert_eq!(arrays[0].shape, vec![2, 10]);
+    let out = sculpt(&["run", &example(), "--dim", "N=3"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[3, 10]"));
+    let out = sculpt(&["bench", &example(), "--runs", "5", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["runs"], 5);
+    assert!(v["median_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn check_fails_on_different_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("m.sculpt");
+    let out = sculpt(&["print", &example(), "--full"]);
+    // Change one bias value: the models now differ.
+    let changed = String::from_utf8_lossy(&out.stdout).replacen(
+        "init %fc.b = f32[10] [0.",
+        "init %fc.b = f32[10] [1.",
+        1,
+    );
+    std::fs::write(&text, changed).unwrap();
+    let out = sculpt(&["check", &example(), path_str(&text)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("differ"));
+}

@@ -1,0 +1,113 @@
+//! `sculpt opt M -p "" -o R` on every corpus model: onnxruntime gives
+//! bit-identical outputs for R and M, and onnx.checker (full_check) passes.
+//! tract (in-process, `sculpt check`) agrees too, and so does `cleanup`.
+
+use crate::{corpus_models, path_str, python_has_onnxruntime, repo, sculpt};
+
+fn ort_compare(original: &str, candidate: &str, inputs: &str, extra: &[&str]) -> String {
+    let script = repo().join("tests/scripts/ort_compare.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .args([original, candidate, inputs])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{candidate}: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn round_trip_is_bit_identical_in_onnxruntime() {
+    let dir = tempfile::tempdir().unwrap();
+    let check_ort = python_has_onnxruntime();
+    for (name, folder) in corpus_models() {
+        let model = folder.join("model.onnx");
+        let out = dir.path().join(format!("{name}.onnx"));
+        let r = sculpt(&["opt", path_str(&model), "-p", "", "-o", path_str(&out)]);
+        assert!(
+            r.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        if check_ort {
+            let line = ort_compare(
+                path_str(&model),
+                path_str(&out),
+                path_str(&folder.join("inputs.npz")),
+                &["--exact"],
+            );
+            eprintln!("{name}: {}", line.trim());
+        }
+    }
+}
+
+#[test]
+fn cleanup_keeps_outputs_in_tract_and_onnxruntime() {
+    let dir = tempfile::tempdir().unwrap();
+    let check_ort = python_has_onnxruntime();
+    for (name, folder) in corpus_models() {
+        let model = folder.join("model.onnx");
+        let inputs = folder.join("inputs.npz");
+        let out = dir.path().join(format!("{name}.onnx"));
+        let r = sculpt(&[
+            "opt",
+            path_str(&model),
+            "-p",
+            "cleanup",
+            "-o",
+            path_str(&out),
+            "--verify-each",
+            "--check",
+            "--inputs",
+            path_str(&inputs),
+        ]);
+        assert!(
+            r.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let c = sculpt(&[
+            "check",
+            path_str(&model),
+            path_str(&out),
+            "--inputs",
+            path_str(&inputs),
+        ]);
+        assert!(
+            c.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&c.stderr)
+        );
+        if check_ort {
+            ort_compare(path_str(&model), path_str(&out), path_str(&inputs), &[]);
+        }
+    }
+}
+
+#[test]
+fn tract_reproduces_the_reference_outputs() {
+    // The corpus's outputs.npz come from onnxruntime; tract running the
+    // imported model must agree with them.
+    for (name, folder) in corpus_models() {
+        let model = sculpt_ir::onnx::load(&folder.join("model.onnx")).unwrap();
+        let inputs = sculpt_runtime::read_npz(&folder.join("inputs.npz")).unwrap();
+        let expected = sculpt_runtime::read_npz(&folder.join("outputs.npz")).unwrap();
+        let session =
+            sculpt_runtime::Session::new(&model, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = session.run(&inputs).unwrap();
+        let cmp = sculpt_runtime::compare(
+            &got,
+            &expected,
+            sculpt_runtime::Tolerance {
+                rtol: 1e-3,
+                atol: 1e-4,
+            },
+        );
+        assert!(cmp.ok, "{name}: {:?}", cmp.outputs);
+    }
+}

@@ -1,0 +1,62 @@
+//! End-to-end tests of the `sculpt` binary: corpus round-trips cross-checked
+//! with onnxruntime, bad input, pipelines, and the ONNX backend node suite.
+
+mod bad_input;
+mod cli;
+mod corpus;
+mod node_suite;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn corpus_dir() -> PathBuf {
+    std::env::var_os("SCULPT_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/corpus"))
+}
+
+pub fn corpus_models() -> Vec<(String, PathBuf)> {
+    let dir = corpus_dir();
+    let mut models: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus at {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("model.onnx").exists())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), p))
+        .collect();
+    models.sort();
+    assert!(!models.is_empty());
+    models
+}
+
+pub fn sculpt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sculpt"))
+        .args(args)
+        .output()
+        .expect("run sculpt")
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Python with onnx and onnxruntime, for cross-checks. Required under CI;
+/// elsewhere a missing install skips the cross-check with a message.
+pub fn python_has_onnxruntime() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import onnx, onnxruntime, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs python3 with onnx and onnxruntime"
+        );
+        eprintln!("skipping onnxruntime cross-check: python3 lacks onnx/onnxruntime");
+    }
+    ok
+}
