@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 python3 -c "import onnx, onnxruntime, numpy" 2>/dev/null ||
   python3 -m pip install --quiet onnx onnxruntime numpy
 scripts/fetch-node-tests.sh
-cargo test --workspace --release "$@"
+cargo test --workspace --release --no-fail-fast "$@"

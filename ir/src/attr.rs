@@ -83,12 +83,13 @@ impl AttrValue {
     }
 
     /// Subgraphs held by this attribute.
-    pub fn graphs(&self) -> Vec<&Graph> {
-        match self {
-            AttrValue::Graph(g) => vec![g.as_ref()],
-            AttrValue::Graphs(gs) => gs.iter().collect(),
-            _ => Vec::new(),
-        }
+    pub fn graphs(&self) -> impl Iterator<Item = &Graph> {
+        let (one, many): (Option<&Graph>, &[Graph]) = match self {
+            AttrValue::Graph(g) => (Some(g.as_ref()), &[]),
+            AttrValue::Graphs(gs) => (None, gs.as_slice()),
+            _ => (None, &[]),
+        };
+        one.into_iter().chain(many.iter())
     }
 
     pub fn graphs_mut(&mut self) -> Vec<&mut Graph> {

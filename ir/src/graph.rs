@@ -5,7 +5,7 @@
 
 use crate::{Attribute, IrError, Result, Tensor, Type};
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
-use petgraph::visit::{EdgeRef, IntoEdgeReferences};
+use petgraph::visit::{EdgeRef, IntoEdgeReferences, NodeIndexable};
 use petgraph::Direction;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
@@ -146,6 +146,21 @@ impl Node {
     }
 }
 
+/// Reads per value, from [`Graph::use_counts`].
+#[derive(Clone, Debug)]
+pub struct UseCounts(Vec<u32>);
+
+impl UseCounts {
+    /// True when something reads `v`.
+    pub fn contains_key(&self, v: &ValueId) -> bool {
+        self.get(*v) > 0
+    }
+
+    pub fn get(&self, v: ValueId) -> u32 {
+        self.0.get(v.index()).copied().unwrap_or(0)
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
     pub name: String,
@@ -240,6 +255,36 @@ impl Graph {
         id
     }
 
+    /// Adds a node that defines existing values (detached from their old
+    /// producer with [`Graph::detach_node`]), keeping their names and uses.
+    pub fn add_node_defining(
+        &mut self,
+        node: Node,
+        inputs: Vec<Option<ValueId>>,
+        outputs: Vec<Option<ValueId>>,
+    ) -> NodeId {
+        let id = self.add_node(node, inputs, Vec::new());
+        self.bind_outputs(id, outputs.clone());
+        for v in outputs.into_iter().flatten() {
+            for (consumer, _) in self.consumers(v) {
+                self.link(v, consumer);
+            }
+        }
+        id
+    }
+
+    /// A value name not used in this graph, `base` if free.
+    pub fn unique_name(&self, base: &str) -> String {
+        if !self.values().any(|(_, v)| v.name == base) {
+            return base.to_string();
+        }
+        let taken: HashSet<&str> = self.values().map(|(_, v)| v.name.as_str()).collect();
+        (1..)
+            .map(|i| format!("{base}_{i}"))
+            .find(|n| !taken.contains(n.as_str()))
+            .expect("a free name")
+    }
+
     /// Re-points outputs of `node` at existing values (used by the importer,
     /// which creates values before nodes so that unsorted graphs import).
     pub(crate) fn bind_outputs(&mut self, node: NodeId, outputs: Vec<Option<ValueId>>) {
@@ -327,6 +372,59 @@ impl Graph {
         Some(node)
     }
 
+    /// Removes a node but keeps its output values alive with no producer;
+    /// the caller must give each a definition (e.g. an initializer).
+    pub fn detach_node(&mut self, id: NodeId) -> Option<Node> {
+        let node = self.topology.remove_node(id.0)?;
+        for v in node.outputs.iter().flatten() {
+            self.values[v.index()].producer = None;
+        }
+        Some(node)
+    }
+
+    /// True when a subgraph of some node reads `value` by name.
+    pub fn is_captured(&self, value: ValueId) -> bool {
+        let name = &self.values[value.index()].name;
+        self.nodes()
+            .filter(|(_, n)| n.subgraphs().next().is_some())
+            .any(|(_, n)| n.subgraphs().any(|g| g.captured_names().contains(name)))
+    }
+
+    /// Makes the node that reads `from` as its only data output go away:
+    /// every use of `from` now reads `to`. Where `from` is a graph output its
+    /// name must survive, so `to` takes the name, provided `to` is defined
+    /// by a node and is not itself an interface value. Returns false (and
+    /// changes nothing) when that is not possible or `from` is captured by
+    /// a subgraph.
+    pub fn bypass(&mut self, node: NodeId, from: ValueId, to: ValueId) -> bool {
+        if self.is_captured(from) || (self.outputs.contains(&from) && self.is_captured(to)) {
+            return false;
+        }
+        if self.outputs.contains(&from) {
+            let to_value = &self.values[to.index()];
+            let renamable = to_value.producer.is_some()
+                && !self.outputs.contains(&to)
+                && !self.inputs.contains(&to)
+                && to_value.init.is_none();
+            if !renamable {
+                return false;
+            }
+            let name = self.values[from.index()].name.clone();
+            let ty = self.values[from.index()].ty.clone();
+            self.replace_all_uses(from, to);
+            self.remove_node(node);
+            let v = &mut self.values[to.index()];
+            v.name = name;
+            if ty.is_some() {
+                v.ty = ty;
+            }
+            return true;
+        }
+        self.replace_all_uses(from, to);
+        self.remove_node(node);
+        true
+    }
+
     /// (node, input slot) pairs that read `value`, in node insertion order.
     pub fn consumers(&self, value: ValueId) -> Vec<(NodeId, usize)> {
         let mut uses = Vec::new();
@@ -340,26 +438,26 @@ impl Graph {
         uses
     }
 
-    /// Map from each value to the nodes reading it, built once for passes
-    /// that ask many times.
-    pub fn use_counts(&self) -> HashMap<ValueId, usize> {
-        let mut counts = HashMap::new();
+    /// How many times each value is read (node inputs, subgraph captures,
+    /// graph outputs), built once for passes that ask many times.
+    pub fn use_counts(&self) -> UseCounts {
+        let mut counts = vec![0u32; self.values.len()];
         for (_, node) in self.nodes() {
             for v in node.inputs.iter().flatten() {
-                *counts.entry(*v).or_insert(0) += 1;
+                counts[v.index()] += 1;
             }
             for g in node.subgraphs() {
-                for (_, v) in g.values().filter(|(_, v)| v.outer) {
-                    if let Some(outer) = self.value_by_name(&v.name) {
-                        *counts.entry(outer).or_insert(0) += 1;
+                for name in g.captured_names() {
+                    if let Some(outer) = self.value_by_name(&name) {
+                        counts[outer.index()] += 1;
                     }
                 }
             }
         }
         for v in &self.outputs {
-            *counts.entry(*v).or_insert(0) += 1;
+            counts[v.index()] += 1;
         }
-        counts
+        UseCounts(counts)
     }
 
     fn link(&mut self, value: ValueId, consumer: NodeId) {
@@ -424,40 +522,43 @@ impl Graph {
     /// Nodes in a topological order; ties go to the earlier-inserted node,
     /// so a graph imported in order keeps its order.
     pub fn topo_order(&self) -> Result<Vec<NodeId>> {
-        let mut indegree: HashMap<NodeIndex, usize> = HashMap::new();
+        let bound = self.topology.node_bound();
+        let distinct = |i: NodeIndex, dir: Direction| -> Vec<NodeIndex> {
+            let mut n: Vec<NodeIndex> = self.topology.neighbors_directed(i, dir).collect();
+            n.sort_unstable();
+            n.dedup();
+            n
+        };
+        let mut indegree = vec![0usize; bound];
         for i in self.topology.node_indices() {
-            let preds: HashSet<NodeIndex> = self
-                .topology
-                .neighbors_directed(i, Direction::Incoming)
-                .collect();
-            indegree.insert(i, preds.len());
+            indegree[i.index()] = distinct(i, Direction::Incoming).len();
         }
-        let mut ready: BinaryHeap<std::cmp::Reverse<NodeIndex>> = indegree
-            .iter()
-            .filter(|(_, &d)| d == 0)
-            .map(|(&i, _)| std::cmp::Reverse(i))
+        let mut ready: BinaryHeap<std::cmp::Reverse<NodeIndex>> = self
+            .topology
+            .node_indices()
+            .filter(|i| indegree[i.index()] == 0)
+            .map(std::cmp::Reverse)
             .collect();
-        let mut order = Vec::with_capacity(indegree.len());
+        let mut order = Vec::with_capacity(self.topology.node_count());
         while let Some(std::cmp::Reverse(i)) = ready.pop() {
             order.push(NodeId(i));
-            let succs: HashSet<NodeIndex> = self
-                .topology
-                .neighbors_directed(i, Direction::Outgoing)
-                .collect();
-            for s in succs {
-                let d = indegree.get_mut(&s).expect("node in graph");
+            for s in distinct(i, Direction::Outgoing) {
+                let d = &mut indegree[s.index()];
                 *d -= 1;
                 if *d == 0 {
                     ready.push(std::cmp::Reverse(s));
                 }
             }
         }
-        if order.len() != indegree.len() {
-            let done: HashSet<NodeIndex> = order.iter().map(|n| n.0).collect();
+        if order.len() != self.topology.node_count() {
+            let mut done = vec![false; bound];
+            for n in &order {
+                done[n.0.index()] = true;
+            }
             let stuck = self
                 .topology
                 .node_indices()
-                .find(|i| !done.contains(i))
+                .find(|i| !done[i.index()])
                 .expect("a node on the cycle");
             return Err(IrError::Cycle {
                 graph: self.name.clone(),

@@ -30,7 +30,7 @@ pub mod verify;
 pub use attr::{AttrValue, Attribute};
 pub use dtype::DataType;
 pub use error::{IrError, Result};
-pub use graph::{Graph, Initializer, Node, NodeId, Value, ValueId};
+pub use graph::{Graph, Initializer, Node, NodeId, UseCounts, Value, ValueId};
 pub use model::{Function, Model, OpsetImport};
 pub use shape::{Dim, Type};
 pub use tensor::{element_count, f16_to_f32, ExternalSource, Tensor, TensorData};

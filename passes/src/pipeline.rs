@@ -59,6 +59,24 @@ impl Options {
         }
     }
 
+    /// A byte count: a number with an optional K, M or G suffix (powers of 1024).
+    pub fn bytes(&self, key: &str, default: u64) -> Result<u64> {
+        let Some(v) = self.get(key) else {
+            return Ok(default);
+        };
+        let (digits, shift) = match v.chars().last() {
+            Some('K' | 'k') => (&v[..v.len() - 1], 10),
+            Some('M' | 'm') => (&v[..v.len() - 1], 20),
+            Some('G' | 'g') => (&v[..v.len() - 1], 30),
+            _ => (v, 0),
+        };
+        digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(1 << shift))
+            .ok_or_else(|| self.err(key, format!("'{v}' is not a byte count (like 512K or 64M)")))
+    }
+
     pub fn usize(&self, key: &str, default: usize) -> Result<usize> {
         match self.get(key) {
             None => Ok(default),

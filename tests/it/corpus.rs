@@ -111,3 +111,50 @@ fn tract_reproduces_the_reference_outputs() {
         assert!(cmp.ok, "{name}: {:?}", cmp.outputs);
     }
 }
+
+/// Node counts after `cleanup` are at most what onnxsim and onnxslim reach
+/// (the figures in the corpus's PEERS.md).
+#[test]
+fn cleanup_matches_or_beats_peer_node_counts() {
+    let peers = std::fs::read_to_string(crate::corpus_dir().join("PEERS.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for line in peers
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| model"))
+    {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (Some(name), Some(onnxsim), Some(onnxslim)) =
+            (cells.get(1), cells.get(3), cells.get(4))
+        else {
+            continue;
+        };
+        let (Ok(onnxsim), Ok(onnxslim)) = (onnxsim.parse::<usize>(), onnxslim.parse::<usize>())
+        else {
+            continue;
+        };
+        let model = crate::corpus_dir().join(name).join("model.onnx");
+        let out = dir.path().join(format!("{name}.onnx"));
+        let r = sculpt(&[
+            "opt",
+            path_str(&model),
+            "-p",
+            "cleanup",
+            "-o",
+            path_str(&out),
+        ]);
+        assert!(
+            r.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let nodes = sculpt_ir::onnx::load(&out).unwrap().graph.node_count();
+        eprintln!("{name}: sculpt {nodes}, onnxsim {onnxsim}, onnxslim {onnxslim}");
+        assert!(
+            nodes <= onnxsim.min(onnxslim),
+            "{name}: {nodes} nodes, peers reach {onnxsim}/{onnxslim}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "PEERS.md table not found");
+}

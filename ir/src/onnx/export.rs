@@ -190,7 +190,7 @@ fn node_to_proto(g: &Graph, n: &Node) -> proto::NodeProto {
     p
 }
 
-pub(crate) fn attribute_to_proto(a: &Attribute) -> proto::AttributeProto {
+pub fn attribute_to_proto(a: &Attribute) -> proto::AttributeProto {
     use super::attr_type as t;
     let mut p = proto::AttributeProto {
         name: Some(a.name.clone()),

@@ -9,6 +9,12 @@ use crate::{AttrValue, DataType, Dim, Graph, Node, NodeId, Tensor, Type, ValueId
 /// Infers types for every node output, in topological order, filling in
 /// only what is unknown. Returns how many values got a (better) type.
 pub fn infer_graph(graph: &mut Graph) -> crate::Result<usize> {
+    infer_graph_with_values(graph).map(|(n, _)| n)
+}
+
+/// Like [`infer_graph`], and also returns the integer values of small
+/// shape-computation tensors it could work out (for shape folding).
+pub fn infer_graph_with_values(graph: &mut Graph) -> crate::Result<(usize, KnownInts)> {
     let order = graph.topo_order()?;
     let mut changed = 0;
     let mut known = KnownInts::new();
@@ -29,7 +35,7 @@ pub fn infer_graph(graph: &mut Graph) -> crate::Result<usize> {
             }
         }
     }
-    Ok(changed)
+    Ok((changed, known))
 }
 
 /// A new type is better when the old one is missing or less specific.
@@ -139,6 +145,29 @@ fn eval_shape_op(
             .map(|i| c.ints(i))
             .collect::<Option<Vec<_>>>()?
             .concat(),
+        "Gather" if c.ints(0).is_none() => {
+            // Gather of single dims out of Shape(x), where those dims are known.
+            let (shape_node, _) = graph.value(node.input(0)?).producer?;
+            let shape_node = graph.node(shape_node);
+            if shape_node.op_type != "Shape"
+                || !shape_node.is_onnx()
+                || shape_node
+                    .attributes
+                    .iter()
+                    .any(|a| a.name == "start" || a.name == "end")
+            {
+                return None;
+            }
+            let dims = value_type(graph, shape_node.input(0)?)?.shape()?.to_vec();
+            let n = dims.len() as i64;
+            c.ints(1)?
+                .iter()
+                .map(|&i| {
+                    dims.get(usize::try_from(if i < 0 { i + n } else { i }).ok()?)?
+                        .known()
+                })
+                .collect::<Option<_>>()?
+        }
         "Gather" => {
             let data = c.ints(0)?;
             if c.shape(0)?.len() != 1 {
@@ -293,6 +322,10 @@ pub fn broadcast(shapes: &[Vec<Dim>]) -> Option<Vec<Dim>> {
                 (a, b) if a == b => dim,
                 (Dim::Known(_), _) => dim,
                 (_, Dim::Known(_)) => d.clone(),
+                // An unknown dim broadcast against a symbol is either 1 or
+                // that symbol: the result is the symbol either way.
+                (Dim::Symbol(_), Dim::Unknown) => dim,
+                (Dim::Unknown, Dim::Symbol(_)) => d.clone(),
                 _ => Dim::Unknown,
             };
         }
@@ -870,7 +903,29 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         "Slice" => {
             let x = c.shape(0)?;
             let dt = c.dtype(0)?;
-            let (starts, ends) = (c.ints(1)?, c.ints(2)?);
+            let (Some(starts), Some(ends)) = (c.ints(1), c.ints(2)) else {
+                // Bounds known only at run time: the sliced axes are unknown.
+                let axes: Vec<usize> = match node.input(3) {
+                    Some(_) => c
+                        .ints(3)?
+                        .iter()
+                        .map(|&a| norm_axis(a, x.len()))
+                        .collect::<Option<_>>()?,
+                    None => (0..x.len()).collect(),
+                };
+                let s = x
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        if axes.contains(&i) {
+                            Dim::Unknown
+                        } else {
+                            d.clone()
+                        }
+                    })
+                    .collect();
+                return tensor(dt, s);
+            };
             let axes = match node.input(3) {
                 Some(_) => c.ints(3)?,
                 None => (0..starts.len() as i64).collect(),

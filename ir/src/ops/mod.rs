@@ -1,3 +1,4 @@
 //! Op semantics: shape inference and cost for the ops passes reason about.
 pub mod cost;
+pub mod eval;
 pub mod infer;

@@ -1,0 +1,257 @@
+//! Per-channel affine folding: an inference BatchNormalization, or a Mul,
+//! Div, Add or Sub by a per-channel constant, applied to the output of a
+//! Conv, a Gemm or an inference BatchNormalization that nothing else reads,
+//! is folded into that producer's parameters:
+//! `y = x · s + t` per output channel becomes `W' = W · s`, `b' = b · s + t`
+//! (Conv, Gemm) or `scale' = scale · s`, `shift' = shift · s + t`
+//! (BatchNormalization). For a BatchNormalization consumer,
+//! `s = scale / sqrt(var + ε)` and `t = shift − mean · s`. Computed in f64,
+//! stored in f32: exact up to floating-point reassociation.
+//!
+//! Not folded: training-mode BatchNormalization, a producer whose output
+//! has another reader or is a graph output, constants that are not f32, not
+//! per-channel, or that would broadcast the output to a larger shape.
+
+use sculpt_ir::ops::infer::constant;
+use sculpt_ir::{
+    AttrValue, Attribute, DataType, Graph, Initializer, IrError, Node, NodeId, Tensor, Value,
+    ValueId,
+};
+
+fn f32_const(graph: &Graph, v: Option<ValueId>) -> Option<(Vec<f32>, Vec<i64>)> {
+    let t = constant(graph, v?)?;
+    (t.dtype == DataType::F32).then(|| Some((t.to_f32_vec().ok()?, t.dims.clone())))?
+}
+
+fn new_initializer(graph: &mut Graph, base: &str, dims: Vec<i64>, values: &[f32]) -> ValueId {
+    let name = graph.unique_name(base);
+    let mut v = Value::new(name);
+    v.init = Some(Initializer::Dense(Tensor::from_f32(dims, values)));
+    graph.add_value(v)
+}
+
+/// Values of a constant that varies only along axis 1 of an output of
+/// `rank` dims with `c` channels, one per channel.
+fn per_channel(graph: &Graph, v: Option<ValueId>, c: usize, rank: usize) -> Option<Vec<f64>> {
+    let (vals, dims) = f32_const(graph, v)?;
+    if dims.len() > rank {
+        return None;
+    }
+    let offset = rank - dims.len();
+    for (i, &d) in dims.iter().enumerate() {
+        let axis = i + offset;
+        if d != 1 && !(axis == 1 && d == c as i64) {
+            return None;
+        }
+    }
+    match vals.len() {
+        1 => Some(vec![vals[0] as f64; c]),
+        n if n == c => Some(vals.iter().map(|&x| x as f64).collect()),
+        _ => None,
+    }
+}
+
+struct Affine {
+    scale: Vec<f64>,
+    shift: Vec<f64>,
+}
+
+/// The per-channel affine map `consumer` applies to `x`, if it is one.
+fn consumer_affine(
+    graph: &Graph,
+    node: &Node,
+    x: ValueId,
+    c: usize,
+    rank: usize,
+) -> Option<Affine> {
+    if !node.is_onnx() || node.outputs().iter().flatten().count() != 1 {
+        return None;
+    }
+    let other = |node: &Node| -> Option<(usize, ValueId)> {
+        let slot = node.inputs().iter().position(|v| *v == Some(x))?;
+        Some((slot, node.input(1 - slot)?))
+    };
+    let ones = vec![1.0; c];
+    let zeros = vec![0.0; c];
+    match node.op_type.as_str() {
+        "BatchNormalization" => {
+            if node.input(0) != Some(x)
+                || node.attr("training_mode").and_then(AttrValue::as_int) == Some(1)
+            {
+                return None;
+            }
+            let eps = node
+                .attr("epsilon")
+                .and_then(AttrValue::as_float)
+                .unwrap_or(1e-5) as f64;
+            // BatchNormalization parameters are plain [C] vectors.
+            let p = |i| {
+                f32_const(graph, node.input(i))
+                    .filter(|(v, _)| v.len() == c)
+                    .map(|(v, _)| v.iter().map(|&x| x as f64).collect::<Vec<f64>>())
+            };
+            let (scale, shift, mean, var) = (p(1)?, p(2)?, p(3)?, p(4)?);
+            let s: Vec<f64> = (0..c).map(|i| scale[i] / (var[i] + eps).sqrt()).collect();
+            let t = (0..c).map(|i| shift[i] - mean[i] * s[i]).collect();
+            Some(Affine { scale: s, shift: t })
+        }
+        "Mul" if node.inputs().len() == 2 => Some(Affine {
+            scale: per_channel(graph, Some(other(node)?.1), c, rank)?,
+            shift: zeros,
+        }),
+        "Add" if node.inputs().len() == 2 => Some(Affine {
+            scale: ones,
+            shift: per_channel(graph, Some(other(node)?.1), c, rank)?,
+        }),
+        "Sub" if node.input(0) == Some(x) => {
+            let a = per_channel(graph, node.input(1), c, rank)?;
+            Some(Affine {
+                scale: ones,
+                shift: a.iter().map(|v| -v).collect(),
+            })
+        }
+        "Div" if node.input(0) == Some(x) => {
+            let d = per_channel(graph, node.input(1), c, rank)?;
+            Some(Affine {
+                scale: d.iter().map(|v| 1.0 / v).collect(),
+                shift: zeros,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Folds every foldable affine consumer. Returns how many.
+pub fn fold_into_producers(graph: &mut Graph) -> Result<u64, IrError> {
+    let mut count = 0;
+    for id in graph.topo_order()? {
+        if graph.contains_node(id) && fold_one(graph, id).is_some() {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+fn fold_one(graph: &mut Graph, consumer: NodeId) -> Option<()> {
+    let cnode = graph.node(consumer).clone();
+    let out = cnode.output(0)?;
+    // The producer-defined input the affine map applies to.
+    let x = cnode.inputs().iter().flatten().copied().find(|&v| {
+        graph.value(v).producer.is_some_and(|(p, _)| {
+            let n = graph.node(p);
+            n.is_onnx() && matches!(n.op_type.as_str(), "Conv" | "Gemm" | "BatchNormalization")
+        })
+    })?;
+    if graph.consumers(x).len() != 1 || graph.outputs.contains(&x) || graph.is_captured(x) {
+        return None;
+    }
+    let (prod_id, _) = graph.value(x).producer?;
+    let producer = graph.node(prod_id).clone();
+    if producer.outputs().iter().flatten().count() != 1 {
+        return None;
+    }
+    match producer.op_type.as_str() {
+        "Conv" => {
+            let (w, w_dims) = f32_const(graph, producer.input(1))?;
+            let c = *w_dims.first()? as usize;
+            let affine = consumer_affine(graph, &cnode, x, c, w_dims.len())?;
+            let per = w.len() / c.max(1);
+            let new_w: Vec<f32> = w
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (v as f64 * affine.scale[i / per]) as f32)
+                .collect();
+            let bias = match producer.input(2) {
+                Some(b) => f32_const(graph, Some(b))?.0,
+                None => vec![0.0; c],
+            };
+            if bias.len() != c {
+                return None;
+            }
+            let new_b: Vec<f32> = (0..c)
+                .map(|i| (bias[i] as f64 * affine.scale[i] + affine.shift[i]) as f32)
+                .collect();
+            let base = graph.value(producer.input(1)?).name.clone();
+            let w_id = new_initializer(graph, &format!("{base}_folded"), w_dims, &new_w);
+            let b_id = new_initializer(
+                graph,
+                &format!("{base}_folded_bias"),
+                vec![c as i64],
+                &new_b,
+            );
+            graph.set_input(prod_id, 1, Some(w_id));
+            graph.set_input(prod_id, 2, Some(b_id));
+        }
+        "Gemm" => {
+            let (w, w_dims) = f32_const(graph, producer.input(1))?;
+            let trans_b = producer.attr("transB").and_then(AttrValue::as_int) == Some(1);
+            let beta = producer
+                .attr("beta")
+                .and_then(AttrValue::as_float)
+                .unwrap_or(1.0) as f64;
+            let [rows, cols] = <[i64; 2]>::try_from(w_dims.as_slice()).ok()?;
+            let (rows, cols) = (rows as usize, cols as usize);
+            let c = if trans_b { rows } else { cols };
+            let affine = consumer_affine(graph, &cnode, x, c, 2)?;
+            let new_w: Vec<f32> = w
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    (v as f64 * affine.scale[if trans_b { i / cols } else { i % cols }]) as f32
+                })
+                .collect();
+            let bias = match producer.input(2) {
+                Some(b) => per_channel(graph, Some(b), c, 2)?,
+                None => vec![0.0; c],
+            };
+            let new_b: Vec<f32> = (0..c)
+                .map(|i| (beta * bias[i] * affine.scale[i] + affine.shift[i]) as f32)
+                .collect();
+            let base = graph.value(producer.input(1)?).name.clone();
+            let w_id = new_initializer(graph, &format!("{base}_folded"), w_dims, &new_w);
+            let b_id = new_initializer(
+                graph,
+                &format!("{base}_folded_bias"),
+                vec![c as i64],
+                &new_b,
+            );
+            graph.set_input(prod_id, 1, Some(w_id));
+            graph.set_input(prod_id, 2, Some(b_id));
+            let attrs = &mut graph.node_mut(prod_id).attributes;
+            attrs.retain(|a| a.name != "beta");
+            attrs.push(Attribute::new("beta", AttrValue::Float(1.0)));
+        }
+        "BatchNormalization" => {
+            if producer.attr("training_mode").and_then(AttrValue::as_int) == Some(1) {
+                return None;
+            }
+            let rank = sculpt_ir::ops::infer::value_type(graph, x)?.shape()?.len();
+            let (scale, _) = f32_const(graph, producer.input(1))?;
+            let (shift, _) = f32_const(graph, producer.input(2))?;
+            let c = scale.len();
+            if shift.len() != c {
+                return None;
+            }
+            let affine = consumer_affine(graph, &cnode, x, c, rank)?;
+            let new_scale: Vec<f32> = (0..c)
+                .map(|i| (scale[i] as f64 * affine.scale[i]) as f32)
+                .collect();
+            let new_shift: Vec<f32> = (0..c)
+                .map(|i| (shift[i] as f64 * affine.scale[i] + affine.shift[i]) as f32)
+                .collect();
+            let base = graph.value(producer.input(1)?).name.clone();
+            let s_id =
+                new_initializer(graph, &format!("{base}_folded"), vec![c as i64], &new_scale);
+            let t_id = new_initializer(
+                graph,
+                &format!("{base}_folded_shift"),
+                vec![c as i64],
+                &new_shift,
+            );
+            graph.set_input(prod_id, 1, Some(s_id));
+            graph.set_input(prod_id, 2, Some(t_id));
+        }
+        _ => return None,
+    }
+    graph.bypass(consumer, out, x).then_some(())
+}
