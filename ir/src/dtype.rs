@@ -74,6 +74,11 @@ impl DataType {
         TYPES.iter().find(|t| t.1 == name).map(|t| DataType(t.0))
     }
 
+    /// Integer types and bool (whose values are whole numbers).
+    pub fn is_integer(self) -> bool {
+        matches!(self.0, 2..=7 | 9 | 12 | 13)
+    }
+
     pub fn is_float(self) -> bool {
         matches!(self.0, 1 | 10 | 11 | 16..=20 | 23 | 24 | 27 | 28)
     }

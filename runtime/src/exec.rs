@@ -55,6 +55,17 @@ fn tract_err(stage: &'static str) -> impl Fn(TractError) -> RuntimeError {
     }
 }
 
+/// The array given for model input `name`.
+fn given<'a>(by_name: &HashMap<&str, &'a Array>, name: &str) -> Result<&'a Array> {
+    by_name
+        .get(name)
+        .copied()
+        .ok_or_else(|| RuntimeError::Input {
+            name: name.to_string(),
+            reason: "no value given for this model input".into(),
+        })
+}
+
 /// The graph inputs a caller must feed (inputs with initializer defaults
 /// are optional and left out).
 pub fn required_inputs(model: &Model) -> Vec<(String, Option<Type>)> {
@@ -151,12 +162,7 @@ impl Session {
         let by_name: HashMap<&str, &Array> = inputs.iter().map(|a| (a.name.as_str(), a)).collect();
         let input_names: Vec<String> = required.iter().map(|(n, _)| n.clone()).collect();
         for (i, name) in input_names.iter().enumerate() {
-            let a = by_name
-                .get(name.as_str())
-                .ok_or_else(|| RuntimeError::Input {
-                    name: name.clone(),
-                    reason: "no value given for this model input".into(),
-                })?;
+            let a = given(&by_name, name)?;
             let dt = datum(a.dtype).ok_or_else(|| RuntimeError::Input {
                 name: name.clone(),
                 reason: format!("element type {} is not supported", a.dtype),
@@ -184,12 +190,7 @@ impl Session {
         let by_name: HashMap<&str, &Array> = inputs.iter().map(|a| (a.name.as_str(), a)).collect();
         let mut values: TVec<TValue> = tvec![];
         for name in &self.input_names {
-            let a = by_name
-                .get(name.as_str())
-                .ok_or_else(|| RuntimeError::Input {
-                    name: name.clone(),
-                    reason: "no value given for this model input".into(),
-                })?;
+            let a = given(&by_name, name)?;
             let dt = datum(a.dtype).expect("checked when the session was built");
             // SAFETY: `a.data` holds `a.len()` elements of `dt` (checked when read).
             let t = unsafe { Tensor::from_raw_dt(dt, &a.shape, &a.data) }

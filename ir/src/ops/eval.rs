@@ -23,18 +23,7 @@ pub struct Const {
 }
 
 fn is_int_type(dt: DataType) -> bool {
-    matches!(
-        dt,
-        DataType::I64
-            | DataType::I32
-            | DataType::I16
-            | DataType::I8
-            | DataType::U8
-            | DataType::U16
-            | DataType::U32
-            | DataType::U64
-            | DataType::BOOL
-    )
+    dt.is_integer()
 }
 
 fn is_float_type(dt: DataType) -> bool {

@@ -86,18 +86,7 @@ pub fn constant(graph: &Graph, v: ValueId) -> Option<&Tensor> {
 
 fn const_ints(graph: &Graph, v: Option<ValueId>) -> Option<Vec<i64>> {
     let t = constant(graph, v?)?;
-    if !matches!(
-        t.dtype,
-        DataType::I64
-            | DataType::I32
-            | DataType::I16
-            | DataType::I8
-            | DataType::U8
-            | DataType::U16
-            | DataType::U32
-            | DataType::U64
-            | DataType::BOOL
-    ) {
+    if !t.dtype.is_integer() {
         return None;
     }
     t.to_i64_vec().ok()

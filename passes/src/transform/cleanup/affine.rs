@@ -30,6 +30,22 @@ fn new_initializer(graph: &mut Graph, base: &str, dims: Vec<i64>, values: &[f32]
     graph.add_value(v)
 }
 
+/// Points inputs 1 and 2 of `node` (weights and bias, or scale and shift)
+/// at new initializers holding `first` and `second`, named after input 1.
+fn set_parameters(
+    graph: &mut Graph,
+    node: NodeId,
+    first: (Vec<i64>, &[f32]),
+    second: (Vec<i64>, &[f32]),
+) -> Option<()> {
+    let base = graph.value(graph.node(node).input(1)?).name.clone();
+    let a = new_initializer(graph, &format!("{base}_folded"), first.0, first.1);
+    let b = new_initializer(graph, &format!("{base}_folded_bias"), second.0, second.1);
+    graph.set_input(node, 1, Some(a));
+    graph.set_input(node, 2, Some(b));
+    Some(())
+}
+
 /// Values of a constant that varies only along axis 1 of an output of
 /// `rank` dims with `c` channels, one per channel.
 fn per_channel(graph: &Graph, v: Option<ValueId>, c: usize, rank: usize) -> Option<Vec<f64>> {
@@ -171,16 +187,7 @@ fn fold_one(graph: &mut Graph, consumer: NodeId) -> Option<()> {
             let new_b: Vec<f32> = (0..c)
                 .map(|i| (bias[i] as f64 * affine.scale[i] + affine.shift[i]) as f32)
                 .collect();
-            let base = graph.value(producer.input(1)?).name.clone();
-            let w_id = new_initializer(graph, &format!("{base}_folded"), w_dims, &new_w);
-            let b_id = new_initializer(
-                graph,
-                &format!("{base}_folded_bias"),
-                vec![c as i64],
-                &new_b,
-            );
-            graph.set_input(prod_id, 1, Some(w_id));
-            graph.set_input(prod_id, 2, Some(b_id));
+            set_parameters(graph, prod_id, (w_dims, &new_w), (vec![c as i64], &new_b))?;
         }
         "Gemm" => {
             let (w, w_dims) = f32_const(graph, producer.input(1))?;
@@ -207,16 +214,7 @@ fn fold_one(graph: &mut Graph, consumer: NodeId) -> Option<()> {
             let new_b: Vec<f32> = (0..c)
                 .map(|i| (beta * bias[i] * affine.scale[i] + affine.shift[i]) as f32)
                 .collect();
-            let base = graph.value(producer.input(1)?).name.clone();
-            let w_id = new_initializer(graph, &format!("{base}_folded"), w_dims, &new_w);
-            let b_id = new_initializer(
-                graph,
-                &format!("{base}_folded_bias"),
-                vec![c as i64],
-                &new_b,
-            );
-            graph.set_input(prod_id, 1, Some(w_id));
-            graph.set_input(prod_id, 2, Some(b_id));
+            set_parameters(graph, prod_id, (w_dims, &new_w), (vec![c as i64], &new_b))?;
             let attrs = &mut graph.node_mut(prod_id).attributes;
             attrs.retain(|a| a.name != "beta");
             attrs.push(Attribute::new("beta", AttrValue::Float(1.0)));
@@ -239,17 +237,12 @@ fn fold_one(graph: &mut Graph, consumer: NodeId) -> Option<()> {
             let new_shift: Vec<f32> = (0..c)
                 .map(|i| (shift[i] as f64 * affine.scale[i] + affine.shift[i]) as f32)
                 .collect();
-            let base = graph.value(producer.input(1)?).name.clone();
-            let s_id =
-                new_initializer(graph, &format!("{base}_folded"), vec![c as i64], &new_scale);
-            let t_id = new_initializer(
+            set_parameters(
                 graph,
-                &format!("{base}_folded_shift"),
-                vec![c as i64],
-                &new_shift,
-            );
-            graph.set_input(prod_id, 1, Some(s_id));
-            graph.set_input(prod_id, 2, Some(t_id));
+                prod_id,
+                (vec![c as i64], &new_scale),
+                (vec![c as i64], &new_shift),
+            )?;
         }
         _ => return None,
     }
