@@ -33,6 +33,13 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
         OptionInfo { name: "input_defaults", kind: "constant|keep", default: "constant", help: "graph inputs with initializer defaults become constants (dropped from the inputs), or stay overridable" },
     ],
     build: |o| Ok(Box::new(crate::transform::cleanup::Cleanup::from_options(o)?)),
+}, PassInfo {
+    name: "erase",
+    summary: "remove whole operators: residual branches that are identically zero (their groups all zero), with everything that only fed them",
+    options: &[
+        OptionInfo { name: "zero", kind: "bool", default: "true", help: "erase branches whose output is identically zero (exact)" },
+    ],
+    build: |o| Ok(Box::new(crate::transform::erase::Erase::from_options(o)?)),
 }];
 
 pub fn lookup(name: &str) -> Option<&'static PassInfo> {

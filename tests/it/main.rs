@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod corpus;
+mod erase;
 mod node_suite;
 
 use std::path::{Path, PathBuf};

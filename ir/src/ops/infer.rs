@@ -15,13 +15,28 @@ pub fn infer_graph(graph: &mut Graph) -> crate::Result<usize> {
 /// Like [`infer_graph`], and also returns the integer values of small
 /// shape-computation tensors it could work out (for shape folding).
 pub fn infer_graph_with_values(graph: &mut Graph) -> crate::Result<(usize, KnownInts)> {
+    let (n, known) = infer_graph_with_known(graph)?;
+    Ok((n, known.ints))
+}
+
+/// Values that shape inference worked out: integer tensors, and shape
+/// vectors whose entries are numbers or symbols.
+#[derive(Default)]
+pub struct Known {
+    pub ints: KnownInts,
+    pub dims: std::collections::HashMap<ValueId, Vec<Dim>>,
+}
+
+fn infer_graph_with_known(graph: &mut Graph) -> crate::Result<(usize, Known)> {
     let order = graph.topo_order()?;
     let mut changed = 0;
-    let mut known = KnownInts::new();
+    let mut known = Known::default();
     for id in order {
         let inferred = infer_node_with(graph, id, &known);
         if let Some((v, values)) = eval_shape_op(graph, id, &known, &inferred) {
-            known.insert(v, values);
+            known.ints.insert(v, values);
+        } else if let Some((v, dims)) = eval_symbolic_shape(graph, id, &known) {
+            known.dims.insert(v, dims);
         }
         let outputs: Vec<Option<ValueId>> = graph.node(id).outputs().to_vec();
         for (v, ty) in outputs.into_iter().zip(inferred) {
@@ -99,12 +114,47 @@ pub type KnownInts = std::collections::HashMap<ValueId, Vec<i64>>;
 /// Largest shape-computation tensor tracked, in elements.
 const KNOWN_LIMIT: usize = 64;
 
+/// Follows shape vectors with symbolic entries through Shape, Gather,
+/// Unsqueeze, Squeeze, Identity, integer Cast and Concat: the value of the
+/// node's first output as dims, when not all of them are numbers.
+fn eval_symbolic_shape(graph: &Graph, id: NodeId, known: &Known) -> Option<(ValueId, Vec<Dim>)> {
+    let node = graph.node(id);
+    if !node.is_onnx() {
+        return None;
+    }
+    let out = node.output(0)?;
+    let c = Ctx { graph, node, known };
+    let dims: Vec<Dim> = match node.op_type.as_str() {
+        "Shape" if node.attributes.is_empty() => c.shape(0)?,
+        "Identity" | "Unsqueeze" | "Squeeze" => c.dims(0)?,
+        "Cast" if !DataType(attr_int(node, "to")? as i32).is_float() => c.dims(0)?,
+        "Concat" => (0..node.inputs().len())
+            .map(|i| c.dims(i))
+            .collect::<Option<Vec<_>>>()?
+            .concat(),
+        "Gather" => {
+            let data = c.dims(0)?;
+            let n = data.len() as i64;
+            c.ints(1)?
+                .iter()
+                .map(|&i| {
+                    data.get(usize::try_from(if i < 0 { i + n } else { i }).ok()?)
+                        .cloned()
+                })
+                .collect::<Option<_>>()?
+        }
+        _ => return None,
+    };
+    (dims.len() <= KNOWN_LIMIT && dims.iter().any(|d| !matches!(d, Dim::Known(_))))
+        .then_some((out, dims))
+}
+
 /// Evaluates integer shape arithmetic for one node when its inputs are
 /// known: the value of its first output, if small.
 fn eval_shape_op(
     graph: &Graph,
     id: NodeId,
-    known: &KnownInts,
+    known: &Known,
     inferred: &[Option<Type>],
 ) -> Option<(ValueId, Vec<i64>)> {
     let node = graph.node(id);
@@ -258,7 +308,7 @@ fn attr_int(node: &Node, name: &str) -> Option<i64> {
 struct Ctx<'a> {
     graph: &'a Graph,
     node: &'a Node,
-    known: &'a KnownInts,
+    known: &'a Known,
 }
 
 impl Ctx<'_> {
@@ -273,7 +323,15 @@ impl Ctx<'_> {
     }
     fn ints(&self, i: usize) -> Option<Vec<i64>> {
         let v = self.node.input(i)?;
-        const_ints(self.graph, Some(v)).or_else(|| self.known.get(&v).cloned())
+        const_ints(self.graph, Some(v)).or_else(|| self.known.ints.get(&v).cloned())
+    }
+    /// A shape-vector input as dims: numbers where known, symbols where
+    /// they come from symbolic dims.
+    fn dims(&self, i: usize) -> Option<Vec<Dim>> {
+        match self.ints(i) {
+            Some(v) => Some(v.into_iter().map(Dim::Known).collect()),
+            None => self.known.dims.get(&self.node.input(i)?).cloned(),
+        }
     }
 }
 
@@ -339,6 +397,40 @@ fn mul_dims(dims: &[Dim]) -> Dim {
         ([s @ Dim::Symbol(_)], Some(1)) => (*s).clone(),
         _ => Dim::Unknown,
     }
+}
+
+/// Binds each distinct symbolic (or unknown) dim of the graph inputs to its
+/// own unusual size (97, 89, 83, …) and re-infers. With every shape static,
+/// shape arithmetic folds through; distinct sizes keep distinct dims apart,
+/// so shape comparisons made on the bound graph hold for the symbolic one
+/// (barring sizes that coincide by construction).
+pub fn bind_input_dims_distinct(graph: &mut Graph) -> crate::Result<usize> {
+    const SIZES: &[i64] = &[
+        97, 89, 83, 79, 73, 71, 67, 61, 59, 53, 47, 43, 41, 37, 31, 29,
+    ];
+    let mut bound: Vec<Dim> = Vec::new();
+    for v in graph.inputs.clone() {
+        if let Some(Type::Tensor {
+            shape: Some(dims), ..
+        }) = &mut graph.value_mut(v).ty
+        {
+            for d in dims.iter_mut() {
+                if matches!(d, Dim::Known(v) if *v >= 0) {
+                    continue;
+                }
+                let key = match d {
+                    Dim::Symbol(_) => d.clone(),
+                    _ => Dim::Symbol(format!("?{}", bound.len())),
+                };
+                let slot = bound.iter().position(|b| *b == key).unwrap_or_else(|| {
+                    bound.push(key);
+                    bound.len() - 1
+                });
+                *d = Dim::Known(SIZES.get(slot).copied().unwrap_or(101 + 2 * slot as i64));
+            }
+        }
+    }
+    infer_graph(graph)
 }
 
 /// Binds every symbolic or unknown dim of the graph inputs to `size` and
@@ -487,10 +579,10 @@ const COMPARE: &[&str] = &[
 
 /// Output types of one node (one entry per output; `None` = unknown).
 pub fn infer_node(graph: &Graph, id: NodeId) -> Vec<Option<Type>> {
-    infer_node_with(graph, id, &KnownInts::new())
+    infer_node_with(graph, id, &Known::default())
 }
 
-fn infer_node_with(graph: &Graph, id: NodeId, known: &KnownInts) -> Vec<Option<Type>> {
+fn infer_node_with(graph: &Graph, id: NodeId, known: &Known) -> Vec<Option<Type>> {
     let node = graph.node(id);
     let n_out = node.outputs().len();
     let mut out = vec![None; n_out];
@@ -745,6 +837,24 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         "Reshape" => {
             let dt = c.dtype(0)?;
             let Some(target) = c.ints(1) else {
+                if let Some(dims) = c.dims(1) {
+                    // Symbolic target: 0 copies the input dim, -1 stays unknown.
+                    let x = c.shape(0);
+                    let allowzero = attr_int(node, "allowzero").unwrap_or(0) == 1;
+                    let s = dims
+                        .iter()
+                        .enumerate()
+                        .map(|(i, d)| match d {
+                            Dim::Known(0) if !allowzero => x
+                                .as_ref()
+                                .and_then(|x| x.get(i).cloned())
+                                .unwrap_or(Dim::Unknown),
+                            Dim::Known(-1) => Dim::Unknown,
+                            d => d.clone(),
+                        })
+                        .collect();
+                    return tensor(dt, s);
+                }
                 let rank = c.shape(1).and_then(|s| s.first()?.known());
                 return match rank {
                     Some(r) => tensor(dt, vec![Dim::Unknown; r as usize]),
@@ -1032,10 +1142,17 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                 None => tensor(dt, vec![Dim::Unknown; x.len()]),
             }
         }
-        "Range" => rank_only(c.dtype(0)?).map(|_| Type::Tensor {
-            dtype: c.dtype(0).unwrap_or(DataType::F32),
-            shape: Some(vec![Dim::Unknown]),
-        }),
+        "Range" => {
+            let dt = c.dtype(0)?;
+            let len = match (c.ints(0), c.ints(1), c.ints(2)) {
+                (Some(s), Some(l), Some(d)) if d.first().is_some_and(|&d| d != 0) => {
+                    let (s, l, d) = (*s.first()?, *l.first()?, *d.first()?);
+                    Dim::Known(((l - s) as f64 / d as f64).ceil().max(0.0) as i64)
+                }
+                _ => Dim::Unknown,
+            };
+            tensor(dt, vec![len])
+        }
         "NonZero" => tensor(
             DataType::I64,
             vec![Dim::Known(c.shape(0)?.len() as i64), Dim::Unknown],

@@ -1,3 +1,4 @@
 //! Transforms, one per file.
 
 pub mod cleanup;
+pub mod erase;
