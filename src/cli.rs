@@ -62,6 +62,13 @@ enum Command {
         /// Write the text form instead of ONNX.
         #[arg(long)]
         text: bool,
+        /// Calibration inputs for passes that measure activations (.npz,
+        /// axis 0 = samples).
+        #[arg(long, conflicts_with = "calib_random")]
+        calib: Option<PathBuf>,
+        /// N generated calibration samples instead of --calib.
+        #[arg(long)]
+        calib_random: Option<usize>,
     },
     /// Run a model on inputs (.npz) or generated inputs.
     Run {
@@ -163,6 +170,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             report,
             external_data,
             text,
+            calib,
+            calib_random,
         } => {
             let pipeline = match (pipeline, pipeline_file) {
                 (Some(p), None) => Pipeline::parse(&p)?,
@@ -185,7 +194,17 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
                     .expect("valid template"),
             );
-            let run = manager.run(&mut m, |name| {
+            let mut calibration = match (calib, calib_random) {
+                (Some(p), _) => Some(sculpt_runtime::CalibrationSet::from_arrays(
+                    sculpt_runtime::read_npz(&p)?,
+                )?),
+                (None, Some(n)) => Some(sculpt_runtime::CalibrationSet::random(&original, n)?),
+                (None, None) => None,
+            };
+            let calibrator = calibration
+                .as_mut()
+                .map(|c| c as &mut dyn sculpt_passes::Calibrator);
+            let run = manager.run_with(&mut m, calibrator, |name| {
                 bar.set_message(name.to_string());
                 bar.inc(1);
             });
@@ -354,6 +373,11 @@ pub fn dispatch(cli: Cli) -> Result<()> {
 }
 
 fn print_run_table(run: &sculpt_passes::RunReport) {
+    for r in &run.passes {
+        for line in &r.outcome.details {
+            eprintln!("{}: {line}", r.pass);
+        }
+    }
     eprintln!(
         "{:<20} {:>9} {:>8} {:>8} {:>12} {:>14} {:>12}",
         "pass", "ms", "nodes", "Δnodes", "params", "FLOPs", "bytes"

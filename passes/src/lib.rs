@@ -12,7 +12,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod transform;
 
-pub use manager::{ModelStats, PassManager, PassRecord, RunReport};
+pub use manager::{Calibrator, ModelStats, PassManager, PassRecord, RunReport};
 pub use pipeline::{Pipeline, PipelineStep};
 
 use sculpt_ir::{IrError, Model};
@@ -46,6 +46,8 @@ pub struct PassOutcome {
     pub changed: bool,
     /// Named counters, e.g. `nodes_removed`.
     pub statistics: Vec<(String, u64)>,
+    /// What the pass decided, one line each (which blocks it erased and why).
+    pub details: Vec<String>,
 }
 
 /// A transform or analysis over a model.

@@ -12,13 +12,33 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::time::Instant;
 
-/// Cached analyses, shared by the passes of one run.
-#[derive(Default)]
-pub struct PassContext {
-    cache: HashMap<&'static str, Box<dyn Any>>,
+/// Runs models on calibration data for passes that need activations. The
+/// runtime crate provides it; passes never run models themselves.
+pub trait Calibrator {
+    /// Runs `model` on every calibration sample and returns, for each name
+    /// in `values`, that value for all samples, flattened (samples in order).
+    fn values(&mut self, model: &Model, values: &[String]) -> Result<Vec<Vec<f32>>, String>;
+
+    /// The same for the model's outputs.
+    fn outputs(&mut self, model: &Model) -> Result<Vec<Vec<f32>>, String> {
+        let names: Vec<String> = model
+            .graph
+            .outputs
+            .iter()
+            .map(|&v| model.graph.value(v).name.clone())
+            .collect();
+        self.values(model, &names)
+    }
 }
 
-impl PassContext {
+/// Cached analyses, shared by the passes of one run, and the calibrator.
+#[derive(Default)]
+pub struct PassContext<'a> {
+    cache: HashMap<&'static str, Box<dyn Any>>,
+    pub calibrator: Option<&'a mut dyn Calibrator>,
+}
+
+impl PassContext<'_> {
     /// The analysis `A` of `model`, computed once and cached.
     pub fn analysis<A: Analysis>(&mut self, model: &Model) -> &A {
         self.cache
@@ -89,7 +109,18 @@ impl PassManager {
     }
 
     /// Runs every step in order; stops at the first failure.
-    pub fn run(&self, model: &mut Model, mut on_pass: impl FnMut(&str)) -> Result<RunReport> {
+    pub fn run(&self, model: &mut Model, on_pass: impl FnMut(&str)) -> Result<RunReport> {
+        self.run_with(model, None, on_pass)
+    }
+
+    /// Like [`PassManager::run`], with calibration data for passes that
+    /// measure activations.
+    pub fn run_with(
+        &self,
+        model: &mut Model,
+        calibrator: Option<&mut dyn Calibrator>,
+        mut on_pass: impl FnMut(&str),
+    ) -> Result<RunReport> {
         let passes = self
             .pipeline
             .steps
@@ -97,7 +128,10 @@ impl PassManager {
             .map(|s| Ok((s.display_name(), registry::build(s)?)))
             .collect::<Result<Vec<_>>>()?;
         let start = Instant::now();
-        let mut cx = PassContext::default();
+        let mut cx = PassContext {
+            cache: HashMap::new(),
+            calibrator,
+        };
         let initial = ModelStats::of(model, &mut cx);
         let mut before = initial.clone();
         let mut records = Vec::new();

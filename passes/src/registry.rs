@@ -35,9 +35,14 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
     build: |o| Ok(Box::new(crate::transform::cleanup::Cleanup::from_options(o)?)),
 }, PassInfo {
     name: "erase",
-    summary: "remove whole operators: residual branches that are identically zero (their groups all zero), with everything that only fed them",
+    summary: "remove whole operators: identically-zero residual branches (exact), and the least important residual blocks within a budget (measured on calibration data)",
     options: &[
         OptionInfo { name: "zero", kind: "bool", default: "true", help: "erase branches whose output is identically zero (exact)" },
+        OptionInfo { name: "budget", kind: "share", default: "none", help: "skip the least important residual blocks until this share of FLOPs is gone (needs --calib)" },
+        OptionInfo { name: "blocks", kind: "count", default: "none", help: "skip this many of the least important residual blocks (needs --calib)" },
+        OptionInfo { name: "kind", kind: "ffn|attention|conv|other|any", default: "any", help: "which blocks may be skipped" },
+        OptionInfo { name: "metric", kind: "contribution|random", default: "contribution", help: "rank blocks by measured contribution, or at random (a baseline)" },
+        OptionInfo { name: "seed", kind: "count", default: "0", help: "seed for metric=random" },
     ],
     build: |o| Ok(Box::new(crate::transform::erase::Erase::from_options(o)?)),
 }];

@@ -5,12 +5,14 @@
 
 mod array;
 mod bench;
+mod calibrate;
 mod compare;
 mod exec;
 mod npz;
 
 pub use array::Array;
 pub use bench::{bench, Latency};
+pub use calibrate::CalibrationSet;
 pub use compare::{compare, Comparison, OutputReport, Tolerance};
 pub use exec::{generate_inputs, required_inputs as exec_required_inputs, Session};
 pub use npz::{read_npz, write_npz};

@@ -108,3 +108,63 @@ fn zeroed_ffn_block_of_minilm_is_erased() {
         ],
     );
 }
+
+#[test]
+fn budgeted_erasure_skips_measured_blocks_and_reports_them() {
+    let folder = corpus_dir().join("resnet18");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("erased.onnx");
+    let report = dir.path().join("report.json");
+    let r = sculpt(&[
+        "opt",
+        path_str(&folder.join("model.onnx")),
+        "-p",
+        "erase{budget=0.05 kind=conv}",
+        "--calib-random",
+        "2",
+        "-o",
+        path_str(&out),
+        "--report",
+        path_str(&report),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let pass = &v["run"]["passes"][0];
+    let details: Vec<String> = pass["outcome"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        details.iter().any(|d| d.starts_with("erased conv block")),
+        "{details:?}"
+    );
+    assert!(
+        details.last().unwrap().contains("measured output error"),
+        "{details:?}"
+    );
+    assert!(pass["after"]["flops"].as_u64().unwrap() < pass["before"]["flops"].as_u64().unwrap());
+    // The result is a valid model that runs.
+    let run = sculpt(&[
+        "run",
+        path_str(&out),
+        "--inputs",
+        path_str(&folder.join("inputs.npz")),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // Without calibration data the pass refuses, saying what it needs.
+    let r = sculpt(&[
+        "opt",
+        path_str(&folder.join("model.onnx")),
+        "-p",
+        "erase{blocks=1}",
+        "-o",
+        path_str(&out),
+    ]);
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--calib"));
+}

@@ -2,6 +2,7 @@
 //! a pass that does not preserve them changes the model.
 
 pub mod cost;
+pub mod residual_blocks;
 pub mod zero_values;
 
 use sculpt_ir::Model;

@@ -6,9 +6,18 @@
 //! operand passes straight through; everything that only fed the branch goes
 //! with it. The result equals the zeroed (masked) model exactly.
 //!
-//! `budget=B metric=contribution` (lossy, needs calibration data): see
-//! [`crate::transform::erase_blocks`].
+//! `budget=B` or `blocks=K` (lossy, needs calibration data): measures each
+//! residual block's contribution on the calibration data (the relative
+//! change of the model's outputs when the block is skipped, and the norm of
+//! its branch relative to the stream it is added to), then skips the least
+//! important blocks until the budget is met: `budget` is a share of the
+//! model's FLOPs, `blocks` a number of blocks; `kind=ffn|attention|conv|any`
+//! limits which blocks may go; `metric=random seed=S` chooses at random (the
+//! baseline the contribution metric is measured against). The chosen
+//! blocks and the output error they cause, measured on the calibration
+//! data, are reported.
 
+use crate::analysis::residual_blocks::{residual_blocks, ResidualBlock};
 use crate::analysis::zero_values::ZeroValues;
 use crate::manager::PassContext;
 use crate::pipeline::Options;
@@ -19,13 +28,193 @@ use sculpt_ir::{Graph, IrError, Model, Node, NodeId, ValueId};
 
 pub struct Erase {
     pub zero: bool,
+    /// Share of FLOPs to remove by skipping blocks.
+    pub budget: Option<f64>,
+    /// Number of blocks to skip.
+    pub blocks: Option<usize>,
+    pub kind: String,
+    pub random: bool,
+    pub seed: u64,
 }
 
 impl Erase {
     pub fn from_options(options: &Options) -> crate::Result<Erase> {
+        let bad = |option: &str, reason: String| crate::PassError::Option {
+            pass: "erase".into(),
+            option: option.into(),
+            reason,
+        };
+        let budget = options
+            .get("budget")
+            .map(|_| options.f64("budget", 0.0))
+            .transpose()?;
+        if budget.is_some_and(|b| !(0.0..=1.0).contains(&b)) {
+            return Err(bad("budget", "a share of FLOPs, between 0 and 1".into()));
+        }
+        let kind = options.get("kind").unwrap_or("any").to_string();
+        if !["ffn", "attention", "conv", "other", "any"].contains(&kind.as_str()) {
+            return Err(bad(
+                "kind",
+                format!("'{kind}' is not ffn, attention, conv, other or any"),
+            ));
+        }
+        let random = match options.get("metric").unwrap_or("contribution") {
+            "contribution" => false,
+            "random" => true,
+            other => {
+                return Err(bad(
+                    "metric",
+                    format!("'{other}' is not contribution or random"),
+                ))
+            }
+        };
         Ok(Erase {
             zero: options.bool("zero", true)?,
+            budget,
+            blocks: options
+                .get("blocks")
+                .map(|_| options.usize("blocks", 0))
+                .transpose()?,
+            kind,
+            random,
+            seed: options.usize("seed", 0)? as u64,
         })
+    }
+}
+
+/// Replaces `node` (an Add) by its operand `keep`: bypassed where names
+/// allow, else an Identity stands in so the output keeps its name.
+fn replace_with_operand(graph: &mut Graph, node: NodeId, keep: ValueId) {
+    let out = graph.node(node).output(0).expect("an Add has an output");
+    if !graph.bypass(node, out, keep) {
+        let mut identity = Node::new("Identity");
+        identity.name = graph.node(node).name.clone();
+        graph.detach_node(node);
+        graph.add_node_defining(identity, vec![Some(keep)], vec![Some(out)]);
+    }
+}
+
+fn rel_error(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+    let (mut diff, mut norm) = (0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        for (&p, &q) in x.iter().zip(y) {
+            diff += ((p - q) as f64).powi(2);
+            norm += (q as f64).powi(2);
+        }
+    }
+    (diff / norm.max(f64::MIN_POSITIVE)).sqrt()
+}
+
+fn norm(v: &[f32]) -> f64 {
+    v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt()
+}
+
+impl Erase {
+    /// Skips the least important residual blocks; see the module doc.
+    fn erase_blocks(
+        &self,
+        model: &mut Model,
+        cx: &mut PassContext<'_>,
+        outcome: &mut PassOutcome,
+    ) -> Result<(), IrError> {
+        let total_flops = cx.analysis::<crate::analysis::cost::Cost>(model).flops;
+        let blocks: Vec<ResidualBlock> = residual_blocks(&model.graph)
+            .into_iter()
+            .filter(|b| self.kind == "any" || b.kind == self.kind)
+            .collect();
+        let calibrator = cx.calibrator.as_deref_mut().ok_or_else(|| {
+            IrError::Invalid("erase with budget= or blocks= measures blocks on calibration data: give --calib DATA.npz or --calib-random N".into())
+        })?;
+        let calib = |e: String| IrError::Invalid(format!("erase: calibration run failed: {e}"));
+        let baseline = calibrator.outputs(model).map_err(calib)?;
+        let mut scored: Vec<(f64, f64, usize)> = Vec::new(); // (score, branch/stream ratio, index)
+        if self.random {
+            let mut state = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            for i in 0..blocks.len() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                scored.push(((state >> 11) as f64, f64::NAN, i));
+            }
+        } else {
+            let names: Vec<String> = blocks
+                .iter()
+                .flat_map(|b| {
+                    [
+                        model.graph.value(b.branch).name.clone(),
+                        model.graph.value(b.stream).name.clone(),
+                    ]
+                })
+                .collect();
+            let values = calibrator.values(model, &names).map_err(calib)?;
+            for (i, b) in blocks.iter().enumerate() {
+                let ratio = norm(&values[2 * i]) / norm(&values[2 * i + 1]).max(f64::MIN_POSITIVE);
+                let mut skipped = model.clone();
+                replace_with_operand(&mut skipped.graph, b.add, b.stream);
+                remove_dead_code(&mut skipped.graph);
+                let outputs = calibrator.outputs(&skipped).map_err(calib)?;
+                scored.push((rel_error(&outputs, &baseline), ratio, i));
+            }
+        }
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut removed_flops = 0u64;
+        let mut taken: std::collections::HashSet<NodeId> = std::collections::HashSet::new();
+        for &(score, ratio, i) in &scored {
+            let done = match (self.blocks, self.budget) {
+                (Some(k), _) => chosen.len() >= k,
+                (None, Some(share)) => removed_flops as f64 >= share * total_flops as f64,
+                (None, None) => true,
+            };
+            if done {
+                break;
+            }
+            let b = &blocks[i];
+            if b.nodes.iter().any(|n| taken.contains(n)) || taken.contains(&b.add) {
+                continue;
+            }
+            taken.extend(b.nodes.iter().copied());
+            removed_flops += b.flops;
+            chosen.push(i);
+            let metric = if self.random {
+                "chosen at random".to_string()
+            } else {
+                format!("output change when skipped {score:.3e}, branch/stream norm {ratio:.3}")
+            };
+            outcome.details.push(format!(
+                "erased {} block '{}' ({} nodes, {} FLOPs): {metric}",
+                b.kind,
+                b.label,
+                b.nodes.len(),
+                b.flops
+            ));
+        }
+        for &i in &chosen {
+            let b = &blocks[i];
+            if model.graph.contains_node(b.add) {
+                replace_with_operand(&mut model.graph, b.add, b.stream);
+            }
+        }
+        remove_dead_code(&mut model.graph);
+        let after = calibrator.outputs(model).map_err(calib)?;
+        let err = rel_error(&after, &baseline);
+        outcome.details.push(format!(
+            "{} of {} candidate blocks erased, {:.1}% of FLOPs; measured output error on the calibration data: relative L2 {err:.4e}",
+            chosen.len(),
+            blocks.len(),
+            100.0 * removed_flops as f64 / total_flops.max(1) as f64
+        ));
+        outcome
+            .statistics
+            .push(("blocks_erased".into(), chosen.len() as u64));
+        outcome
+            .statistics
+            .push(("block_flops_removed".into(), removed_flops));
+        outcome
+            .statistics
+            .push(("output_rel_error_ppm".into(), (err * 1e6).round() as u64));
+        outcome.changed |= !chosen.is_empty();
+        Ok(())
     }
 }
 
@@ -90,15 +279,7 @@ pub fn erase_zero_branches(graph: &mut Graph) -> Result<(u64, u64), IrError> {
             let Some(keep) = surviving_operand(graph, &shapes, id, &zero) else {
                 continue;
             };
-            let out = graph.node(id).output(0).expect("checked");
-            if !graph.bypass(id, out, keep) {
-                // `out` keeps its name (a graph output fed by a graph
-                // input, say): an Identity stands in for the Add.
-                let mut identity = Node::new("Identity");
-                identity.name = graph.node(id).name.clone();
-                graph.detach_node(id);
-                graph.add_node_defining(identity, vec![Some(keep)], vec![Some(out)]);
-            }
+            replace_with_operand(graph, id, keep);
             branches += 1;
             changed = true;
         }
@@ -115,8 +296,11 @@ impl Pass for Erase {
         "erase"
     }
 
-    fn run(&mut self, model: &mut Model, _cx: &mut PassContext) -> Result<PassOutcome, IrError> {
+    fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<PassOutcome, IrError> {
         let mut outcome = PassOutcome::default();
+        if self.budget.is_some() || self.blocks.is_some() {
+            self.erase_blocks(model, cx, &mut outcome)?;
+        }
         if self.zero {
             let (branches, nodes) = erase_zero_branches(&mut model.graph)?;
             outcome

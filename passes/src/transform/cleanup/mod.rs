@@ -98,7 +98,11 @@ impl Pass for Cleanup {
         "cleanup"
     }
 
-    fn run(&mut self, model: &mut Model, _cx: &mut PassContext) -> Result<PassOutcome, IrError> {
+    fn run(
+        &mut self,
+        model: &mut Model,
+        _cx: &mut PassContext<'_>,
+    ) -> Result<PassOutcome, IrError> {
         let mut stats: Vec<(String, u64)> = Vec::new();
         if self.constant_input_defaults {
             let g = &mut model.graph;
@@ -178,6 +182,7 @@ impl Pass for Cleanup {
         Ok(PassOutcome {
             changed,
             statistics: stats,
+            details: Vec::new(),
         })
     }
 }
