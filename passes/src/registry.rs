@@ -23,8 +23,8 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
     summary: "exact simplification: constant and shape folding, no-op removal, CSE, affine folding into Conv/Gemm/BatchNorm, MatMul+Add to Gemm, dead code",
     options: &[
         OptionInfo { name: "fold", kind: "bool", default: "true", help: "Constant nodes to initializers; evaluate nodes on constant inputs; fold static shape computations" },
-        OptionInfo { name: "fold_limit", kind: "bytes", default: "64M", help: "largest constant folding may create" },
-        OptionInfo { name: "fold_growth", kind: "bytes", default: "256M", help: "most the weights may grow through folding" },
+        OptionInfo { name: "fold_limit", kind: "bytes", default: "512M", help: "largest constant folding may create" },
+        OptionInfo { name: "fold_growth", kind: "bytes", default: "1G", help: "most the weights may grow through folding" },
         OptionInfo { name: "simplify", kind: "bool", default: "true", help: "remove Identity, inference Dropout and no-op Reshape/Transpose/Cast/Pad/Slice/Expand/Mul/Sub; merge Transpose and Reshape chains" },
         OptionInfo { name: "fuse", kind: "bool", default: "true", help: "fold BatchNormalization and per-channel Mul/Add into Conv/Gemm/BatchNorm; MatMul+Add to Gemm" },
         OptionInfo { name: "cse", kind: "bool", default: "true", help: "merge identical nodes, equal shape values and identical initializers" },

@@ -66,8 +66,8 @@ impl Cleanup {
             simplify: options.bool("simplify", true)?,
             fuse: options.bool("fuse", true)?,
             cse: options.bool("cse", true)?,
-            fold_limit: options.bytes("fold_limit", 64 << 20)?,
-            fold_growth: options.bytes("fold_growth", 256 << 20)?,
+            fold_limit: options.bytes("fold_limit", 512 << 20)?,
+            fold_growth: options.bytes("fold_growth", 1 << 30)?,
             constant_input_defaults: match options.get("input_defaults") {
                 None | Some("constant") => true,
                 Some("keep") => false,
