@@ -35,15 +35,49 @@ fn new_initializer(graph: &mut Graph, base: &str, dims: Vec<i64>, values: &[f32]
 fn set_parameters(
     graph: &mut Graph,
     node: NodeId,
-    first: (Vec<i64>, &[f32]),
+    first: Option<Tensor>,
     second: (Vec<i64>, &[f32]),
 ) -> Option<()> {
     let base = graph.value(graph.node(node).input(1)?).name.clone();
-    let a = new_initializer(graph, &format!("{base}_folded"), first.0, first.1);
+    if let Some(t) = first {
+        let name = graph.unique_name(&format!("{base}_folded"));
+        let mut v = Value::new(name);
+        v.init = Some(Initializer::Dense(t));
+        let a = graph.add_value(v);
+        graph.set_input(node, 1, Some(a));
+    }
     let b = new_initializer(graph, &format!("{base}_folded_bias"), second.0, second.1);
-    graph.set_input(node, 1, Some(a));
     graph.set_input(node, 2, Some(b));
     Some(())
+}
+
+/// The f32 weights of `w` with element `i` multiplied by
+/// `scale[channel_of(i)]`, or `None` where every scale is 1 (the weights
+/// stay as they are).
+fn scaled_weights(
+    graph: &Graph,
+    w: ValueId,
+    scale: &[f64],
+    channel_of: impl Fn(usize) -> usize,
+) -> Option<Option<Tensor>> {
+    let t = constant(graph, w)?;
+    if t.dtype != DataType::F32 {
+        return None;
+    }
+    if scale.iter().all(|&s| s == 1.0) {
+        return Some(None);
+    }
+    let raw = t.raw_bytes().ok()?;
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, c) in raw.chunks_exact(4).enumerate() {
+        let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64 * scale[channel_of(i)];
+        out.extend_from_slice(&(v as f32).to_le_bytes());
+    }
+    Some(Some(Tensor::from_raw(
+        DataType::F32,
+        t.dims.clone(),
+        out.into(),
+    )))
 }
 
 /// Values of a constant that varies only along axis 1 of an output of
@@ -168,15 +202,12 @@ fn fold_one(graph: &mut Graph, consumer: NodeId) -> Option<()> {
     }
     match producer.op_type.as_str() {
         "Conv" => {
-            let (w, w_dims) = f32_const(graph, producer.input(1))?;
+            let w = producer.input(1)?;
+            let w_dims = constant(graph, w)?.dims.clone();
             let c = *w_dims.first()? as usize;
             let affine = consumer_affine(graph, &cnode, x, c, w_dims.len())?;
-            let per = w.len() / c.max(1);
-            let new_w: Vec<f32> = w
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| (v as f64 * affine.scale[i / per]) as f32)
-                .collect();
+            let per = (sculpt_ir::element_count(&w_dims)? as usize / c.max(1)).max(1);
+            let new_w = scaled_weights(graph, w, &affine.scale, |i| i / per)?;
             let bias = match producer.input(2) {
                 Some(b) => f32_const(graph, Some(b))?.0,
                 None => vec![0.0; c],
@@ -187,10 +218,11 @@ fn fold_one(graph: &mut Graph, consumer: NodeId) -> Option<()> {
             let new_b: Vec<f32> = (0..c)
                 .map(|i| (bias[i] as f64 * affine.scale[i] + affine.shift[i]) as f32)
                 .collect();
-            set_parameters(graph, prod_id, (w_dims, &new_w), (vec![c as i64], &new_b))?;
+            set_parameters(graph, prod_id, new_w, (vec![c as i64], &new_b))?;
         }
         "Gemm" => {
-            let (w, w_dims) = f32_const(graph, producer.input(1))?;
+            let w = producer.input(1)?;
+            let w_dims = constant(graph, w)?.dims.clone();
             let trans_b = producer.attr("transB").and_then(AttrValue::as_int) == Some(1);
             let beta = producer
                 .attr("beta")
@@ -200,13 +232,13 @@ fn fold_one(graph: &mut Graph, consumer: NodeId) -> Option<()> {
             let (rows, cols) = (rows as usize, cols as usize);
             let c = if trans_b { rows } else { cols };
             let affine = consumer_affine(graph, &cnode, x, c, 2)?;
-            let new_w: Vec<f32> = w
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| {
-                    (v as f64 * affine.scale[if trans_b { i / cols } else { i % cols }]) as f32
-                })
-                .collect();
+            let new_w = scaled_weights(graph, w, &affine.scale, |i| {
+                if trans_b {
+                    i / cols
+                } else {
+                    i % cols
+                }
+            })?;
             let bias = match producer.input(2) {
                 Some(b) => per_channel(graph, Some(b), c, 2)?,
                 None => vec![0.0; c],
@@ -214,7 +246,7 @@ fn fold_one(graph: &mut Graph, consumer: NodeId) -> Option<()> {
             let new_b: Vec<f32> = (0..c)
                 .map(|i| (beta * bias[i] * affine.scale[i] + affine.shift[i]) as f32)
                 .collect();
-            set_parameters(graph, prod_id, (w_dims, &new_w), (vec![c as i64], &new_b))?;
+            set_parameters(graph, prod_id, new_w, (vec![c as i64], &new_b))?;
             let attrs = &mut graph.node_mut(prod_id).attributes;
             attrs.retain(|a| a.name != "beta");
             attrs.push(Attribute::new("beta", AttrValue::Float(1.0)));
@@ -237,10 +269,11 @@ fn fold_one(graph: &mut Graph, consumer: NodeId) -> Option<()> {
             let new_shift: Vec<f32> = (0..c)
                 .map(|i| (shift[i] as f64 * affine.scale[i] + affine.shift[i]) as f32)
                 .collect();
+            let new_scale = Tensor::from_f32(vec![c as i64], &new_scale);
             set_parameters(
                 graph,
                 prod_id,
-                (vec![c as i64], &new_scale),
+                Some(new_scale),
                 (vec![c as i64], &new_shift),
             )?;
         }
