@@ -27,6 +27,9 @@ enum Command {
         model: PathBuf,
         #[arg(long)]
         json: bool,
+        /// List the zero-invariant groups (prunable structures).
+        #[arg(long)]
+        zig: bool,
     },
     /// Run a pass pipeline and write the result.
     Opt {
@@ -147,7 +150,24 @@ fn run_model(model: &Model, inputs: &[Array]) -> Result<Vec<Array>> {
 
 pub fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Inspect { model, json } => {
+        Command::Inspect {
+            model,
+            json,
+            zig: true,
+        } => {
+            let m = load(&model)?;
+            let groups = sculpt_passes::analysis::zero_groups::ZeroGroups::of_graph(&m.graph);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&groups)?);
+            } else {
+                print!("{}", crate::inspect::zig_table(&groups));
+            }
+        }
+        Command::Inspect {
+            model,
+            json,
+            zig: false,
+        } => {
             let m = load(&model)?;
             let size = std::fs::metadata(&model).map(|m| m.len()).unwrap_or(0);
             let summary = crate::inspect::summarize(&m, size);

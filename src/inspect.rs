@@ -160,3 +160,38 @@ pub fn table(s: &Summary) -> String {
     }
     out
 }
+
+pub fn zig_table(z: &sculpt_passes::analysis::zero_groups::ZeroGroups) -> String {
+    let mut out = String::new();
+    let prunable = z.groups.iter().filter(|g| g.prunable).count();
+    out += &format!(
+        "{} groups, {} prunable; prunable params {} of {} ({:.1}%)\n",
+        z.groups.len(),
+        prunable,
+        human(z.prunable_params),
+        human(z.total_params),
+        100.0 * z.prunable_params as f64 / z.total_params.max(1) as f64
+    );
+    out += &format!(
+        "{:<4} {:<8} {:>8} {:>10} {:>8}  {}\n",
+        "#", "kind", "channels", "params/ch", "members", "sources / why not prunable"
+    );
+    for (i, g) in z.groups.iter().enumerate() {
+        let why = if g.prunable {
+            String::new()
+        } else {
+            format!("  UNPRUNABLE: {}", g.reasons.join("; "))
+        };
+        out += &format!(
+            "{:<4} {:<8} {:>8} {:>10} {:>8}  {}{}\n",
+            i,
+            g.kind,
+            g.channels,
+            g.params_per_channel,
+            g.members.len(),
+            g.sources.join(", "),
+            why
+        );
+    }
+    out
+}

@@ -568,10 +568,16 @@ impl Graph {
         Ok(order)
     }
 
-    /// Parameter count: elements of every dense float initializer.
+    /// Parameter count: elements of every dense float initializer and of
+    /// every float `Constant` node (some exporters keep weights there).
     pub fn param_count(&self) -> u64 {
+        let constants = self
+            .nodes()
+            .filter(|(_, n)| n.op_type == "Constant" && n.is_onnx())
+            .filter_map(|(_, n)| n.attr("value").and_then(crate::AttrValue::as_tensor));
         self.initializers()
             .filter_map(|(_, v)| v.tensor())
+            .chain(constants)
             .filter(|t| t.dtype.is_float())
             .filter_map(|t| t.element_count())
             .sum()

@@ -3,6 +3,7 @@
 
 pub mod cost;
 pub mod residual_blocks;
+pub mod zero_groups;
 pub mod zero_values;
 
 use sculpt_ir::Model;

@@ -2,3 +2,4 @@
 
 mod cases;
 mod pipeline;
+mod zero_groups;
