@@ -148,3 +148,20 @@ fn check_fails_on_different_models() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("differ"));
 }
+
+#[test]
+fn inspect_zig_lists_groups_with_reasons() {
+    let model = crate::corpus_dir().join("resnet18/model.onnx");
+    let out = sculpt(&["inspect", path_str(&model), "--zig", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let groups = v["groups"].as_array().unwrap();
+    // The stem and the layer1 convolutions are coupled by the residual Adds.
+    assert!(groups.iter().any(|g| g["prunable"] == true && g["sources"].as_array().unwrap().len() >= 3));
+    // The classifier's outputs are the graph output: refused, with the reason.
+    let fc = groups.iter().find(|g| g["kind"] == "gemm").unwrap();
+    assert_eq!(fc["prunable"], false);
+    assert!(fc["reasons"][0].as_str().unwrap().contains("graph output"));
+    let table = sculpt(&["inspect", path_str(&model), "--zig"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("prunable params"));
+}
