@@ -45,6 +45,16 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
         OptionInfo { name: "seed", kind: "count", default: "0", help: "seed for metric=random" },
     ],
     build: |o| Ok(Box::new(crate::transform::erase::Erase::from_options(o)?)),
+}, PassInfo {
+    name: "prune",
+    summary: "remove (or mask) channels of zero-invariant groups: exactly-zero ones, or the smallest by magnitude up to a ratio",
+    options: &[
+        OptionInfo { name: "criterion", kind: "zero|magnitude|random", default: "zero", help: "which channels: all-zero ones (lossless), smallest normalised L2 norm, or random (testing)" },
+        OptionInfo { name: "ratio", kind: "share", default: "0", help: "share of the prunable params to remove (magnitude, random)" },
+        OptionInfo { name: "mode", kind: "remove|mask", default: "remove", help: "slice the channels out, or zero them and keep shapes" },
+        OptionInfo { name: "seed", kind: "count", default: "0", help: "seed for criterion=random" },
+    ],
+    build: |o| Ok(Box::new(crate::transform::prune::Prune::from_options(o)?)),
 }];
 
 pub fn lookup(name: &str) -> Option<&'static PassInfo> {

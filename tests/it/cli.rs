@@ -153,11 +153,17 @@ fn check_fails_on_different_models() {
 fn inspect_zig_lists_groups_with_reasons() {
     let model = crate::corpus_dir().join("resnet18/model.onnx");
     let out = sculpt(&["inspect", path_str(&model), "--zig", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let groups = v["groups"].as_array().unwrap();
     // The stem and the layer1 convolutions are coupled by the residual Adds.
-    assert!(groups.iter().any(|g| g["prunable"] == true && g["sources"].as_array().unwrap().len() >= 3));
+    assert!(groups
+        .iter()
+        .any(|g| g["prunable"] == true && g["sources"].as_array().unwrap().len() >= 3));
     // The classifier's outputs are the graph output: refused, with the reason.
     let fc = groups.iter().find(|g| g["kind"] == "gemm").unwrap();
     assert_eq!(fc["prunable"], false);

@@ -6,6 +6,7 @@ mod cli;
 mod corpus;
 mod erase;
 mod node_suite;
+mod prune;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -47,6 +47,9 @@ pub struct Group {
     pub params_per_channel: u64,
     pub prunable: bool,
     pub reasons: Vec<String>,
+    /// Reshape targets that spell out the channel count: (constant tensor,
+    /// entry, size of one channel in that entry).
+    pub shape_fixes: Vec<(String, usize, usize)>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -65,6 +68,7 @@ struct Spaces {
     sources: Vec<Vec<String>>,
     members: Vec<Vec<Member>>,
     reasons: Vec<Vec<String>>,
+    shape_fixes: Vec<Vec<(String, usize, usize)>>,
 }
 
 impl Spaces {
@@ -75,6 +79,7 @@ impl Spaces {
         self.sources.push(vec![source.into()]);
         self.members.push(Vec::new());
         self.reasons.push(Vec::new());
+        self.shape_fixes.push(Vec::new());
         self.parent.len() - 1
     }
 
@@ -115,6 +120,13 @@ impl Spaces {
         self.reasons[a].extend(r);
         let s = std::mem::take(&mut self.sources[b]);
         self.sources[a].extend(s);
+        let f = std::mem::take(&mut self.shape_fixes[b]);
+        self.shape_fixes[a].extend(f);
+    }
+
+    fn fix_shape(&mut self, s: usize, tensor: String, entry: usize, per_channel: usize) {
+        let r = self.find(s);
+        self.shape_fixes[r].push((tensor, entry, per_channel));
     }
 
     fn add(&mut self, s: usize, member: Member) {
@@ -441,6 +453,13 @@ impl ZeroGroups {
                                     }
                                 }
                             }
+                            Some(_) if is_const(*v) && op == "Div" && i == 1 => {
+                                // Masking would divide by zero.
+                                sp.refuse(
+                                    first.space,
+                                    format!("{here}: divides by a per-channel constant"),
+                                );
+                            }
                             Some(_) if is_const(*v) => sp.add(
                                 first.space,
                                 Member {
@@ -487,17 +506,34 @@ impl ZeroGroups {
                         continue;
                     };
                     let a = first.axis;
-                    if y.len() > a && x[..=a] == y[..=a] {
-                        carry(&mut slots, first);
+                    let out_block = if y.len() > a && x[..=a] == y[..=a] {
+                        Some(first.block)
                     } else if y.len() == a + 1 && x[..a] == y[..a] {
-                        let inner: i64 = x[a + 1..].iter().product();
-                        carry(
-                            &mut slots,
-                            Slot {
-                                block: first.block * inner as usize,
-                                ..first
-                            },
-                        );
+                        Some(first.block * x[a + 1..].iter().product::<i64>() as usize)
+                    } else {
+                        None
+                    };
+                    if let Some(block) = out_block {
+                        if op == "Reshape" {
+                            // The target may spell out the channel count.
+                            let target = n
+                                .input(1)
+                                .and_then(|t| Some((t, constant(graph, t)?.to_i64_vec().ok()?)));
+                            match target {
+                                Some((t, v)) if v.get(a).is_some_and(|&e| e > 0) => {
+                                    sp.fix_shape(first.space, name(t), a, block)
+                                }
+                                Some(_) => {}
+                                None => {
+                                    refuse_all(
+                                        &mut sp,
+                                        "the reshape target is computed at run time",
+                                    );
+                                    continue;
+                                }
+                            }
+                        }
+                        carry(&mut slots, Slot { block, ..first });
                     } else {
                         refuse_all(&mut sp, "reshape splits or moves the channel axis");
                     }
@@ -543,6 +579,7 @@ impl ZeroGroups {
                 params_per_channel: 0,
                 prunable: true,
                 reasons: Vec::new(),
+                shape_fixes: Vec::new(),
             });
         }
         let roots: Vec<usize> = by_root.keys().copied().collect();
@@ -553,6 +590,16 @@ impl ZeroGroups {
             members.sort();
             members.dedup();
             g.reasons = std::mem::take(&mut sp.reasons[r]);
+            g.shape_fixes = std::mem::take(&mut sp.shape_fixes[r]);
+            for m in &members {
+                let readers = graph
+                    .value_by_name(&m.tensor)
+                    .map_or(0, |v| graph.consumers(v).len());
+                if readers > 1 {
+                    g.reasons
+                        .push(format!("tensor '{}' is read by {readers} nodes", m.tensor));
+                }
+            }
             g.params_per_channel = members
                 .iter()
                 .filter_map(|m| {

@@ -30,7 +30,7 @@
 //! (BatchNormalization folding). Idempotent.
 
 mod affine;
-mod constants;
+pub(crate) mod constants;
 mod cse;
 pub mod dead_code;
 mod gemm;
