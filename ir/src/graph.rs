@@ -212,6 +212,16 @@ impl Graph {
             .map(|(id, _)| id)
     }
 
+    /// Forgets the declared types of every value but those in `keep`
+    /// (shape inference can then start afresh from the inputs).
+    pub fn clear_types_except(&mut self, keep: &[ValueId]) {
+        for (i, v) in self.values.iter_mut().enumerate() {
+            if !v.dead && !keep.contains(&ValueId(i as u32)) {
+                v.ty = None;
+            }
+        }
+    }
+
     /// Live initializers in creation order.
     pub fn initializers(&self) -> impl Iterator<Item = (ValueId, &Value)> {
         self.values().filter(|(_, v)| v.init.is_some())

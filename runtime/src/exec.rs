@@ -119,16 +119,14 @@ fn check_memory(model: &Model, inputs: &[Array], limit: u64) -> Result<()> {
 /// and tract infers them itself.
 fn without_intermediate_types(model: &Model) -> Model {
     let mut m = model.clone();
-    let g = &mut m.graph;
-    let keep: std::collections::HashSet<_> = g.inputs.iter().chain(&g.outputs).copied().collect();
-    let ids: Vec<_> = g
-        .values()
-        .map(|(id, _)| id)
-        .filter(|id| !keep.contains(id))
+    let keep: Vec<_> = m
+        .graph
+        .inputs
+        .iter()
+        .chain(&m.graph.outputs)
+        .copied()
         .collect();
-    for id in ids {
-        g.value_mut(id).ty = None;
-    }
+    m.graph.clear_types_except(&keep);
     m
 }
 

@@ -433,6 +433,18 @@ pub fn bind_input_dims_distinct(graph: &mut Graph) -> crate::Result<usize> {
     infer_graph(graph)
 }
 
+/// A copy of `graph` whose intermediate types are inferred afresh with every
+/// symbolic input dim bound to its own size (see
+/// [`bind_input_dims_distinct`]): value ids are those of `graph`, and shapes
+/// are static wherever inference reaches.
+pub fn static_shape_copy(graph: &Graph) -> crate::Result<Graph> {
+    let mut g = graph.clone();
+    let inputs = g.inputs.clone();
+    g.clear_types_except(&inputs);
+    bind_input_dims_distinct(&mut g)?;
+    Ok(g)
+}
+
 /// Binds every symbolic or unknown dim of the graph inputs to `size` and
 /// re-infers, so that costs can be counted per `size` samples.
 pub fn bind_input_dims(graph: &mut Graph, size: i64) -> crate::Result<usize> {

@@ -54,19 +54,9 @@ fn consumers_closure(graph: &Graph, start: ValueId, consumers: &[Vec<NodeId>]) -
 
 /// Every residual block of `graph`, in topological order of their Adds.
 pub fn residual_blocks(graph: &Graph) -> Vec<ResidualBlock> {
-    let mut shapes = graph.clone();
-    let keep: Vec<ValueId> = shapes.inputs.clone();
-    let ids: Vec<ValueId> = shapes
-        .values()
-        .map(|(id, _)| id)
-        .filter(|id| !keep.contains(id))
-        .collect();
-    for id in ids {
-        shapes.value_mut(id).ty = None;
-    }
-    if infer::bind_input_dims_distinct(&mut shapes).is_err() {
+    let Ok(shapes) = infer::static_shape_copy(graph) else {
         return Vec::new();
-    }
+    };
     let mut costs = graph.clone();
     let _ = infer::bind_input_dims(&mut costs, 1);
     let mut consumers: Vec<Vec<NodeId>> = Vec::new();

@@ -162,17 +162,7 @@ fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
 impl ZeroGroups {
     pub fn of_graph(graph: &Graph) -> ZeroGroups {
         // Shapes with every symbolic input dim bound to its own size.
-        let mut shapes = graph.clone();
-        let keep = shapes.inputs.clone();
-        let ids: Vec<ValueId> = shapes
-            .values()
-            .map(|(id, _)| id)
-            .filter(|id| !keep.contains(id))
-            .collect();
-        for id in ids {
-            shapes.value_mut(id).ty = None;
-        }
-        let _ = infer::bind_input_dims_distinct(&mut shapes);
+        let shapes = infer::static_shape_copy(graph).unwrap_or_else(|_| graph.clone());
         let dims = |v: ValueId| value_type(&shapes, v).and_then(|t| t.static_dims());
         let is_const = |v: ValueId| constant(graph, v).is_some();
         let name = |v: ValueId| graph.value(v).name.clone();

@@ -218,23 +218,6 @@ impl Erase {
     }
 }
 
-/// A copy of `graph` with every symbolic input dim bound to its own size
-/// and all shapes re-inferred: value ids are the same, shapes are static.
-fn with_static_shapes(graph: &Graph) -> Result<Graph, IrError> {
-    let mut g = graph.clone();
-    let keep: Vec<ValueId> = g.inputs.clone();
-    let ids: Vec<ValueId> = g
-        .values()
-        .map(|(id, _)| id)
-        .filter(|id| !keep.contains(id))
-        .collect();
-    for id in ids {
-        g.value_mut(id).ty = None;
-    }
-    infer::bind_input_dims_distinct(&mut g)?;
-    Ok(g)
-}
-
 /// The operand of an Add/Sub/Sum that survives when all others are zero,
 /// provided the zeros do not broadcast it to a larger shape (checked on
 /// `shapes`, the graph with static shapes).
@@ -270,7 +253,7 @@ pub fn erase_zero_branches(graph: &mut Graph) -> Result<(u64, u64), IrError> {
     let mut branches = 0;
     loop {
         let zero = ZeroValues::of_graph(graph);
-        let shapes = with_static_shapes(graph)?;
+        let shapes = infer::static_shape_copy(graph)?;
         let mut changed = false;
         for id in graph.topo_order()? {
             if !graph.contains_node(id) {

@@ -279,14 +279,7 @@ impl Pass for Prune {
             }
             // Shapes changed: drop the inferred types of intermediates.
             let keep: Vec<_> = graph.inputs.iter().chain(&graph.outputs).copied().collect();
-            let ids: Vec<_> = graph
-                .values()
-                .map(|(id, _)| id)
-                .filter(|id| !keep.contains(id))
-                .collect();
-            for id in ids {
-                graph.value_mut(id).ty = None;
-            }
+            graph.clear_types_except(&keep);
         }
         let channels: usize = chosen.values().map(BTreeSet::len).sum();
         Ok(PassOutcome {
