@@ -23,6 +23,31 @@ fn opt(input: &std::path::Path, pipeline: &str, output: &std::path::Path) {
     );
 }
 
+/// `sculpt check a b` passes: outputs agree to rtol 1e-5, atol 1e-6.
+fn assert_same_outputs(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    inputs: &std::path::Path,
+    what: &str,
+) {
+    let c = sculpt(&[
+        "check",
+        path_str(a),
+        path_str(b),
+        "--inputs",
+        path_str(inputs),
+        "--rtol",
+        "1e-5",
+        "--atol",
+        "1e-6",
+    ]);
+    assert!(
+        c.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&c.stdout)
+    );
+}
+
 fn stats(path: &std::path::Path) -> (u64, u64) {
     let out = sculpt(&["inspect", path_str(path), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -45,22 +70,7 @@ fn masked_equals_removed_on_every_corpus_model() {
                 |mode: &str| format!("prune{{criterion=random ratio=0.3 seed={seed} mode={mode}}}");
             opt(&base, &pipeline("mask"), &masked);
             opt(&base, &pipeline("remove"), &removed);
-            let c = sculpt(&[
-                "check",
-                path_str(&masked),
-                path_str(&removed),
-                "--inputs",
-                path_str(&inputs),
-                "--rtol",
-                "1e-5",
-                "--atol",
-                "1e-6",
-            ]);
-            assert!(
-                c.status.success(),
-                "{name} seed {seed}: {}",
-                String::from_utf8_lossy(&c.stdout)
-            );
+            assert_same_outputs(&masked, &removed, &inputs, &format!("{name} seed {seed}"));
             if ort {
                 let script = repo().join("tests/scripts/ort_compare.py");
                 let o = std::process::Command::new("python3")
@@ -116,22 +126,7 @@ fn zero_criterion_removes_zeroed_groups_losslessly() {
             &removed,
         );
         opt(&masked, "prune{criterion=zero}", &pruned);
-        let c = sculpt(&[
-            "check",
-            path_str(&masked),
-            path_str(&pruned),
-            "--inputs",
-            path_str(&folder.join("inputs.npz")),
-            "--rtol",
-            "1e-5",
-            "--atol",
-            "1e-6",
-        ]);
-        assert!(
-            c.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&c.stdout)
-        );
+        assert_same_outputs(&masked, &pruned, &folder.join("inputs.npz"), name);
         let ((pm, _), (pp, _), (pr, _)) = (stats(&masked), stats(&pruned), stats(&removed));
         eprintln!("{name}: zeroed model {pm} params; prune{{criterion=zero}} leaves {pp}; removing the same channels directly leaves {pr}");
         // Every zeroed channel is found and removed.

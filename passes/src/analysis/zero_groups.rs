@@ -151,6 +151,36 @@ struct Slot {
     block: usize,
 }
 
+/// A Conv's output channels belong to `space`: its weights' axis 0, its
+/// bias, and axis 1 of its output `o`.
+fn claim_output_channels(
+    sp: &mut Spaces,
+    slots: &mut HashMap<ValueId, Slot>,
+    space: usize,
+    graph: &Graph,
+    n: &Node,
+    o: ValueId,
+) {
+    for v in [n.input(1), n.input(2)].into_iter().flatten() {
+        sp.add(
+            space,
+            Member {
+                tensor: graph.value(v).name.clone(),
+                axis: 0,
+                block: 1,
+            },
+        );
+    }
+    slots.insert(
+        o,
+        Slot {
+            space,
+            axis: 1,
+            block: 1,
+        },
+    );
+}
+
 fn label(n: &Node) -> String {
     format!("node '{}' ({})", n.display_name(), n.op_type)
 }
@@ -226,32 +256,7 @@ impl ZeroGroups {
                             );
                         } else if cin_per_group == 1 && group as usize == cout {
                             // Depthwise: input channel c is output channel c.
-                            sp.add(
-                                s.space,
-                                Member {
-                                    tensor: name(w),
-                                    axis: 0,
-                                    block: 1,
-                                },
-                            );
-                            if let Some(b) = n.input(2) {
-                                sp.add(
-                                    s.space,
-                                    Member {
-                                        tensor: name(b),
-                                        axis: 0,
-                                        block: 1,
-                                    },
-                                );
-                            }
-                            slots.insert(
-                                o,
-                                Slot {
-                                    space: s.space,
-                                    axis: 1,
-                                    block: 1,
-                                },
-                            );
+                            claim_output_channels(&mut sp, &mut slots, s.space, graph, n, o);
                             continue;
                         } else {
                             sp.refuse(s.space, format!("{here}: grouped convolution (group={group}) couples channels in blocks"));
@@ -261,32 +266,7 @@ impl ZeroGroups {
                         continue;
                     }
                     let s = sp.open(cout, "conv", n.display_name());
-                    sp.add(
-                        s,
-                        Member {
-                            tensor: name(w),
-                            axis: 0,
-                            block: 1,
-                        },
-                    );
-                    if let Some(b) = n.input(2) {
-                        sp.add(
-                            s,
-                            Member {
-                                tensor: name(b),
-                                axis: 0,
-                                block: 1,
-                            },
-                        );
-                    }
-                    slots.insert(
-                        o,
-                        Slot {
-                            space: s,
-                            axis: 1,
-                            block: 1,
-                        },
-                    );
+                    claim_output_channels(&mut sp, &mut slots, s, graph, n, o);
                     continue;
                 }
                 "Gemm" | "MatMul" => {
