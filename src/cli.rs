@@ -156,7 +156,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             zig: true,
         } => {
             let m = load(&model)?;
-            let groups = sculpt_passes::analysis::zero_groups::ZeroGroups::of_graph(&m.graph);
+            let mut graph = m.graph.clone();
+            sculpt_passes::transform::prune::prepare(&mut graph);
+            let groups = sculpt_passes::analysis::zero_groups::ZeroGroups::of_graph(&graph);
             if json {
                 println!("{}", serde_json::to_string_pretty(&groups)?);
             } else {

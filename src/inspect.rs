@@ -162,6 +162,7 @@ pub fn table(s: &Summary) -> String {
 }
 
 pub fn zig_table(z: &sculpt_passes::analysis::zero_groups::ZeroGroups) -> String {
+    use sculpt_passes::analysis::zero_groups::Fix;
     let mut out = String::new();
     let prunable = z.groups.iter().filter(|g| g.prunable).count();
     out += &format!(
@@ -173,25 +174,63 @@ pub fn zig_table(z: &sculpt_passes::analysis::zero_groups::ZeroGroups) -> String
         100.0 * z.prunable_params as f64 / z.total_params.max(1) as f64
     );
     out += &format!(
-        "{:<4} {:<8} {:>8} {:>10} {:>8}  {}\n",
-        "#", "kind", "channels", "params/ch", "members", "sources / why not prunable"
+        "{:<4} {:<15} {:>8} {:>10} {:>10}  {}\n",
+        "#", "kind", "units", "params/u", "params", "sources"
     );
     for (i, g) in z.groups.iter().enumerate() {
-        let why = if g.prunable {
-            String::new()
-        } else {
-            format!("  UNPRUNABLE: {}", g.reasons.join("; "))
-        };
         out += &format!(
-            "{:<4} {:<8} {:>8} {:>10} {:>8}  {}{}\n",
+            "{:<4} {:<15} {:>8} {:>10} {:>10}  {}\n",
             i,
             g.kind,
             g.channels,
             g.params_per_channel,
-            g.members.len(),
+            human(g.params_per_channel * g.channels as u64),
             g.sources.join(", "),
-            why
         );
+        // tensor[axis] for a plain slice, tensor[axis @offset ×block] otherwise.
+        let slices: Vec<String> = g
+            .members
+            .iter()
+            .map(|m| {
+                let mut at = m.axis.to_string();
+                if m.offset > 0 {
+                    at += &format!(" @{}", m.offset);
+                }
+                if m.block > 1 {
+                    at += &format!(" x{}", m.block);
+                }
+                format!("{}[{at}]", m.tensor)
+            })
+            .collect();
+        out += &format!("       slices: {}\n", slices.join(", "));
+        let fixes: Vec<String> = g
+            .fixes
+            .iter()
+            .map(|f| match f {
+                Fix::Entry {
+                    tensor,
+                    entry,
+                    per_channel,
+                } => {
+                    format!("{tensor}[{entry}] -= {per_channel}/unit")
+                }
+                Fix::Attribute {
+                    node_output,
+                    attribute,
+                    entry,
+                    per_channel,
+                } => format!(
+                    "{attribute}{} of the node of '{node_output}' -= {per_channel}/unit",
+                    entry.map_or(String::new(), |e| format!("[{e}]"))
+                ),
+            })
+            .collect();
+        if !fixes.is_empty() {
+            out += &format!("       fixes: {}\n", fixes.join(", "));
+        }
+        for r in &g.reasons {
+            out += &format!("       UNPRUNABLE: {r}\n");
+        }
     }
     out
 }

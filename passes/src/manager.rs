@@ -12,12 +12,31 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::time::Instant;
 
+/// Receives one chunk of one value: (index in the requested values, shape,
+/// data).
+pub type Visit<'a> = dyn FnMut(usize, &[usize], &[f32]) + 'a;
+
 /// Runs models on calibration data for passes that need activations. The
 /// runtime crate provides it; passes never run models themselves.
 pub trait Calibrator {
-    /// Runs `model` on every calibration sample and returns, for each name
-    /// in `values`, that value for all samples, flattened (samples in order).
-    fn values(&mut self, model: &Model, values: &[String]) -> Result<Vec<Vec<f32>>, String>;
+    /// Runs `model` on the calibration samples, in chunks, and hands every
+    /// chunk of every value in `values` to `visit(index in values, shape,
+    /// data)`, samples in order (the chunk's first axis).
+    fn visit(
+        &mut self,
+        model: &Model,
+        values: &[String],
+        visit: &mut Visit<'_>,
+    ) -> Result<(), String>;
+
+    /// Each value in `values` for all samples, flattened (samples in order).
+    fn values(&mut self, model: &Model, values: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        let mut all = vec![Vec::new(); values.len()];
+        self.visit(model, values, &mut |i, _, data| {
+            all[i].extend_from_slice(data)
+        })?;
+        Ok(all)
+    }
 
     /// The same for the model's outputs.
     fn outputs(&mut self, model: &Model) -> Result<Vec<Vec<f32>>, String> {

@@ -5,6 +5,7 @@
 
 use crate::{generate_inputs, Array, Result, RuntimeError, Session};
 use sculpt_ir::{Dim, Model, Type};
+use sculpt_passes::manager::Visit;
 use sculpt_passes::Calibrator;
 use std::collections::HashMap;
 
@@ -96,7 +97,7 @@ impl CalibrationSet {
             .min(self.samples)
     }
 
-    fn run(&self, model: &Model, names: &[String]) -> Result<Vec<Vec<f32>>> {
+    fn run(&self, model: &Model, names: &[String], visit: &mut Visit<'_>) -> Result<()> {
         let mut probe = model.clone();
         let g = &mut probe.graph;
         let outputs = names
@@ -115,7 +116,6 @@ impl CalibrationSet {
         }
         g.outputs = outputs;
         let chunk = self.chunk_size(model).max(1);
-        let mut result = vec![Vec::new(); names.len()];
         let mut session: Option<(usize, Session)> = None;
         for start in (0..self.samples).step_by(chunk) {
             let end = (start + chunk).min(self.samples);
@@ -124,20 +124,27 @@ impl CalibrationSet {
                 session = Some((end - start, Session::new(&probe, &inputs)?));
             }
             let outs = session.as_ref().expect("built above").1.run(&inputs)?;
-            for (r, o) in result.iter_mut().zip(outs) {
-                r.extend(o.to_f64().unwrap_or_default().into_iter().map(|x| x as f32));
+            for (i, o) in outs.iter().enumerate() {
+                let data: Vec<f32> = o
+                    .to_f64()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|x| x as f32)
+                    .collect();
+                visit(i, &o.shape, &data);
             }
         }
-        Ok(result)
+        Ok(())
     }
 }
 
 impl Calibrator for CalibrationSet {
-    fn values(
+    fn visit(
         &mut self,
         model: &Model,
         values: &[String],
-    ) -> std::result::Result<Vec<Vec<f32>>, String> {
-        self.run(model, values).map_err(|e| e.to_string())
+        visit: &mut Visit<'_>,
+    ) -> std::result::Result<(), String> {
+        self.run(model, values, visit).map_err(|e| e.to_string())
     }
 }

@@ -43,17 +43,52 @@ fn constant_attr_tensor(node: &sculpt_ir::Node) -> Option<Tensor> {
 
 /// `Constant` nodes → initializers. Returns how many.
 pub fn constant_nodes_to_initializers(graph: &mut Graph) -> u64 {
+    materialize_constants(graph, |_, node| {
+        (node.op_type == "Constant")
+            .then(|| constant_attr_tensor(node))
+            .flatten()
+    })
+}
+
+/// `Constant` nodes and `Identity` nodes of a constant (the aliases
+/// exporters emit for shared parameters) → initializers of their own, so
+/// that every parameter can be edited without touching another reader.
+/// The copies share their bytes. Returns how many.
+pub fn parameters_to_initializers(graph: &mut Graph) -> u64 {
+    let mut count = 0;
+    loop {
+        let round = materialize_constants(graph, |graph, node| match node.op_type.as_str() {
+            "Constant" => constant_attr_tensor(node),
+            "Identity" => {
+                let t = constant(graph, node.input(0)?)?;
+                let mut t = t.clone();
+                t.extra = None;
+                Some(t)
+            }
+            _ => None,
+        });
+        if round == 0 {
+            return count;
+        }
+        count += round;
+    }
+}
+
+fn materialize_constants(
+    graph: &mut Graph,
+    tensor_of: impl Fn(&Graph, &sculpt_ir::Node) -> Option<Tensor>,
+) -> u64 {
     let mut count = 0;
     for id in graph.node_ids() {
         let node = graph.node(id);
-        if node.op_type != "Constant" || !node.is_onnx() || node.outputs().len() != 1 {
+        if !node.is_onnx() || node.outputs().len() != 1 {
             continue;
         }
         let Some(out) = node.output(0) else { continue };
         if graph.outputs.contains(&out) {
             continue;
         }
-        let Some(tensor) = constant_attr_tensor(node) else {
+        let Some(tensor) = tensor_of(graph, node) else {
             continue;
         };
         graph.detach_node(id);

@@ -35,7 +35,7 @@ mod cse;
 pub mod dead_code;
 mod gemm;
 mod identities;
-mod initializers;
+pub(crate) mod initializers;
 
 use crate::manager::PassContext;
 use crate::pipeline::Options;
