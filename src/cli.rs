@@ -118,6 +118,45 @@ enum Command {
     },
     /// List passes and their options.
     Passes,
+    /// Emit the model as MLIR (linalg on tensors, verified by MLIR), after
+    /// cleanup; `--check` also runs it on the CPU and compares with tract.
+    /// Needs a build with `--features mlir` (LLVM 22).
+    Emit {
+        model: PathBuf,
+        /// Emit MLIR (the only output format so far).
+        #[arg(long)]
+        mlir: bool,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Static dims for an input with symbolic ones: NAME=D0,D1,...
+        #[arg(long = "shape", value_parser = parse_shape)]
+        shapes: Vec<(String, Vec<i64>)>,
+        #[arg(long, default_value = "linalg")]
+        dialect: String,
+        #[arg(long, default_value = "cpu")]
+        target: String,
+        /// Lower for the CPU, run on --inputs (or generated ones) and
+        /// compare with tract (rtol 1e-4).
+        #[arg(long)]
+        check: bool,
+        #[arg(long)]
+        inputs: Option<PathBuf>,
+    },
+    /// The ops `emit` covers and what each becomes, as a markdown table.
+    EmitOps,
+}
+
+fn parse_shape(s: &str) -> Result<(String, Vec<i64>), String> {
+    let (k, v) = s.split_once('=').ok_or("expected NAME=D0,D1,...")?;
+    let dims = v
+        .split(',')
+        .map(|d| {
+            d.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("'{d}' is not a size"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((k.to_string(), dims))
 }
 
 fn parse_dim(s: &str) -> Result<(String, usize), String> {
@@ -132,7 +171,7 @@ pub fn load(path: &Path) -> Result<Model> {
     sculpt_ir::onnx::load(path).with_context(|| format!("cannot load {}", path.display()))
 }
 
-fn inputs_for(
+pub fn inputs_for(
     model: &Model,
     inputs: Option<&Path>,
     dims: &HashMap<String, usize>,
@@ -143,7 +182,7 @@ fn inputs_for(
     }
 }
 
-fn run_model(model: &Model, inputs: &[Array]) -> Result<Vec<Array>> {
+pub fn run_model(model: &Model, inputs: &[Array]) -> Result<Vec<Array>> {
     let session = Session::new(model, inputs)?;
     Ok(session.run(inputs)?)
 }
@@ -346,6 +385,35 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 bail!("outputs differ beyond rtol={rtol} atol={atol}");
             }
         }
+        Command::Emit {
+            model,
+            mlir,
+            output,
+            shapes,
+            dialect,
+            target,
+            check,
+            inputs,
+        } => {
+            if !mlir {
+                bail!("say what to emit: --mlir (the only format so far)");
+            }
+            if dialect != "linalg" {
+                bail!("--dialect {dialect}: only linalg is emitted so far");
+            }
+            if target != "cpu" {
+                bail!("--target {target}: only the cpu target is built so far");
+            }
+            let m = load(&model)?;
+            crate::emit::emit(
+                m,
+                &output,
+                shapes.into_iter().collect(),
+                check,
+                inputs.as_deref(),
+            )?;
+        }
+        Command::EmitOps => crate::emit::print_ops()?,
         Command::Bench {
             model,
             inputs,
@@ -428,7 +496,7 @@ fn print_run_table(run: &sculpt_passes::RunReport) {
     );
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path
         .parent()

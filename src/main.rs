@@ -3,6 +3,7 @@
 //! are written atomically.
 
 mod cli;
+mod emit;
 mod inspect;
 
 use clap::Parser;

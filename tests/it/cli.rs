@@ -171,3 +171,40 @@ fn inspect_zig_lists_groups_with_reasons() {
     let table = sculpt(&["inspect", path_str(&model), "--zig"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("prunable params"));
 }
+
+/// `sculpt emit --mlir --check`: resnet18 as MLIR, run on the CPU path and
+/// compared with tract; the file parses with mlir-opt.
+#[cfg(feature = "mlir")]
+#[test]
+fn emit_mlir_runs_on_the_cpu_like_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("resnet18.mlir");
+    let folder = crate::corpus_dir().join("resnet18");
+    let r = sculpt(&[
+        "emit",
+        path_str(&folder.join("model.onnx")),
+        "--mlir",
+        "-o",
+        path_str(&out),
+        "--shape",
+        "input=1,3,224,224",
+        "--check",
+        "--inputs",
+        path_str(&folder.join("inputs.npz")),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let parsed = std::process::Command::new("/usr/lib/llvm-22/bin/mlir-opt")
+        .arg(&out)
+        .args(["-o", "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    // Ops outside the set are refused, naming the node.
+    let minilm = crate::corpus_dir().join("minilm_l6_v2/model.onnx");
+    let r = sculpt(&["emit", path_str(&minilm), "--mlir", "-o", path_str(&out)]);
+    assert!(!r.status.success());
+}

@@ -1,0 +1,46 @@
+//! sculpt's MLIR back end: a graph as `linalg` on tensors (with `func`,
+//! `arith`, `math` and `tensor`), weights as dense resources, static
+//! shapes. The module is emitted as MLIR text, then parsed and verified in
+//! process through melior, so what leaves this crate is a module MLIR
+//! itself accepted.
+//!
+//! The entry function is `@main`: graph inputs in order in, graph outputs
+//! in order out. An op outside the supported set is an error naming the
+//! node and the op, never wrong code.
+
+mod cpu;
+mod emit;
+mod verify;
+
+pub use cpu::{CpuModule, CPU_PIPELINE};
+pub use emit::{bind_shapes, emit_text, ops_table, supported_ops, EmitOptions, Emitted};
+pub use verify::{verify_module, MlirContext};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CodegenError {
+    #[error("node '{node}' ({op}): {reason}")]
+    Unsupported {
+        node: String,
+        op: String,
+        reason: String,
+    },
+    #[error("input '{input}': {reason}")]
+    Shape { input: String, reason: String },
+    #[error("MLIR rejected the emitted module: {0}")]
+    Verify(String),
+    #[error("lowering for the CPU: {0}")]
+    Lowering(String),
+    #[error(transparent)]
+    Ir(#[from] sculpt_ir::IrError),
+}
+
+pub type Result<T, E = CodegenError> = std::result::Result<T, E>;
+
+/// Emits `model` as a verified MLIR module (text).
+pub fn emit_mlir(model: &sculpt_ir::Model, options: &EmitOptions) -> Result<Emitted> {
+    let emitted = emit_text(model, options)?;
+    verify_module(&MlirContext::new(), &emitted.text)?;
+    Ok(emitted)
+}

@@ -1,0 +1,5 @@
+//! The MLIR back end, end to end: corpus models emitted, verified in
+//! process, and parsed by `mlir-opt`.
+
+mod corpus;
+mod small;

@@ -1,0 +1,113 @@
+//! `sculpt emit`: the MLIR back end, when built with `--features mlir`.
+
+use anyhow::Result;
+use std::collections::HashMap;
+use std::path::Path;
+
+#[cfg(feature = "mlir")]
+pub fn emit(
+    mut model: sculpt_ir::Model,
+    output: &Path,
+    shapes: HashMap<String, Vec<i64>>,
+    check: bool,
+    inputs: Option<&Path>,
+) -> Result<()> {
+    use anyhow::{bail, Context};
+    use sculpt_codegen::{bind_shapes, emit_mlir, CpuModule, EmitOptions, MlirContext};
+    use sculpt_passes::{PassManager, Pipeline};
+    // Static shapes first, so that cleanup folds every shape computation.
+    let options = EmitOptions { shapes };
+    model = bind_shapes(&model, &options)?;
+    PassManager::new(Pipeline::parse("cleanup")?).run(&mut model, |_| {})?;
+    let emitted = emit_mlir(&model, &options)?;
+    crate::cli::write_atomic(output, emitted.text.as_bytes())?;
+    eprintln!(
+        "wrote {} ({} bytes): @main takes {:?}, returns {:?}",
+        output.display(),
+        emitted.text.len(),
+        emitted.inputs,
+        emitted.outputs
+    );
+    if !check {
+        return Ok(());
+    }
+    let dims: HashMap<String, usize> = HashMap::new();
+    let mut arrays = crate::cli::inputs_for(&model, inputs, &dims)?;
+    for (a, d) in arrays.iter_mut().zip(&emitted.inputs) {
+        if a.shape.iter().map(|&x| x as i64).collect::<Vec<_>>() != *d {
+            bail!(
+                "input '{}' has shape {:?}; @main takes {:?}",
+                a.name,
+                a.shape,
+                d
+            );
+        }
+    }
+    let expected = crate::cli::run_model(&model, &arrays).context("running on tract")?;
+    let context = MlirContext::new();
+    let cpu = CpuModule::compile(&context, &emitted.text, emitted.outputs.clone())?;
+    let mut args: Vec<(Vec<f32>, Vec<i64>)> = arrays
+        .iter()
+        .map(|a| {
+            let v = a
+                .to_f64()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|x| x as f32)
+                .collect();
+            (v, a.shape.iter().map(|&d| d as i64).collect())
+        })
+        .collect();
+    let got = cpu.run(&mut args)?;
+    let got: Vec<sculpt_runtime::Array> = expected
+        .iter()
+        .zip(got)
+        .map(|(e, g)| sculpt_runtime::Array::from_f32(&e.name, e.shape.clone(), &g))
+        .collect();
+    let cmp = sculpt_runtime::compare(
+        &got,
+        &expected,
+        sculpt_runtime::Tolerance {
+            rtol: 1e-4,
+            atol: 1e-5,
+        },
+    );
+    for o in &cmp.outputs {
+        eprintln!(
+            "{}: max abs err {:.3e}, max rel err {:.3e}, {}",
+            o.name,
+            o.max_abs_err,
+            o.max_rel_err,
+            if o.ok { "ok" } else { "DIFFERS" }
+        );
+    }
+    if !cmp.ok {
+        bail!("the CPU path differs from tract beyond rtol 1e-4");
+    }
+    Ok(())
+}
+
+#[cfg(feature = "mlir")]
+pub fn print_ops() -> Result<()> {
+    print!("{}", sculpt_codegen::ops_table());
+    Ok(())
+}
+
+#[cfg(not(feature = "mlir"))]
+const NO_MLIR: &str = "this sculpt was built without MLIR support: build it with `cargo build --release --features mlir` (needs LLVM 22: apt-get install libmlir-22-dev llvm-22-dev libclang-22-dev libpolly-22-dev mlir-22-tools)";
+
+#[cfg(not(feature = "mlir"))]
+pub fn emit(
+    _model: sculpt_ir::Model,
+    _output: &Path,
+    _shapes: HashMap<String, Vec<i64>>,
+    _check: bool,
+    _inputs: Option<&Path>,
+) -> Result<()> {
+    anyhow::bail!(NO_MLIR)
+}
+
+#[cfg(not(feature = "mlir"))]
+pub fn print_ops() -> Result<()> {
+    anyhow::bail!(NO_MLIR)
+}
