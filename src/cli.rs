@@ -133,8 +133,15 @@ enum Command {
         shapes: Vec<(String, Vec<i64>)>,
         #[arg(long, default_value = "linalg")]
         dialect: String,
+        /// cpu, or gpu: also lower through the gpu dialect to PTX (--ptx).
         #[arg(long, default_value = "cpu")]
         target: String,
+        /// With --target gpu: the NVIDIA chip (sm_80, sm_90, ...).
+        #[arg(long, default_value = "sm_80")]
+        chip: String,
+        /// With --target gpu: the folder to write one PTX file per kernel to.
+        #[arg(long)]
+        ptx: Option<PathBuf>,
         /// Lower for the CPU, run on --inputs (or generated ones) and
         /// compare with tract (rtol 1e-4).
         #[arg(long)]
@@ -392,6 +399,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             shapes,
             dialect,
             target,
+            chip,
+            ptx,
             check,
             inputs,
         } => {
@@ -401,9 +410,13 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             if dialect != "linalg" {
                 bail!("--dialect {dialect}: only linalg is emitted so far");
             }
-            if target != "cpu" {
-                bail!("--target {target}: only the cpu target is built so far");
-            }
+            let gpu = match (target.as_str(), ptx) {
+                ("cpu", None) => None,
+                ("gpu", Some(dir)) => Some((chip, dir)),
+                ("gpu", None) => bail!("--target gpu writes PTX: give --ptx DIR"),
+                ("cpu", Some(_)) => bail!("--ptx goes with --target gpu"),
+                (other, _) => bail!("--target {other}: cpu or gpu"),
+            };
             let m = load(&model)?;
             crate::emit::emit(
                 m,
@@ -411,6 +424,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 shapes.into_iter().collect(),
                 check,
                 inputs.as_deref(),
+                gpu,
             )?;
         }
         Command::EmitOps => crate::emit::print_ops()?,

@@ -11,6 +11,7 @@ pub fn emit(
     shapes: HashMap<String, Vec<i64>>,
     check: bool,
     inputs: Option<&Path>,
+    gpu: Option<(String, std::path::PathBuf)>,
 ) -> Result<()> {
     use anyhow::{bail, Context};
     use sculpt_codegen::{bind_shapes, emit_mlir, CpuModule, EmitOptions, MlirContext};
@@ -28,6 +29,18 @@ pub fn emit(
         emitted.inputs,
         emitted.outputs
     );
+    if let Some((chip, dir)) = gpu {
+        let kernels = sculpt_codegen::lower_to_ptx(&MlirContext::new(), &emitted.text, &chip)?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for k in &kernels {
+            crate::cli::write_atomic(&dir.join(format!("{}.ptx", k.name)), k.ptx.as_bytes())?;
+        }
+        eprintln!(
+            "wrote {} kernels for {chip} to {}",
+            kernels.len(),
+            dir.display()
+        );
+    }
     if !check {
         return Ok(());
     }
@@ -103,6 +116,7 @@ pub fn emit(
     _shapes: HashMap<String, Vec<i64>>,
     _check: bool,
     _inputs: Option<&Path>,
+    _gpu: Option<(String, std::path::PathBuf)>,
 ) -> Result<()> {
     anyhow::bail!(NO_MLIR)
 }

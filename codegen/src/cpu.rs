@@ -3,9 +3,6 @@
 //! by MLIR's execution engine, and called through its C interface.
 
 use crate::{CodegenError, MlirContext, Result};
-use melior::ir::Module;
-use melior::pass::PassManager;
-use melior::utility::{parse_pass_pipeline, register_all_llvm_translations, register_all_passes};
 use melior::ExecutionEngine;
 
 /// linalg on tensors → LLVM dialect.
@@ -50,15 +47,7 @@ fn descriptor(data: *mut f32, dims: &[i64]) -> Vec<i64> {
 impl CpuModule {
     /// Lowers and compiles `text` (an emitted module) for this CPU.
     pub fn compile(context: &MlirContext, text: &str, outputs: Vec<Vec<i64>>) -> Result<CpuModule> {
-        register_all_passes();
-        register_all_llvm_translations(&context.context);
-        let mut module = Module::parse(&context.context, text)
-            .ok_or_else(|| CodegenError::Verify("the module does not parse".into()))?;
-        let pm = PassManager::new(&context.context);
-        parse_pass_pipeline(pm.as_operation_pass_manager(), CPU_PIPELINE)
-            .map_err(|e| CodegenError::Lowering(e.to_string()))?;
-        pm.run(&mut module)
-            .map_err(|e| CodegenError::Lowering(e.to_string()))?;
+        let module = crate::verify::lower(context, text, CPU_PIPELINE)?;
         // Anything left outside the LLVM dialect would make the engine
         // fail to build (and it cannot report that).
         let lowered = module.as_operation().to_string();

@@ -10,10 +10,12 @@
 
 mod cpu;
 mod emit;
+mod gpu;
 mod verify;
 
 pub use cpu::{CpuModule, CPU_PIPELINE};
 pub use emit::{bind_shapes, emit_text, ops_table, supported_ops, EmitOptions, Emitted};
+pub use gpu::{gpu_pipeline, lower_to_ptx, Kernel, TILE_SIZES};
 pub use verify::{verify_module, MlirContext};
 
 use thiserror::Error;
@@ -30,7 +32,7 @@ pub enum CodegenError {
     Shape { input: String, reason: String },
     #[error("MLIR rejected the emitted module: {0}")]
     Verify(String),
-    #[error("lowering for the CPU: {0}")]
+    #[error("lowering: {0}")]
     Lowering(String),
     #[error(transparent)]
     Ir(#[from] sculpt_ir::IrError),

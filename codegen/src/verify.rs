@@ -36,3 +36,21 @@ pub fn verify_module(context: &MlirContext, text: &str) -> Result<String> {
     }
     Ok(text.to_string())
 }
+
+/// Parses `text` and runs the textual pass `pipeline` on it in process.
+pub(crate) fn lower<'c>(
+    context: &'c MlirContext,
+    text: &str,
+    pipeline: &str,
+) -> Result<Module<'c>> {
+    melior::utility::register_all_passes();
+    melior::utility::register_all_llvm_translations(&context.context);
+    let mut module = Module::parse(&context.context, text)
+        .ok_or_else(|| CodegenError::Verify("the module does not parse".into()))?;
+    let pm = melior::pass::PassManager::new(&context.context);
+    melior::utility::parse_pass_pipeline(pm.as_operation_pass_manager(), pipeline)
+        .map_err(|e| CodegenError::Lowering(e.to_string()))?;
+    pm.run(&mut module)
+        .map_err(|e| CodegenError::Lowering(e.to_string()))?;
+    Ok(module)
+}

@@ -180,19 +180,15 @@ fn emit_mlir_runs_on_the_cpu_like_tract() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("resnet18.mlir");
     let folder = crate::corpus_dir().join("resnet18");
-    let r = sculpt(&[
-        "emit",
-        path_str(&folder.join("model.onnx")),
-        "--mlir",
-        "-o",
-        path_str(&out),
-        "--shape",
-        "input=1,3,224,224",
-        "--check",
-        "--inputs",
-        path_str(&folder.join("inputs.npz")),
-    ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (model, inputs) = (folder.join("model.onnx"), folder.join("inputs.npz"));
+    let emit = |extra: &[&str]| {
+        let mut args = vec!["emit", path_str(&model), "--mlir", "-o", path_str(&out)];
+        args.extend(["--shape", "input=1,3,224,224"]);
+        args.extend(extra);
+        let r = sculpt(&args);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    };
+    emit(&["--check", "--inputs", path_str(&inputs)]);
     let parsed = std::process::Command::new("/usr/lib/llvm-22/bin/mlir-opt")
         .arg(&out)
         .args(["-o", "/dev/null"])
@@ -203,6 +199,18 @@ fn emit_mlir_runs_on_the_cpu_like_tract() {
         "{}",
         String::from_utf8_lossy(&parsed.stderr)
     );
+    // The GPU path: one PTX file per kernel, for sm_90.
+    let ptx = dir.path().join("ptx");
+    emit(&[
+        "--target",
+        "gpu",
+        "--chip",
+        "sm_90",
+        "--ptx",
+        path_str(&ptx),
+    ]);
+    let kernels = std::fs::read_dir(&ptx).unwrap().count();
+    assert!(kernels > 10, "{kernels} kernels");
     // Ops outside the set are refused, naming the node.
     let minilm = crate::corpus_dir().join("minilm_l6_v2/model.onnx");
     let r = sculpt(&["emit", path_str(&minilm), "--mlir", "-o", path_str(&out)]);

@@ -111,3 +111,30 @@ fn cpu_path_matches_tract() {
         }
     }
 }
+
+#[test]
+fn gpu_path_produces_ptx_that_uses_threads() {
+    for name in ["resnet18", "mobilenet_v3_small", "ppocr_mobile_v2_cls"] {
+        let m = corpus_model(name);
+        let emitted = emit_mlir(&m, &EmitOptions::default()).unwrap();
+        for chip in ["sm_80", "sm_90"] {
+            let context = sculpt_codegen::MlirContext::new();
+            let kernels = sculpt_codegen::lower_to_ptx(&context, &emitted.text, chip)
+                .unwrap_or_else(|e| panic!("{name} {chip}: {e}"));
+            for k in &kernels {
+                assert!(
+                    k.ptx.contains(&format!(".target {chip}")),
+                    "{name} {chip} {}",
+                    k.name
+                );
+                assert!(k.ptx.contains(".entry"), "{name} {chip} {}", k.name);
+            }
+            // Thread ids index the tiles: the kernels use their threads.
+            assert!(
+                kernels.iter().all(|k| k.ptx.contains("%tid.")),
+                "{name} {chip}"
+            );
+            eprintln!("{name} {chip}: {} kernels", kernels.len());
+        }
+    }
+}
