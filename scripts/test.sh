@@ -10,6 +10,9 @@ python3 -c "import onnx, onnxruntime, numpy" 2>/dev/null ||
 scripts/fetch-node-tests.sh
 if scripts/install-llvm.sh; then
   cargo test --workspace --release --no-fail-fast --features sculpt/mlir "$@"
+  # The emitted MLIR through IREE (llvm-cpu run vs the reference outputs,
+  # cuda compile); fetches the IREE wheels into target/iree once.
+  python3 scripts/iree_check.py
 else
   echo "warning: LLVM 22 is not installed and could not be: skipping the MLIR back end (codegen/)" >&2
   cargo test --workspace --exclude sculpt-codegen --release --no-fail-fast "$@"

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""The emitted MLIR through IREE, on the CPU here and on an NVIDIA GPU
+where there is one.
+
+For each model: `sculpt emit --mlir` (static shapes from its inputs.npz),
+then `iree-compile` for llvm-cpu and for cuda (sm_80), then
+`iree-run-module` on the llvm-cpu module, compared with the reference
+outputs.npz (onnxruntime) at rtol 1e-4. With --cuda, the cuda module is
+run on the GPU (`--device=cuda`), compared the same way, and timed with
+iree-benchmark-module.
+
+IREE comes from pip (iree-base-compiler, iree-base-runtime); the wheels are
+tagged for Python 3.12, so they are downloaded for 3.12 and unzipped into
+target/iree: iree-compile and iree-run-module are native executables.
+
+usage: scripts/iree_check.py [--sculpt target/release/sculpt] [--cuda] [MODEL ...]
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = os.environ.get("SCULPT_CORPUS", os.path.join(REPO, "..", "shared", "corpus"))
+IREE = os.path.join(REPO, "target", "iree")
+MODELS = ["resnet18", "mobilenet_v3_small", "ppocr_mobile_v2_cls"]
+
+
+def tools(fetch=True):
+    """iree-compile, iree-run-module and iree-benchmark-module, fetched once."""
+    found = {}
+    for name, pattern in [("compile", "**/_mlir_libs/iree-compile"),
+                          ("run", "**/_runtime_libs/iree-run-module"),
+                          ("benchmark", "**/_runtime_libs/iree-benchmark-module")]:
+        hits = glob.glob(os.path.join(IREE, pattern), recursive=True)
+        if hits:
+            found[name] = hits[0]
+    if len(found) == 3:
+        return found
+    if not fetch:
+        raise RuntimeError(f"the IREE wheels in {IREE} lack {sorted({'compile', 'run', 'benchmark'} - set(found))}")
+    os.makedirs(IREE, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+                    "--python-version", "3.12", "--no-deps", "-d", IREE,
+                    "iree-base-compiler", "iree-base-runtime"], check=True)
+    for wheel in glob.glob(os.path.join(IREE, "*.whl")):
+        with zipfile.ZipFile(wheel) as z:
+            z.extractall(IREE)
+        os.remove(wheel)
+    for path in glob.glob(os.path.join(IREE, "**", "iree-*"), recursive=True):
+        os.chmod(path, 0o755)
+    return tools(fetch=False)
+
+
+def compile_module(iree, mlir, out, device):
+    flags = {
+        "llvm-cpu": ["--iree-hal-target-device=local", "--iree-hal-local-target-device-backends=llvm-cpu",
+                     "--iree-llvmcpu-target-cpu=host"],
+        "sm_80": ["--iree-hal-target-device=cuda", "--iree-cuda-target=sm_80"],
+    }[device]
+    r = subprocess.run([iree["compile"], *flags, mlir, "-o", out], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"iree-compile for {device}: {r.stderr[-2000:]}")
+
+
+def run_module(iree, vmfb, inputs, outdir, device):
+    args = [iree["run"], f"--module={vmfb}", "--function=main", f"--device={device}"]
+    for i, x in enumerate(inputs):
+        path = os.path.join(outdir, f"in{i}.npy")
+        np.save(path, x)
+        args.append(f"--input=@{path}")
+    outs = []
+    r = subprocess.run(args + [f"--output=@{os.path.join(outdir, 'out.npy')}"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"iree-run-module: {r.stderr[-2000:]}")
+    outs.append(np.load(os.path.join(outdir, "out.npy")))
+    return outs
+
+
+def benchmark(iree, vmfb, inputs, outdir, device):
+    args = [iree["benchmark"], f"--module={vmfb}", "--function=main", f"--device={device}",
+            "--benchmark_format=json", "--benchmark_repetitions=5"]
+    for i in range(len(inputs)):
+        args.append(f"--input=@{os.path.join(outdir, f'in{i}.npy')}")
+    r = subprocess.run(args, capture_output=True, text=True, check=True)
+    runs = json.loads(r.stdout[r.stdout.index("{"):])["benchmarks"]
+    median = [b for b in runs if b.get("aggregate_name") == "median"] or runs
+    return median[0]["real_time"], median[0].get("time_unit", "ms")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sculpt", default=os.path.join(REPO, "target", "release", "sculpt"))
+    ap.add_argument("--cuda", action="store_true", help="also run the cuda module on this machine's GPU")
+    ap.add_argument("models", nargs="*")
+    a = ap.parse_args()
+    iree = tools()
+    failed = False
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in a.models or MODELS:
+            folder = os.path.join(CORPUS, name)
+            feeds = np.load(os.path.join(folder, "inputs.npz"))
+            ref = list(np.load(os.path.join(folder, "outputs.npz")).values())
+            shapes = [f"{k}={','.join(str(d) for d in v.shape)}" for k, v in feeds.items()]
+            mlir = os.path.join(tmp, f"{name}.mlir")
+            cmd = [a.sculpt, "emit", os.path.join(folder, "model.onnx"), "--mlir", "-o", mlir]
+            for s in shapes:
+                cmd += ["--shape", s]
+            subprocess.run(cmd, check=True, capture_output=True)
+            line = [name]
+            # IREE 3.13 knows no sm_90 target ("missing GPU target"): sm_80 code runs on Hopper too.
+            for device in ["llvm-cpu", "sm_80"]:
+                vmfb = os.path.join(tmp, f"{name}.{device}.vmfb")
+                compile_module(iree, mlir, vmfb, device)
+                line.append(f"{device}: compiled")
+            got = run_module(iree, os.path.join(tmp, f"{name}.llvm-cpu.vmfb"), list(feeds.values()), tmp, "local-task")
+            err = float(np.max(np.abs(got[0] - ref[0])))
+            ok = np.allclose(got[0], ref[0], rtol=1e-4, atol=1e-5)
+            line.append(f"llvm-cpu run: max abs err {err:.2e} {'ok' if ok else 'DIFFERS'}")
+            failed |= not ok
+            if a.cuda:
+                vmfb = os.path.join(tmp, f"{name}.sm_80.vmfb")
+                got = run_module(iree, vmfb, list(feeds.values()), tmp, "cuda")
+                err = float(np.max(np.abs(got[0] - ref[0])))
+                ok = np.allclose(got[0], ref[0], rtol=1e-4, atol=1e-5)
+                t, unit = benchmark(iree, vmfb, list(feeds.values()), tmp, "cuda")
+                line.append(f"cuda run: max abs err {err:.2e} {'ok' if ok else 'DIFFERS'}, median {t:.3f} {unit}")
+                failed |= not ok
+            print(" | ".join(line), flush=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
