@@ -31,6 +31,7 @@ pub fn supported_ops() -> &'static [(&'static str, &'static str)] {
         ("Softmax", "linalg.generic: max, exp(x - max), sum, divide"),
         ("Concat", "tensor.concat"),
         ("ReduceMean, ReduceSum", "linalg.generic reduction"),
+        ("LRN", "tensor.pad on channels + linalg.generic (window as a reduction dim) + math.powf"),
         ("Identity, Dropout (inference)", "the input itself"),
     ]
 }
@@ -399,6 +400,7 @@ impl<'g> Emitter<'g> {
                 };
                 self.elementwise(&od, &operands, &|b, a| b.bin(instr, &a[0], &a[1]))
             }
+            "LRN" => self.lrn(n, &od)?,
             "Sum" | "Mean" if !n.inputs().is_empty() => {
                 let slots: Vec<usize> = (0..n.inputs().len()).collect();
                 let operands = self.operands(n, &slots)?;
@@ -1085,6 +1087,86 @@ impl<'g> Emitter<'g> {
         self.line(&format!("  linalg.yield {s} : f32"));
         self.line(&format!("}} -> {}", f32_type(&kept)));
         (r, kept)
+    }
+
+    /// LRN: `x / (bias + alpha/size · Σ x²)^beta`, the sum over a window
+    /// of `size` channels (zero-padded): a `linalg.generic` whose fifth,
+    /// reduction dim walks the window.
+    fn lrn(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let x = self.operands(n, &[0])?.remove(0);
+        if x.dims.len() != 4 {
+            return Err(CodegenError::Unsupported {
+                node: n.display_name().into(),
+                op: n.op_type.clone(),
+                reason: "LRN on a tensor that is not NCHW".into(),
+            });
+        }
+        let size = int_attr(n, "size", 1);
+        let (alpha, beta, bias) = (
+            float_attr(n, "alpha", 1e-4),
+            float_attr(n, "beta", 0.75),
+            float_attr(n, "bias", 1.0),
+        );
+        let square = self.elementwise(od, std::slice::from_ref(&x), &|b, a| {
+            b.bin("arith.mulf", &a[0], &a[0])
+        });
+        let (low, high) = ((size - 1) / 2, size - 1 - (size - 1) / 2);
+        // Pad the channel axis only: reuse the spatial padder on a view
+        // with channels last.
+        let padded_dims = vec![od[0], od[1] + low + high, od[2], od[3]];
+        let (zero, padded) = (self.fresh(), self.fresh());
+        self.line(&format!("{zero} = arith.constant {} : f32", float_lit(0.0)));
+        let idx: Vec<String> = (0..4).map(|i| format!("%j{}_{i}", self.next)).collect();
+        self.line(&format!(
+            "{padded} = tensor.pad {square} low[0, {low}, 0, 0] high[0, {high}, 0, 0] {{"
+        ));
+        self.line(&format!(
+            "^bb0({}):",
+            idx.iter()
+                .map(|i| format!("{i}: index"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        self.line(&format!("  tensor.yield {zero} : f32"));
+        self.line(&format!(
+            "}} : {} to {}",
+            f32_type(od),
+            f32_type(&padded_dims)
+        ));
+        let window = self.empty(&[size]);
+        let sums = self.filled(od, 0.0);
+        let (r, a, w, o, t) = (
+            self.fresh(),
+            self.fresh(),
+            self.fresh(),
+            self.fresh(),
+            self.fresh(),
+        );
+        self.line(&format!(
+            "{r} = linalg.generic {{indexing_maps = [affine_map<(d0, d1, d2, d3, d4) -> (d0, d1 + d4, d2, d3)>, affine_map<(d0, d1, d2, d3, d4) -> (d4)>, affine_map<(d0, d1, d2, d3, d4) -> (d0, d1, d2, d3)>], iterator_types = [\"parallel\", \"parallel\", \"parallel\", \"parallel\", \"reduction\"]}} ins({padded}, {window} : {}, {}) outs({sums} : {}) {{",
+            f32_type(&padded_dims),
+            f32_type(&[size]),
+            f32_type(od)
+        ));
+        self.line(&format!("^bb0({a}: f32, {w}: f32, {o}: f32):"));
+        self.line(&format!("  {t} = arith.addf {a}, {o} : f32"));
+        self.line(&format!("  linalg.yield {t} : f32"));
+        self.line(&format!("}} -> {}", f32_type(od)));
+        let parts = [
+            x,
+            Operand {
+                name: r,
+                dims: od.to_vec(),
+            },
+        ];
+        let scale = alpha / size as f64;
+        Ok(self.elementwise(od, &parts, &|b, a| {
+            let (k, c, e) = (b.constant(scale), b.constant(bias), b.constant(-beta));
+            let s = b.bin("arith.mulf", &a[1], &k);
+            let s = b.bin("arith.addf", &s, &c);
+            let p = b.bin("math.powf", &s, &e);
+            b.bin("arith.mulf", &a[0], &p)
+        }))
     }
 
     /// Softmax decomposed: exp(x − max) / Σ exp(x − max) along `axis`

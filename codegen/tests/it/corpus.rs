@@ -35,6 +35,7 @@ const CONV_NETS: &[&str] = &[
     "light_inception_v2",
     "light_shufflenet",
     "light_squeezenet",
+    "light_inception_v1",
 ];
 
 fn mlir_opt() -> Option<PathBuf> {

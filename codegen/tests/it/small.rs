@@ -206,3 +206,14 @@ fn concat() {
         &[("x", vec![2, 3]), ("z", vec![2, 2])],
     );
 }
+
+#[test]
+fn lrn() {
+    check(
+        "lrn",
+        r#"graph "g" (%x: f32[1,5,2,3]) -> (%y) {
+  %y = LRN(%x) {size=3, alpha=0.5, beta=0.75, bias=2.0}
+}"#,
+        &[("x", vec![1, 5, 2, 3])],
+    );
+}
