@@ -655,13 +655,25 @@ impl<'g> Emitter<'g> {
     /// `tensor.pad` with `value` on the spatial axes (NCHW).
     fn pad(&mut self, x: &str, xd: &[i64], pads: &[i64], value: f64) -> (String, Vec<i64>) {
         let k = xd.len() - 2;
-        if pads.iter().all(|&p| p == 0) {
-            return (x.to_string(), xd.to_vec());
-        }
         let mut low = vec![0i64, 0];
         let mut high = vec![0i64, 0];
         low.extend(&pads[..k]);
         high.extend(&pads[k..]);
+        self.pad_axes(x, xd, &low, &high, value)
+    }
+
+    /// `tensor.pad` of every axis by `low`/`high` with `value`.
+    fn pad_axes(
+        &mut self,
+        x: &str,
+        xd: &[i64],
+        low: &[i64],
+        high: &[i64],
+        value: f64,
+    ) -> (String, Vec<i64>) {
+        if low.iter().chain(high).all(|&p| p == 0) {
+            return (x.to_string(), xd.to_vec());
+        }
         let pd: Vec<i64> = xd
             .iter()
             .enumerate()
@@ -670,21 +682,15 @@ impl<'g> Emitter<'g> {
         let (c, r) = (self.fresh(), self.fresh());
         self.line(&format!("{c} = arith.constant {} : f32", float_lit(value)));
         let idx: Vec<String> = (0..xd.len())
-            .map(|i| format!("%i{}_{i}", self.next))
+            .map(|i| format!("%i{}_{i}: index", self.next))
             .collect();
         let fmt = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
         self.line(&format!(
             "{r} = tensor.pad {x} low[{}] high[{}] {{",
-            fmt(&low),
-            fmt(&high)
+            fmt(low),
+            fmt(high)
         ));
-        self.line(&format!(
-            "^bb0({}):",
-            idx.iter()
-                .map(|i| format!("{i}: index"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        self.line(&format!("^bb0({}):", idx.join(", ")));
         self.line(&format!("  tensor.yield {c} : f32"));
         self.line(&format!("}} : {} to {}", f32_type(xd), f32_type(&pd)));
         (r, pd)
@@ -1111,28 +1117,8 @@ impl<'g> Emitter<'g> {
             b.bin("arith.mulf", &a[0], &a[0])
         });
         let (low, high) = ((size - 1) / 2, size - 1 - (size - 1) / 2);
-        // Pad the channel axis only: reuse the spatial padder on a view
-        // with channels last.
-        let padded_dims = vec![od[0], od[1] + low + high, od[2], od[3]];
-        let (zero, padded) = (self.fresh(), self.fresh());
-        self.line(&format!("{zero} = arith.constant {} : f32", float_lit(0.0)));
-        let idx: Vec<String> = (0..4).map(|i| format!("%j{}_{i}", self.next)).collect();
-        self.line(&format!(
-            "{padded} = tensor.pad {square} low[0, {low}, 0, 0] high[0, {high}, 0, 0] {{"
-        ));
-        self.line(&format!(
-            "^bb0({}):",
-            idx.iter()
-                .map(|i| format!("{i}: index"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        self.line(&format!("  tensor.yield {zero} : f32"));
-        self.line(&format!(
-            "}} : {} to {}",
-            f32_type(od),
-            f32_type(&padded_dims)
-        ));
+        let (padded, padded_dims) =
+            self.pad_axes(&square, od, &[0, low, 0, 0], &[0, high, 0, 0], 0.0);
         let window = self.empty(&[size]);
         let sums = self.filled(od, 0.0);
         let (r, a, w, o, t) = (
