@@ -51,6 +51,15 @@ pub fn ops_table() -> String {
 /// become `dense_resource` blobs.
 const SMALL_CONSTANT: usize = 64;
 
+/// The error for `n` when it cannot be emitted.
+fn unsupported(n: &Node, reason: impl Into<String>) -> CodegenError {
+    CodegenError::Unsupported {
+        node: n.display_name().into(),
+        op: n.op_type.clone(),
+        reason: reason.into(),
+    }
+}
+
 fn dims_of(graph: &Graph, v: ValueId) -> Option<Vec<i64>> {
     value_type(graph, v).and_then(|t| t.static_dims())
 }
@@ -219,11 +228,6 @@ impl<'g> Emitter<'g> {
     /// for small integer vectors.
     fn constant(&mut self, t: &Tensor, label: &str) -> Result<String> {
         let name = self.fresh();
-        let unsupported = |reason: &str| CodegenError::Unsupported {
-            node: label.to_string(),
-            op: "constant".into(),
-            reason: reason.into(),
-        };
         match t.dtype {
             DataType::F32 => {
                 let raw = t.raw_bytes()?;
@@ -257,7 +261,13 @@ impl<'g> Emitter<'g> {
                 };
                 self.line(&format!("{name} = arith.constant dense<{lit}> : {ty}"));
             }
-            _ => return Err(unsupported("only float32 and int64 constants are emitted")),
+            _ => {
+                return Err(CodegenError::Unsupported {
+                    node: label.to_string(),
+                    op: "constant".into(),
+                    reason: "only float32 and int64 constants are emitted".into(),
+                })
+            }
         }
         Ok(name)
     }
@@ -355,18 +365,13 @@ impl<'g> Emitter<'g> {
     }
 
     fn emit_node(&mut self, n: &Node) -> Result<()> {
-        let unsupported = |reason: &str| CodegenError::Unsupported {
-            node: n.display_name().to_string(),
-            op: n.op_type.clone(),
-            reason: reason.into(),
-        };
         if !n.is_onnx() {
-            return Err(unsupported("op outside the ONNX domain"));
+            return Err(unsupported(n, "op outside the ONNX domain"));
         }
-        let out = n.output(0).ok_or_else(|| unsupported("no output"))?;
+        let out = n.output(0).ok_or_else(|| unsupported(n, "no output"))?;
         let od = self
             .dims(out)
-            .ok_or_else(|| unsupported("output shape is not static"))?;
+            .ok_or_else(|| unsupported(n, "output shape is not static"))?;
         if !value_type(self.g, out).is_some_and(|t| {
             matches!(
                 t,
@@ -377,9 +382,9 @@ impl<'g> Emitter<'g> {
             )
         }) && !matches!(n.op_type.as_str(), "Shape")
         {
-            return Err(unsupported("only float32 tensors are emitted"));
+            return Err(unsupported(n, "only float32 tensors are emitted"));
         }
-        let input = |i: usize| n.input(i).ok_or_else(|| unsupported("missing input"));
+        let input = |i: usize| n.input(i).ok_or_else(|| unsupported(n, "missing input"));
         let op = n.op_type.as_str();
         let result = match op {
             "Identity" | "Dropout" => self.value(input(0)?)?,
@@ -429,14 +434,14 @@ impl<'g> Emitter<'g> {
                 let x = self.value(input(0)?)?;
                 let xd = self
                     .dims(input(0)?)
-                    .ok_or_else(|| unsupported("shape unknown"))?;
+                    .ok_or_else(|| unsupported(n, "shape unknown"))?;
                 self.reshape(&x, &xd, &od)?
             }
             "Transpose" => {
                 let x = self.value(input(0)?)?;
                 let xd = self
                     .dims(input(0)?)
-                    .ok_or_else(|| unsupported("shape unknown"))?;
+                    .ok_or_else(|| unsupported(n, "shape unknown"))?;
                 let perm =
                     ints_attr(n, "perm").unwrap_or_else(|| (0..xd.len() as i64).rev().collect());
                 self.transpose(&x, &xd, &perm)
@@ -451,7 +456,9 @@ impl<'g> Emitter<'g> {
                 for v in n.inputs().iter().flatten() {
                     names.push(self.value(*v)?);
                     types.push(f32_type(
-                        &self.dims(*v).ok_or_else(|| unsupported("shape unknown"))?,
+                        &self
+                            .dims(*v)
+                            .ok_or_else(|| unsupported(n, "shape unknown"))?,
                     ));
                 }
                 let r = self.fresh();
@@ -466,6 +473,7 @@ impl<'g> Emitter<'g> {
             "ReduceMean" | "ReduceSum" => self.reduce(n, &od)?,
             _ => {
                 return Err(unsupported(
+                    n,
                     "not in the supported op set (see `sculpt emit-ops`)",
                 ))
             }
@@ -478,16 +486,12 @@ impl<'g> Emitter<'g> {
         slots
             .iter()
             .map(|&i| {
-                let v = n.input(i).ok_or_else(|| CodegenError::Unsupported {
-                    node: n.display_name().into(),
-                    op: n.op_type.clone(),
-                    reason: format!("missing input {i}"),
-                })?;
-                let dims = self.dims(v).ok_or_else(|| CodegenError::Unsupported {
-                    node: n.display_name().into(),
-                    op: n.op_type.clone(),
-                    reason: "input shape unknown".into(),
-                })?;
+                let v = n
+                    .input(i)
+                    .ok_or_else(|| unsupported(n, format!("missing input {i}")))?;
+                let dims = self
+                    .dims(v)
+                    .ok_or_else(|| unsupported(n, "input shape unknown"))?;
                 Ok(Operand {
                     name: self.value(v)?,
                     dims,
@@ -605,16 +609,11 @@ impl<'g> Emitter<'g> {
     }
 
     fn batch_norm(&mut self, n: &Node, od: &[i64]) -> Result<String> {
-        let unsupported = |reason: &str| CodegenError::Unsupported {
-            node: n.display_name().into(),
-            op: n.op_type.clone(),
-            reason: reason.into(),
-        };
         let param = |i: usize| -> Result<Vec<f32>> {
             n.input(i)
                 .and_then(|v| constant(self.g, v))
                 .and_then(|t| t.to_f32_vec().ok())
-                .ok_or_else(|| unsupported("parameters are not constants"))
+                .ok_or_else(|| unsupported(n, "parameters are not constants"))
         };
         let (scale, shift, mean, var) = (param(1)?, param(2)?, param(3)?, param(4)?);
         let eps = float_attr(n, "epsilon", 1e-5) as f32;
@@ -702,18 +701,13 @@ impl<'g> Emitter<'g> {
             .and_then(AttrValue::as_str)
             .unwrap_or("NOTSET");
         if auto != "NOTSET" && auto != "VALID" {
-            return Err(CodegenError::Unsupported {
-                node: n.display_name().into(),
-                op: n.op_type.clone(),
-                reason: format!("auto_pad={auto} (run cleanup or export with explicit pads)"),
-            });
+            return Err(unsupported(
+                n,
+                format!("auto_pad={auto} (run cleanup or export with explicit pads)"),
+            ));
         }
         if int_attr(n, "ceil_mode", 0) != 0 {
-            return Err(CodegenError::Unsupported {
-                node: n.display_name().into(),
-                op: n.op_type.clone(),
-                reason: "ceil_mode=1".into(),
-            });
+            return Err(unsupported(n, "ceil_mode=1"));
         }
         let pads = ints_attr(n, "pads").unwrap_or(vec![0; 2 * k]);
         let strides = ints_attr(n, "strides").unwrap_or(vec![1; k]);
@@ -722,24 +716,19 @@ impl<'g> Emitter<'g> {
     }
 
     fn conv(&mut self, n: &Node, od: &[i64]) -> Result<String> {
-        let unsupported = |reason: String| CodegenError::Unsupported {
-            node: n.display_name().into(),
-            op: n.op_type.clone(),
-            reason,
-        };
-        let xv = n.input(0).ok_or_else(|| unsupported("no input".into()))?;
-        let wv = n.input(1).ok_or_else(|| unsupported("no weights".into()))?;
+        let xv = n.input(0).ok_or_else(|| unsupported(n, "no input"))?;
+        let wv = n.input(1).ok_or_else(|| unsupported(n, "no weights"))?;
         let xd = self
             .dims(xv)
-            .ok_or_else(|| unsupported("shape unknown".into()))?;
+            .ok_or_else(|| unsupported(n, "shape unknown"))?;
         let wd = self
             .dims(wv)
-            .ok_or_else(|| unsupported("shape unknown".into()))?;
+            .ok_or_else(|| unsupported(n, "shape unknown"))?;
         if xd.len() != 4 {
-            return Err(unsupported(format!(
-                "{}-d convolution (2-d only)",
-                xd.len() - 2
-            )));
+            return Err(unsupported(
+                n,
+                format!("{}-d convolution (2-d only)", xd.len() - 2),
+            ));
         }
         let (pads, strides, dilations) = self.spatial(n, 2)?;
         let group = int_attr(n, "group", 1);
@@ -799,17 +788,12 @@ impl<'g> Emitter<'g> {
     }
 
     fn pool(&mut self, n: &Node, od: &[i64]) -> Result<String> {
-        let unsupported = |reason: String| CodegenError::Unsupported {
-            node: n.display_name().into(),
-            op: n.op_type.clone(),
-            reason,
-        };
-        let xv = n.input(0).ok_or_else(|| unsupported("no input".into()))?;
+        let xv = n.input(0).ok_or_else(|| unsupported(n, "no input"))?;
         let xd = self
             .dims(xv)
-            .ok_or_else(|| unsupported("shape unknown".into()))?;
+            .ok_or_else(|| unsupported(n, "shape unknown"))?;
         if xd.len() != 4 {
-            return Err(unsupported("2-d pooling only".into()));
+            return Err(unsupported(n, "2-d pooling only"));
         }
         let x = self.value(xv)?;
         let global = n.op_type.starts_with("Global");
@@ -818,8 +802,8 @@ impl<'g> Emitter<'g> {
             (vec![xd[2], xd[3]], vec![0; 4], vec![1, 1], vec![1, 1])
         } else {
             let (p, s, d) = self.spatial(n, 2)?;
-            let k = ints_attr(n, "kernel_shape")
-                .ok_or_else(|| unsupported("no kernel_shape".into()))?;
+            let k =
+                ints_attr(n, "kernel_shape").ok_or_else(|| unsupported(n, "no kernel_shape"))?;
             (k, p, s, d)
         };
         // Average pooling that leaves padding out of the count divides by
@@ -972,14 +956,9 @@ impl<'g> Emitter<'g> {
     fn matmul(&mut self, n: &Node, od: &[i64]) -> Result<String> {
         let mut ops = self.operands(n, &[0, 1])?;
         let (b, a) = (ops.pop().expect("two"), ops.pop().expect("two"));
-        let unsupported = |reason: &str| CodegenError::Unsupported {
-            node: n.display_name().into(),
-            op: n.op_type.clone(),
-            reason: reason.into(),
-        };
         let (ra, rb) = (a.dims.len(), b.dims.len());
         if ra < 2 || rb < 2 {
-            return Err(unsupported("vector operands"));
+            return Err(unsupported(n, "vector operands"));
         }
         let (m, k, nn) = (a.dims[ra - 2], a.dims[ra - 1], b.dims[rb - 1]);
         if rb == 2 {
@@ -999,7 +978,7 @@ impl<'g> Emitter<'g> {
             return self.reshape(&r, &[rows, nn], od);
         }
         if a.dims[..ra - 2] != b.dims[..rb - 2] || ra != rb {
-            return Err(unsupported("broadcast batch dimensions"));
+            return Err(unsupported(n, "broadcast batch dimensions"));
         }
         let batch: i64 = a.dims[..ra - 2].iter().product();
         let a3 = self.reshape(&a.name, &a.dims, &[batch, m, k])?;
@@ -1101,11 +1080,7 @@ impl<'g> Emitter<'g> {
     fn lrn(&mut self, n: &Node, od: &[i64]) -> Result<String> {
         let x = self.operands(n, &[0])?.remove(0);
         if x.dims.len() != 4 {
-            return Err(CodegenError::Unsupported {
-                node: n.display_name().into(),
-                op: n.op_type.clone(),
-                reason: "LRN on a tensor that is not NCHW".into(),
-            });
+            return Err(unsupported(n, "LRN on a tensor that is not NCHW"));
         }
         let size = int_attr(n, "size", 1);
         let (alpha, beta, bias) = (

@@ -342,20 +342,13 @@ fn find(graph: &Graph, g: &Group) -> Option<Vec<(usize, BiasDeltas)>> {
 
 /// Per channel of `g`: is `m`'s slice all zero?
 fn channel_zero(graph: &Graph, g: &Group, m: &Member) -> Option<Vec<bool>> {
-    let (dims, v) = tensor_f64(graph, &m.tensor)?;
-    let (_, len, inner) = super::slices(&dims, m.axis);
-    let mut zero = vec![true; g.channels];
-    for (i, x) in v.iter().enumerate() {
-        let along = (i / inner.max(1)) % len.max(1);
-        if let Some(c) = along.checked_sub(m.offset).map(|k| k / m.block.max(1)) {
-            if *x != 0.0 {
-                if let Some(z) = zero.get_mut(c) {
-                    *z = false;
-                }
-            }
-        }
-    }
-    Some(zero)
+    let energy = super::channel_energy(graph, g, |other| other == m)?;
+    Some(
+        energy
+            .into_iter()
+            .map(|(squares, _)| squares == 0.0)
+            .collect(),
+    )
 }
 
 /// Raises every bias by its deltas.
