@@ -30,7 +30,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.environ.get("SCULPT_CORPUS", os.path.join(REPO, "..", "shared", "corpus"))
 IREE = os.path.join(REPO, "target", "iree")
-MODELS = ["resnet18", "mobilenet_v3_small", "ppocr_mobile_v2_cls"]
+MODELS = ["resnet18", "mobilenet_v3_small", "ppocr_mobile_v2_cls", "minilm_l6_v2"]
 
 
 def tools(fetch=True):
@@ -70,18 +70,26 @@ def compile_module(iree, mlir, out, device):
         raise RuntimeError(f"iree-compile for {device}: {r.stderr[-2000:]}")
 
 
-def run_module(iree, vmfb, inputs, outdir, device):
+def run_module(iree, vmfb, inputs, outputs, outdir, device):
+    """Runs @main on `inputs`, returning its `outputs` results."""
     args = [iree["run"], f"--module={vmfb}", "--function=main", f"--device={device}"]
     for i, x in enumerate(inputs):
         path = os.path.join(outdir, f"in{i}.npy")
         np.save(path, x)
         args.append(f"--input=@{path}")
-    outs = []
-    r = subprocess.run(args + [f"--output=@{os.path.join(outdir, 'out.npy')}"], capture_output=True, text=True)
+    paths = [os.path.join(outdir, f"out{i}.npy") for i in range(outputs)]
+    args += [f"--output=@{p}" for p in paths]
+    r = subprocess.run(args, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"iree-run-module: {r.stderr[-2000:]}")
-    outs.append(np.load(os.path.join(outdir, "out.npy")))
-    return outs
+    return [np.load(p) for p in paths]
+
+
+def compare(got, ref):
+    """(max abs error over every output, whether all are within rtol 1e-4, atol 1e-5)."""
+    err = max(float(np.max(np.abs(g - r))) for g, r in zip(got, ref))
+    ok = len(got) == len(ref) and all(np.allclose(g, r, rtol=1e-4, atol=1e-5) for g, r in zip(got, ref))
+    return err, ok
 
 
 def benchmark(iree, vmfb, inputs, outdir, device):
@@ -120,16 +128,15 @@ def main():
                 vmfb = os.path.join(tmp, f"{name}.{device}.vmfb")
                 compile_module(iree, mlir, vmfb, device)
                 line.append(f"{device}: compiled")
-            got = run_module(iree, os.path.join(tmp, f"{name}.llvm-cpu.vmfb"), list(feeds.values()), tmp, "local-task")
-            err = float(np.max(np.abs(got[0] - ref[0])))
-            ok = np.allclose(got[0], ref[0], rtol=1e-4, atol=1e-5)
+            got = run_module(iree, os.path.join(tmp, f"{name}.llvm-cpu.vmfb"), list(feeds.values()), len(ref), tmp,
+                             "local-task")
+            err, ok = compare(got, ref)
             line.append(f"llvm-cpu run: max abs err {err:.2e} {'ok' if ok else 'DIFFERS'}")
             failed |= not ok
             if a.cuda:
                 vmfb = os.path.join(tmp, f"{name}.sm_80.vmfb")
-                got = run_module(iree, vmfb, list(feeds.values()), tmp, "cuda")
-                err = float(np.max(np.abs(got[0] - ref[0])))
-                ok = np.allclose(got[0], ref[0], rtol=1e-4, atol=1e-5)
+                got = run_module(iree, vmfb, list(feeds.values()), len(ref), tmp, "cuda")
+                err, ok = compare(got, ref)
                 t, unit = benchmark(iree, vmfb, list(feeds.values()), tmp, "cuda")
                 line.append(f"cuda run: max abs err {err:.2e} {'ok' if ok else 'DIFFERS'}, median {t:.3f} {unit}")
                 failed |= not ok

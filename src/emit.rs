@@ -14,7 +14,7 @@ pub fn emit(
     gpu: Option<(String, std::path::PathBuf)>,
 ) -> Result<()> {
     use anyhow::{bail, Context};
-    use sculpt_codegen::{bind_shapes, emit_mlir, CpuModule, EmitOptions, MlirContext};
+    use sculpt_codegen::{bind_shapes, emit_mlir, CpuModule, EmitOptions, HostTensor, MlirContext};
     use sculpt_passes::{PassManager, Pipeline};
     // Static shapes first, so that cleanup folds every shape computation.
     let options = EmitOptions { shapes };
@@ -22,12 +22,18 @@ pub fn emit(
     PassManager::new(Pipeline::parse("cleanup")?).run(&mut model, |_| {})?;
     let emitted = emit_mlir(&model, &options)?;
     crate::cli::write_atomic(output, emitted.text.as_bytes())?;
+    let list = |sigs: &[sculpt_codegen::TensorSig]| {
+        sigs.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     eprintln!(
-        "wrote {} ({} bytes): @main takes {:?}, returns {:?}",
+        "wrote {} ({} bytes): @main takes ({}), returns ({})",
         output.display(),
         emitted.text.len(),
-        emitted.inputs,
-        emitted.outputs
+        list(&emitted.inputs),
+        list(&emitted.outputs)
     );
     if let Some((chip, dir)) = gpu {
         let kernels = sculpt_codegen::lower_to_ptx(&MlirContext::new(), &emitted.text, &chip)?;
@@ -45,37 +51,38 @@ pub fn emit(
         return Ok(());
     }
     let dims: HashMap<String, usize> = HashMap::new();
-    let mut arrays = crate::cli::inputs_for(&model, inputs, &dims)?;
-    for (a, d) in arrays.iter_mut().zip(&emitted.inputs) {
-        if a.shape.iter().map(|&x| x as i64).collect::<Vec<_>>() != *d {
+    let arrays = crate::cli::inputs_for(&model, inputs, &dims)?;
+    let mut args = Vec::new();
+    for (a, sig) in arrays.iter().zip(&emitted.inputs) {
+        let dims: Vec<i64> = a.shape.iter().map(|&x| x as i64).collect();
+        if dims != sig.dims || a.dtype != sig.elem.dtype() {
             bail!(
-                "input '{}' has shape {:?}; @main takes {:?}",
+                "input '{}' is {:?} {:?}; @main takes {:?} {:?}",
                 a.name,
+                a.dtype,
                 a.shape,
-                d
+                sig.elem,
+                sig.dims
             );
         }
+        args.push(HostTensor {
+            elem: sig.elem,
+            dims,
+            bytes: a.data.clone(),
+        });
     }
     let expected = crate::cli::run_model(&model, &arrays).context("running on tract")?;
     let context = MlirContext::new();
     let cpu = CpuModule::compile(&context, &emitted.text, emitted.outputs.clone())?;
-    let mut args: Vec<(Vec<f32>, Vec<i64>)> = arrays
-        .iter()
-        .map(|a| {
-            let v = a
-                .to_f64()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|x| x as f32)
-                .collect();
-            (v, a.shape.iter().map(|&d| d as i64).collect())
-        })
-        .collect();
-    let got = cpu.run(&mut args)?;
     let got: Vec<sculpt_runtime::Array> = expected
         .iter()
-        .zip(got)
-        .map(|(e, g)| sculpt_runtime::Array::from_f32(&e.name, e.shape.clone(), &g))
+        .zip(cpu.run(&args)?)
+        .map(|(e, t)| sculpt_runtime::Array {
+            name: e.name.clone(),
+            dtype: t.elem.dtype(),
+            shape: t.dims.iter().map(|&d| d as usize).collect(),
+            data: t.bytes,
+        })
         .collect();
     let cmp = sculpt_runtime::compare(
         &got,

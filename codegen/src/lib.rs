@@ -13,8 +13,10 @@ mod emit;
 mod gpu;
 mod verify;
 
-pub use cpu::{CpuModule, CPU_PIPELINE};
-pub use emit::{bind_shapes, emit_text, ops_table, supported_ops, EmitOptions, Emitted};
+pub use cpu::{CpuModule, HostTensor, CPU_PIPELINE};
+pub use emit::{
+    bind_shapes, emit_text, ops_table, supported_ops, Elem, EmitOptions, Emitted, TensorSig,
+};
 pub use gpu::{gpu_pipeline, lower_to_ptx, Kernel, TILE_SIZES};
 pub use verify::{verify_module, MlirContext};
 

@@ -4,6 +4,8 @@ use crate::{CodegenError, Result};
 use melior::ir::operation::OperationLike;
 use melior::ir::Module;
 use melior::{dialect::DialectRegistry, utility::register_all_dialects, Context};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// An MLIR context with every upstream dialect loaded.
 pub struct MlirContext {
@@ -27,12 +29,52 @@ impl Default for MlirContext {
     }
 }
 
+/// Runs `f`, collecting MLIR's diagnostics: each message, with the line
+/// of `text` it points at.
+fn with_diagnostics<T>(context: &MlirContext, text: &str, f: impl FnOnce() -> T) -> (T, String) {
+    let messages = Rc::new(RefCell::new(Vec::<String>::new()));
+    let sink = messages.clone();
+    let id = context.context.attach_diagnostic_handler(move |d| {
+        sink.borrow_mut().push(format!("{}: {d}", d.location()));
+        true
+    });
+    let result = f();
+    context.context.detach_diagnostic_handler(id);
+    let described: Vec<String> = messages
+        .borrow()
+        .iter()
+        .map(|m| {
+            let line = m
+                .split_once("\":")
+                .and_then(|(_, rest)| rest.split(':').next()?.parse::<usize>().ok())
+                .and_then(|l| text.lines().nth(l.checked_sub(1)?));
+            match line {
+                Some(l) => format!(
+                    "{m}\n  at: {}",
+                    l.trim().chars().take(300).collect::<String>()
+                ),
+                None => m.clone(),
+            }
+        })
+        .collect();
+    (result, described.join("\n"))
+}
+
+/// Parses `text`, with MLIR's diagnostics in the error.
+fn parse<'c>(context: &'c MlirContext, text: &str) -> Result<Module<'c>> {
+    let (module, diagnostics) =
+        with_diagnostics(context, text, || Module::parse(&context.context, text));
+    module.ok_or_else(|| CodegenError::Verify(format!("the module does not parse: {diagnostics}")))
+}
+
 /// Parses and verifies `text`; returns MLIR's own printing of it.
 pub fn verify_module(context: &MlirContext, text: &str) -> Result<String> {
-    let module = Module::parse(&context.context, text)
-        .ok_or_else(|| CodegenError::Verify("the module does not parse".into()))?;
-    if !module.as_operation().verify() {
-        return Err(CodegenError::Verify("the module does not verify".into()));
+    let module = parse(context, text)?;
+    let (ok, diagnostics) = with_diagnostics(context, text, || module.as_operation().verify());
+    if !ok {
+        return Err(CodegenError::Verify(format!(
+            "the module does not verify: {diagnostics}"
+        )));
     }
     Ok(text.to_string())
 }
@@ -45,8 +87,7 @@ pub(crate) fn lower<'c>(
 ) -> Result<Module<'c>> {
     melior::utility::register_all_passes();
     melior::utility::register_all_llvm_translations(&context.context);
-    let mut module = Module::parse(&context.context, text)
-        .ok_or_else(|| CodegenError::Verify("the module does not parse".into()))?;
+    let mut module = parse(context, text)?;
     let pm = melior::pass::PassManager::new(&context.context);
     melior::utility::parse_pass_pipeline(pm.as_operation_pass_manager(), pipeline)
         .map_err(|e| CodegenError::Lowering(e.to_string()))?;

@@ -200,7 +200,15 @@ impl Session {
             .into_iter()
             .zip(&self.output_names)
             .map(|(t, name)| {
-                let t = t.into_tensor();
+                let mut t = t.into_tensor();
+                // tract computes some integer arithmetic as symbolic
+                // dims; with every input given they are plain numbers.
+                if t.datum_type() == DatumType::TDim {
+                    t = t
+                        .cast_to::<i64>()
+                        .map_err(tract_err("return"))?
+                        .into_owned();
+                }
                 let dtype = dtype_of(t.datum_type()).ok_or_else(|| RuntimeError::Tract {
                     stage: "return",
                     message: format!("output '{name}' has unsupported type {:?}", t.datum_type()),

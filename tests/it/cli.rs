@@ -211,8 +211,55 @@ fn emit_mlir_runs_on_the_cpu_like_tract() {
     ]);
     let kernels = std::fs::read_dir(&ptx).unwrap().count();
     assert!(kernels > 10, "{kernels} kernels");
-    // Ops outside the set are refused, naming the node.
+    // Symbolic dims need a shape, named by input.
     let minilm = crate::corpus_dir().join("minilm_l6_v2/model.onnx");
     let r = sculpt(&["emit", path_str(&minilm), "--mlir", "-o", path_str(&out)]);
     assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--shape input_ids="));
+    // Ops outside the set are refused, naming the node and the op, and
+    // nothing is written.
+    let text = dir.path().join("mod.sculpt");
+    std::fs::write(
+        &text,
+        "graph \"g\" (%x: f32[2]) -> (%y) {\n  %y = Mod(%x, %x) @\"remainder\"\n}\n",
+    )
+    .unwrap();
+    let refused = dir.path().join("refused.mlir");
+    let r = sculpt(&["emit", path_str(&text), "--mlir", "-o", path_str(&refused)]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("remainder") && err.contains("Mod"), "{err}");
+    assert!(!refused.exists());
+}
+
+/// `sculpt emit --check` on a transformer with int64 inputs: minilm's
+/// embedding gathers, masks and layer norms run on the CPU path like
+/// tract.
+#[cfg(feature = "mlir")]
+#[test]
+fn emit_mlir_runs_minilm_with_integer_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("minilm.mlir");
+    let folder = crate::corpus_dir().join("minilm_l6_v2");
+    let (model, inputs) = (folder.join("model.onnx"), folder.join("inputs.npz"));
+    let shapes: Vec<String> = ["input_ids", "attention_mask", "token_type_ids"]
+        .iter()
+        .map(|name| format!("{name}=1,32"))
+        .collect();
+    let mut args = vec!["emit", path_str(&model), "--mlir", "-o", path_str(&out)];
+    for shape in &shapes {
+        args.extend(["--shape", shape.as_str()]);
+    }
+    args.extend(["--check", "--inputs", path_str(&inputs)]);
+    let r = sculpt(&args);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{err}");
+    assert!(
+        err.contains("@main takes (i64[1,32], i64[1,32], i64[1,32])"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sentence_embedding") && err.contains("ok"),
+        "{err}"
+    );
 }

@@ -3,7 +3,7 @@
 //! tract runs correctly before the round-trip still runs correctly after it.
 
 use sculpt_runtime::{Array, Session, Tolerance};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn suite_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("ONNX_NODE_TESTS")
@@ -22,40 +22,6 @@ fn suite_dir() -> Option<PathBuf> {
         );
         None
     }
-}
-
-fn read_pb(path: &Path) -> Option<Array> {
-    use prost::Message;
-    let proto =
-        sculpt_ir::onnx::proto::TensorProto::decode(std::fs::read(path).ok()?.as_slice()).ok()?;
-    let (name, t) = sculpt_ir::onnx::import::tensor_from_proto(proto).ok()?;
-    Some(Array {
-        name,
-        dtype: t.dtype,
-        shape: t.dims.iter().map(|&d| d as usize).collect(),
-        data: t.raw_bytes().ok()?.into_owned(),
-    })
-}
-
-fn case_arrays(dir: &Path, prefix: &str) -> Option<Vec<Array>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("test_data_set_0"))
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
-        })
-        .collect();
-    files.sort_by_key(|p| {
-        p.file_stem()
-            .unwrap()
-            .to_string_lossy()
-            .trim_start_matches(prefix)
-            .parse::<usize>()
-            .unwrap_or(0)
-    });
-    files.iter().map(|f| read_pb(f)).collect()
 }
 
 /// Runs `bytes` (a serialization of `model`) on tract and compares with the expected outputs.
@@ -123,9 +89,7 @@ fn node_suite_still_passes_after_round_trip() {
         };
         imported += 1;
         let round_tripped = sculpt_ir::onnx::to_bytes(&model);
-        let (Some(inputs), Some(expected)) =
-            (case_arrays(case, "input_"), case_arrays(case, "output_"))
-        else {
+        let Ok((inputs, expected)) = sculpt_runtime::read_test_data_set(case, 0) else {
             continue;
         };
         let ok_before = tract_passes(&model, &original, &inputs, &expected);

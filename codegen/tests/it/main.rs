@@ -2,4 +2,5 @@
 //! process, and parsed by `mlir-opt`.
 
 mod corpus;
+mod node_suite;
 mod small;

@@ -2,15 +2,61 @@
 //! (snapshots), each verified by MLIR and, where the CPU path covers it,
 //! run and compared with tract.
 
-use sculpt_codegen::{emit_mlir, CpuModule, EmitOptions, MlirContext};
+use sculpt_codegen::{emit_mlir, CpuModule, Elem, EmitOptions, HostTensor, MlirContext};
 use sculpt_runtime::{Array, Session};
+
+/// An `.npz`-style array as the CPU path takes it.
+pub fn host(a: &Array) -> HostTensor {
+    HostTensor {
+        elem: Elem::of(a.dtype).expect("an element type the emitter covers"),
+        dims: a.shape.iter().map(|&d| d as i64).collect(),
+        bytes: a.data.clone(),
+    }
+}
+
+/// The largest difference between tract's outputs and the CPU path's,
+/// relative to the largest magnitude of each output.
+pub fn worst_relative_diff(expected: &[Array], got: &[HostTensor]) -> f64 {
+    let mut worst = 0f64;
+    for (e, g) in expected.iter().zip(got) {
+        let g = Array {
+            name: e.name.clone(),
+            dtype: g.elem.dtype(),
+            shape: g.dims.iter().map(|&d| d as usize).collect(),
+            data: g.bytes.clone(),
+        };
+        assert_eq!(e.dtype, g.dtype, "{}: element type", e.name);
+        let (e, g) = (e.to_f64().unwrap(), g.to_f64().unwrap());
+        let scale = e.iter().fold(1e-6f64, |m, x| m.max(x.abs()));
+        for (a, b) in e.iter().zip(&g) {
+            let d = if a == b { 0.0 } else { (a - b).abs() / scale };
+            worst = worst.max(if d.is_nan() { f64::INFINITY } else { d });
+        }
+    }
+    worst
+}
 
 /// Emits (verified), snapshots the text, runs the CPU path on `inputs`
 /// and compares with tract.
-fn check(name: &str, text: &str, inputs: &[(&str, Vec<usize>)]) {
+fn check_arrays(name: &str, text: &str, arrays: &[Array]) {
     let m = sculpt_ir::text::parse(text).unwrap();
     let emitted = emit_mlir(&m, &EmitOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
     insta::assert_snapshot!(name, emitted.text);
+    let expected = Session::new(&m, arrays).unwrap().run(arrays).unwrap();
+    let context = MlirContext::new();
+    let cpu = CpuModule::compile(&context, &emitted.text, emitted.outputs.clone())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let args: Vec<HostTensor> = arrays.iter().map(host).collect();
+    let got = cpu.run(&args).unwrap();
+    let worst = worst_relative_diff(&expected, &got);
+    assert!(
+        worst <= 1e-5,
+        "{name}: the CPU path differs from tract by {worst}"
+    );
+}
+
+/// [`check_arrays`] on varied f32 inputs of the given shapes.
+fn check(name: &str, text: &str, inputs: &[(&str, Vec<usize>)]) {
     let arrays: Vec<Array> = inputs
         .iter()
         .map(|(n, shape)| {
@@ -21,26 +67,15 @@ fn check(name: &str, text: &str, inputs: &[(&str, Vec<usize>)]) {
             Array::from_f32(n, shape.clone(), &v)
         })
         .collect();
-    let expected = Session::new(&m, &arrays).unwrap().run(&arrays).unwrap();
-    let context = MlirContext::new();
-    let cpu = CpuModule::compile(&context, &emitted.text, emitted.outputs.clone())
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let mut args: Vec<(Vec<f32>, Vec<i64>)> = arrays
-        .iter()
-        .map(|a| {
-            let v = a.to_f64().unwrap().into_iter().map(|x| x as f32).collect();
-            (v, a.shape.iter().map(|&d| d as i64).collect())
-        })
-        .collect();
-    let got = cpu.run(&mut args).unwrap();
-    for (e, g) in expected.iter().zip(&got) {
-        let e = e.to_f64().unwrap();
-        for (a, b) in e.iter().zip(g) {
-            assert!(
-                (a - *b as f64).abs() <= 1e-4 * a.abs().max(1.0),
-                "{name}: {a} vs {b}"
-            );
-        }
+    check_arrays(name, text, &arrays);
+}
+
+fn i64_array(name: &str, shape: Vec<usize>, values: &[i64]) -> Array {
+    Array {
+        name: name.into(),
+        dtype: sculpt_ir::DataType::I64,
+        shape,
+        data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
     }
 }
 
@@ -215,5 +250,140 @@ fn lrn() {
   %y = LRN(%x) {size=3, alpha=0.5, beta=0.75, bias=2.0}
 }"#,
         &[("x", vec![1, 5, 2, 3])],
+    );
+}
+
+fn f32_values(name: &str, shape: Vec<usize>, values: &[f32]) -> Array {
+    Array::from_f32(name, shape, values)
+}
+
+#[test]
+fn gather_rows_and_columns_with_negative_indices() {
+    check_arrays(
+        "gather",
+        r#"graph "g" (%ids: i64[2,3]) -> (%rows, %cols) {
+  init %table = f32[5,4] [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0, 18.0, 19.0]
+  init %picks = i64[2] [3, -4]
+  %rows = Gather(%table, %ids) {axis=0}
+  %cols = Gather(%table, %picks) {axis=1}
+}"#,
+        &[i64_array("ids", vec![2, 3], &[0, 4, -1, 2, -5, 3])],
+    );
+}
+
+#[test]
+fn layer_normalization() {
+    check(
+        "layer_norm",
+        r#"opset "" 17
+graph "g" (%x: f32[2,3,4]) -> (%y, %z) {
+  init %scale = f32[4] [1.0, 0.5, -2.0, 1.5]
+  init %bias = f32[4] [0.0, 0.25, -1.0, 2.0]
+  init %scale2 = f32[3,4] [1.0, 0.5, -2.0, 1.5, 1.0, 0.5, -2.0, 1.5, 1.0, 0.5, -2.0, 1.5]
+  %y = LayerNormalization(%x, %scale, %bias) {axis=-1, epsilon=1e-5}
+  %z = LayerNormalization(%x, %scale2) {axis=1}
+}"#,
+        &[("x", vec![2, 3, 4])],
+    );
+}
+
+#[test]
+fn masks_comparisons_logic_where_and_casts() {
+    check_arrays(
+        "masks",
+        r#"opset "" 17
+graph "g" (%x: f32[2,3], %m: i64[2,3]) -> (%y, %s, %f, %nan, %inf) {
+  init %zero = f32[] [0.0]
+  init %low = f32[1] [-1000.0]
+  init %one = i64[] [1]
+  %b = Cast(%m) {to=9}
+  %n = Not(%b)
+  %gt = Greater(%x, %zero)
+  %and = And(%gt, %b)
+  %or = Or(%and, %n)
+  %xor = Xor(%or, %gt)
+  %w = Where(%xor, %x, %low)
+  %c = Cast(%xor) {to=1}
+  %y = Add(%w, %c)
+  %e = LessOrEqual(%m, %one)
+  %ci = Cast(%e) {to=7}
+  %s = Mul(%ci, %m)
+  %f = Cast(%x) {to=7}
+  %q = Div(%x, %x)
+  %nan = IsNaN(%q)
+  %r = Reciprocal(%x)
+  %inf = IsInf(%r) {detect_negative=0}
+}"#,
+        &[
+            f32_values("x", vec![2, 3], &[0.0, -1.5, 2.75, 0.5, -2.25, 3.0]),
+            i64_array("m", vec![2, 3], &[1, 0, 1, 2, 0, -3]),
+        ],
+    );
+}
+
+#[test]
+fn slices_splits_and_pads() {
+    check(
+        "slices",
+        r#"opset "" 17
+graph "g" (%x: f32[4,6]) -> (%back, %strided, %p, %q, %padded) {
+  init %starts = i64[2] [3, -1]
+  init %ends = i64[2] [0, -7]
+  init %axes = i64[2] [0, 1]
+  init %steps = i64[2] [-1, -2]
+  init %s2 = i64[1] [1]
+  init %e2 = i64[1] [100]
+  init %a2 = i64[1] [1]
+  init %st2 = i64[1] [2]
+  init %sizes = i64[2] [2, 2]
+  init %pads = i64[4] [1, 0, 0, 2]
+  init %v = f32[] [0.5]
+  %back = Slice(%x, %starts, %ends, %axes, %steps)
+  %strided = Slice(%x, %s2, %e2, %a2, %st2)
+  %p, %q = Split(%x, %sizes) {axis=0}
+  %padded = Pad(%x, %pads, %v)
+}"#,
+        &[("x", vec![4, 6])],
+    );
+}
+
+#[test]
+fn reductions() {
+    check(
+        "reductions",
+        r#"opset "" 17
+graph "g" (%x: f32[2,3,4]) -> (%l2, %max, %min, %prod, %l1, %sq, %sum, %mean) {
+  init %axes = i64[1] [-1]
+  %l2 = ReduceL2(%x) {axes=[1], keepdims=0}
+  %max = ReduceMax(%x) {axes=[2]}
+  %min = ReduceMin(%x) {axes=[0, 2], keepdims=0}
+  %prod = ReduceProd(%x) {axes=[1]}
+  %l1 = ReduceL1(%x) {axes=[2]}
+  %sq = ReduceSumSquare(%x) {axes=[0]}
+  %sum = ReduceSum(%x, %axes) {keepdims=0}
+  %mean = ReduceMean(%x)
+}"#,
+        &[("x", vec![2, 3, 4])],
+    );
+}
+
+#[test]
+fn broadcast_matmul_vectors_expand_and_log_softmax() {
+    check(
+        "broadcasts",
+        r#"opset "" 17
+graph "g" (%a: f32[2,1,3,4], %b: f32[5,4,2], %v: f32[4], %c: f32[3,1]) -> (%ab, %av, %e, %ls) {
+  init %shape = i64[3] [2, 3, 4]
+  %ab = MatMul(%a, %b)
+  %av = MatMul(%a, %v)
+  %e = Expand(%c, %shape)
+  %ls = LogSoftmax(%a) {axis=2}
+}"#,
+        &[
+            ("a", vec![2, 1, 3, 4]),
+            ("b", vec![5, 4, 2]),
+            ("v", vec![4]),
+            ("c", vec![3, 1]),
+        ],
     );
 }

@@ -615,14 +615,29 @@ fn infer_node_with(graph: &Graph, id: NodeId, known: &Known) -> Vec<Option<Type>
         "Split" => {
             if let (Some(dt), Some(x)) = (c.dtype(0), c.shape(0)) {
                 let axis = norm_axis(attr_int(node, "axis").unwrap_or(0), x.len());
+                // Sizes from the input (when it is known), the attribute,
+                // or equal parts (the last one smaller, from opset 18).
+                let given = node.input(1).is_some() || node.attr("split").is_some();
                 let sizes = c.ints(1).or_else(|| attr_ints(node, "split"));
                 if let Some(axis) = axis {
                     for (i, o) in out.iter_mut().enumerate() {
                         let mut s = x.clone();
                         s[axis] = match (&sizes, &x[axis]) {
                             (Some(sz), _) if sz.len() == n_out => Dim::Known(sz[i]),
-                            (None, Dim::Known(n)) if n % n_out as i64 == 0 => {
-                                Dim::Known(n / n_out as i64)
+                            (None, Dim::Known(n)) if !given => {
+                                let chunk = (n + n_out as i64 - 1) / n_out as i64;
+                                let size = if i + 1 < n_out {
+                                    chunk
+                                } else {
+                                    n - chunk * (n_out as i64 - 1)
+                                };
+                                if size >= 0
+                                    && (n % n_out as i64 == 0 || node.attr("num_outputs").is_some())
+                                {
+                                    Dim::Known(size)
+                                } else {
+                                    Dim::Unknown
+                                }
                             }
                             _ => Dim::Unknown,
                         };

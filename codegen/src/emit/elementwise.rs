@@ -1,0 +1,305 @@
+//! Element-wise ops, each one `linalg.generic` with broadcasting maps:
+//! float activations, arithmetic on floats and signed integers,
+//! comparisons, logic on `i1`, NaN/Inf tests, `Where` and `Cast`.
+
+use super::{float_attr, unsupported, Elem, Emitter, Operand, Region};
+use crate::Result;
+use sculpt_ir::{AttrValue, Node};
+
+/// `r = arith.select c, a, b : ty`.
+fn select(b: &mut Region, c: &str, x: &str, y: &str, ty: &str) -> String {
+    b.assign(format!("arith.select {c}, {x}, {y} : {ty}"))
+}
+
+impl Emitter<'_> {
+    /// Float activations and math functions of one float input.
+    pub(super) fn unary(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let x = self.input(n, 0)?;
+        if !x.elem.is_float() {
+            return Err(unsupported(n, "integer input (float only)"));
+        }
+        let op = n.op_type.clone();
+        let (lo, hi) = if op == "Clip" {
+            (
+                self.const_scalar(n, 1)?
+                    .unwrap_or(float_attr(n, "min", f32::MIN as f64)),
+                self.const_scalar(n, 2)?
+                    .unwrap_or(float_attr(n, "max", f32::MAX as f64)),
+            )
+        } else {
+            (0.0, 0.0)
+        };
+        let alpha = float_attr(n, "alpha", if op == "LeakyRelu" { 0.01 } else { 0.2 });
+        let beta = float_attr(n, "beta", 0.5);
+        let tanh_gelu =
+            matches!(n.attr("approximate"), Some(AttrValue::String(s)) if &s[..] == b"tanh");
+        Ok(self.elementwise(od, &[x], &|b, a| {
+            let x = a[0].as_str();
+            match op.as_str() {
+                "Relu" => {
+                    let z = b.constant(0.0);
+                    b.bin("arith.maximumf", x, &z)
+                }
+                "LeakyRelu" => {
+                    let z = b.constant(0.0);
+                    let k = b.constant(alpha);
+                    let scaled = b.bin("arith.mulf", x, &k);
+                    let neg = b.assign(format!("arith.cmpf olt, {x}, {z} : f32"));
+                    select(b, &neg, &scaled, x, "f32")
+                }
+                "Clip" => {
+                    let (l, h) = (b.constant(lo), b.constant(hi));
+                    let m = b.bin("arith.maximumf", x, &l);
+                    b.bin("arith.minimumf", &m, &h)
+                }
+                "HardSigmoid" | "HardSwish" => {
+                    let (al, be) = if op == "HardSwish" {
+                        (1.0 / 6.0, 0.5)
+                    } else {
+                        (alpha, beta)
+                    };
+                    let (k, c, z, one) = (
+                        b.constant(al),
+                        b.constant(be),
+                        b.constant(0.0),
+                        b.constant(1.0),
+                    );
+                    let s = b.bin("arith.mulf", x, &k);
+                    let s = b.bin("arith.addf", &s, &c);
+                    let s = b.bin("arith.maximumf", &s, &z);
+                    let s = b.bin("arith.minimumf", &s, &one);
+                    if op == "HardSwish" {
+                        b.bin("arith.mulf", x, &s)
+                    } else {
+                        s
+                    }
+                }
+                "Sigmoid" => {
+                    let one = b.constant(1.0);
+                    let neg = b.op("arith.negf", x);
+                    let e = b.op("math.exp", &neg);
+                    let d = b.bin("arith.addf", &one, &e);
+                    b.bin("arith.divf", &one, &d)
+                }
+                "Gelu" => {
+                    let (half, one) = (b.constant(0.5), b.constant(1.0));
+                    let inner = if tanh_gelu {
+                        let k0 = b.constant((2.0 / std::f64::consts::PI).sqrt());
+                        let k1 = b.constant(0.044715);
+                        let x2 = b.bin("arith.mulf", x, x);
+                        let x3 = b.bin("arith.mulf", &x2, x);
+                        let t = b.bin("arith.mulf", &x3, &k1);
+                        let t = b.bin("arith.addf", x, &t);
+                        let t = b.bin("arith.mulf", &t, &k0);
+                        b.op("math.tanh", &t)
+                    } else {
+                        let k = b.constant(std::f64::consts::FRAC_1_SQRT_2);
+                        let t = b.bin("arith.mulf", x, &k);
+                        b.op("math.erf", &t)
+                    };
+                    let s = b.bin("arith.addf", &inner, &one);
+                    let s = b.bin("arith.mulf", &s, x);
+                    b.bin("arith.mulf", &s, &half)
+                }
+                "Reciprocal" => {
+                    let one = b.constant(1.0);
+                    b.bin("arith.divf", &one, x)
+                }
+                other => {
+                    let instr = match other {
+                        "Tanh" => "math.tanh",
+                        "Erf" => "math.erf",
+                        "Exp" => "math.exp",
+                        "Sqrt" => "math.sqrt",
+                        "Log" => "math.log",
+                        "Abs" => "math.absf",
+                        _ => "arith.negf",
+                    };
+                    b.op(instr, x)
+                }
+            }
+        }))
+    }
+
+    /// Add, Sub, Mul, Div, Max, Min, Pow (two inputs) and Sum, Mean, Max,
+    /// Min over any number of inputs, on floats or signed integers.
+    pub(super) fn arithmetic(&mut self, n: &Node, od: &[i64], elem: Elem) -> Result<String> {
+        let slots: Vec<usize> = (0..n.inputs().len()).collect();
+        if slots.is_empty() {
+            return Err(unsupported(n, "no inputs"));
+        }
+        let operands = self.operands(n, &slots)?;
+        if operands.iter().any(|o| o.elem != elem) || elem == Elem::Bool {
+            return Err(unsupported(
+                n,
+                "operands of mixed or bool element types (ONNX wants one numeric type)",
+            ));
+        }
+        let float = elem.is_float();
+        let op = n.op_type.clone();
+        let instr = match (op.as_str(), float) {
+            ("Add" | "Sum" | "Mean", true) => "arith.addf",
+            ("Sub", true) => "arith.subf",
+            ("Mul", true) => "arith.mulf",
+            ("Div", true) => "arith.divf",
+            ("Max", true) => "arith.maximumf",
+            ("Min", true) => "arith.minimumf",
+            ("Pow", true) => "math.powf",
+            ("Add" | "Sum", false) => "arith.addi",
+            ("Sub", false) => "arith.subi",
+            ("Mul", false) => "arith.muli",
+            ("Div", false) => "arith.divsi",
+            ("Max", false) => "arith.maxsi",
+            ("Min", false) => "arith.minsi",
+            _ => return Err(unsupported(n, "integer operands")),
+        };
+        let count = operands.len() as f64;
+        let ty = elem.mlir();
+        Ok(self.map(od, elem, &operands, &|b, a| {
+            let mut acc = a[0].clone();
+            for x in &a[1..] {
+                acc = b.assign(format!("{instr} {acc}, {x} : {ty}"));
+            }
+            if op == "Mean" {
+                let k = b.constant(count);
+                acc = b.bin("arith.divf", &acc, &k);
+            }
+            acc
+        }))
+    }
+
+    /// Equal, Less, LessOrEqual, Greater, GreaterOrEqual → i1.
+    pub(super) fn compare(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let operands = self.operands(n, &[0, 1])?;
+        let elem = operands[0].elem;
+        if operands[1].elem != elem {
+            return Err(unsupported(n, "operands of different element types"));
+        }
+        let predicate = match (n.op_type.as_str(), elem.is_float()) {
+            ("Equal", true) => "oeq",
+            ("Less", true) => "olt",
+            ("LessOrEqual", true) => "ole",
+            ("Greater", true) => "ogt",
+            ("GreaterOrEqual", true) => "oge",
+            ("Equal", false) => "eq",
+            ("Less", false) => "slt",
+            ("LessOrEqual", false) => "sle",
+            ("Greater", false) => "sgt",
+            _ => "sge",
+        };
+        let instr = if elem.is_float() {
+            "arith.cmpf"
+        } else {
+            "arith.cmpi"
+        };
+        let ty = elem.mlir();
+        Ok(self.map(od, Elem::Bool, &operands, &|b, a| {
+            b.assign(format!("{instr} {predicate}, {}, {} : {ty}", a[0], a[1]))
+        }))
+    }
+
+    /// And, Or, Xor, Not on bool tensors.
+    pub(super) fn logic(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let slots: &[usize] = if n.op_type == "Not" { &[0] } else { &[0, 1] };
+        let operands = self.operands(n, slots)?;
+        if operands.iter().any(|o| o.elem != Elem::Bool) {
+            return Err(unsupported(n, "non-bool operands"));
+        }
+        let op = n.op_type.clone();
+        Ok(
+            self.map(od, Elem::Bool, &operands, &|b, a| match op.as_str() {
+                "Not" => {
+                    let t = b.constant_of(1.0, Elem::Bool);
+                    b.assign(format!("arith.xori {}, {t} : i1", a[0]))
+                }
+                other => {
+                    let instr = match other {
+                        "And" => "arith.andi",
+                        "Or" => "arith.ori",
+                        _ => "arith.xori",
+                    };
+                    b.assign(format!("{instr} {}, {} : i1", a[0], a[1]))
+                }
+            }),
+        )
+    }
+
+    /// IsNaN, and IsInf (with its detect_positive / detect_negative).
+    pub(super) fn float_class(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let x = self.input(n, 0)?;
+        if !x.elem.is_float() {
+            return Err(unsupported(n, "integer input (float only)"));
+        }
+        let nan = n.op_type == "IsNaN";
+        let positive = super::int_attr(n, "detect_positive", 1) != 0;
+        let negative = super::int_attr(n, "detect_negative", 1) != 0;
+        Ok(self.map(od, Elem::Bool, &[x], &|b, a| {
+            let x = a[0].as_str();
+            if nan {
+                return b.assign(format!("arith.cmpf uno, {x}, {x} : f32"));
+            }
+            let inf = b.constant(f64::INFINITY);
+            let ninf = b.constant(f64::NEG_INFINITY);
+            let is_pos = b.assign(format!("arith.cmpf oeq, {x}, {inf} : f32"));
+            let is_neg = b.assign(format!("arith.cmpf oeq, {x}, {ninf} : f32"));
+            match (positive, negative) {
+                (true, true) => b.assign(format!("arith.ori {is_pos}, {is_neg} : i1")),
+                (true, false) => is_pos,
+                (false, true) => is_neg,
+                (false, false) => b.constant_of(0.0, Elem::Bool),
+            }
+        }))
+    }
+
+    /// Where(cond, x, y).
+    pub(super) fn select(&mut self, n: &Node, od: &[i64], elem: Elem) -> Result<String> {
+        let operands = self.operands(n, &[0, 1, 2])?;
+        if operands[0].elem != Elem::Bool {
+            return Err(unsupported(n, "condition is not bool"));
+        }
+        let ty = elem.mlir();
+        Ok(self.map(od, elem, &operands, &|b, a| {
+            select(b, &a[0], &a[1], &a[2], ty)
+        }))
+    }
+
+    /// Cast between f32, i64, i32 and bool (float → int truncates toward
+    /// zero; anything → bool is `≠ 0`).
+    pub(super) fn cast(&mut self, n: &Node, od: &[i64], to: Elem) -> Result<String> {
+        let x = self.input(n, 0)?;
+        let from = x.elem;
+        if from == to {
+            return Ok(x.name);
+        }
+        let (f, t) = (from.mlir(), to.mlir());
+        Ok(self.map(od, to, &[x], &|b, a| {
+            let x = a[0].as_str();
+            match (from, to) {
+                (Elem::F32, Elem::Bool) => {
+                    let z = b.constant(0.0);
+                    b.assign(format!("arith.cmpf une, {x}, {z} : f32"))
+                }
+                (_, Elem::Bool) => {
+                    let z = b.constant_of(0.0, from);
+                    b.assign(format!("arith.cmpi ne, {x}, {z} : {f}"))
+                }
+                (Elem::Bool, Elem::F32) => b.assign(format!("arith.uitofp {x} : {f} to {t}")),
+                (Elem::Bool, _) => b.assign(format!("arith.extui {x} : {f} to {t}")),
+                (_, Elem::F32) => b.assign(format!("arith.sitofp {x} : {f} to {t}")),
+                (Elem::F32, _) => b.assign(format!("arith.fptosi {x} : {f} to {t}")),
+                _ if from.bytes() > to.bytes() => {
+                    b.assign(format!("arith.trunci {x} : {f} to {t}"))
+                }
+                _ => b.assign(format!("arith.extsi {x} : {f} to {t}")),
+            }
+        }))
+    }
+
+    /// `x · a + b` with per-channel `a`, `b` (dims `[C, 1, ...]`).
+    pub(super) fn scale_shift(&mut self, x: Operand, a: Operand, b: Operand, od: &[i64]) -> String {
+        self.elementwise(od, &[x, a, b], &|r, v| {
+            let m = r.bin("arith.mulf", &v[0], &v[1]);
+            r.bin("arith.addf", &m, &v[2])
+        })
+    }
+}

@@ -1,0 +1,296 @@
+//! Data movement, for every element type: reshapes, transposes,
+//! concatenation, slices, splits, gathers, padding, and the static
+//! `Shape`/`Size`.
+
+use super::{
+    axis_index, int_attr, ints_attr, tensor_type, unsupported, Elem, Emitter, MapIn, Operand,
+};
+use crate::Result;
+use sculpt_ir::{AttrValue, Node, Tensor};
+
+fn list(v: &[i64]) -> String {
+    v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+}
+
+impl Emitter<'_> {
+    /// `tensor.reshape` of `x` to `od` (the input itself when equal).
+    pub(super) fn reshape(&mut self, x: &Operand, od: &[i64]) -> Result<String> {
+        if x.dims == od {
+            return Ok(x.name.clone());
+        }
+        let shape = self.constant(&Tensor::from_i64(vec![od.len() as i64], od), "shape")?;
+        let r = self.fresh();
+        self.line(&format!(
+            "{r} = tensor.reshape {}({shape}) : ({}, tensor<{}xi64>) -> {}",
+            x.name,
+            x.ty(),
+            od.len(),
+            tensor_type(od, x.elem)
+        ));
+        Ok(r)
+    }
+
+    pub(super) fn transpose(&mut self, x: &Operand, perm: &[i64]) -> String {
+        let od: Vec<i64> = perm.iter().map(|&p| x.dims[p as usize]).collect();
+        let init = self.empty(&od, x.elem);
+        let r = self.fresh();
+        self.line(&format!(
+            "{r} = linalg.transpose ins({} : {}) outs({init} : {}) permutation = [{}]",
+            x.name,
+            x.ty(),
+            tensor_type(&od, x.elem),
+            list(perm)
+        ));
+        r
+    }
+
+    pub(super) fn concat(&mut self, n: &Node, od: &[i64], elem: Elem) -> Result<String> {
+        let axis = axis_index(int_attr(n, "axis", 0), od.len());
+        let slots: Vec<usize> = (0..n.inputs().len()).collect();
+        let parts = self.operands(n, &slots)?;
+        let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+        let types: Vec<String> = parts.iter().map(Operand::ty).collect();
+        let r = self.fresh();
+        self.line(&format!(
+            "{r} = tensor.concat dim({axis}) {} : ({}) -> {}",
+            names.join(", "),
+            types.join(", "),
+            tensor_type(od, elem)
+        ));
+        Ok(r)
+    }
+
+    /// `tensor.extract_slice` of `x` at `offsets` with sizes `od`, strides
+    /// `steps` (all positive).
+    fn extract_slice(&mut self, x: &Operand, offsets: &[i64], od: &[i64], steps: &[i64]) -> String {
+        let r = self.fresh();
+        self.line(&format!(
+            "{r} = tensor.extract_slice {}[{}] [{}] [{}] : {} to {}",
+            x.name,
+            list(offsets),
+            list(od),
+            list(steps),
+            x.ty(),
+            tensor_type(od, x.elem)
+        ));
+        r
+    }
+
+    /// Slice with constant starts, ends, axes and steps (inputs since
+    /// opset 10, attributes before). The output sizes are the inferred
+    /// ones; each axis's start is clamped as ONNX does.
+    pub(super) fn slice(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let x = self.input(n, 0)?;
+        let rank = x.dims.len();
+        let from_inputs = self.opset >= 10;
+        let get = |slot: usize, attr: &str| -> Result<Option<Vec<i64>>> {
+            if from_inputs {
+                self.const_ints(n, slot)
+            } else {
+                Ok(ints_attr(n, attr))
+            }
+        };
+        let starts = get(1, "starts")?.ok_or_else(|| unsupported(n, "no starts"))?;
+        let axes = get(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+        let step_list = if from_inputs {
+            self.const_ints(n, 4)?
+        } else {
+            None
+        }
+        .unwrap_or_else(|| vec![1; starts.len()]);
+        let mut offsets = vec![0i64; rank];
+        let mut steps = vec![1i64; rank];
+        for ((&start, &axis), &step) in starts.iter().zip(&axes).zip(&step_list) {
+            let axis = axis_index(axis, rank);
+            let dim = x.dims[axis];
+            if step == 0 {
+                return Err(unsupported(n, "a step of 0"));
+            }
+            let s = if start < 0 { start + dim } else { start };
+            offsets[axis] = if step > 0 {
+                s.clamp(0, dim)
+            } else {
+                s.clamp(0, dim - 1)
+            };
+            steps[axis] = step;
+        }
+        if steps.iter().all(|&s| s > 0) {
+            return Ok(self.extract_slice(&x, &offsets, od, &steps));
+        }
+        // Negative steps: a copy whose input map walks backwards.
+        let exprs = (0..rank)
+            .map(|k| match steps[k] {
+                1 if offsets[k] == 0 => format!("d{k}"),
+                s if s > 0 => format!("d{k} * {s} + {}", offsets[k]),
+                s => format!("{} - d{k} * {}", offsets[k], -s),
+            })
+            .collect();
+        let elem = x.elem;
+        Ok(
+            self.generic(od, elem, &[MapIn { operand: &x, exprs }], &|_, a| {
+                a[0].clone()
+            }),
+        )
+    }
+
+    /// Split: one `tensor.extract_slice` per output, at the offsets the
+    /// inferred output sizes give.
+    pub(super) fn split(&mut self, n: &Node) -> Result<Vec<String>> {
+        let x = self.input(n, 0)?;
+        let rank = x.dims.len();
+        let axis = axis_index(int_attr(n, "axis", 0), rank);
+        let mut offsets = vec![0i64; rank];
+        let mut parts = Vec::new();
+        for v in n.outputs() {
+            let v = v.ok_or_else(|| unsupported(n, "an unnamed output"))?;
+            let od = self
+                .dims(v)
+                .ok_or_else(|| unsupported(n, "output shape is not static"))?;
+            parts.push(self.extract_slice(&x, &offsets, &od, &vec![1; rank]));
+            offsets[axis] += od[axis];
+        }
+        Ok(parts)
+    }
+
+    /// Gather along `axis`: a `linalg.generic` over the output reading
+    /// the indices through its map, and the data with `tensor.extract` at
+    /// the index (negative ones wrapped) and the loop's other coordinates.
+    pub(super) fn gather(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let data = self.input(n, 0)?;
+        let indices = self.input(n, 1)?;
+        if !matches!(indices.elem, Elem::I64 | Elem::I32) {
+            return Err(unsupported(n, "indices are not i64 or i32"));
+        }
+        let rank = data.dims.len();
+        let axis = axis_index(int_attr(n, "axis", 0), rank);
+        let q = indices.dims.len();
+        let exprs = (axis..axis + q).map(|d| format!("d{d}")).collect();
+        let (dim, ity) = (data.dims[axis], indices.elem.mlir());
+        let (source, source_ty) = (data.name.clone(), data.ty());
+        Ok(self.generic(
+            od,
+            data.elem,
+            &[MapIn {
+                operand: &indices,
+                exprs,
+            }],
+            &|b, a| {
+                let i = b.assign(format!("arith.index_cast {} : {ity} to index", a[0]));
+                let zero = b.assign("arith.constant 0 : index".into());
+                let size = b.assign(format!("arith.constant {dim} : index"));
+                let negative = b.assign(format!("arith.cmpi slt, {i}, {zero} : index"));
+                let wrapped = b.assign(format!("arith.addi {i}, {size} : index"));
+                let k = b.assign(format!("arith.select {negative}, {wrapped}, {i} : index"));
+                let coords: Vec<String> = (0..rank)
+                    .map(|j| match j.cmp(&axis) {
+                        std::cmp::Ordering::Less => b.assign(format!("linalg.index {j} : index")),
+                        std::cmp::Ordering::Equal => k.clone(),
+                        std::cmp::Ordering::Greater => {
+                            b.assign(format!("linalg.index {} : index", j - 1 + q))
+                        }
+                    })
+                    .collect();
+                b.assign(format!(
+                    "tensor.extract {source}[{}] : {source_ty}",
+                    coords.join(", ")
+                ))
+            },
+        ))
+    }
+
+    /// `tensor.pad` of every axis by `low`/`high` with `value`.
+    pub(super) fn pad_axes(
+        &mut self,
+        x: &Operand,
+        low: &[i64],
+        high: &[i64],
+        value: f64,
+    ) -> Operand {
+        if low.iter().chain(high).all(|&p| p == 0) {
+            return x.clone();
+        }
+        let pd: Vec<i64> = x
+            .dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| d + low[i] + high[i])
+            .collect();
+        let (c, r) = (self.fresh(), self.fresh());
+        let ty = x.elem.mlir();
+        self.line(&format!("{c} = {}", x.elem.scalar_constant(value)));
+        let idx: Vec<String> = (0..x.dims.len())
+            .map(|i| format!("%i{}_{i}: index", self.next))
+            .collect();
+        self.line(&format!(
+            "{r} = tensor.pad {} low[{}] high[{}] {{",
+            x.name,
+            list(low),
+            list(high)
+        ));
+        self.line(&format!("^bb0({}):", idx.join(", ")));
+        self.line(&format!("  tensor.yield {c} : {ty}"));
+        self.line(&format!("}} : {} to {}", x.ty(), tensor_type(&pd, x.elem)));
+        Operand {
+            name: r,
+            dims: pd,
+            elem: x.elem,
+        }
+    }
+
+    /// The Pad op in constant mode (pads, value and axes constant).
+    pub(super) fn pad_op(&mut self, n: &Node) -> Result<String> {
+        let x = self.input(n, 0)?;
+        let rank = x.dims.len();
+        let mode = n
+            .attr("mode")
+            .and_then(AttrValue::as_str)
+            .unwrap_or("constant");
+        if mode != "constant" {
+            return Err(unsupported(n, format!("mode={mode} (constant only)")));
+        }
+        let (pads, value, axes) = if self.opset >= 11 {
+            let pads = self
+                .const_ints(n, 1)?
+                .ok_or_else(|| unsupported(n, "no pads"))?;
+            let value = self.const_scalar(n, 2)?.unwrap_or(0.0);
+            let axes = self.const_ints(n, 3)?;
+            (pads, value, axes)
+        } else {
+            let pads = ints_attr(n, "pads").ok_or_else(|| unsupported(n, "no pads"))?;
+            (pads, super::float_attr(n, "value", 0.0), None)
+        };
+        let axes: Vec<usize> = axes
+            .unwrap_or_else(|| (0..rank as i64).collect())
+            .iter()
+            .map(|&a| axis_index(a, rank))
+            .collect();
+        if pads.len() != 2 * axes.len() {
+            return Err(unsupported(n, "pads do not match the axes"));
+        }
+        if pads.iter().any(|&p| p < 0) {
+            return Err(unsupported(n, "negative pads (cropping)"));
+        }
+        let (mut low, mut high) = (vec![0; rank], vec![0; rank]);
+        for (i, &a) in axes.iter().enumerate() {
+            low[a] = pads[i];
+            high[a] = pads[i + axes.len()];
+        }
+        Ok(self.pad_axes(&x, &low, &high, value).name)
+    }
+
+    /// Shape (with start/end) and Size: constants, since every shape is
+    /// static.
+    pub(super) fn shape_constant(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let x = self.input(n, 0)?;
+        let values: Vec<i64> = if n.op_type == "Size" {
+            vec![x.dims.iter().product()]
+        } else {
+            let rank = x.dims.len() as i64;
+            let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+            let start = clamp(int_attr(n, "start", 0));
+            let end = clamp(int_attr(n, "end", rank));
+            x.dims[start..end.max(start)].to_vec()
+        };
+        self.constant(&Tensor::from_i64(od.to_vec(), &values), n.display_name())
+    }
+}

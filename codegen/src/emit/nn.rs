@@ -1,0 +1,451 @@
+//! Network layers on f32: convolution and pooling (linalg named ops over
+//! a `tensor.pad`), Gemm and MatMul (`linalg.matmul` /
+//! `linalg.batch_matmul`), batch and layer normalization, LRN, Softmax.
+
+use super::{
+    axis_index, f32_type, float_attr, int_attr, ints_attr, unsupported, Elem, Emitter, Operand,
+};
+use crate::Result;
+use sculpt_ir::ops::infer::constant;
+use sculpt_ir::{AttrValue, Node};
+
+impl Emitter<'_> {
+    /// An f32 input of `n`, or an error naming the element type.
+    fn float_input(&mut self, n: &Node, slot: usize) -> Result<Operand> {
+        let x = self.input(n, slot)?;
+        if !x.elem.is_float() {
+            return Err(unsupported(
+                n,
+                format!("input {slot} is {} (float only)", x.elem.mlir()),
+            ));
+        }
+        Ok(x)
+    }
+
+    /// `tensor.pad` with `value` on the spatial axes (NCHW).
+    fn pad_spatial(&mut self, x: &Operand, pads: &[i64], value: f64) -> Operand {
+        let k = x.dims.len() - 2;
+        let mut low = vec![0i64, 0];
+        let mut high = vec![0i64, 0];
+        low.extend(&pads[..k]);
+        high.extend(&pads[k..]);
+        self.pad_axes(x, &low, &high, value)
+    }
+
+    fn spatial(&self, n: &Node, k: usize) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>)> {
+        let auto = n
+            .attr("auto_pad")
+            .and_then(AttrValue::as_str)
+            .unwrap_or("NOTSET");
+        if auto != "NOTSET" && auto != "VALID" {
+            return Err(unsupported(
+                n,
+                format!("auto_pad={auto} (run cleanup or export with explicit pads)"),
+            ));
+        }
+        if int_attr(n, "ceil_mode", 0) != 0 {
+            return Err(unsupported(n, "ceil_mode=1"));
+        }
+        let pads = ints_attr(n, "pads").unwrap_or(vec![0; 2 * k]);
+        let strides = ints_attr(n, "strides").unwrap_or(vec![1; k]);
+        let dilations = ints_attr(n, "dilations").unwrap_or(vec![1; k]);
+        Ok((pads, strides, dilations))
+    }
+
+    pub(super) fn conv(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let x = self.float_input(n, 0)?;
+        let w = self.float_input(n, 1)?;
+        if x.dims.len() != 4 {
+            return Err(unsupported(
+                n,
+                format!("{}-d convolution (2-d only)", x.dims.len() - 2),
+            ));
+        }
+        let (pads, strides, dilations) = self.spatial(n, 2)?;
+        let group = int_attr(n, "group", 1);
+        let xp = self.pad_spatial(&x, &pads, 0.0);
+        // Init: the bias broadcast over the output, or zeros.
+        let init = match n.input(2) {
+            Some(_) => {
+                let bias = self.float_input(n, 2)?;
+                let reshaped = self.reshape(&bias, &[od[1], 1, 1])?;
+                let bias = Operand::f32(reshaped, &[od[1], 1, 1]);
+                self.elementwise(od, &[bias], &|_, a| a[0].clone())
+            }
+            None => self.filled(od, 0.0),
+        };
+        let attrs = format!(
+            "{{dilations = dense<[{}, {}]> : tensor<2xi64>, strides = dense<[{}, {}]> : tensor<2xi64>}}",
+            dilations[0], dilations[1], strides[0], strides[1]
+        );
+        let r = self.fresh();
+        if group == 1 {
+            self.line(&format!(
+                "{r} = linalg.conv_2d_nchw_fchw {attrs} ins({}, {} : {}, {}) outs({init} : {}) -> {}",
+                xp.name,
+                w.name,
+                xp.ty(),
+                w.ty(),
+                f32_type(od),
+                f32_type(od)
+            ));
+            return Ok(r);
+        }
+        // Grouped: expand the group axis out of channels and filters.
+        let (g, pd, wd) = (group, &xp.dims, &w.dims);
+        let xg = vec![pd[0], g, pd[1] / g, pd[2], pd[3]];
+        let wg = vec![g, wd[0] / g, wd[1], wd[2], wd[3]];
+        let og = vec![od[0], g, od[1] / g, od[2], od[3]];
+        let xe = self.reshape(&xp, &xg)?;
+        let we = self.reshape(&w, &wg)?;
+        let ie = self.reshape(&Operand::f32(init, od), &og)?;
+        self.line(&format!(
+            "{r} = linalg.conv_2d_ngchw_gfchw {attrs} ins({xe}, {we} : {}, {}) outs({ie} : {}) -> {}",
+            f32_type(&xg),
+            f32_type(&wg),
+            f32_type(&og),
+            f32_type(&og)
+        ));
+        self.reshape(&Operand::f32(r, &og), od)
+    }
+
+    pub(super) fn pool(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let x = self.float_input(n, 0)?;
+        let xd = x.dims.clone();
+        if xd.len() != 4 {
+            return Err(unsupported(n, "2-d pooling only"));
+        }
+        let global = n.op_type.starts_with("Global");
+        let max = n.op_type.ends_with("MaxPool");
+        let (kernel, pads, strides, dilations) = if global {
+            (vec![xd[2], xd[3]], vec![0; 4], vec![1, 1], vec![1, 1])
+        } else {
+            let (p, s, d) = self.spatial(n, 2)?;
+            let k =
+                ints_attr(n, "kernel_shape").ok_or_else(|| unsupported(n, "no kernel_shape"))?;
+            (k, p, s, d)
+        };
+        // Average pooling that leaves padding out of the count divides by
+        // the number of real elements under each window.
+        let exclude_pad =
+            !max && pads.iter().any(|&p| p != 0) && int_attr(n, "count_include_pad", 0) == 0;
+        let xp = self.pad_spatial(&x, &pads, if max { f64::NEG_INFINITY } else { 0.0 });
+        let init = self.filled(od, if max { f64::from(f32::MIN) } else { 0.0 });
+        let window = self.empty(&kernel, Elem::F32);
+        let r = self.fresh();
+        let kind = if max {
+            "pooling_nchw_max"
+        } else {
+            "pooling_nchw_sum"
+        };
+        let attrs = format!(
+            "{{dilations = dense<[{}, {}]> : tensor<2xi64>, strides = dense<[{}, {}]> : tensor<2xi64>}}",
+            dilations[0], dilations[1], strides[0], strides[1]
+        );
+        self.line(&format!(
+            "{r} = linalg.{kind} {attrs} ins({}, {window} : {}, {}) outs({init} : {}) -> {}",
+            xp.name,
+            xp.ty(),
+            f32_type(&kernel),
+            f32_type(od),
+            f32_type(od)
+        ));
+        if max {
+            return Ok(r);
+        }
+        if exclude_pad {
+            let plane = [1, 1, xd[2], xd[3]];
+            let ones = self.filled(&plane, 1.0);
+            let padded = self.pad_spatial(&Operand::f32(ones, &plane), &pads, 0.0);
+            let counts_dims = [1, 1, od[2], od[3]];
+            let zeros = self.filled(&counts_dims, 0.0);
+            let window = self.empty(&kernel, Elem::F32);
+            let counts = self.fresh();
+            self.line(&format!(
+                "{counts} = linalg.pooling_nchw_sum {attrs} ins({}, {window} : {}, {}) outs({zeros} : {}) -> {}",
+                padded.name,
+                padded.ty(),
+                f32_type(&kernel),
+                f32_type(&counts_dims),
+                f32_type(&counts_dims)
+            ));
+            let parts = [Operand::f32(r, od), Operand::f32(counts, &counts_dims)];
+            return Ok(self.elementwise(od, &parts, &|b, a| b.bin("arith.divf", &a[0], &a[1])));
+        }
+        let count = (kernel[0] * kernel[1]) as f64;
+        Ok(self.elementwise(od, &[Operand::f32(r, od)], &|b, a| {
+            let k = b.constant(count);
+            b.bin("arith.divf", &a[0], &k)
+        }))
+    }
+
+    /// `linalg.matmul` of two f32 matrices into a zero-filled `[M, N]`.
+    fn matmul_2d(&mut self, a: &Operand, b: &Operand) -> String {
+        let od = [a.dims[0], b.dims[1]];
+        let init = self.filled(&od, 0.0);
+        let r = self.fresh();
+        self.line(&format!(
+            "{r} = linalg.matmul ins({}, {} : {}, {}) outs({init} : {}) -> {}",
+            a.name,
+            b.name,
+            a.ty(),
+            b.ty(),
+            f32_type(&od),
+            f32_type(&od)
+        ));
+        r
+    }
+
+    pub(super) fn gemm(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let mut a = self.float_input(n, 0)?;
+        let mut b = self.float_input(n, 1)?;
+        for (operand, attr) in [(&mut a, "transA"), (&mut b, "transB")] {
+            if int_attr(n, attr, 0) == 1 {
+                let name = self.transpose(operand, &[1, 0]);
+                *operand = Operand::f32(name, &[operand.dims[1], operand.dims[0]]);
+            }
+        }
+        let product = Operand::f32(self.matmul_2d(&a, &b), od);
+        let (alpha, beta) = (float_attr(n, "alpha", 1.0), float_attr(n, "beta", 1.0));
+        if n.input(2).is_none() {
+            if alpha == 1.0 {
+                return Ok(product.name);
+            }
+            return Ok(self.elementwise(od, &[product], &|b, a| {
+                let k = b.constant(alpha);
+                b.bin("arith.mulf", &a[0], &k)
+            }));
+        }
+        let c = self.float_input(n, 2)?;
+        Ok(self.elementwise(od, &[product, c], &|b, a| {
+            let (ka, kb) = (b.constant(alpha), b.constant(beta));
+            let p = b.bin("arith.mulf", &a[0], &ka);
+            let q = b.bin("arith.mulf", &a[1], &kb);
+            b.bin("arith.addf", &p, &q)
+        }))
+    }
+
+    /// MatMul with numpy semantics: 1-d operands promoted (and the added
+    /// axis dropped from the result by the final reshape), batch dims
+    /// broadcast, then collapsed into one.
+    pub(super) fn matmul(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let mut a = self.float_input(n, 0)?;
+        let mut b = self.float_input(n, 1)?;
+        if a.dims.len() == 1 {
+            let row = [1, a.dims[0]];
+            a = Operand::f32(self.reshape(&a, &row)?, &row);
+        }
+        if b.dims.len() == 1 {
+            let column = [b.dims[0], 1];
+            b = Operand::f32(self.reshape(&b, &column)?, &column);
+        }
+        let (ra, rb) = (a.dims.len(), b.dims.len());
+        let (m, k, nn) = (a.dims[ra - 2], a.dims[ra - 1], b.dims[rb - 1]);
+        if rb == 2 {
+            // [.., M, K] x [K, N]: rows of every batch at once.
+            let rows: i64 = a.dims[..ra - 1].iter().product();
+            let a2 = Operand::f32(self.reshape(&a, &[rows, k])?, &[rows, k]);
+            let b2 = Operand::f32(self.reshape(&b, &[k, nn])?, &[k, nn]);
+            let r = self.matmul_2d(&a2, &b2);
+            return self.reshape(&Operand::f32(r, &[rows, nn]), od);
+        }
+        // The broadcast batch shape, and each operand expanded to it.
+        let rank = ra.max(rb);
+        let batch_of = |d: &[i64]| -> Vec<i64> {
+            let mut v = vec![1; rank - d.len()];
+            v.extend(&d[..d.len() - 2]);
+            v
+        };
+        let (ba, bb) = (batch_of(&a.dims), batch_of(&b.dims));
+        let mut batch_dims = Vec::new();
+        for (x, y) in ba.iter().zip(&bb) {
+            if x != y && *x != 1 && *y != 1 {
+                return Err(unsupported(n, "batch dimensions do not broadcast"));
+            }
+            batch_dims.push(*x.max(y));
+        }
+        let batch: i64 = batch_dims.iter().product();
+        let mut flat = Vec::new();
+        for (operand, rows, cols) in [(&a, m, k), (&b, k, nn)] {
+            let mut full = batch_dims.clone();
+            full.extend([rows, cols]);
+            let expanded = if operand.dims == full {
+                operand.name.clone()
+            } else {
+                self.elementwise(&full, std::slice::from_ref(operand), &|_, v| v[0].clone())
+            };
+            let name = self.reshape(&Operand::f32(expanded, &full), &[batch, rows, cols])?;
+            flat.push(Operand::f32(name, &[batch, rows, cols]));
+        }
+        let out3 = [batch, m, nn];
+        let init = self.filled(&out3, 0.0);
+        let r = self.fresh();
+        self.line(&format!(
+            "{r} = linalg.batch_matmul ins({}, {} : {}, {}) outs({init} : {}) -> {}",
+            flat[0].name,
+            flat[1].name,
+            flat[0].ty(),
+            flat[1].ty(),
+            f32_type(&out3),
+            f32_type(&out3)
+        ));
+        self.reshape(&Operand::f32(r, &out3), od)
+    }
+
+    pub(super) fn batch_norm(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let param = |i: usize| -> Result<Vec<f32>> {
+            n.input(i)
+                .and_then(|v| constant(self.g, v))
+                .and_then(|t| t.to_f32_vec().ok())
+                .ok_or_else(|| unsupported(n, "parameters are not constants"))
+        };
+        let (scale, shift, mean, var) = (param(1)?, param(2)?, param(3)?, param(4)?);
+        let eps = float_attr(n, "epsilon", 1e-5) as f32;
+        let a: Vec<f32> = scale
+            .iter()
+            .zip(&var)
+            .map(|(s, v)| s / (v + eps).sqrt())
+            .collect();
+        let b: Vec<f32> = shift
+            .iter()
+            .zip(&mean)
+            .zip(&a)
+            .map(|((s, m), a)| s - m * a)
+            .collect();
+        let mut shape = vec![a.len() as i64];
+        shape.extend(std::iter::repeat_n(1, od.len().saturating_sub(2)));
+        let an = self.f32_constant(&shape, &a, n.display_name())?;
+        let bn = self.f32_constant(&shape, &b, n.display_name())?;
+        let x = self.float_input(n, 0)?;
+        Ok(self.scale_shift(x, Operand::f32(an, &shape), Operand::f32(bn, &shape), od))
+    }
+
+    /// LayerNormalization: over the axes from `axis` on, `(x − mean) /
+    /// √(var + ε) · scale + bias`.
+    pub(super) fn layer_norm(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let x = self.float_input(n, 0)?;
+        let rank = x.dims.len();
+        let axis = axis_index(int_attr(n, "axis", -1), rank);
+        let axes: Vec<usize> = (axis..rank).collect();
+        let count: i64 = x.dims[axis..].iter().product();
+        let eps = float_attr(n, "epsilon", 1e-5);
+        let (sum, kept) = self.reduce_axes(&x, &axes, "arith.addf", 0.0);
+        let mean = Operand::f32(sum, &kept);
+        let centered = self.elementwise(od, &[x, mean], &|b, a| {
+            let k = b.constant(count as f64);
+            let m = b.bin("arith.divf", &a[1], &k);
+            b.bin("arith.subf", &a[0], &m)
+        });
+        let centered = Operand::f32(centered, od);
+        let squares = self.elementwise(od, std::slice::from_ref(&centered), &|b, a| {
+            b.bin("arith.mulf", &a[0], &a[0])
+        });
+        let (sq_sum, _) = self.reduce_axes(&Operand::f32(squares, od), &axes, "arith.addf", 0.0);
+        let mut parts = vec![centered, Operand::f32(sq_sum, &kept)];
+        parts.push(self.float_input(n, 1)?);
+        let has_bias = n.input(2).is_some();
+        if has_bias {
+            parts.push(self.float_input(n, 2)?);
+        }
+        Ok(self.elementwise(od, &parts, &|b, a| {
+            let (k, e) = (b.constant(count as f64), b.constant(eps));
+            let var = b.bin("arith.divf", &a[1], &k);
+            let var = b.bin("arith.addf", &var, &e);
+            let std = b.op("math.sqrt", &var);
+            let y = b.bin("arith.divf", &a[0], &std);
+            let y = b.bin("arith.mulf", &y, &a[2]);
+            if has_bias {
+                b.bin("arith.addf", &y, &a[3])
+            } else {
+                y
+            }
+        }))
+    }
+
+    /// LRN: `x / (bias + alpha/size · Σ x²)^beta`, the sum over a window
+    /// of `size` channels (zero-padded): a `linalg.generic` whose fifth,
+    /// reduction dim walks the window.
+    pub(super) fn lrn(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let x = self.float_input(n, 0)?;
+        if x.dims.len() != 4 {
+            return Err(unsupported(n, "LRN on a tensor that is not NCHW"));
+        }
+        let size = int_attr(n, "size", 1);
+        let (alpha, beta, bias) = (
+            float_attr(n, "alpha", 1e-4),
+            float_attr(n, "beta", 0.75),
+            float_attr(n, "bias", 1.0),
+        );
+        let square = self.elementwise(od, std::slice::from_ref(&x), &|b, a| {
+            b.bin("arith.mulf", &a[0], &a[0])
+        });
+        let (low, high) = ((size - 1) / 2, size - 1 - (size - 1) / 2);
+        let padded = self.pad_axes(
+            &Operand::f32(square, od),
+            &[0, low, 0, 0],
+            &[0, high, 0, 0],
+            0.0,
+        );
+        let window = self.empty(&[size], Elem::F32);
+        let sums = self.filled(od, 0.0);
+        let (r, a, w, o, t) = (
+            self.fresh(),
+            self.fresh(),
+            self.fresh(),
+            self.fresh(),
+            self.fresh(),
+        );
+        self.line(&format!(
+            "{r} = linalg.generic {{indexing_maps = [affine_map<(d0, d1, d2, d3, d4) -> (d0, d1 + d4, d2, d3)>, affine_map<(d0, d1, d2, d3, d4) -> (d4)>, affine_map<(d0, d1, d2, d3, d4) -> (d0, d1, d2, d3)>], iterator_types = [\"parallel\", \"parallel\", \"parallel\", \"parallel\", \"reduction\"]}} ins({}, {window} : {}, {}) outs({sums} : {}) {{",
+            padded.name,
+            padded.ty(),
+            f32_type(&[size]),
+            f32_type(od)
+        ));
+        self.line(&format!("^bb0({a}: f32, {w}: f32, {o}: f32):"));
+        self.line(&format!("  {t} = arith.addf {a}, {o} : f32"));
+        self.line(&format!("  linalg.yield {t} : f32"));
+        self.line(&format!("}} -> {}", f32_type(od)));
+        let scale = alpha / size as f64;
+        Ok(self.elementwise(od, &[x, Operand::f32(r, od)], &|b, a| {
+            let (k, c, e) = (b.constant(scale), b.constant(bias), b.constant(-beta));
+            let s = b.bin("arith.mulf", &a[1], &k);
+            let s = b.bin("arith.addf", &s, &c);
+            let p = b.bin("math.powf", &s, &e);
+            b.bin("arith.mulf", &a[0], &p)
+        }))
+    }
+
+    /// Softmax decomposed: exp(x − max) / Σ exp(x − max) along `axis`
+    /// (before opset 13: over every axis from `axis` on, default 1);
+    /// LogSoftmax: (x − max) − log Σ exp(x − max).
+    pub(super) fn softmax(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let x = self.float_input(n, 0)?;
+        let rank = od.len();
+        let old = self.opset < 13;
+        let axis = axis_index(int_attr(n, "axis", if old { 1 } else { -1 }), rank);
+        let axes: Vec<usize> = if old {
+            (axis..rank).collect()
+        } else {
+            vec![axis]
+        };
+        let (max, kept) = self.reduce_axes(&x, &axes, "arith.maximumf", f64::NEG_INFINITY);
+        let max = Operand::f32(max, &kept);
+        let e = self.elementwise(od, &[x.clone(), max.clone()], &|b, a| {
+            let d = b.bin("arith.subf", &a[0], &a[1]);
+            b.op("math.exp", &d)
+        });
+        let (sum, _) = self.reduce_axes(&Operand::f32(e.clone(), od), &axes, "arith.addf", 0.0);
+        let sum = Operand::f32(sum, &kept);
+        if n.op_type == "LogSoftmax" {
+            return Ok(self.elementwise(od, &[x, max, sum], &|b, a| {
+                let d = b.bin("arith.subf", &a[0], &a[1]);
+                let l = b.op("math.log", &a[2]);
+                b.bin("arith.subf", &d, &l)
+            }));
+        }
+        Ok(self.elementwise(od, &[Operand::f32(e, od), sum], &|b, a| {
+            b.bin("arith.divf", &a[0], &a[1])
+        }))
+    }
+}

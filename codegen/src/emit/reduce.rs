@@ -1,0 +1,114 @@
+//! Reductions over f32: one `linalg.generic` with reduction iterators
+//! into a filled init, with an element-wise step before (|x|, x²) or after
+//! (÷ count, √) where the op needs one.
+
+use super::{axis_index, f32_type, int_attr, ints_attr, unsupported, Emitter, Operand};
+use crate::Result;
+use sculpt_ir::Node;
+
+impl Emitter<'_> {
+    /// ReduceSum, Mean, Max, Min, Prod, L1, L2, SumSquare. The axes come
+    /// from the attribute (before opset 18; ReduceSum before 13) or a
+    /// constant input; none means all, or nothing with
+    /// `noop_with_empty_axes`.
+    pub(super) fn reduce(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let x = self.input(n, 0)?;
+        if !x.elem.is_float() {
+            return Err(unsupported(n, "integer input (float only)"));
+        }
+        let rank = x.dims.len();
+        let axes = match ints_attr(n, "axes") {
+            Some(a) => Some(a),
+            None => self.const_ints(n, 1)?,
+        };
+        let axes: Vec<usize> = match axes {
+            Some(a) if !a.is_empty() => a.iter().map(|&a| axis_index(a, rank)).collect(),
+            _ if int_attr(n, "noop_with_empty_axes", 0) != 0 => return Ok(x.name),
+            _ => (0..rank).collect(),
+        };
+        let op = n.op_type.as_str();
+        let dims = x.dims.clone();
+        let source = match op {
+            "ReduceL1" => Operand::f32(
+                self.elementwise(&dims, &[x], &|b, a| b.op("math.absf", &a[0])),
+                &dims,
+            ),
+            "ReduceL2" | "ReduceSumSquare" => Operand::f32(
+                self.elementwise(&dims, &[x], &|b, a| b.bin("arith.mulf", &a[0], &a[0])),
+                &dims,
+            ),
+            _ => x,
+        };
+        let (combine, init) = match op {
+            "ReduceMax" => ("arith.maximumf", f64::NEG_INFINITY),
+            "ReduceMin" => ("arith.minimumf", f64::INFINITY),
+            "ReduceProd" => ("arith.mulf", 1.0),
+            _ => ("arith.addf", 0.0),
+        };
+        let (reduced, kept) = self.reduce_axes(&source, &axes, combine, init);
+        let result = match op {
+            "ReduceMean" => {
+                let count: i64 = axes.iter().map(|&i| source.dims[i]).product();
+                self.elementwise(&kept, &[Operand::f32(reduced, &kept)], &|b, a| {
+                    let k = b.constant(count as f64);
+                    b.bin("arith.divf", &a[0], &k)
+                })
+            }
+            "ReduceL2" => self.elementwise(&kept, &[Operand::f32(reduced, &kept)], &|b, a| {
+                b.op("math.sqrt", &a[0])
+            }),
+            _ => reduced,
+        };
+        self.reshape(&Operand::f32(result, &kept), od)
+    }
+
+    /// `x` reduced over `axes` with `combine` from `init`, keeping the
+    /// reduced axes as 1; returns the result and its dims.
+    pub(super) fn reduce_axes(
+        &mut self,
+        x: &Operand,
+        axes: &[usize],
+        combine: &str,
+        init: f64,
+    ) -> (String, Vec<i64>) {
+        let rank = x.dims.len();
+        let kept: Vec<i64> = (0..rank)
+            .map(|i| if axes.contains(&i) { 1 } else { x.dims[i] })
+            .collect();
+        let dims: Vec<String> = (0..rank).map(|i| format!("d{i}")).collect();
+        let out_map: Vec<String> = (0..rank)
+            .map(|i| {
+                if axes.contains(&i) {
+                    "0".into()
+                } else {
+                    format!("d{i}")
+                }
+            })
+            .collect();
+        let iterators: Vec<&str> = (0..rank)
+            .map(|i| {
+                if axes.contains(&i) {
+                    "\"reduction\""
+                } else {
+                    "\"parallel\""
+                }
+            })
+            .collect();
+        let filled = self.filled(&kept, init);
+        let (r, a, o, s) = (self.fresh(), self.fresh(), self.fresh(), self.fresh());
+        self.line(&format!(
+            "{r} = linalg.generic {{indexing_maps = [affine_map<({d}) -> ({d})>, affine_map<({d}) -> ({})>], iterator_types = [{}]}} ins({} : {}) outs({filled} : {}) {{",
+            out_map.join(", "),
+            iterators.join(", "),
+            x.name,
+            x.ty(),
+            f32_type(&kept),
+            d = dims.join(", ")
+        ));
+        self.line(&format!("^bb0({a}: f32, {o}: f32):"));
+        self.line(&format!("  {s} = {combine} {a}, {o} : f32"));
+        self.line(&format!("  linalg.yield {s} : f32"));
+        self.line(&format!("}} -> {}", f32_type(&kept)));
+        (r, kept)
+    }
+}

@@ -1,0 +1,161 @@
+//! The ONNX backend node suite through the MLIR back end: every case the
+//! emitter accepts is lowered, run on the CPU path and compared with the
+//! suite's expected outputs. A case is either refused with an error
+//! naming the node, or right: never wrong code, never a panic.
+
+use crate::small::host;
+use sculpt_codegen::{emit_mlir, CpuModule, EmitOptions, MlirContext};
+use sculpt_runtime::{Array, Tolerance};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+fn suite_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("ONNX_NODE_TESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/onnx-node-tests/node")
+        });
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must fetch the node tests (scripts/fetch-node-tests.sh)"
+    );
+    eprintln!("skipping: no node tests at {}", dir.display());
+    None
+}
+
+enum Outcome {
+    Right,
+    Refused(String),
+    Wrong(String),
+}
+
+fn run_case(case: &std::path::Path) -> Outcome {
+    let Ok(model) = sculpt_ir::onnx::load(&case.join("model.onnx")) else {
+        return Outcome::Refused("not imported".into());
+    };
+    let Ok((inputs, expected)) = sculpt_runtime::read_test_data_set(case, 0) else {
+        return Outcome::Refused("no test data".into());
+    };
+    // As `sculpt emit` does: each input bound to the shape of its data,
+    // then cleanup, then emission.
+    let mut options = EmitOptions::default();
+    for (&v, a) in model.graph.inputs.iter().zip(&inputs) {
+        let dims = a.shape.iter().map(|&d| d as i64).collect();
+        options
+            .shapes
+            .insert(model.graph.value(v).name.clone(), dims);
+    }
+    let Ok(mut model) = sculpt_codegen::bind_shapes(&model, &options) else {
+        return Outcome::Refused("shapes do not bind".into());
+    };
+    let cleanup = sculpt_passes::Pipeline::parse("cleanup").unwrap();
+    if sculpt_passes::PassManager::new(cleanup)
+        .run(&mut model, |_| {})
+        .is_err()
+    {
+        return Outcome::Refused("cleanup refused the model".into());
+    }
+    let emitted = match emit_mlir(&model, &options) {
+        Ok(e) => e,
+        Err(e @ sculpt_codegen::CodegenError::Unsupported { .. })
+        | Err(e @ sculpt_codegen::CodegenError::Shape { .. }) => {
+            return Outcome::Refused(e.to_string())
+        }
+        Err(e) => return Outcome::Wrong(format!("emitted a module MLIR rejects: {e}")),
+    };
+    let context = MlirContext::new();
+    let cpu = match CpuModule::compile(&context, &emitted.text, emitted.outputs.clone()) {
+        Ok(c) => c,
+        Err(e) => return Outcome::Wrong(format!("does not lower: {e}")),
+    };
+    let args: Vec<_> = inputs.iter().map(host).collect();
+    let got = match cpu.run(&args) {
+        Ok(g) => g,
+        Err(e) => return Outcome::Wrong(e.to_string()),
+    };
+    let got: Vec<Array> = got
+        .into_iter()
+        .zip(&expected)
+        .map(|(t, e)| Array {
+            name: e.name.clone(),
+            dtype: t.elem.dtype(),
+            shape: t.dims.iter().map(|&d| d as usize).collect(),
+            data: t.bytes,
+        })
+        .collect();
+    let cmp = sculpt_runtime::compare(
+        &got,
+        &expected,
+        Tolerance {
+            rtol: 1e-4,
+            atol: 1e-5,
+        },
+    );
+    if cmp.ok && got.len() == expected.len() {
+        Outcome::Right
+    } else {
+        let worst = cmp
+            .outputs
+            .iter()
+            .map(|o| match &o.problem {
+                Some(p) => format!("{}: {p}", o.name),
+                None => format!("{}: max abs err {:.3e}", o.name, o.max_abs_err),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        Outcome::Wrong(format!("differs from the expected outputs ({worst})"))
+    }
+}
+
+#[test]
+fn node_suite_cases_are_refused_or_right() {
+    let Some(dir) = suite_dir() else { return };
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("model.onnx").exists())
+        .collect();
+    cases.sort();
+    let mut right = Vec::new();
+    let mut wrong = Vec::new();
+    let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let outcome = std::panic::catch_unwind(|| run_case(case))
+            .unwrap_or_else(|_| Outcome::Wrong("panicked".into()));
+        match outcome {
+            Outcome::Right => right.push(name),
+            Outcome::Wrong(why) => wrong.push(format!("{name}: {why}")),
+            Outcome::Refused(why) => {
+                // Group refusals by op and reason, without node names.
+                let key = why.split_once("): ").map_or(why.clone(), |(node, reason)| {
+                    let op = node.rsplit_once('(').map_or("", |(_, op)| op);
+                    format!("{op}: {reason}")
+                });
+                *refusals.entry(key).or_default() += 1;
+            }
+        }
+    }
+    let refused: usize = refusals.values().sum();
+    eprintln!(
+        "node suite through MLIR: {} cases, {} emitted and right, {refused} refused, {} wrong",
+        cases.len(),
+        right.len(),
+        wrong.len()
+    );
+    let mut common: Vec<_> = refusals.iter().collect();
+    common.sort_by(|a, b| b.1.cmp(a.1));
+    for (why, count) in common.iter().take(15) {
+        eprintln!("  refused {count:4} × {why}");
+    }
+    assert!(wrong.is_empty(), "wrong results:\n{}", wrong.join("\n"));
+    assert!(
+        right.len() > 200,
+        "suspiciously few cases run: {}",
+        right.len()
+    );
+}
