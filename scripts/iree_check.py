@@ -2,7 +2,8 @@
 """The emitted MLIR through IREE, on the CPU here and on an NVIDIA GPU
 where there is one.
 
-For each model: `sculpt emit --mlir` (static shapes from its inputs.npz),
+For each model and dialect (linalg, tosa): `sculpt emit --mlir --dialect D`
+(static shapes from its inputs.npz),
 then `iree-compile` for llvm-cpu and for cuda (sm_80), then
 `iree-run-module` on the llvm-cpu module, compared with the reference
 outputs.npz (onnxruntime) at rtol 1e-4. With --cuda, the cuda module is
@@ -13,7 +14,7 @@ IREE comes from pip (iree-base-compiler, iree-base-runtime); the wheels are
 tagged for Python 3.12, so they are downloaded for 3.12 and unzipped into
 target/iree: iree-compile and iree-run-module are native executables.
 
-usage: scripts/iree_check.py [--sculpt target/release/sculpt] [--cuda] [MODEL ...]
+usage: scripts/iree_check.py [--sculpt target/release/sculpt] [--cuda] [--dialects linalg,tosa] [MODEL ...]
 """
 import argparse
 import glob
@@ -103,44 +104,53 @@ def benchmark(iree, vmfb, inputs, outdir, device):
     return median[0]["real_time"], median[0].get("time_unit", "ms")
 
 
+def check_model(a, iree, tmp, name, dialect):
+    """Emits `name` in `dialect`, compiles it for llvm-cpu and cuda, runs the
+    llvm-cpu module (and the cuda one with --cuda); prints one line, and
+    returns whether every run matched the reference."""
+    folder = os.path.join(CORPUS, name)
+    feeds = np.load(os.path.join(folder, "inputs.npz"))
+    ref = list(np.load(os.path.join(folder, "outputs.npz")).values())
+    shapes = [f"{k}={','.join(str(d) for d in v.shape)}" for k, v in feeds.items()]
+    mlir = os.path.join(tmp, f"{name}.{dialect}.mlir")
+    cmd = [a.sculpt, "emit", os.path.join(folder, "model.onnx"), "--mlir", "-o", mlir, "--dialect", dialect]
+    for s in shapes:
+        cmd += ["--shape", s]
+    subprocess.run(cmd, check=True, capture_output=True)
+    line = [f"{name} ({dialect})"]
+    # IREE 3.13 knows no sm_90 target ("missing GPU target"): sm_80 code runs on Hopper too.
+    for device in ["llvm-cpu", "sm_80"]:
+        vmfb = os.path.join(tmp, f"{name}.{dialect}.{device}.vmfb")
+        compile_module(iree, mlir, vmfb, device)
+        line.append(f"{device}: compiled")
+    got = run_module(iree, os.path.join(tmp, f"{name}.{dialect}.llvm-cpu.vmfb"), list(feeds.values()), len(ref), tmp,
+                     "local-task")
+    err, ok = compare(got, ref)
+    line.append(f"llvm-cpu run: max abs err {err:.2e} {'ok' if ok else 'DIFFERS'}")
+    if a.cuda:
+        vmfb = os.path.join(tmp, f"{name}.{dialect}.sm_80.vmfb")
+        got = run_module(iree, vmfb, list(feeds.values()), len(ref), tmp, "cuda")
+        err, cuda_ok = compare(got, ref)
+        t, unit = benchmark(iree, vmfb, list(feeds.values()), tmp, "cuda")
+        line.append(f"cuda run: max abs err {err:.2e} {'ok' if cuda_ok else 'DIFFERS'}, median {t:.3f} {unit}")
+        ok &= cuda_ok
+    print(" | ".join(line), flush=True)
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sculpt", default=os.path.join(REPO, "target", "release", "sculpt"))
     ap.add_argument("--cuda", action="store_true", help="also run the cuda module on this machine's GPU")
+    ap.add_argument("--dialects", default="linalg,tosa", help="the dialects to emit, comma-separated")
     ap.add_argument("models", nargs="*")
     a = ap.parse_args()
     iree = tools()
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models or MODELS:
-            folder = os.path.join(CORPUS, name)
-            feeds = np.load(os.path.join(folder, "inputs.npz"))
-            ref = list(np.load(os.path.join(folder, "outputs.npz")).values())
-            shapes = [f"{k}={','.join(str(d) for d in v.shape)}" for k, v in feeds.items()]
-            mlir = os.path.join(tmp, f"{name}.mlir")
-            cmd = [a.sculpt, "emit", os.path.join(folder, "model.onnx"), "--mlir", "-o", mlir]
-            for s in shapes:
-                cmd += ["--shape", s]
-            subprocess.run(cmd, check=True, capture_output=True)
-            line = [name]
-            # IREE 3.13 knows no sm_90 target ("missing GPU target"): sm_80 code runs on Hopper too.
-            for device in ["llvm-cpu", "sm_80"]:
-                vmfb = os.path.join(tmp, f"{name}.{device}.vmfb")
-                compile_module(iree, mlir, vmfb, device)
-                line.append(f"{device}: compiled")
-            got = run_module(iree, os.path.join(tmp, f"{name}.llvm-cpu.vmfb"), list(feeds.values()), len(ref), tmp,
-                             "local-task")
-            err, ok = compare(got, ref)
-            line.append(f"llvm-cpu run: max abs err {err:.2e} {'ok' if ok else 'DIFFERS'}")
-            failed |= not ok
-            if a.cuda:
-                vmfb = os.path.join(tmp, f"{name}.sm_80.vmfb")
-                got = run_module(iree, vmfb, list(feeds.values()), len(ref), tmp, "cuda")
-                err, ok = compare(got, ref)
-                t, unit = benchmark(iree, vmfb, list(feeds.values()), tmp, "cuda")
-                line.append(f"cuda run: max abs err {err:.2e} {'ok' if ok else 'DIFFERS'}, median {t:.3f} {unit}")
-                failed |= not ok
-            print(" | ".join(line), flush=True)
+            for dialect in a.dialects.split(","):
+                failed |= not check_model(a, iree, tmp, name, dialect)
     sys.exit(1 if failed else 0)
 
 

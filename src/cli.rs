@@ -118,9 +118,9 @@ enum Command {
     },
     /// List passes and their options.
     Passes,
-    /// Emit the model as MLIR (linalg on tensors, verified by MLIR), after
-    /// cleanup; `--check` also runs it on the CPU and compares with tract.
-    /// Needs a build with `--features mlir` (LLVM 22).
+    /// Emit the model as MLIR (linalg on tensors, or TOSA; verified by
+    /// MLIR), after cleanup; `--check` also runs it on the CPU and compares
+    /// with tract. Needs a build with `--features mlir` (LLVM 22).
     Emit {
         model: PathBuf,
         /// Emit MLIR (the only output format so far).
@@ -131,8 +131,13 @@ enum Command {
         /// Static dims for an input with symbolic ones: NAME=D0,D1,...
         #[arg(long = "shape", value_parser = parse_shape)]
         shapes: Vec<(String, Vec<i64>)>,
+        /// linalg (named ops and generics on tensors) or tosa.
         #[arg(long, default_value = "linalg")]
         dialect: String,
+        /// sculpt passes to run first, once the shapes are bound, e.g.
+        /// "prune{ratio=0.3}" (cleanup always runs last).
+        #[arg(short, long)]
+        pipeline: Option<String>,
         /// cpu, or gpu: also lower through the gpu dialect to PTX (--ptx).
         #[arg(long, default_value = "cpu")]
         target: String,
@@ -398,6 +403,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             output,
             shapes,
             dialect,
+            pipeline,
             target,
             chip,
             ptx,
@@ -407,9 +413,6 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             if !mlir {
                 bail!("say what to emit: --mlir (the only format so far)");
             }
-            if dialect != "linalg" {
-                bail!("--dialect {dialect}: only linalg is emitted so far");
-            }
             let gpu = match (target.as_str(), ptx) {
                 ("cpu", None) => None,
                 ("gpu", Some(dir)) => Some((chip, dir)),
@@ -418,14 +421,15 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 (other, _) => bail!("--target {other}: cpu or gpu"),
             };
             let m = load(&model)?;
-            crate::emit::emit(
-                m,
-                &output,
-                shapes.into_iter().collect(),
+            let request = crate::emit::EmitRequest {
+                shapes: shapes.into_iter().collect(),
+                dialect: &dialect,
+                pipeline: pipeline.as_deref(),
                 check,
-                inputs.as_deref(),
+                inputs: inputs.as_deref(),
                 gpu,
-            )?;
+            };
+            crate::emit::emit(m, &output, request)?;
         }
         Command::EmitOps => crate::emit::print_ops()?,
         Command::Bench {

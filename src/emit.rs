@@ -4,22 +4,46 @@ use anyhow::Result;
 use std::collections::HashMap;
 use std::path::Path;
 
+/// What `sculpt emit` was asked for, besides the model and the output.
+#[cfg_attr(not(feature = "mlir"), allow(dead_code))]
+pub struct EmitRequest<'a> {
+    /// Static dims for inputs with symbolic ones.
+    pub shapes: HashMap<String, Vec<i64>>,
+    /// linalg or tosa.
+    pub dialect: &'a str,
+    /// sculpt passes to run once the shapes are bound, before cleanup.
+    pub pipeline: Option<&'a str>,
+    /// Run on the CPU path and compare with tract.
+    pub check: bool,
+    pub inputs: Option<&'a Path>,
+    /// The chip and the PTX folder, for the GPU path.
+    pub gpu: Option<(String, std::path::PathBuf)>,
+}
+
 #[cfg(feature = "mlir")]
-pub fn emit(
-    mut model: sculpt_ir::Model,
-    output: &Path,
-    shapes: HashMap<String, Vec<i64>>,
-    check: bool,
-    inputs: Option<&Path>,
-    gpu: Option<(String, std::path::PathBuf)>,
-) -> Result<()> {
-    use anyhow::{bail, Context};
+pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) -> Result<()> {
+    use anyhow::{anyhow, bail, Context};
     use sculpt_codegen::{bind_shapes, emit_mlir, CpuModule, EmitOptions, HostTensor, MlirContext};
     use sculpt_passes::{PassManager, Pipeline};
+    let EmitRequest {
+        shapes,
+        dialect,
+        pipeline,
+        check,
+        inputs,
+        gpu,
+    } = request;
+    let options = EmitOptions {
+        shapes,
+        dialect: dialect.parse().map_err(|e: String| anyhow!(e))?,
+    };
     // Static shapes first, so that cleanup folds every shape computation.
-    let options = EmitOptions { shapes };
     model = bind_shapes(&model, &options)?;
-    PassManager::new(Pipeline::parse("cleanup")?).run(&mut model, |_| {})?;
+    let passes = match pipeline {
+        Some(p) if !p.trim().is_empty() => format!("{p},cleanup"),
+        _ => "cleanup".to_string(),
+    };
+    PassManager::new(Pipeline::parse(&passes)?).run(&mut model, |_| {})?;
     let emitted = emit_mlir(&model, &options)?;
     crate::cli::write_atomic(output, emitted.text.as_bytes())?;
     let list = |sigs: &[sculpt_codegen::TensorSig]| {
@@ -117,14 +141,7 @@ pub fn print_ops() -> Result<()> {
 const NO_MLIR: &str = "this sculpt was built without MLIR support: build it with `cargo build --release --features mlir` (needs LLVM 22: apt-get install libmlir-22-dev llvm-22-dev libclang-22-dev libpolly-22-dev mlir-22-tools)";
 
 #[cfg(not(feature = "mlir"))]
-pub fn emit(
-    _model: sculpt_ir::Model,
-    _output: &Path,
-    _shapes: HashMap<String, Vec<i64>>,
-    _check: bool,
-    _inputs: Option<&Path>,
-    _gpu: Option<(String, std::path::PathBuf)>,
-) -> Result<()> {
+pub fn emit(_model: sculpt_ir::Model, _output: &Path, _request: EmitRequest) -> Result<()> {
     anyhow::bail!(NO_MLIR)
 }
 

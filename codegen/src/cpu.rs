@@ -12,6 +12,7 @@ func.func(convert-linalg-to-loops),\
 convert-scf-to-cf,\
 expand-strided-metadata,\
 lower-affine,\
+func.func(math-expand-ops{ops=rsqrt}),\
 convert-math-to-libm,\
 func.func(convert-math-to-llvm),\
 convert-arith-to-llvm,\
@@ -84,6 +85,7 @@ impl CpuModule {
             "tensor.",
             "memref.",
             "bufferization.",
+            "tosa.",
         ] {
             if lowered.contains(leftover) {
                 return Err(CodegenError::Lowering(format!(

@@ -15,10 +15,11 @@ mod verify;
 
 pub use cpu::{CpuModule, HostTensor, CPU_PIPELINE};
 pub use emit::{
-    bind_shapes, emit_text, ops_table, supported_ops, Elem, EmitOptions, Emitted, TensorSig,
+    bind_shapes, emit_text, ops_table, supported_ops, Dialect, Elem, EmitOptions, Emitted,
+    TensorSig,
 };
 pub use gpu::{gpu_pipeline, lower_to_ptx, Kernel, TILE_SIZES};
-pub use verify::{verify_module, MlirContext};
+pub use verify::{verify_module, MlirContext, TOSA_TO_LINALG};
 
 use thiserror::Error;
 

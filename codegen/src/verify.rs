@@ -79,7 +79,12 @@ pub fn verify_module(context: &MlirContext, text: &str) -> Result<String> {
     Ok(text.to_string())
 }
 
-/// Parses `text` and runs the textual pass `pipeline` on it in process.
+/// TOSA to linalg on tensors (and `arith`, `tensor`); canonicalization
+/// then drops the `tosa.const_shape` values the lowered ops used.
+pub const TOSA_TO_LINALG: &str = "builtin.module(func.func(tosa-to-linalg-named,tosa-to-linalg,tosa-to-arith,tosa-to-tensor),canonicalize)";
+
+/// Parses `text` and runs the textual pass `pipeline` on it in process; a
+/// TOSA module is first lowered to linalg ([`TOSA_TO_LINALG`]).
 pub(crate) fn lower<'c>(
     context: &'c MlirContext,
     text: &str,
@@ -88,10 +93,16 @@ pub(crate) fn lower<'c>(
     melior::utility::register_all_passes();
     melior::utility::register_all_llvm_translations(&context.context);
     let mut module = parse(context, text)?;
-    let pm = melior::pass::PassManager::new(&context.context);
-    melior::utility::parse_pass_pipeline(pm.as_operation_pass_manager(), pipeline)
-        .map_err(|e| CodegenError::Lowering(e.to_string()))?;
-    pm.run(&mut module)
-        .map_err(|e| CodegenError::Lowering(e.to_string()))?;
+    let mut pipelines = vec![pipeline];
+    if text.contains("tosa.") {
+        pipelines.insert(0, TOSA_TO_LINALG);
+    }
+    for p in pipelines {
+        let pm = melior::pass::PassManager::new(&context.context);
+        melior::utility::parse_pass_pipeline(pm.as_operation_pass_manager(), p)
+            .map_err(|e| CodegenError::Lowering(e.to_string()))?;
+        let (ran, diagnostics) = with_diagnostics(context, text, || pm.run(&mut module));
+        ran.map_err(|e| CodegenError::Lowering(format!("{e}: {diagnostics}")))?;
+    }
     Ok(module)
 }

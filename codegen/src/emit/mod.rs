@@ -18,6 +18,7 @@ mod elementwise;
 mod movement;
 mod nn;
 mod reduce;
+mod tosa;
 
 use crate::{CodegenError, Result};
 use sculpt_ir::ops::infer::{self, constant, value_type};
@@ -29,53 +30,78 @@ use std::fmt::Write;
 #[derive(Clone, Debug, Default)]
 pub struct EmitOptions {
     pub shapes: HashMap<String, Vec<i64>>,
+    pub dialect: Dialect,
 }
 
-/// The ops the emitter covers, with what each becomes (for the docs).
-pub fn supported_ops() -> &'static [(&'static [&'static str], &'static str)] {
+/// The dialect the graph's ops become: `linalg` (named ops and generics
+/// on tensors, with `arith`, `math`, `tensor`) or `tosa`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    #[default]
+    Linalg,
+    Tosa,
+}
+
+impl std::str::FromStr for Dialect {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Dialect, String> {
+        match s {
+            "linalg" => Ok(Dialect::Linalg),
+            "tosa" => Ok(Dialect::Tosa),
+            other => Err(format!("unknown dialect '{other}' (linalg or tosa)")),
+        }
+    }
+}
+
+/// The ops the emitter covers, with what each becomes in linalg and in
+/// TOSA (empty: refused with `--dialect tosa`), for the docs.
+pub fn supported_ops() -> &'static [(&'static [&'static str], &'static str, &'static str)] {
     &[
-        (&["Conv"], "tensor.pad + linalg.conv_2d_nchw_fchw / conv_2d_ngchw_gfchw (groups), bias in the init"),
-        (&["Gemm"], "linalg.transpose + linalg.matmul + linalg.generic (alpha, beta·C)"),
-        (&["MatMul"], "linalg.matmul / linalg.batch_matmul (batch dims broadcast, then collapsed; 1-d operands promoted)"),
-        (&["Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Mean"], "linalg.generic with broadcasting maps (arith float or signed-integer ops)"),
-        (&["Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Erf", "Gelu", "Exp", "Log", "Sqrt", "Reciprocal", "Neg", "Abs"], "linalg.generic over arith/math (float)"),
-        (&["Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"], "linalg.generic: arith.cmpf (ordered) / arith.cmpi (signed) → i1"),
-        (&["And", "Or", "Xor", "Not"], "linalg.generic over arith.andi / ori / xori on i1"),
-        (&["IsNaN", "IsInf"], "linalg.generic: arith.cmpf uno / arith.cmpf oeq ±inf"),
-        (&["Where"], "linalg.generic: arith.select"),
-        (&["Cast"], "linalg.generic between f32, i64, i32 and bool: arith.sitofp / uitofp / fptosi / extsi / extui / trunci, cmp ≠ 0 for bool"),
-        (&["Expand"], "linalg.generic (broadcasting copy)"),
-        (&["BatchNormalization"], "linalg.generic (scale and shift folded per channel)"),
-        (&["LayerNormalization"], "linalg.generic reductions (mean, variance) + normalize, scale, shift"),
-        (&["MaxPool", "AveragePool"], "tensor.pad + linalg.pooling_nchw_max / pooling_nchw_sum (÷ window, or ÷ real elements with count_include_pad=0)"),
-        (&["GlobalAveragePool", "GlobalMaxPool"], "linalg.pooling_nchw_sum (÷ H·W) / pooling_nchw_max"),
-        (&["Flatten", "Reshape", "Squeeze", "Unsqueeze"], "tensor.reshape (shape and axes inputs constant)"),
-        (&["Transpose"], "linalg.transpose"),
-        (&["Softmax", "LogSoftmax"], "linalg.generic: max, exp(x - max), sum, divide (or subtract the log)"),
-        (&["Concat"], "tensor.concat"),
-        (&["Slice"], "tensor.extract_slice (positive steps) / linalg.generic with strided maps (negative steps)"),
-        (&["Split"], "tensor.extract_slice per output (sizes constant)"),
-        (&["Gather"], "linalg.generic over the indices: arith.index_cast (negative indices wrapped) + tensor.extract"),
-        (&["Pad"], "tensor.pad (constant mode)"),
-        (&["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare"], "linalg.generic reduction (axes from the attribute or a constant input)"),
-        (&["LRN"], "tensor.pad on channels + linalg.generic (window as a reduction dim) + math.powf"),
-        (&["Shape", "Size", "Constant"], "arith.constant (shapes are static)"),
-        (&["Identity", "Dropout"], "the input itself (Dropout in inference mode)"),
+        (&["Conv"], "tensor.pad + linalg.conv_2d_nchw_fchw / conv_2d_ngchw_gfchw (groups), bias in the init", "tosa.transpose to NHWC + tosa.conv2d / depthwise_conv2d (weights permuted at compile time); other groups: tosa.slice per group + tosa.concat"),
+        (&["Gemm"], "linalg.transpose + linalg.matmul + linalg.generic (alpha, beta·C)", "tosa.matmul (transposed constants permuted at compile time) + tosa.mul / tosa.add (alpha, beta·C)"),
+        (&["MatMul"], "linalg.matmul / linalg.batch_matmul (batch dims broadcast, then collapsed; 1-d operands promoted)", "tosa.matmul (rank 3; batch dims broadcast with tosa.tile, then collapsed)"),
+        (&["Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Mean"], "linalg.generic with broadcasting maps (arith float or signed-integer ops)", "tosa.add / sub / mul / maximum / minimum / pow (operands reshaped to one rank); float Div: tosa.reciprocal + tosa.mul; integer Div: tosa.intdiv"),
+        (&["Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Erf", "Gelu", "Exp", "Log", "Sqrt", "Reciprocal", "Neg", "Abs"], "linalg.generic over arith/math (float)", "tosa.clamp, sigmoid, tanh, erf, exp, log, reciprocal, negate, abs; Sqrt: tosa.pow ½; the rest composed"),
+        (&["Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"], "linalg.generic: arith.cmpf (ordered) / arith.cmpi (signed) → i1", "tosa.equal / greater / greater_equal (Less*: operands swapped)"),
+        (&["And", "Or", "Xor", "Not"], "linalg.generic over arith.andi / ori / xori on i1", "tosa.logical_and / or / xor / not"),
+        (&["IsNaN", "IsInf"], "linalg.generic: arith.cmpf uno / arith.cmpf oeq ±inf", "tosa.equal (x ≠ x) + logical_not / tosa.equal ±inf"),
+        (&["Where"], "linalg.generic: arith.select", "tosa.select"),
+        (&["Cast"], "linalg.generic between f32, i64, i32 and bool: arith.sitofp / uitofp / fptosi / extsi / extui / trunci, cmp ≠ 0 for bool", "tosa.cast (float → int: tosa.floor / ceil first, to truncate toward zero)"),
+        (&["Expand"], "linalg.generic (broadcasting copy)", "tosa.reshape + tosa.tile"),
+        (&["BatchNormalization"], "linalg.generic (scale and shift folded per channel)", "tosa.mul + tosa.add (scale and shift folded per channel)"),
+        (&["LayerNormalization"], "linalg.generic reductions (mean, variance) + normalize, scale, shift", "tosa.reduce_sum per axis, tosa.rsqrt, mul, add"),
+        (&["MaxPool", "AveragePool"], "tensor.pad + linalg.pooling_nchw_max / pooling_nchw_sum (÷ window, or ÷ real elements with count_include_pad=0)", "tosa.max_pool2d / avg_pool2d on NHWC (count_include_pad=1 with pads: tosa.pad first)"),
+        (&["GlobalAveragePool", "GlobalMaxPool"], "linalg.pooling_nchw_sum (÷ H·W) / pooling_nchw_max", "tosa.reduce_sum / reduce_max over H and W (÷ H·W)"),
+        (&["Flatten", "Reshape", "Squeeze", "Unsqueeze"], "tensor.reshape (shape and axes inputs constant)", "tosa.reshape"),
+        (&["Transpose"], "linalg.transpose", "tosa.transpose"),
+        (&["Softmax", "LogSoftmax"], "linalg.generic: max, exp(x - max), sum, divide (or subtract the log)", "tosa.reduce_max, sub, exp, reduce_sum, reciprocal, mul (or log, sub)"),
+        (&["Concat"], "tensor.concat", "tosa.concat"),
+        (&["Slice"], "tensor.extract_slice (positive steps) / linalg.generic with strided maps (negative steps)", "tosa.slice (unit steps)"),
+        (&["Split"], "tensor.extract_slice per output (sizes constant)", "tosa.slice per output"),
+        (&["Gather"], "linalg.generic over the indices: arith.index_cast (negative indices wrapped) + tensor.extract", "tosa.gather on [N, K, C] (indices cast to i32, negative ones wrapped, tiled over N)"),
+        (&["Pad"], "tensor.pad (constant mode)", "tosa.pad"),
+        (&["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare"], "linalg.generic reduction (axes from the attribute or a constant input)", "tosa.reduce_sum / max / min / product per axis (+ abs, square, √, ÷ count)"),
+        (&["LRN"], "tensor.pad on channels + linalg.generic (window as a reduction dim) + math.powf", "tosa.avg_pool2d over the channels of a [N, C, H·W, 1] view (tosa.pad first) + tosa.pow"),
+        (&["Shape", "Size", "Constant"], "arith.constant (shapes are static)", "tosa.const"),
+        (&["Identity", "Dropout"], "the input itself (Dropout in inference mode)", "the input itself"),
     ]
 }
 
-/// Whether `op` (default domain) is in [`supported_ops`].
-fn is_supported(op: &str) -> bool {
-    supported_ops().iter().any(|(ops, _)| ops.contains(&op))
+/// Whether `op` (default domain) is in [`supported_ops`] for `dialect`.
+fn is_supported(op: &str, dialect: Dialect) -> bool {
+    supported_ops()
+        .iter()
+        .any(|(ops, _, tosa)| ops.contains(&op) && (dialect == Dialect::Linalg || !tosa.is_empty()))
 }
 
 /// The op-support table in `docs/mlir-ops.md` (a test keeps it current).
 pub fn ops_table() -> String {
     let mut t = String::from(
-        "# ONNX ops the MLIR back end emits\n\nGenerated by `sculpt emit-ops` from `codegen/src/emit/mod.rs`. Element types: f32, i64, i32, bool. Any other op or element type is an error naming the node and the op.\n\n| ONNX op | emitted as |\n|---|---|\n",
+        "# ONNX ops the MLIR back end emits\n\nGenerated by `sculpt emit-ops` from `codegen/src/emit/mod.rs`. Element types: f32, i64, i32, bool. Any other op or element type is an error naming the node and the op; so is an op with no TOSA form under `--dialect tosa` (—). TOSA's profiles have no i64, so under `--dialect tosa` an op that reads or writes an i64 tensor (token ids, masks) is emitted in linalg; the rest is TOSA, in MLIR's generic op form (which MLIR 22 and IREE's MLIR both read).\n\n| ONNX op | `--dialect linalg` | `--dialect tosa` |\n|---|---|---|\n",
     );
-    for (ops, how) in supported_ops() {
-        t += &format!("| {} | {how} |\n", ops.join(", "));
+    for (ops, linalg, tosa) in supported_ops() {
+        let tosa = if tosa.is_empty() { "—" } else { tosa };
+        t += &format!("| {} | {linalg} | {tosa} |\n", ops.join(", "));
     }
     t
 }
@@ -172,6 +198,19 @@ impl std::fmt::Display for TensorSig {
             e => e.mlir(),
         };
         write!(f, "{name}[{}]", dims.join(","))
+    }
+}
+
+/// The inputs of `op` that give shapes, axes, sizes or bounds: constants
+/// the emitter reads, never tensors of the module.
+fn shape_slots(op: &str) -> &'static [usize] {
+    match op {
+        "Reshape" | "Squeeze" | "Unsqueeze" | "Expand" | "Split" => &[1],
+        "Slice" => &[1, 2, 3, 4],
+        "Pad" => &[1, 3],
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
+        | "ReduceL2" | "ReduceSumSquare" => &[1],
+        _ => &[],
     }
 }
 
@@ -367,10 +406,13 @@ struct MapIn<'a> {
 
 struct Emitter<'g> {
     g: &'g Graph,
+    dialect: Dialect,
     /// The default-domain opset: Softmax's semantics changed at 13.
     opset: i64,
     body: String,
     names: HashMap<ValueId, String>,
+    /// Constants already emitted with their axes permuted (TOSA's layouts).
+    permuted: HashMap<(ValueId, Vec<usize>), String>,
     next: usize,
     resources: Vec<(String, String)>,
 }
@@ -506,7 +548,12 @@ impl<'g> Emitter<'g> {
                 format!("dense_resource<{key}>")
             }
         };
-        self.line(&format!("{name} = arith.constant {literal} : {ty}"));
+        match self.dialect {
+            Dialect::Linalg => self.line(&format!("{name} = arith.constant {literal} : {ty}")),
+            Dialect::Tosa => self.line(&format!(
+                "{name} = \"tosa.const\"() <{{values = {literal} : {ty}}}> : () -> {ty}"
+            )),
+        }
         Ok(name)
     }
 
@@ -645,11 +692,7 @@ impl<'g> Emitter<'g> {
         if empty {
             return Err(unsupported(n, "zero-size tensors"));
         }
-        let shape_giving: &[usize] = match n.op_type.as_str() {
-            "Reshape" | "Squeeze" | "Unsqueeze" | "Expand" | "Split" => &[1],
-            _ => &[],
-        };
-        for &slot in shape_giving {
+        for &slot in shape_slots(&n.op_type) {
             self.const_ints(n, slot)?;
         }
         Ok(())
@@ -683,7 +726,7 @@ impl<'g> Emitter<'g> {
         if !n.is_onnx() {
             return Err(unsupported(n, "op outside the ONNX domain"));
         }
-        if !is_supported(&n.op_type) {
+        if !is_supported(&n.op_type, self.dialect) {
             return Err(unsupported(
                 n,
                 "not in the supported op set (see `sculpt emit-ops`)",
@@ -717,6 +760,42 @@ impl<'g> Emitter<'g> {
         if used_extra {
             return Err(unsupported(n, "its second or later outputs are used"));
         }
+        // TOSA's profiles have no i64: ops on i64 tensors (token ids,
+        // masks) stay linalg in a TOSA module.
+        let dialect = self.dialect;
+        if dialect == Dialect::Tosa {
+            if self.touches_i64(n) {
+                self.dialect = Dialect::Linalg;
+            } else if let Some(result) = self.tosa_op(n, &od, elem)? {
+                self.names.insert(out, result.name);
+                return Ok(());
+            }
+        }
+        let result = self.linalg_op(n, &od, elem);
+        self.dialect = dialect;
+        self.names.insert(out, result?);
+        Ok(())
+    }
+
+    /// Whether a data input or an output of `n` is i64 (shapes, axes and
+    /// bounds are constants read here, not tensors of the module).
+    fn touches_i64(&self, n: &Node) -> bool {
+        let shapes = shape_slots(&n.op_type);
+        n.inputs()
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| !shapes.contains(slot))
+            .map(|(_, v)| v)
+            .chain(n.outputs())
+            .flatten()
+            .any(|&v| elem_of(self.g, v) == Some(Elem::I64))
+    }
+
+    /// `n` in linalg (the data-movement ops also serve TOSA: their
+    /// helpers follow the dialect).
+    fn linalg_op(&mut self, n: &Node, od: &[i64], elem: Elem) -> Result<String> {
+        let od = od.to_vec();
+        let op = n.op_type.as_str();
         let result = match op {
             "Identity" => self.input(n, 0)?.name,
             "Dropout" => {
@@ -781,8 +860,7 @@ impl<'g> Emitter<'g> {
                 ))
             }
         };
-        self.names.insert(out, result);
-        Ok(())
+        Ok(result)
     }
 }
 
@@ -799,9 +877,11 @@ pub fn emit_text(model: &Model, options: &EmitOptions) -> Result<Emitted> {
     let g = static_graph(model, options)?;
     let mut e = Emitter {
         g: &g,
+        dialect: options.dialect,
         opset: model.onnx_opset(),
         body: String::new(),
         names: HashMap::new(),
+        permuted: HashMap::new(),
         next: 0,
         resources: Vec::new(),
     };

@@ -3,7 +3,8 @@
 //! `Shape`/`Size`.
 
 use super::{
-    axis_index, int_attr, ints_attr, tensor_type, unsupported, Elem, Emitter, MapIn, Operand,
+    axis_index, int_attr, ints_attr, tensor_type, unsupported, Dialect, Elem, Emitter, MapIn,
+    Operand,
 };
 use crate::Result;
 use sculpt_ir::{AttrValue, Node, Tensor};
@@ -18,6 +19,14 @@ impl Emitter<'_> {
         if x.dims == od {
             return Ok(x.name.clone());
         }
+        if self.dialect == Dialect::Tosa {
+            let shape = self.shape_value(od);
+            let args = [
+                (x.name.as_str(), x.ty()),
+                (shape.as_str(), format!("!tosa.shape<{}>", od.len())),
+            ];
+            return Ok(self.tosa_generic("reshape", &args, "", &tensor_type(od, x.elem)));
+        }
         let shape = self.constant(&Tensor::from_i64(vec![od.len() as i64], od), "shape")?;
         let r = self.fresh();
         self.line(&format!(
@@ -30,8 +39,31 @@ impl Emitter<'_> {
         Ok(r)
     }
 
+    /// A `tosa.const_shape` of `dims`.
+    pub(super) fn shape_value(&mut self, dims: &[i64]) -> String {
+        let values = format!(
+            "values = dense<[{}]> : tensor<{}xindex>",
+            list(dims),
+            dims.len()
+        );
+        self.tosa_generic(
+            "const_shape",
+            &[],
+            &values,
+            &format!("!tosa.shape<{}>", dims.len()),
+        )
+    }
+
     pub(super) fn transpose(&mut self, x: &Operand, perm: &[i64]) -> String {
         let od: Vec<i64> = perm.iter().map(|&p| x.dims[p as usize]).collect();
+        if self.dialect == Dialect::Tosa {
+            return self.tosa_generic(
+                "transpose",
+                &[(x.name.as_str(), x.ty())],
+                &format!("perms = array<i32: {}>", list(perm)),
+                &tensor_type(&od, x.elem),
+            );
+        }
         let init = self.empty(&od, x.elem);
         let r = self.fresh();
         self.line(&format!(
@@ -50,19 +82,40 @@ impl Emitter<'_> {
         let parts = self.operands(n, &slots)?;
         let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
         let types: Vec<String> = parts.iter().map(Operand::ty).collect();
+        let out = tensor_type(od, elem);
+        if self.dialect == Dialect::Tosa {
+            let args: Vec<(&str, String)> = names.iter().copied().zip(types).collect();
+            return Ok(self.tosa_generic("concat", &args, &format!("axis = {axis} : i32"), &out));
+        }
         let r = self.fresh();
         self.line(&format!(
-            "{r} = tensor.concat dim({axis}) {} : ({}) -> {}",
+            "{r} = tensor.concat dim({axis}) {} : ({}) -> {out}",
             names.join(", "),
-            types.join(", "),
-            tensor_type(od, elem)
+            types.join(", ")
         ));
         Ok(r)
     }
 
     /// `tensor.extract_slice` of `x` at `offsets` with sizes `od`, strides
-    /// `steps` (all positive).
-    fn extract_slice(&mut self, x: &Operand, offsets: &[i64], od: &[i64], steps: &[i64]) -> String {
+    /// `steps` (all positive; all 1 for TOSA's `tosa.slice`).
+    pub(super) fn extract_slice(
+        &mut self,
+        x: &Operand,
+        offsets: &[i64],
+        od: &[i64],
+        steps: &[i64],
+    ) -> String {
+        if self.dialect == Dialect::Tosa {
+            debug_assert!(steps.iter().all(|&s| s == 1));
+            let (start, size) = (self.shape_value(offsets), self.shape_value(od));
+            let shape_ty = format!("!tosa.shape<{}>", od.len());
+            let args = [
+                (x.name.as_str(), x.ty()),
+                (start.as_str(), shape_ty.clone()),
+                (size.as_str(), shape_ty),
+            ];
+            return self.tosa_generic("slice", &args, "", &tensor_type(od, x.elem));
+        }
         let r = self.fresh();
         self.line(&format!(
             "{r} = tensor.extract_slice {}[{}] [{}] [{}] : {} to {}",
@@ -81,6 +134,35 @@ impl Emitter<'_> {
     /// ones; each axis's start is clamped as ONNX does.
     pub(super) fn slice(&mut self, n: &Node, od: &[i64]) -> Result<String> {
         let x = self.input(n, 0)?;
+        let (offsets, steps) = self.slice_offsets(n, &x)?;
+        if steps.iter().all(|&s| s > 0) {
+            if self.dialect == Dialect::Tosa && steps.iter().any(|&s| s != 1) {
+                return Err(unsupported(n, "steps other than 1 (tosa.slice has none)"));
+            }
+            return Ok(self.extract_slice(&x, &offsets, od, &steps));
+        }
+        if self.dialect == Dialect::Tosa {
+            return Err(unsupported(n, "negative steps (tosa.slice has none)"));
+        }
+        let rank = x.dims.len();
+        // Negative steps: a copy whose input map walks backwards.
+        let exprs = (0..rank)
+            .map(|k| match steps[k] {
+                1 if offsets[k] == 0 => format!("d{k}"),
+                s if s > 0 => format!("d{k} * {s} + {}", offsets[k]),
+                s => format!("{} - d{k} * {}", offsets[k], -s),
+            })
+            .collect();
+        let elem = x.elem;
+        Ok(
+            self.generic(od, elem, &[MapIn { operand: &x, exprs }], &|_, a| {
+                a[0].clone()
+            }),
+        )
+    }
+
+    /// Slice's start offset and step on every axis of `x`.
+    fn slice_offsets(&self, n: &Node, x: &Operand) -> Result<(Vec<i64>, Vec<i64>)> {
         let rank = x.dims.len();
         let from_inputs = self.opset >= 10;
         let get = |slot: usize, attr: &str| -> Result<Option<Vec<i64>>> {
@@ -114,23 +196,7 @@ impl Emitter<'_> {
             };
             steps[axis] = step;
         }
-        if steps.iter().all(|&s| s > 0) {
-            return Ok(self.extract_slice(&x, &offsets, od, &steps));
-        }
-        // Negative steps: a copy whose input map walks backwards.
-        let exprs = (0..rank)
-            .map(|k| match steps[k] {
-                1 if offsets[k] == 0 => format!("d{k}"),
-                s if s > 0 => format!("d{k} * {s} + {}", offsets[k]),
-                s => format!("{} - d{k} * {}", offsets[k], -s),
-            })
-            .collect();
-        let elem = x.elem;
-        Ok(
-            self.generic(od, elem, &[MapIn { operand: &x, exprs }], &|_, a| {
-                a[0].clone()
-            }),
-        )
+        Ok((offsets, steps))
     }
 
     /// Split: one `tensor.extract_slice` per output, at the offsets the

@@ -1,4 +1,4 @@
-use sculpt_codegen::{emit_mlir, EmitOptions};
+use sculpt_codegen::{emit_mlir, Dialect, EmitOptions};
 use sculpt_passes::{PassManager, Pipeline};
 use std::path::PathBuf;
 
@@ -46,12 +46,21 @@ fn mlir_opt() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+const DIALECTS: [Dialect; 2] = [Dialect::Linalg, Dialect::Tosa];
+
+fn options(dialect: Dialect) -> EmitOptions {
+    EmitOptions {
+        dialect,
+        ..EmitOptions::default()
+    }
+}
+
 #[test]
 fn corpus_models_emit_verify_and_parse() {
-    for name in MODELS {
+    for (name, dialect) in MODELS.iter().flat_map(|n| DIALECTS.map(|d| (n, d))) {
         let m = corpus_model(name);
         let emitted =
-            emit_mlir(&m, &EmitOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            emit_mlir(&m, &options(dialect)).unwrap_or_else(|e| panic!("{name} {dialect:?}: {e}"));
         let text = &emitted.text;
         assert!(text.contains("func.func @main("));
         if let Some(opt) = mlir_opt() {
@@ -66,11 +75,11 @@ fn corpus_models_emit_verify_and_parse() {
                 .unwrap();
             assert!(
                 out.status.success(),
-                "{name}: mlir-opt: {}",
+                "{name} {dialect:?}: mlir-opt: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        eprintln!("{name}: {} bytes of MLIR", text.len());
+        eprintln!("{name} {dialect:?}: {} bytes of MLIR", text.len());
     }
 }
 
@@ -79,23 +88,25 @@ fn cpu_path_matches_tract() {
     let dir = std::env::var_os("SCULPT_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
-    for name in MODELS {
+    for (name, dialect) in MODELS.iter().flat_map(|n| DIALECTS.map(|d| (n, d))) {
         let m = corpus_model(name);
-        let emitted = emit_mlir(&m, &EmitOptions::default()).unwrap();
+        let emitted = emit_mlir(&m, &options(dialect)).unwrap();
         let context = sculpt_codegen::MlirContext::new();
         let cpu =
             sculpt_codegen::CpuModule::compile(&context, &emitted.text, emitted.outputs.clone())
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+                .unwrap_or_else(|e| panic!("{name} {dialect:?}: {e}"));
         let inputs = sculpt_runtime::read_npz(&dir.join(name).join("inputs.npz")).unwrap();
         let session = sculpt_runtime::Session::new(&m, &inputs).unwrap();
         let expected = session.run(&inputs).unwrap();
         let args: Vec<_> = inputs.iter().map(crate::small::host).collect();
         let got = cpu.run(&args).unwrap();
         let worst = crate::small::worst_relative_diff(&expected, &got);
-        eprintln!("{name}: max diff {worst:.3e} (relative to the largest output magnitude)");
+        eprintln!(
+            "{name} {dialect:?}: max diff {worst:.3e} (relative to the largest output magnitude)"
+        );
         assert!(
             worst <= 1e-4,
-            "{name}: CPU path differs from tract by {worst}"
+            "{name} {dialect:?}: CPU path differs from tract by {worst}"
         );
     }
 }

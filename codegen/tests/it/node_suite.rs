@@ -4,7 +4,7 @@
 //! naming the node, or right: never wrong code, never a panic.
 
 use crate::small::host;
-use sculpt_codegen::{emit_mlir, CpuModule, EmitOptions, MlirContext};
+use sculpt_codegen::{emit_mlir, CpuModule, Dialect, EmitOptions, MlirContext};
 use sculpt_runtime::{Array, Tolerance};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,7 +32,7 @@ enum Outcome {
     Wrong(String),
 }
 
-fn run_case(case: &std::path::Path) -> Outcome {
+fn run_case(case: &std::path::Path, dialect: Dialect) -> Outcome {
     let Ok(model) = sculpt_ir::onnx::load(&case.join("model.onnx")) else {
         return Outcome::Refused("not imported".into());
     };
@@ -41,7 +41,10 @@ fn run_case(case: &std::path::Path) -> Outcome {
     };
     // As `sculpt emit` does: each input bound to the shape of its data,
     // then cleanup, then emission.
-    let mut options = EmitOptions::default();
+    let mut options = EmitOptions {
+        dialect,
+        ..EmitOptions::default()
+    };
     for (&v, a) in model.graph.inputs.iter().zip(&inputs) {
         let dims = a.shape.iter().map(|&d| d as i64).collect();
         options
@@ -110,8 +113,8 @@ fn run_case(case: &std::path::Path) -> Outcome {
     }
 }
 
-#[test]
-fn node_suite_cases_are_refused_or_right() {
+/// Runs every case in `dialect`; panics listing the wrong ones.
+fn suite_in(dialect: Dialect) {
     let Some(dir) = suite_dir() else { return };
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
@@ -125,7 +128,7 @@ fn node_suite_cases_are_refused_or_right() {
     let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let outcome = std::panic::catch_unwind(|| run_case(case))
+        let outcome = std::panic::catch_unwind(|| run_case(case, dialect))
             .unwrap_or_else(|_| Outcome::Wrong("panicked".into()));
         match outcome {
             Outcome::Right => right.push(name),
@@ -142,14 +145,14 @@ fn node_suite_cases_are_refused_or_right() {
     }
     let refused: usize = refusals.values().sum();
     eprintln!(
-        "node suite through MLIR: {} cases, {} emitted and right, {refused} refused, {} wrong",
+        "node suite through MLIR ({dialect:?}): {} cases, {} emitted and right, {refused} refused, {} wrong",
         cases.len(),
         right.len(),
         wrong.len()
     );
     let mut common: Vec<_> = refusals.iter().collect();
     common.sort_by(|a, b| b.1.cmp(a.1));
-    for (why, count) in common.iter().take(15) {
+    for (why, count) in common.iter().take(12) {
         eprintln!("  refused {count:4} × {why}");
     }
     assert!(wrong.is_empty(), "wrong results:\n{}", wrong.join("\n"));
@@ -158,4 +161,14 @@ fn node_suite_cases_are_refused_or_right() {
         "suspiciously few cases run: {}",
         right.len()
     );
+}
+
+#[test]
+fn node_suite_cases_are_refused_or_right_in_linalg() {
+    suite_in(Dialect::Linalg);
+}
+
+#[test]
+fn node_suite_cases_are_refused_or_right_in_tosa() {
+    suite_in(Dialect::Tosa);
 }

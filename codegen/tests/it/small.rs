@@ -2,7 +2,9 @@
 //! (snapshots), each verified by MLIR and, where the CPU path covers it,
 //! run and compared with tract.
 
-use sculpt_codegen::{emit_mlir, CpuModule, Elem, EmitOptions, HostTensor, MlirContext};
+use sculpt_codegen::{
+    emit_mlir, CodegenError, CpuModule, Dialect, Elem, EmitOptions, HostTensor, MlirContext,
+};
 use sculpt_runtime::{Array, Session};
 
 /// An `.npz`-style array as the CPU path takes it.
@@ -36,23 +38,38 @@ pub fn worst_relative_diff(expected: &[Array], got: &[HostTensor]) -> f64 {
     worst
 }
 
-/// Emits (verified), snapshots the text, runs the CPU path on `inputs`
-/// and compares with tract.
+/// Emits in both dialects (verified), snapshots the text, runs the CPU
+/// path on `arrays` and compares with tract. An op with no TOSA form is
+/// refused under `--dialect tosa`, and the snapshot keeps the refusal.
 fn check_arrays(name: &str, text: &str, arrays: &[Array]) {
     let m = sculpt_ir::text::parse(text).unwrap();
-    let emitted = emit_mlir(&m, &EmitOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
-    insta::assert_snapshot!(name, emitted.text);
     let expected = Session::new(&m, arrays).unwrap().run(arrays).unwrap();
-    let context = MlirContext::new();
-    let cpu = CpuModule::compile(&context, &emitted.text, emitted.outputs.clone())
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let args: Vec<HostTensor> = arrays.iter().map(host).collect();
-    let got = cpu.run(&args).unwrap();
-    let worst = worst_relative_diff(&expected, &got);
-    assert!(
-        worst <= 1e-5,
-        "{name}: the CPU path differs from tract by {worst}"
-    );
+    for (dialect, suffix) in [(Dialect::Linalg, ""), (Dialect::Tosa, "_tosa")] {
+        let options = EmitOptions {
+            dialect,
+            ..EmitOptions::default()
+        };
+        let snapshot = format!("{name}{suffix}");
+        let emitted = match emit_mlir(&m, &options) {
+            Ok(e) => e,
+            Err(e @ CodegenError::Unsupported { .. }) if dialect == Dialect::Tosa => {
+                insta::assert_snapshot!(snapshot.clone(), format!("refused: {e}"));
+                continue;
+            }
+            Err(e) => panic!("{snapshot}: {e}"),
+        };
+        insta::assert_snapshot!(snapshot.clone(), emitted.text);
+        let context = MlirContext::new();
+        let cpu = CpuModule::compile(&context, &emitted.text, emitted.outputs.clone())
+            .unwrap_or_else(|e| panic!("{snapshot}: {e}"));
+        let args: Vec<HostTensor> = arrays.iter().map(host).collect();
+        let got = cpu.run(&args).unwrap();
+        let worst = worst_relative_diff(&expected, &got);
+        assert!(
+            worst <= 1e-5,
+            "{snapshot}: the CPU path differs from tract by {worst}"
+        );
+    }
 }
 
 /// [`check_arrays`] on varied f32 inputs of the given shapes.
@@ -261,11 +278,15 @@ fn f32_values(name: &str, shape: Vec<usize>, values: &[f32]) -> Array {
 fn gather_rows_and_columns_with_negative_indices() {
     check_arrays(
         "gather",
-        r#"graph "g" (%ids: i64[2,3]) -> (%rows, %cols) {
+        r#"graph "g" (%ids: i64[2,3]) -> (%rows, %cols, %mid) {
   init %table = f32[5,4] [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0, 18.0, 19.0]
   init %picks = i64[2] [3, -4]
+  init %picks32 = i32[3] [2, -3, 1]
   %rows = Gather(%table, %ids) {axis=0}
   %cols = Gather(%table, %picks) {axis=1}
+  %cube = Reshape(%table, %cube_shape)
+  init %cube_shape = i64[3] [2, 5, 2]
+  %mid = Gather(%cube, %picks32) {axis=1}
 }"#,
         &[i64_array("ids", vec![2, 3], &[0, 4, -1, 2, -5, 3])],
     );
