@@ -263,3 +263,52 @@ fn emit_mlir_runs_minilm_with_integer_inputs() {
         "{err}"
     );
 }
+
+/// `sculpt emit --dialect tosa --pipeline ...`: the passes run first (a
+/// pruned model gives a smaller module), then TOSA, checked on the CPU
+/// path against tract.
+#[cfg(feature = "mlir")]
+#[test]
+fn emit_tosa_after_a_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = crate::corpus_dir().join("ppocr_mobile_v2_cls");
+    let (model, inputs) = (folder.join("model.onnx"), folder.join("inputs.npz"));
+    let emit = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["emit", path_str(&model), "--mlir", "-o", path_str(out)];
+        args.extend(["--shape", "x=1,3,48,192", "--dialect", "tosa"]);
+        args.extend(extra);
+        sculpt(&args)
+    };
+    let plain = dir.path().join("plain.mlir");
+    assert!(emit(&plain, &[]).status.success());
+    let pruned = dir.path().join("pruned.mlir");
+    let r = emit(
+        &pruned,
+        &[
+            "--pipeline",
+            "prune{criterion=magnitude,ratio=0.3}",
+            "--check",
+            "--inputs",
+            path_str(&inputs),
+        ],
+    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{err}");
+    assert!(err.contains(", ok"), "{err}");
+    let text = std::fs::read_to_string(&pruned).unwrap();
+    assert!(text.contains("\"tosa.conv2d\"") && text.contains("\"tosa.depthwise_conv2d\""));
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    assert!(size(&pruned) < size(&plain), "pruning shrinks the module");
+    let out = dir.path().join("x.mlir");
+    let r = sculpt(&[
+        "emit",
+        path_str(&model),
+        "--mlir",
+        "-o",
+        path_str(&out),
+        "--dialect",
+        "spirv",
+    ]);
+    assert!(!r.status.success() && !out.exists());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("unknown dialect 'spirv'"));
+}

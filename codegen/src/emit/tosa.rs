@@ -335,15 +335,17 @@ impl Emitter<'_> {
             "Conv" => self.tosa_conv(n, od)?,
             "MaxPool" | "AveragePool" => self.tosa_pool(n, od)?,
             "GlobalAveragePool" | "GlobalMaxPool" => {
+                // One reduction over the flattened spatial axes.
                 let x = self.input(n, 0)?;
-                let axes: Vec<usize> = (2..x.dims.len()).collect();
-                if op == "GlobalMaxPool" {
-                    self.tosa_reduce("reduce_max", &x, &axes)
+                let count: i64 = x.dims[2..].iter().product();
+                let flat = self.tosa_reshape(&x, &[x.dims[0], x.dims[1], count])?;
+                let r = if op == "GlobalMaxPool" {
+                    self.tosa_reduce("reduce_max", &flat, &[2])
                 } else {
-                    let count: i64 = x.dims[2..].iter().product();
-                    let s = self.tosa_reduce("reduce_sum", &x, &axes);
+                    let s = self.tosa_reduce("reduce_sum", &flat, &[2]);
                     self.tosa_scale(&s, 1.0 / count as f64)?
-                }
+                };
+                self.tosa_reshape(&r, od)?
             }
             "Gemm" => self.tosa_gemm(n, od)?,
             "MatMul" => self.tosa_matmul(n, od)?,

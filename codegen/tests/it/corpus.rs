@@ -111,14 +111,20 @@ fn cpu_path_matches_tract() {
     }
 }
 
-/// The `linalg.generic` reductions in `text` whose output has a single
-/// element.
+/// The reductions in `text` (`linalg.generic` with a reduction iterator,
+/// or `tosa.reduce_*`) whose output has a single element.
 fn scalar_reductions(text: &str) -> usize {
     text.lines()
-        .filter(|l| l.contains("linalg.generic") && l.contains("\"reduction\""))
         .filter(|l| {
-            let outs = &l[l.rfind("outs(").expect("a generic has outs")..];
-            let ty = &outs[outs.find("tensor<").unwrap() + 7..outs.find('>').unwrap()];
+            (l.contains("linalg.generic") && l.contains("\"reduction\""))
+                || l.contains("\"tosa.reduce_")
+        })
+        .filter(|l| {
+            // The result type: after `outs(` for a generic, after `->` for TOSA.
+            let from = l.rfind("outs(").or_else(|| l.rfind("->")).unwrap();
+            let rest = &l[from..];
+            let start = rest.find("tensor<").unwrap() + 7;
+            let ty = &rest[start..start + rest[start..].find('>').unwrap()];
             ty.split('x')
                 .filter(|d| d.parse::<i64>().is_ok())
                 .all(|d| d == "1")
@@ -128,18 +134,19 @@ fn scalar_reductions(text: &str) -> usize {
 
 #[test]
 fn gpu_path_produces_ptx_that_uses_threads() {
-    for name in [
-        "resnet18",
-        "mobilenet_v3_small",
-        "ppocr_mobile_v2_cls",
-        "minilm_l6_v2",
+    for (name, dialect) in [
+        ("resnet18", Dialect::Linalg),
+        ("mobilenet_v3_small", Dialect::Linalg),
+        ("ppocr_mobile_v2_cls", Dialect::Linalg),
+        ("minilm_l6_v2", Dialect::Linalg),
+        ("ppocr_mobile_v2_cls", Dialect::Tosa),
     ] {
         let m = corpus_model(name);
-        let emitted = emit_mlir(&m, &EmitOptions::default()).unwrap();
+        let emitted = emit_mlir(&m, &options(dialect)).unwrap();
         for chip in ["sm_80", "sm_90"] {
             let context = sculpt_codegen::MlirContext::new();
             let kernels = sculpt_codegen::lower_to_ptx(&context, &emitted.text, chip)
-                .unwrap_or_else(|e| panic!("{name} {chip}: {e}"));
+                .unwrap_or_else(|e| panic!("{name} {dialect:?} {chip}: {e}"));
             for k in &kernels {
                 assert!(
                     k.ptx.contains(&format!(".target {chip}")),
@@ -154,10 +161,10 @@ fn gpu_path_produces_ptx_that_uses_threads() {
             let serial = kernels.iter().filter(|k| !k.ptx.contains("%tid.")).count();
             assert!(
                 serial <= scalar_reductions(&emitted.text),
-                "{name} {chip}: {serial} kernels use no thread ids"
+                "{name} {dialect:?} {chip}: {serial} kernels use no thread ids"
             );
             eprintln!(
-                "{name} {chip}: {} kernels ({serial} single-thread full reductions)",
+                "{name} {dialect:?} {chip}: {} kernels ({serial} single-thread full reductions)",
                 kernels.len()
             );
         }
