@@ -57,7 +57,7 @@ impl std::str::FromStr for Dialect {
 /// TOSA (empty: refused with `--dialect tosa`), for the docs.
 pub fn supported_ops() -> &'static [(&'static [&'static str], &'static str, &'static str)] {
     &[
-        (&["Conv"], "tensor.pad + linalg.conv_2d_nchw_fchw / conv_2d_ngchw_gfchw (groups), bias in the init", "tosa.transpose to NHWC + tosa.conv2d / depthwise_conv2d (weights permuted at compile time); other groups: tosa.slice per group + tosa.concat"),
+        (&["Conv"], "tensor.pad + linalg.conv_2d_nchw_fchw / conv_2d_ngchw_gfchw (groups), bias in the init; 1×1, stride 1, one image: linalg.matmul", "tosa.transpose to NHWC + tosa.conv2d / depthwise_conv2d (weights permuted at compile time); other groups: tosa.slice per group + tosa.concat; 1×1, stride 1, one image: tosa.matmul"),
         (&["Gemm"], "linalg.transpose + linalg.matmul + linalg.generic (alpha, beta·C)", "tosa.matmul (transposed constants permuted at compile time) + tosa.mul / tosa.add (alpha, beta·C)"),
         (&["MatMul"], "linalg.matmul / linalg.batch_matmul (batch dims broadcast, then collapsed; 1-d operands promoted)", "tosa.matmul (rank 3; batch dims broadcast with tosa.tile, then collapsed)"),
         (&["Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Mean"], "linalg.generic with broadcasting maps (arith float or signed-integer ops)", "tosa.add / sub / mul / maximum / minimum / pow (operands reshaped to one rank); float Div: tosa.reciprocal + tosa.mul; integer Div: tosa.intdiv"),
@@ -71,7 +71,7 @@ pub fn supported_ops() -> &'static [(&'static [&'static str], &'static str, &'st
         (&["BatchNormalization"], "linalg.generic (scale and shift folded per channel)", "tosa.mul + tosa.add (scale and shift folded per channel)"),
         (&["LayerNormalization"], "linalg.generic reductions (mean, variance) + normalize, scale, shift", "tosa.reduce_sum per axis, tosa.rsqrt, mul, add"),
         (&["MaxPool", "AveragePool"], "tensor.pad + linalg.pooling_nchw_max / pooling_nchw_sum (÷ window, or ÷ real elements with count_include_pad=0)", "tosa.max_pool2d / avg_pool2d on NHWC (count_include_pad=1 with pads: tosa.pad first)"),
-        (&["GlobalAveragePool", "GlobalMaxPool"], "linalg.pooling_nchw_sum (÷ H·W) / pooling_nchw_max", "tosa.reduce_sum / reduce_max over H and W (÷ H·W)"),
+        (&["GlobalAveragePool", "GlobalMaxPool"], "linalg.generic reduction over H and W (÷ H·W)", "tosa.reduce_sum / reduce_max over H and W (÷ H·W)"),
         (&["Flatten", "Reshape", "Squeeze", "Unsqueeze"], "tensor.reshape (shape and axes inputs constant)", "tosa.reshape"),
         (&["Transpose"], "linalg.transpose", "tosa.transpose"),
         (&["Softmax", "LogSoftmax"], "linalg.generic: max, exp(x - max), sum, divide (or subtract the log)", "tosa.reduce_max, sub, exp, reduce_sum, reciprocal, mul (or log, sub)"),

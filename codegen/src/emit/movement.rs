@@ -7,10 +7,35 @@ use super::{
     Operand,
 };
 use crate::Result;
+use sculpt_ir::ops::infer::constant;
 use sculpt_ir::{AttrValue, Node, Tensor};
 
 fn list(v: &[i64]) -> String {
     v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// `data` (row-major, `dims`) with its axes permuted by `perm`.
+fn permute(data: &[f32], dims: &[i64], perm: &[usize]) -> (Vec<f32>, Vec<i64>) {
+    let rank = dims.len();
+    let out_dims: Vec<i64> = perm.iter().map(|&p| dims[p]).collect();
+    let mut strides = vec![1usize; rank];
+    for i in (0..rank.saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * dims[i + 1] as usize;
+    }
+    let mut out = Vec::with_capacity(data.len());
+    let mut index = vec![0usize; rank];
+    for _ in 0..data.len() {
+        let at: usize = (0..rank).map(|k| index[k] * strides[perm[k]]).sum();
+        out.push(data[at]);
+        for k in (0..rank).rev() {
+            index[k] += 1;
+            if (index[k] as i64) < out_dims[k] {
+                break;
+            }
+            index[k] = 0;
+        }
+    }
+    (out, out_dims)
 }
 
 impl Emitter<'_> {
@@ -264,6 +289,39 @@ impl Emitter<'_> {
         ))
     }
 
+    /// `x` as the constant it is, permuted by `perm` here; or a
+    /// `tosa.transpose` of it.
+    pub(super) fn permuted_input(
+        &mut self,
+        n: &Node,
+        slot: usize,
+        perm: &[usize],
+    ) -> Result<Operand> {
+        let v = n
+            .input(slot)
+            .ok_or_else(|| unsupported(n, format!("missing input {slot}")))?;
+        if let Some(values) = constant(self.g, v).and_then(|t| t.to_f32_vec().ok()) {
+            let dims = self.dims(v).unwrap_or_default();
+            let out_dims: Vec<i64> = perm.iter().map(|&p| dims[p]).collect();
+            let key = (v, perm.to_vec());
+            if let Some(name) = self.permuted.get(&key) {
+                return Ok(Operand::f32(name.clone(), &out_dims));
+            }
+            let (data, _) = permute(&values, &dims, perm);
+            let name = self.f32_constant(&out_dims, &data, n.display_name())?;
+            self.permuted.insert(key, name.clone());
+            return Ok(Operand::f32(name, &out_dims));
+        }
+        let x = self.input(n, slot)?;
+        let perm: Vec<i64> = perm.iter().map(|&p| p as i64).collect();
+        let dims: Vec<i64> = perm.iter().map(|&p| x.dims[p as usize]).collect();
+        Ok(Operand {
+            name: self.transpose(&x, &perm),
+            dims,
+            elem: x.elem,
+        })
+    }
+
     /// `tensor.pad` of every axis by `low`/`high` with `value`.
     pub(super) fn pad_axes(
         &mut self,
@@ -358,5 +416,18 @@ impl Emitter<'_> {
             x.dims[start..end.max(start)].to_vec()
         };
         self.constant(&Tensor::from_i64(od.to_vec(), &values), n.display_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::permute;
+
+    #[test]
+    fn permute_moves_axes() {
+        // [2, 3] transposed.
+        let (v, d) = permute(&[0., 1., 2., 3., 4., 5.], &[2, 3], &[1, 0]);
+        assert_eq!(d, vec![3, 2]);
+        assert_eq!(v, vec![0., 3., 1., 4., 2., 5.]);
     }
 }

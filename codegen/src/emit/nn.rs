@@ -63,6 +63,14 @@ impl Emitter<'_> {
         }
         let (pads, strides, dilations) = self.spatial(n, 2)?;
         let group = int_attr(n, "group", 1);
+        let pointwise = w.dims[2..] == [1, 1]
+            && group == 1
+            && x.dims[0] == 1
+            && strides == [1, 1]
+            && pads.iter().all(|&p| p == 0);
+        if pointwise {
+            return self.pointwise_conv(n, &x, &w, od);
+        }
         let xp = self.pad_spatial(&x, &pads, 0.0);
         // Init: the bias broadcast over the output, or zeros.
         let init = match n.input(2) {
@@ -109,6 +117,34 @@ impl Emitter<'_> {
         self.reshape(&Operand::f32(r, &og), od)
     }
 
+    /// A 1×1 convolution of one image as a matmul: `W[Cout, Cin] ·
+    /// X[Cin, H·W]`, into the bias broadcast over the pixels.
+    fn pointwise_conv(&mut self, n: &Node, x: &Operand, w: &Operand, od: &[i64]) -> Result<String> {
+        let (c_in, c_out, pixels) = (x.dims[1], w.dims[0], od[2] * od[3]);
+        let w2 = Operand::f32(self.reshape(w, &[c_out, c_in])?, &[c_out, c_in]);
+        let x2 = Operand::f32(self.reshape(x, &[c_in, pixels])?, &[c_in, pixels]);
+        let out = [c_out, pixels];
+        let init = match n.input(2) {
+            Some(_) => {
+                let bias = self.float_input(n, 2)?;
+                let column = Operand::f32(self.reshape(&bias, &[c_out, 1])?, &[c_out, 1]);
+                self.elementwise(&out, &[column], &|_, a| a[0].clone())
+            }
+            None => self.filled(&out, 0.0),
+        };
+        let r = self.fresh();
+        self.line(&format!(
+            "{r} = linalg.matmul ins({}, {} : {}, {}) outs({init} : {}) -> {}",
+            w2.name,
+            x2.name,
+            w2.ty(),
+            x2.ty(),
+            f32_type(&out),
+            f32_type(&out)
+        ));
+        self.reshape(&Operand::f32(r, &out), od)
+    }
+
     pub(super) fn pool(&mut self, n: &Node, od: &[i64]) -> Result<String> {
         let x = self.float_input(n, 0)?;
         let xd = x.dims.clone();
@@ -117,6 +153,24 @@ impl Emitter<'_> {
         }
         let global = n.op_type.starts_with("Global");
         let max = n.op_type.ends_with("MaxPool");
+        if global {
+            // A reduction over the plane (a window the size of the plane
+            // as a pooling op is much slower to compile well).
+            let (combine, init) = if max {
+                ("arith.maximumf", f64::NEG_INFINITY)
+            } else {
+                ("arith.addf", 0.0)
+            };
+            let (r, kept) = self.reduce_axes(&x, &[2, 3], combine, init);
+            if max {
+                return Ok(r);
+            }
+            let count = (xd[2] * xd[3]) as f64;
+            return Ok(self.elementwise(od, &[Operand::f32(r, &kept)], &|b, a| {
+                let k = b.constant(count);
+                b.bin("arith.divf", &a[0], &k)
+            }));
+        }
         let (kernel, pads, strides, dilations) = if global {
             (vec![xd[2], xd[3]], vec![0; 4], vec![1, 1], vec![1, 1])
         } else {

@@ -16,30 +16,6 @@ use crate::Result;
 use sculpt_ir::ops::infer::constant;
 use sculpt_ir::{AttrValue, Node};
 
-/// `data` (row-major, `dims`) with its axes permuted by `perm`.
-fn permute(data: &[f32], dims: &[i64], perm: &[usize]) -> (Vec<f32>, Vec<i64>) {
-    let rank = dims.len();
-    let out_dims: Vec<i64> = perm.iter().map(|&p| dims[p]).collect();
-    let mut strides = vec![1usize; rank];
-    for i in (0..rank.saturating_sub(1)).rev() {
-        strides[i] = strides[i + 1] * dims[i + 1] as usize;
-    }
-    let mut out = Vec::with_capacity(data.len());
-    let mut index = vec![0usize; rank];
-    for _ in 0..data.len() {
-        let at: usize = (0..rank).map(|k| index[k] * strides[perm[k]]).sum();
-        out.push(data[at]);
-        for k in (0..rank).rev() {
-            index[k] += 1;
-            if (index[k] as i64) < out_dims[k] {
-                break;
-            }
-            index[k] = 0;
-        }
-    }
-    (out, out_dims)
-}
-
 impl Emitter<'_> {
     /// `r = "tosa.op"(args) <{props}> : (arg types) -> out_ty` (the
     /// generic form: MLIR 22 and IREE's MLIR print some TOSA ops
@@ -220,34 +196,6 @@ impl Emitter<'_> {
             r = self.tosa_line(op, &[&r], &format!("axis = {a} : i32"), &dims, r.elem);
         }
         r
-    }
-
-    /// `x` as the constant it is, permuted by `perm` here; or a
-    /// `tosa.transpose` of it.
-    fn tosa_permuted(&mut self, n: &Node, slot: usize, perm: &[usize]) -> Result<Operand> {
-        let v = n
-            .input(slot)
-            .ok_or_else(|| unsupported(n, format!("missing input {slot}")))?;
-        if let Some(values) = constant(self.g, v).and_then(|t| t.to_f32_vec().ok()) {
-            let dims = self.dims(v).unwrap_or_default();
-            let out_dims: Vec<i64> = perm.iter().map(|&p| dims[p]).collect();
-            let key = (v, perm.to_vec());
-            if let Some(name) = self.permuted.get(&key) {
-                return Ok(Operand::f32(name.clone(), &out_dims));
-            }
-            let (data, _) = permute(&values, &dims, perm);
-            let name = self.f32_constant(&out_dims, &data, n.display_name())?;
-            self.permuted.insert(key, name.clone());
-            return Ok(Operand::f32(name, &out_dims));
-        }
-        let x = self.input(n, slot)?;
-        let perm: Vec<i64> = perm.iter().map(|&p| p as i64).collect();
-        let dims: Vec<i64> = perm.iter().map(|&p| x.dims[p as usize]).collect();
-        Ok(Operand {
-            name: self.transpose(&x, &perm),
-            dims,
-            elem: x.elem,
-        })
     }
 
     fn tosa_to_nhwc(&mut self, x: &Operand) -> Operand {
@@ -655,6 +603,26 @@ impl Emitter<'_> {
         let dilations = ints_attr(n, "dilations").unwrap_or(vec![1, 1]);
         let group = int_attr(n, "group", 1);
         let (c_in, c_out) = (x.dims[1], wd[0]);
+        if wd[2..] == [1, 1]
+            && group == 1
+            && x.dims[0] == 1
+            && strides == [1, 1]
+            && pads.iter().all(|&p| p == 0)
+        {
+            // A 1×1 convolution of one image: W[Cout, Cin] · X[Cin, H·W].
+            let w = self.input(n, 1)?;
+            let pixels = od[2] * od[3];
+            let w3 = self.tosa_reshape(&w, &[1, c_out, c_in])?;
+            let x3 = self.tosa_reshape(&x, &[1, c_in, pixels])?;
+            let product = self.tosa_batch_matmul(&w3, &x3);
+            let y = self.tosa_reshape(&product, od)?;
+            if n.input(2).is_none() {
+                return Ok(y);
+            }
+            let bias = self.input(n, 2)?;
+            let bias = self.tosa_reshape(&bias, &[1, c_out, 1, 1])?;
+            return self.tosa_binary("add", &y, &bias, od, Elem::F32);
+        }
         let bias = match n.input(2) {
             Some(_) => self.input(n, 2)?,
             None => self.tosa_splat(0.0, Elem::F32, &[c_out]),
@@ -673,7 +641,7 @@ impl Emitter<'_> {
             strides[1]
         );
         let y = if group == 1 {
-            let w = self.tosa_permuted(n, 1, &[0, 2, 3, 1])?;
+            let w = self.permuted_input(n, 1, &[0, 2, 3, 1])?;
             self.tosa_line(
                 "conv2d",
                 &[&nhwc, &w, &bias, &zp, &zp],
@@ -684,7 +652,7 @@ impl Emitter<'_> {
         } else if group == c_in && wd[1] == 1 {
             // Depthwise: [C·M, 1, kh, kw] → [kh, kw, C, M].
             let m = c_out / c_in;
-            let hwio = self.tosa_permuted(n, 1, &[2, 3, 1, 0])?;
+            let hwio = self.permuted_input(n, 1, &[2, 3, 1, 0])?;
             let w = self.tosa_reshape(&hwio, &[wd[2], wd[3], c_in, m])?;
             self.tosa_line(
                 "depthwise_conv2d",
@@ -695,7 +663,7 @@ impl Emitter<'_> {
             )
         } else {
             // Grouped: one conv2d per group on its slices, concatenated.
-            let w_all = self.tosa_permuted(n, 1, &[0, 2, 3, 1])?;
+            let w_all = self.permuted_input(n, 1, &[0, 2, 3, 1])?;
             let (gi, go) = (c_in / group, c_out / group);
             let mut parts = Vec::new();
             for g in 0..group {
@@ -801,12 +769,12 @@ impl Emitter<'_> {
 
     fn tosa_gemm(&mut self, n: &Node, od: &[i64]) -> Result<Operand> {
         let a = if int_attr(n, "transA", 0) == 1 {
-            self.tosa_permuted(n, 0, &[1, 0])?
+            self.permuted_input(n, 0, &[1, 0])?
         } else {
             self.input(n, 0)?
         };
         let b = if int_attr(n, "transB", 0) == 1 {
-            self.tosa_permuted(n, 1, &[1, 0])?
+            self.permuted_input(n, 1, &[1, 0])?
         } else {
             self.input(n, 1)?
         };
@@ -1068,18 +1036,5 @@ impl Emitter<'_> {
             r = self.tosa_binary("pow", &r, &half, &r.dims.clone(), Elem::F32)?;
         }
         self.tosa_reshape(&r, od)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::permute;
-
-    #[test]
-    fn permute_moves_axes() {
-        // [2, 3] transposed.
-        let (v, d) = permute(&[0., 1., 2., 3., 4., 5.], &[2, 3], &[1, 0]);
-        assert_eq!(d, vec![3, 2]);
-        assert_eq!(v, vec![0., 3., 1., 4., 2., 5.]);
     }
 }

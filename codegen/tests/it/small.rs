@@ -100,13 +100,18 @@ fn i64_array(name: &str, shape: Vec<usize>, values: &[i64]) -> Array {
 fn conv_bias_relu_and_grouped_conv() {
     check(
         "conv",
-        r#"graph "g" (%x: f32[1,4,5,5]) -> (%y) {
+        r#"graph "g" (%x: f32[1,4,5,5]) -> (%y, %p, %d) {
   init %w = f32[4,4,3,3] elided"x"
   init %b = f32[4] [0.5, -0.5, 1.0, 0.0]
   init %dw = f32[4,2,1,1] [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+  init %pw = f32[3,4,1,1] [1.0, -2.0, 3.0, 0.5, -1.0, 2.0, 0.25, 1.0, 0.0, 1.5, -0.5, 2.0]
+  init %pb = f32[3] [0.5, 0.0, -1.0]
+  init %depth = f32[4,1,2,2] [1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 0.0, 1.0, 2.0, -2.0, 1.0, 0.5, 0.25, 0.5, 0.75, 1.0]
   %c = Conv(%x, %w, %b) {pads=[1, 1, 1, 1], strides=[2, 2]}
   %r = Relu(%c)
   %y = Conv(%r, %dw) {group=2}
+  %p = Conv(%r, %pw, %pb)
+  %d = Conv(%x, %depth) {group=4, pads=[1, 0, 0, 1], dilations=[2, 1]}
 }"#
         .replace(
             "elided\"x\"",
