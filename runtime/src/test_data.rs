@@ -43,3 +43,15 @@ pub fn read_test_data_set(case: &Path, set: usize) -> Result<(Vec<Array>, Vec<Ar
     };
     Ok((numbered("input_")?, numbered("output_")?))
 }
+
+/// The case folders (those holding a `model.onnx`) under `suite`, sorted.
+pub fn test_cases(suite: &Path) -> Result<Vec<PathBuf>> {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(suite)
+        .map_err(|e| RuntimeError::Npz(format!("{}: {e}", suite.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("model.onnx").exists())
+        .collect();
+    cases.sort();
+    Ok(cases)
+}

@@ -65,13 +65,7 @@ fn tract_passes(
 #[test]
 fn node_suite_still_passes_after_round_trip() {
     let Some(dir) = suite_dir() else { return };
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("model.onnx").exists())
-        .collect();
-    cases.sort();
+    let cases = sculpt_runtime::test_cases(&dir).unwrap();
     let (mut total, mut imported, mut before, mut after) = (0, 0, 0, 0);
     let mut regressions = Vec::new();
     let mut import_errors = Vec::new();

@@ -283,6 +283,16 @@ fn ints_attr(n: &Node, name: &str) -> Option<Vec<i64>> {
         .map(<[i64]>::to_vec)
 }
 
+/// LRN's `size`, `alpha`, `beta` and `bias`, with ONNX's defaults.
+fn lrn_params(n: &Node) -> (i64, f64, f64, f64) {
+    (
+        int_attr(n, "size", 1),
+        float_attr(n, "alpha", 1e-4),
+        float_attr(n, "beta", 0.75),
+        float_attr(n, "bias", 1.0),
+    )
+}
+
 /// `axis` (negative counts from the end) as an index into `rank` dims.
 fn axis_index(axis: i64, rank: usize) -> usize {
     if axis < 0 {

@@ -364,7 +364,14 @@ impl Emitter<'_> {
     /// The Pad op in constant mode (pads, value and axes constant).
     pub(super) fn pad_op(&mut self, n: &Node) -> Result<String> {
         let x = self.input(n, 0)?;
-        let rank = x.dims.len();
+        let (low, high, value) = self.pad_amounts(n, x.dims.len())?;
+        Ok(self.pad_axes(&x, &low, &high, value).name)
+    }
+
+    /// A constant-mode Pad's padding before and after every axis, and its
+    /// value (pads, value and axes are inputs from opset 11, attributes
+    /// before).
+    pub(super) fn pad_amounts(&self, n: &Node, rank: usize) -> Result<(Vec<i64>, Vec<i64>, f64)> {
         let mode = n
             .attr("mode")
             .and_then(AttrValue::as_str)
@@ -399,7 +406,7 @@ impl Emitter<'_> {
             low[a] = pads[i];
             high[a] = pads[i + axes.len()];
         }
-        Ok(self.pad_axes(&x, &low, &high, value).name)
+        Ok((low, high, value))
     }
 
     /// Shape (with start/end) and Size: constants, since every shape is

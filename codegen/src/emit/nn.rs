@@ -3,7 +3,8 @@
 //! `linalg.batch_matmul`), batch and layer normalization, LRN, Softmax.
 
 use super::{
-    axis_index, f32_type, float_attr, int_attr, ints_attr, unsupported, Elem, Emitter, Operand,
+    axis_index, f32_type, float_attr, int_attr, ints_attr, lrn_params, unsupported, Elem, Emitter,
+    Operand,
 };
 use crate::Result;
 use sculpt_ir::ops::infer::constant;
@@ -32,7 +33,7 @@ impl Emitter<'_> {
         self.pad_axes(x, &low, &high, value)
     }
 
-    fn spatial(&self, n: &Node, k: usize) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>)> {
+    pub(super) fn spatial(&self, n: &Node, k: usize) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>)> {
         let auto = n
             .attr("auto_pad")
             .and_then(AttrValue::as_str)
@@ -347,6 +348,19 @@ impl Emitter<'_> {
     }
 
     pub(super) fn batch_norm(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let (a, b) = self.batch_norm_affine(n)?;
+        let mut shape = vec![a.len() as i64];
+        shape.extend(std::iter::repeat_n(1, od.len().saturating_sub(2)));
+        let an = self.f32_constant(&shape, &a, n.display_name())?;
+        let bn = self.f32_constant(&shape, &b, n.display_name())?;
+        let x = self.float_input(n, 0)?;
+        Ok(self.scale_shift(x, Operand::f32(an, &shape), Operand::f32(bn, &shape), od))
+    }
+
+    /// Inference BatchNormalization as `x · a + b` per channel: `a =
+    /// scale / √(var + ε)`, `b = shift − mean · a` (its parameters must be
+    /// constants).
+    pub(super) fn batch_norm_affine(&self, n: &Node) -> Result<(Vec<f32>, Vec<f32>)> {
         let param = |i: usize| -> Result<Vec<f32>> {
             n.input(i)
                 .and_then(|v| constant(self.g, v))
@@ -366,12 +380,7 @@ impl Emitter<'_> {
             .zip(&a)
             .map(|((s, m), a)| s - m * a)
             .collect();
-        let mut shape = vec![a.len() as i64];
-        shape.extend(std::iter::repeat_n(1, od.len().saturating_sub(2)));
-        let an = self.f32_constant(&shape, &a, n.display_name())?;
-        let bn = self.f32_constant(&shape, &b, n.display_name())?;
-        let x = self.float_input(n, 0)?;
-        Ok(self.scale_shift(x, Operand::f32(an, &shape), Operand::f32(bn, &shape), od))
+        Ok((a, b))
     }
 
     /// LayerNormalization: over the axes from `axis` on, `(x − mean) /
@@ -424,12 +433,7 @@ impl Emitter<'_> {
         if x.dims.len() != 4 {
             return Err(unsupported(n, "LRN on a tensor that is not NCHW"));
         }
-        let size = int_attr(n, "size", 1);
-        let (alpha, beta, bias) = (
-            float_attr(n, "alpha", 1e-4),
-            float_attr(n, "beta", 0.75),
-            float_attr(n, "bias", 1.0),
-        );
+        let (size, alpha, beta, bias) = lrn_params(n);
         let square = self.elementwise(od, std::slice::from_ref(&x), &|b, a| {
             b.bin("arith.mulf", &a[0], &a[0])
         });

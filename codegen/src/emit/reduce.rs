@@ -7,24 +7,15 @@ use crate::Result;
 use sculpt_ir::Node;
 
 impl Emitter<'_> {
-    /// ReduceSum, Mean, Max, Min, Prod, L1, L2, SumSquare. The axes come
-    /// from the attribute (before opset 18; ReduceSum before 13) or a
-    /// constant input; none means all, or nothing with
-    /// `noop_with_empty_axes`.
+    /// ReduceSum, Mean, Max, Min, Prod, L1, L2, SumSquare over
+    /// [`Self::reduced_axes`].
     pub(super) fn reduce(&mut self, n: &Node, od: &[i64]) -> Result<String> {
         let x = self.input(n, 0)?;
         if !x.elem.is_float() {
             return Err(unsupported(n, "integer input (float only)"));
         }
-        let rank = x.dims.len();
-        let axes = match ints_attr(n, "axes") {
-            Some(a) => Some(a),
-            None => self.const_ints(n, 1)?,
-        };
-        let axes: Vec<usize> = match axes {
-            Some(a) if !a.is_empty() => a.iter().map(|&a| axis_index(a, rank)).collect(),
-            _ if int_attr(n, "noop_with_empty_axes", 0) != 0 => return Ok(x.name),
-            _ => (0..rank).collect(),
+        let Some(axes) = self.reduced_axes(n, x.dims.len())? else {
+            return Ok(x.name);
         };
         let op = n.op_type.as_str();
         let dims = x.dims.clone();
@@ -60,6 +51,21 @@ impl Emitter<'_> {
             _ => reduced,
         };
         self.reshape(&Operand::f32(result, &kept), od)
+    }
+
+    /// The axes a Reduce* op reduces: from the attribute (before opset 18;
+    /// ReduceSum before 13) or a constant input; none means all, or `None`
+    /// (nothing to reduce) with `noop_with_empty_axes`.
+    pub(super) fn reduced_axes(&self, n: &Node, rank: usize) -> Result<Option<Vec<usize>>> {
+        let axes = match ints_attr(n, "axes") {
+            Some(a) => Some(a),
+            None => self.const_ints(n, 1)?,
+        };
+        Ok(match axes {
+            Some(a) if !a.is_empty() => Some(a.iter().map(|&a| axis_index(a, rank)).collect()),
+            _ if int_attr(n, "noop_with_empty_axes", 0) != 0 => None,
+            _ => Some((0..rank).collect()),
+        })
     }
 
     /// `x` reduced over `axes` with `combine` from `init`, keeping the

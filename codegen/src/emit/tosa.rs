@@ -9,11 +9,10 @@
 //! is shared with linalg, through helpers that follow the dialect.
 
 use super::{
-    axis_index, float_attr, float_lit, int_attr, ints_attr, tensor_type, unsupported, Elem,
-    Emitter, Operand,
+    axis_index, float_attr, float_lit, int_attr, ints_attr, lrn_params, tensor_type, unsupported,
+    Elem, Emitter, Operand,
 };
 use crate::Result;
-use sculpt_ir::ops::infer::constant;
 use sculpt_ir::{AttrValue, Node};
 
 impl Emitter<'_> {
@@ -485,25 +484,7 @@ impl Emitter<'_> {
     }
 
     fn tosa_batch_norm(&mut self, n: &Node, od: &[i64]) -> Result<Operand> {
-        let param = |i: usize| -> Result<Vec<f32>> {
-            n.input(i)
-                .and_then(|v| constant(self.g, v))
-                .and_then(|t| t.to_f32_vec().ok())
-                .ok_or_else(|| unsupported(n, "parameters are not constants"))
-        };
-        let (scale, shift, mean, var) = (param(1)?, param(2)?, param(3)?, param(4)?);
-        let eps = float_attr(n, "epsilon", 1e-5) as f32;
-        let a: Vec<f32> = scale
-            .iter()
-            .zip(&var)
-            .map(|(s, v)| s / (v + eps).sqrt())
-            .collect();
-        let b: Vec<f32> = shift
-            .iter()
-            .zip(&mean)
-            .zip(&a)
-            .map(|((s, m), a)| s - m * a)
-            .collect();
+        let (a, b) = self.batch_norm_affine(n)?;
         let mut shape = vec![1, a.len() as i64];
         shape.extend(std::iter::repeat_n(1, od.len().saturating_sub(2)));
         let an = Operand::f32(self.f32_constant(&shape, &a, n.display_name())?, &shape);
@@ -591,16 +572,7 @@ impl Emitter<'_> {
         if x.dims.len() != 4 || !x.elem.is_float() {
             return Err(unsupported(n, "a convolution that is not 2-d on f32"));
         }
-        let auto = n
-            .attr("auto_pad")
-            .and_then(AttrValue::as_str)
-            .unwrap_or("NOTSET");
-        if auto != "NOTSET" && auto != "VALID" {
-            return Err(unsupported(n, format!("auto_pad={auto}")));
-        }
-        let pads = ints_attr(n, "pads").unwrap_or(vec![0; 4]);
-        let strides = ints_attr(n, "strides").unwrap_or(vec![1, 1]);
-        let dilations = ints_attr(n, "dilations").unwrap_or(vec![1, 1]);
+        let (pads, strides, dilations) = self.spatial(n, 2)?;
         let group = int_attr(n, "group", 1);
         let (c_in, c_out) = (x.dims[1], wd[0]);
         if wd[2..] == [1, 1]
@@ -698,17 +670,8 @@ impl Emitter<'_> {
         if x.dims.len() != 4 {
             return Err(unsupported(n, "2-d pooling only"));
         }
-        let auto = n
-            .attr("auto_pad")
-            .and_then(AttrValue::as_str)
-            .unwrap_or("NOTSET");
-        if auto != "NOTSET" && auto != "VALID" {
-            return Err(unsupported(n, format!("auto_pad={auto}")));
-        }
-        if int_attr(n, "ceil_mode", 0) != 0 {
-            return Err(unsupported(n, "ceil_mode=1"));
-        }
-        if ints_attr(n, "dilations").is_some_and(|d| d.iter().any(|&x| x != 1)) {
+        let (mut pads, strides, dilations) = self.spatial(n, 2)?;
+        if dilations.iter().any(|&d| d != 1) {
             return Err(unsupported(
                 n,
                 "dilated pooling (TOSA pools have no dilation)",
@@ -716,8 +679,6 @@ impl Emitter<'_> {
         }
         let kernel =
             ints_attr(n, "kernel_shape").ok_or_else(|| unsupported(n, "no kernel_shape"))?;
-        let mut pads = ints_attr(n, "pads").unwrap_or(vec![0; 4]);
-        let strides = ints_attr(n, "strides").unwrap_or(vec![1, 1]);
         let mut nhwc = self.tosa_to_nhwc(&x);
         let max = n.op_type == "MaxPool";
         // TOSA's average leaves padding out of the count: with
@@ -856,12 +817,7 @@ impl Emitter<'_> {
         if x.dims.len() != 4 {
             return Err(unsupported(n, "LRN on a tensor that is not NCHW"));
         }
-        let size = int_attr(n, "size", 1);
-        let (alpha, beta, bias) = (
-            float_attr(n, "alpha", 1e-4),
-            float_attr(n, "beta", 0.75),
-            float_attr(n, "bias", 1.0),
-        );
+        let (size, alpha, beta, bias) = lrn_params(n);
         let (batch, c, plane) = (x.dims[0], x.dims[1], x.dims[2] * x.dims[3]);
         let squares = self.tosa_binary("mul", &x, &x, od, Elem::F32)?;
         let view = self.tosa_reshape(&squares, &[batch, c, plane, 1])?;
@@ -956,43 +912,8 @@ impl Emitter<'_> {
 
     fn tosa_pad(&mut self, n: &Node, od: &[i64]) -> Result<Operand> {
         let x = self.input(n, 0)?;
-        let rank = x.dims.len();
-        let mode = n
-            .attr("mode")
-            .and_then(AttrValue::as_str)
-            .unwrap_or("constant");
-        if mode != "constant" {
-            return Err(unsupported(n, format!("mode={mode} (constant only)")));
-        }
-        let (pads, value, axes) = if self.opset >= 11 {
-            let pads = self
-                .const_ints(n, 1)?
-                .ok_or_else(|| unsupported(n, "no pads"))?;
-            (
-                pads,
-                self.const_scalar(n, 2)?.unwrap_or(0.0),
-                self.const_ints(n, 3)?,
-            )
-        } else {
-            let pads = ints_attr(n, "pads").ok_or_else(|| unsupported(n, "no pads"))?;
-            (pads, float_attr(n, "value", 0.0), None)
-        };
-        let axes: Vec<usize> = axes
-            .unwrap_or_else(|| (0..rank as i64).collect())
-            .iter()
-            .map(|&a| axis_index(a, rank))
-            .collect();
-        if pads.len() != 2 * axes.len() || pads.iter().any(|&p| p < 0) {
-            return Err(unsupported(
-                n,
-                "pads that are negative or do not match the axes",
-            ));
-        }
-        let mut padding = vec![0; 2 * rank];
-        for (i, &a) in axes.iter().enumerate() {
-            padding[2 * a] = pads[i];
-            padding[2 * a + 1] = pads[i + axes.len()];
-        }
+        let (low, high, value) = self.pad_amounts(n, x.dims.len())?;
+        let padding: Vec<i64> = low.iter().zip(&high).flat_map(|(l, h)| [*l, *h]).collect();
         let fill = self.tosa_splat(value, x.elem, &[1]);
         Ok(self.tosa_with_shape("pad", &[&x, &fill], &padding, od, x.elem))
     }
@@ -1003,14 +924,8 @@ impl Emitter<'_> {
             return Err(unsupported(n, "integer input (float only)"));
         }
         let rank = x.dims.len();
-        let axes = match ints_attr(n, "axes") {
-            Some(a) => Some(a),
-            None => self.const_ints(n, 1)?,
-        };
-        let axes: Vec<usize> = match axes {
-            Some(a) if !a.is_empty() => a.iter().map(|&a| axis_index(a, rank)).collect(),
-            _ if int_attr(n, "noop_with_empty_axes", 0) != 0 => return Ok(x),
-            _ => (0..rank).collect(),
+        let Some(axes) = self.reduced_axes(n, rank)? else {
+            return Ok(x);
         };
         let op = n.op_type.as_str();
         let source = match op {

@@ -116,13 +116,7 @@ fn run_case(case: &std::path::Path, dialect: Dialect) -> Outcome {
 /// Runs every case in `dialect`; panics listing the wrong ones.
 fn suite_in(dialect: Dialect) {
     let Some(dir) = suite_dir() else { return };
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("model.onnx").exists())
-        .collect();
-    cases.sort();
+    let cases = sculpt_runtime::test_cases(&dir).unwrap();
     let mut right = Vec::new();
     let mut wrong = Vec::new();
     let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
