@@ -138,6 +138,10 @@ enum Command {
         /// "prune{ratio=0.3}" (cleanup always runs last).
         #[arg(short, long)]
         pipeline: Option<String>,
+        /// An MLIR pass pipeline to run on the emitted module before it is
+        /// written, e.g. "builtin.module(canonicalize,cse)".
+        #[arg(long)]
+        mlir_passes: Option<String>,
         /// cpu, or gpu: also lower through the gpu dialect to PTX (--ptx).
         #[arg(long, default_value = "cpu")]
         target: String,
@@ -404,6 +408,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             shapes,
             dialect,
             pipeline,
+            mlir_passes,
             target,
             chip,
             ptx,
@@ -425,6 +430,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 shapes: shapes.into_iter().collect(),
                 dialect: &dialect,
                 pipeline: pipeline.as_deref(),
+                mlir_passes: mlir_passes.as_deref(),
                 check,
                 inputs: inputs.as_deref(),
                 gpu,
@@ -520,7 +526,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+    let mut tmp = sculpt_ir::output_tempfile(dir)
         .with_context(|| format!("cannot write {}", path.display()))?;
     tmp.write_all(bytes)?;
     tmp.persist(path)

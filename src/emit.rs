@@ -13,6 +13,8 @@ pub struct EmitRequest<'a> {
     pub dialect: &'a str,
     /// sculpt passes to run once the shapes are bound, before cleanup.
     pub pipeline: Option<&'a str>,
+    /// An MLIR pass pipeline to run on the emitted module.
+    pub mlir_passes: Option<&'a str>,
     /// Run on the CPU path and compare with tract.
     pub check: bool,
     pub inputs: Option<&'a Path>,
@@ -29,6 +31,7 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
         shapes,
         dialect,
         pipeline,
+        mlir_passes,
         check,
         inputs,
         gpu,
@@ -44,7 +47,11 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
         _ => "cleanup".to_string(),
     };
     PassManager::new(Pipeline::parse(&passes)?).run(&mut model, |_| {})?;
-    let emitted = emit_mlir(&model, &options)?;
+    let mut emitted = emit_mlir(&model, &options)?;
+    if let Some(passes) = mlir_passes {
+        emitted.text = sculpt_codegen::run_passes(&MlirContext::new(), &emitted.text, passes)
+            .with_context(|| format!("running --mlir-passes '{passes}'"))?;
+    }
     crate::cli::write_atomic(output, emitted.text.as_bytes())?;
     let list = |sigs: &[sculpt_codegen::TensorSig]| {
         sigs.iter()

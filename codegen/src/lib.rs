@@ -19,7 +19,7 @@ pub use emit::{
     TensorSig,
 };
 pub use gpu::{gpu_pipeline, lower_to_ptx, Kernel, TILE_SIZES};
-pub use verify::{verify_module, MlirContext, TOSA_TO_LINALG};
+pub use verify::{run_passes, verify_module, MlirContext, TOSA_TO_LINALG};
 
 use thiserror::Error;
 

@@ -90,19 +90,36 @@ pub(crate) fn lower<'c>(
     text: &str,
     pipeline: &str,
 ) -> Result<Module<'c>> {
+    if text.contains("tosa.") {
+        run_pipelines(context, text, &[TOSA_TO_LINALG, pipeline])
+    } else {
+        run_pipelines(context, text, &[pipeline])
+    }
+}
+
+/// Parses `text` and runs each textual pass pipeline on it, in order.
+fn run_pipelines<'c>(
+    context: &'c MlirContext,
+    text: &str,
+    pipelines: &[&str],
+) -> Result<Module<'c>> {
     melior::utility::register_all_passes();
     melior::utility::register_all_llvm_translations(&context.context);
     let mut module = parse(context, text)?;
-    let mut pipelines = vec![pipeline];
-    if text.contains("tosa.") {
-        pipelines.insert(0, TOSA_TO_LINALG);
-    }
     for p in pipelines {
         let pm = melior::pass::PassManager::new(&context.context);
         melior::utility::parse_pass_pipeline(pm.as_operation_pass_manager(), p)
-            .map_err(|e| CodegenError::Lowering(e.to_string()))?;
+            .map_err(|e| CodegenError::Lowering(format!("pipeline '{p}': {e}")))?;
         let (ran, diagnostics) = with_diagnostics(context, text, || pm.run(&mut module));
         ran.map_err(|e| CodegenError::Lowering(format!("{e}: {diagnostics}")))?;
     }
     Ok(module)
+}
+
+/// Runs the textual MLIR pass `pipeline` on `text` in process and returns
+/// the module MLIR prints (verified: the pass manager verifies after each
+/// pass).
+pub fn run_passes(context: &MlirContext, text: &str, pipeline: &str) -> Result<String> {
+    let module = run_pipelines(context, text, &[pipeline])?;
+    Ok(module.as_operation().to_string())
 }

@@ -158,7 +158,7 @@ pub fn write_npz(path: &Path, arrays: &[Array]) -> Result<()> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| npz_err(path, e))?;
+    let tmp = sculpt_ir::output_tempfile(dir).map_err(|e| npz_err(path, e))?;
     {
         let mut zip = zip::ZipWriter::new(tmp.as_file());
         let opts = zip::write::SimpleFileOptions::default()

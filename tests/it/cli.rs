@@ -299,6 +299,24 @@ fn emit_tosa_after_a_pipeline() {
     assert!(text.contains("\"tosa.conv2d\"") && text.contains("\"tosa.depthwise_conv2d\""));
     let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
     assert!(size(&pruned) < size(&plain), "pruning shrinks the module");
+    // MLIR passes on the emitted module, before it is written.
+    let canonical = dir.path().join("canonical.mlir");
+    let r = emit(
+        &canonical,
+        &[
+            "--mlir-passes",
+            "builtin.module(canonicalize,cse)",
+            "--check",
+        ],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(std::fs::read_to_string(&canonical)
+        .unwrap()
+        .contains("tosa.conv2d"));
+    let bogus = dir.path().join("bogus.mlir");
+    let r = emit(&bogus, &["--mlir-passes", "builtin.module(no-such-pass)"]);
+    assert!(!r.status.success() && !bogus.exists());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("no-such-pass"));
     let out = dir.path().join("x.mlir");
     let r = sculpt(&[
         "emit",

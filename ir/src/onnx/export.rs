@@ -403,11 +403,7 @@ fn write_atomic_begin(
         path: dest.to_path_buf(),
         source,
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".sculpt-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(werr)?;
+    let tmp = crate::output_tempfile(&dir).map_err(werr)?;
     let written = {
         let mut w = std::io::BufWriter::with_capacity(1 << 16, tmp.as_file());
         let n = fill(&mut w).map_err(werr)?;
