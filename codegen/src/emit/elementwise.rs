@@ -11,6 +11,16 @@ fn select(b: &mut Region, c: &str, x: &str, y: &str, ty: &str) -> String {
     b.assign(format!("arith.select {c}, {x}, {y} : {ty}"))
 }
 
+/// The default `alpha` of an activation.
+pub(super) fn unary_alpha(op: &str) -> f64 {
+    match op {
+        "LeakyRelu" => 0.01,
+        "Elu" | "ThresholdedRelu" => 1.0,
+        "Selu" => 1.6732632423543772,
+        _ => 0.2,
+    }
+}
+
 impl Emitter<'_> {
     /// Float activations and math functions of one float input.
     pub(super) fn unary(&mut self, n: &Node, od: &[i64]) -> Result<String> {
@@ -29,7 +39,8 @@ impl Emitter<'_> {
         } else {
             (0.0, 0.0)
         };
-        let alpha = float_attr(n, "alpha", if op == "LeakyRelu" { 0.01 } else { 0.2 });
+        let alpha = float_attr(n, "alpha", unary_alpha(&op));
+        let gamma = float_attr(n, "gamma", 1.0507009873554805);
         let beta = float_attr(n, "beta", 0.5);
         let tanh_gelu =
             matches!(n.attr("approximate"), Some(AttrValue::String(s)) if &s[..] == b"tanh");
@@ -105,6 +116,43 @@ impl Emitter<'_> {
                     let one = b.constant(1.0);
                     b.bin("arith.divf", &one, x)
                 }
+                "Elu" | "Selu" => {
+                    // x < 0: alpha · (eᕽ − 1); Selu scales both sides by gamma.
+                    let (z, one, k) = (b.constant(0.0), b.constant(1.0), b.constant(alpha));
+                    let e = b.op("math.exp", x);
+                    let e = b.bin("arith.subf", &e, &one);
+                    let e = b.bin("arith.mulf", &e, &k);
+                    let neg = b.assign(format!("arith.cmpf olt, {x}, {z} : f32"));
+                    let y = select(b, &neg, &e, x, "f32");
+                    if op == "Selu" {
+                        let g = b.constant(gamma);
+                        b.bin("arith.mulf", &y, &g)
+                    } else {
+                        y
+                    }
+                }
+                "Softplus" => {
+                    let e = b.op("math.exp", x);
+                    b.op("math.log1p", &e)
+                }
+                "Softsign" => {
+                    let one = b.constant(1.0);
+                    let a = b.op("math.absf", x);
+                    let d = b.bin("arith.addf", &a, &one);
+                    b.bin("arith.divf", x, &d)
+                }
+                "ThresholdedRelu" => {
+                    let (z, k) = (b.constant(0.0), b.constant(alpha));
+                    let above = b.assign(format!("arith.cmpf ogt, {x}, {k} : f32"));
+                    select(b, &above, x, &z, "f32")
+                }
+                "Sign" => {
+                    let (z, one, minus) = (b.constant(0.0), b.constant(1.0), b.constant(-1.0));
+                    let pos = b.assign(format!("arith.cmpf ogt, {x}, {z} : f32"));
+                    let neg = b.assign(format!("arith.cmpf olt, {x}, {z} : f32"));
+                    let s = select(b, &neg, &minus, &z, "f32");
+                    select(b, &pos, &one, &s, "f32")
+                }
                 other => {
                     let instr = match other {
                         "Tanh" => "math.tanh",
@@ -113,11 +161,30 @@ impl Emitter<'_> {
                         "Sqrt" => "math.sqrt",
                         "Log" => "math.log",
                         "Abs" => "math.absf",
+                        "Floor" => "math.floor",
+                        "Ceil" => "math.ceil",
+                        "Round" => "math.roundeven",
+                        "Sin" => "math.sin",
+                        "Cos" => "math.cos",
                         _ => "arith.negf",
                     };
                     b.op(instr, x)
                 }
             }
+        }))
+    }
+
+    /// PRelu: `x < 0 ? x · slope : x`, the slope broadcast.
+    pub(super) fn prelu(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let operands = self.operands(n, &[0, 1])?;
+        if operands.iter().any(|o| !o.elem.is_float()) {
+            return Err(unsupported(n, "integer input (float only)"));
+        }
+        Ok(self.elementwise(od, &operands, &|b, a| {
+            let z = b.constant(0.0);
+            let scaled = b.bin("arith.mulf", &a[0], &a[1]);
+            let neg = b.assign(format!("arith.cmpf olt, {}, {z} : f32", a[0]));
+            select(b, &neg, &scaled, &a[0], "f32")
         }))
     }
 

@@ -62,6 +62,11 @@ pub fn supported_ops() -> &'static [(&'static [&'static str], &'static str, &'st
         (&["MatMul"], "linalg.matmul / linalg.batch_matmul (batch dims broadcast, then collapsed; 1-d operands promoted)", "tosa.matmul (rank 3; batch dims broadcast with tosa.tile, then collapsed)"),
         (&["Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Mean"], "linalg.generic with broadcasting maps (arith float or signed-integer ops)", "tosa.add / sub / mul / maximum / minimum / pow (operands reshaped to one rank); float Div: tosa.reciprocal + tosa.mul; integer Div: tosa.intdiv"),
         (&["Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Erf", "Gelu", "Exp", "Log", "Sqrt", "Reciprocal", "Neg", "Abs"], "linalg.generic over arith/math (float)", "tosa.clamp, sigmoid, tanh, erf, exp, log, reciprocal, negate, abs; Sqrt: tosa.pow ½; the rest composed"),
+        (&["Elu", "Selu", "Softplus", "Softsign", "ThresholdedRelu", "Floor", "Ceil", "Sign", "Sin", "Cos"], "linalg.generic over arith/math (float)", "tosa.exp / select / log / abs / floor / ceil / sin / cos, composed"),
+        (&["Round"], "linalg.generic: math.roundeven (halves to even)", ""),
+        (&["PRelu"], "linalg.generic: arith.select on x < 0 (slope broadcast)", "tosa.greater_equal + tosa.mul + tosa.select"),
+        (&["CastLike"], "as Cast, to the second input's element type", "as Cast"),
+        (&["Tile"], "linalg.generic whose input map takes each index modulo the input's dim (repeats constant)", "tosa.tile"),
         (&["Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"], "linalg.generic: arith.cmpf (ordered) / arith.cmpi (signed) → i1", "tosa.equal / greater / greater_equal (Less*: operands swapped)"),
         (&["And", "Or", "Xor", "Not"], "linalg.generic over arith.andi / ori / xori on i1", "tosa.logical_and / or / xor / not"),
         (&["IsNaN", "IsInf"], "linalg.generic: arith.cmpf uno / arith.cmpf oeq ±inf", "tosa.equal (x ≠ x) + logical_not / tosa.equal ±inf"),
@@ -205,7 +210,7 @@ impl std::fmt::Display for TensorSig {
 /// the emitter reads, never tensors of the module.
 fn shape_slots(op: &str) -> &'static [usize] {
     match op {
-        "Reshape" | "Squeeze" | "Unsqueeze" | "Expand" | "Split" => &[1],
+        "Reshape" | "Squeeze" | "Unsqueeze" | "Expand" | "Split" | "Tile" => &[1],
         "Slice" => &[1, 2, 3, 4],
         "Pad" => &[1, 3],
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
@@ -819,9 +824,12 @@ impl<'g> Emitter<'g> {
             }
             "Constant" => self.constant_node(n, &od)?,
             "Relu" | "LeakyRelu" | "Sigmoid" | "Tanh" | "Erf" | "Exp" | "Sqrt" | "Neg" | "Abs"
-            | "HardSigmoid" | "HardSwish" | "Clip" | "Gelu" | "Log" | "Reciprocal" => {
-                self.unary(n, &od)?
-            }
+            | "HardSigmoid" | "HardSwish" | "Clip" | "Gelu" | "Log" | "Reciprocal" | "Elu"
+            | "Selu" | "Softplus" | "Softsign" | "ThresholdedRelu" | "Floor" | "Ceil" | "Round"
+            | "Sign" | "Sin" | "Cos" => self.unary(n, &od)?,
+            "PRelu" => self.prelu(n, &od)?,
+            "CastLike" => self.cast(n, &od, elem)?,
+            "Tile" => self.tile(n, &od)?,
             "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Pow" | "Sum" | "Mean" => {
                 self.arithmetic(n, &od, elem)?
             }

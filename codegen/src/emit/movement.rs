@@ -322,6 +322,31 @@ impl Emitter<'_> {
         })
     }
 
+    /// Tile: the output read back into the input, each index modulo the
+    /// input's dim (the repeats are constant).
+    pub(super) fn tile(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let x = self.input(n, 0)?;
+        let exprs = x
+            .dims
+            .iter()
+            .zip(od)
+            .enumerate()
+            .map(|(k, (&d, &o))| {
+                if d == o {
+                    format!("d{k}")
+                } else {
+                    format!("d{k} mod {d}")
+                }
+            })
+            .collect();
+        let elem = x.elem;
+        Ok(
+            self.generic(od, elem, &[MapIn { operand: &x, exprs }], &|_, a| {
+                a[0].clone()
+            }),
+        )
+    }
+
     /// `tensor.pad` of every axis by `low`/`high` with `value`.
     pub(super) fn pad_axes(
         &mut self,

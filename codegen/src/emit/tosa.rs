@@ -228,8 +228,22 @@ impl Emitter<'_> {
                 self.tosa_arithmetic(n, od, elem)?
             }
             "Relu" | "LeakyRelu" | "Sigmoid" | "Tanh" | "Erf" | "Exp" | "Sqrt" | "Neg" | "Abs"
-            | "HardSigmoid" | "HardSwish" | "Clip" | "Gelu" | "Log" | "Reciprocal" => {
-                self.tosa_activation(n)?
+            | "HardSigmoid" | "HardSwish" | "Clip" | "Gelu" | "Log" | "Reciprocal" | "Elu"
+            | "Selu" | "Softplus" | "Softsign" | "ThresholdedRelu" | "Floor" | "Ceil" | "Sign"
+            | "Sin" | "Cos" => self.tosa_activation(n)?,
+            "PRelu" => {
+                let (x, slope) = (self.input(n, 0)?, self.input(n, 1)?);
+                let zero = self.tosa_scalar(0.0, Elem::F32, od.len());
+                let positive = self.tosa_binary("greater_equal", &x, &zero, od, Elem::Bool)?;
+                let scaled = self.tosa_binary("mul", &x, &slope, od, Elem::F32)?;
+                let x = self.tosa_rank(&x, od.len())?;
+                self.tosa_line("select", &[&positive, &x, &scaled], "", od, Elem::F32)
+            }
+            "CastLike" => self.tosa_cast(n, elem)?,
+            "Tile" => {
+                let x = self.input(n, 0)?;
+                let multiples: Vec<i64> = x.dims.iter().zip(od).map(|(i, o)| o / i).collect();
+                self.tosa_with_shape("tile", &[&x], &multiples, od, elem)
             }
             "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => {
                 let (a, b) = (self.input(n, 0)?, self.input(n, 1)?);
@@ -350,8 +364,52 @@ impl Emitter<'_> {
             return Err(unsupported(n, "integer input (float only)"));
         }
         let op = n.op_type.as_str();
-        let alpha = float_attr(n, "alpha", if op == "LeakyRelu" { 0.01 } else { 0.2 });
+        let alpha = float_attr(n, "alpha", super::elementwise::unary_alpha(op));
+        let rank = x.dims.len();
+        let dims = x.dims.clone();
         Ok(match op {
+            "Elu" | "Selu" => {
+                let e = self.tosa_unary("exp", &x);
+                let one = self.tosa_scalar(1.0, Elem::F32, rank);
+                let e = self.tosa_binary("sub", &e, &one, &dims, Elem::F32)?;
+                let e = self.tosa_scale(&e, alpha)?;
+                let zero = self.tosa_scalar(0.0, Elem::F32, rank);
+                let negative = self.tosa_binary("greater", &zero, &x, &dims, Elem::Bool)?;
+                let y = self.tosa_line("select", &[&negative, &e, &x], "", &dims, Elem::F32);
+                if op == "Selu" {
+                    self.tosa_scale(&y, float_attr(n, "gamma", 1.0507009873554805))?
+                } else {
+                    y
+                }
+            }
+            "Softplus" => {
+                let e = self.tosa_unary("exp", &x);
+                let one = self.tosa_scalar(1.0, Elem::F32, rank);
+                let s = self.tosa_binary("add", &e, &one, &dims, Elem::F32)?;
+                self.tosa_unary("log", &s)
+            }
+            "Softsign" => {
+                let a = self.tosa_unary("abs", &x);
+                let one = self.tosa_scalar(1.0, Elem::F32, rank);
+                let d = self.tosa_binary("add", &a, &one, &dims, Elem::F32)?;
+                let r = self.tosa_unary("reciprocal", &d);
+                self.tosa_binary("mul", &x, &r, &dims, Elem::F32)?
+            }
+            "ThresholdedRelu" => {
+                let k = self.tosa_scalar(alpha, Elem::F32, rank);
+                let above = self.tosa_binary("greater", &x, &k, &dims, Elem::Bool)?;
+                let zero = self.tosa_splat(0.0, Elem::F32, &dims);
+                self.tosa_line("select", &[&above, &x, &zero], "", &dims, Elem::F32)
+            }
+            "Sign" => {
+                let zero = self.tosa_splat(0.0, Elem::F32, &dims);
+                let one = self.tosa_splat(1.0, Elem::F32, &dims);
+                let minus = self.tosa_splat(-1.0, Elem::F32, &dims);
+                let pos = self.tosa_binary("greater", &x, &zero, &dims, Elem::Bool)?;
+                let neg = self.tosa_binary("greater", &zero, &x, &dims, Elem::Bool)?;
+                let s = self.tosa_line("select", &[&neg, &minus, &zero], "", &dims, Elem::F32);
+                self.tosa_line("select", &[&pos, &one, &s], "", &dims, Elem::F32)
+            }
             "Relu" => self.tosa_clamp(&x, 0.0, f32::MAX as f64),
             "Clip" => {
                 let lo = self
@@ -421,6 +479,10 @@ impl Emitter<'_> {
                     "Exp" => "exp",
                     "Log" => "log",
                     "Abs" => "abs",
+                    "Floor" => "floor",
+                    "Ceil" => "ceil",
+                    "Sin" => "sin",
+                    "Cos" => "cos",
                     _ => "reciprocal",
                 };
                 self.tosa_unary(name, &x)

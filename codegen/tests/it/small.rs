@@ -413,3 +413,38 @@ graph "g" (%a: f32[2,1,3,4], %b: f32[5,4,2], %v: f32[4], %c: f32[3,1]) -> (%ab, 
         ],
     );
 }
+
+#[test]
+fn more_activations_prelu_tile_and_cast_like() {
+    check(
+        "activations",
+        r#"opset "" 17
+graph "g" (%x: f32[2,3,4]) -> (%elu, %selu, %sp, %ss, %thr, %fl, %ce, %sg, %sin, %cos, %pr, %tile, %like) {
+  init %slope = f32[4] [0.1, 0.2, 0.3, 0.4]
+  init %reps = i64[3] [1, 2, 3]
+  init %ints = i64[1] [0]
+  %elu = Elu(%x) {alpha=0.5}
+  %selu = Selu(%x)
+  %sp = Softplus(%x)
+  %ss = Softsign(%x)
+  %thr = ThresholdedRelu(%x) {alpha=0.75}
+  %fl = Floor(%x)
+  %ce = Ceil(%x)
+  %sg = Sign(%x)
+  %sin = Sin(%x)
+  %cos = Cos(%x)
+  %pr = PRelu(%x, %slope)
+  %tile = Tile(%x, %reps)
+  %like = CastLike(%x, %ints)
+}"#,
+        &[("x", vec![2, 3, 4])],
+    );
+    // Round has no TOSA form: refused there.
+    check(
+        "round",
+        r#"graph "g" (%x: f32[2,3]) -> (%y) {
+  %y = Round(%x)
+}"#,
+        &[("x", vec![2, 3])],
+    );
+}
