@@ -10,6 +10,13 @@ use crate::Result;
 use sculpt_ir::ops::infer::constant;
 use sculpt_ir::{AttrValue, Node};
 
+/// How a normalization op normalizes (see [`Emitter::norm_plan`]).
+pub(super) struct NormPlan {
+    pub view: Vec<i64>,
+    pub axes: Vec<usize>,
+    pub affine: Option<Vec<i64>>,
+}
+
 impl Emitter<'_> {
     /// An f32 input of `n`, or an error naming the element type.
     fn float_input(&mut self, n: &Node, slot: usize) -> Result<Operand> {
@@ -383,42 +390,113 @@ impl Emitter<'_> {
         Ok((a, b))
     }
 
-    /// LayerNormalization: over the axes from `axis` on, `(x − mean) /
-    /// √(var + ε) · scale + bias`.
-    pub(super) fn layer_norm(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+    /// How a normalization op normalizes `dims`: the view it reshapes the
+    /// input to, the view's axes it normalizes over, and the dims its
+    /// scale and bias broadcast as (`None`: as they are, trailing).
+    pub(super) fn norm_plan(&self, n: &Node, dims: &[i64]) -> Result<NormPlan> {
+        let rank = dims.len();
+        let channel_affine = || {
+            let mut d = vec![dims[1]];
+            d.extend(std::iter::repeat_n(1, rank - 2));
+            Some(d)
+        };
+        Ok(match n.op_type.as_str() {
+            "LayerNormalization" => {
+                let axis = axis_index(int_attr(n, "axis", -1), rank);
+                NormPlan {
+                    view: dims.to_vec(),
+                    axes: (axis..rank).collect(),
+                    affine: None,
+                }
+            }
+            "InstanceNormalization" => NormPlan {
+                view: dims.to_vec(),
+                axes: (2..rank).collect(),
+                affine: channel_affine(),
+            },
+            _ => {
+                let groups = int_attr(n, "num_groups", 0);
+                if groups <= 0 || rank < 2 || dims[1] % groups != 0 {
+                    return Err(unsupported(n, "num_groups does not divide the channels"));
+                }
+                let per_group: i64 = dims[1..].iter().product::<i64>() / groups;
+                NormPlan {
+                    view: vec![dims[0], groups, per_group],
+                    axes: vec![2],
+                    affine: channel_affine(),
+                }
+            }
+        })
+    }
+
+    /// The scale (slot 1) or bias (slot 2) of a normalization, shaped to
+    /// broadcast over the output: per channel for Instance/GroupNorm (a
+    /// GroupNormalization-18 per-group constant is repeated per channel).
+    pub(super) fn norm_affine(&mut self, n: &Node, slot: usize, plan: &NormPlan) -> Result<Operand> {
+        let p = self.float_input(n, slot)?;
+        let Some(affine) = &plan.affine else {
+            return Ok(p);
+        };
+        let channels = affine[0];
+        let count: i64 = p.dims.iter().product();
+        if count == channels {
+            let name = self.reshape(&p, affine)?;
+            return Ok(Operand::f32(name, affine));
+        }
+        let values = n
+            .input(slot)
+            .and_then(|v| constant(self.g, v))
+            .and_then(|t| t.to_f32_vec().ok())
+            .filter(|v| !v.is_empty() && channels % v.len() as i64 == 0)
+            .ok_or_else(|| unsupported(n, "a per-group scale or bias that is not a constant"))?;
+        let repeat = channels as usize / values.len();
+        let per_channel: Vec<f32> = values
+            .iter()
+            .flat_map(|&v| std::iter::repeat_n(v, repeat))
+            .collect();
+        let name = self.f32_constant(affine, &per_channel, n.display_name())?;
+        Ok(Operand::f32(name, affine))
+    }
+
+    /// Layer, instance and group normalization: `(x − mean) / √(var + ε)`
+    /// over the plan's axes, then `· scale + bias`.
+    pub(super) fn normalization(&mut self, n: &Node, od: &[i64]) -> Result<String> {
         let x = self.float_input(n, 0)?;
-        let rank = x.dims.len();
-        let axis = axis_index(int_attr(n, "axis", -1), rank);
-        let axes: Vec<usize> = (axis..rank).collect();
-        let count: i64 = x.dims[axis..].iter().product();
+        let plan = self.norm_plan(n, &x.dims)?;
+        let view = plan.view.clone();
+        let x = Operand::f32(self.reshape(&x, &view)?, &view);
+        let count: i64 = plan.axes.iter().map(|&a| view[a]).product();
         let eps = float_attr(n, "epsilon", 1e-5);
-        let (sum, kept) = self.reduce_axes(&x, &axes, "arith.addf", 0.0);
+        let (sum, kept) = self.reduce_axes(&x, &plan.axes, "arith.addf", 0.0);
         let mean = Operand::f32(sum, &kept);
-        let centered = self.elementwise(od, &[x, mean], &|b, a| {
+        let centered = self.elementwise(&view, &[x, mean], &|b, a| {
             let k = b.constant(count as f64);
             let m = b.bin("arith.divf", &a[1], &k);
             b.bin("arith.subf", &a[0], &m)
         });
-        let centered = Operand::f32(centered, od);
-        let squares = self.elementwise(od, std::slice::from_ref(&centered), &|b, a| {
+        let centered = Operand::f32(centered, &view);
+        let squares = self.elementwise(&view, std::slice::from_ref(&centered), &|b, a| {
             b.bin("arith.mulf", &a[0], &a[0])
         });
-        let (sq_sum, _) = self.reduce_axes(&Operand::f32(squares, od), &axes, "arith.addf", 0.0);
-        let mut parts = vec![centered, Operand::f32(sq_sum, &kept)];
-        parts.push(self.float_input(n, 1)?);
-        let has_bias = n.input(2).is_some();
-        if has_bias {
-            parts.push(self.float_input(n, 2)?);
-        }
-        Ok(self.elementwise(od, &parts, &|b, a| {
+        let (sq_sum, _) =
+            self.reduce_axes(&Operand::f32(squares, &view), &plan.axes, "arith.addf", 0.0);
+        let normalized = self.elementwise(&view, &[centered, Operand::f32(sq_sum, &kept)], &|b, a| {
             let (k, e) = (b.constant(count as f64), b.constant(eps));
             let var = b.bin("arith.divf", &a[1], &k);
             let var = b.bin("arith.addf", &var, &e);
             let std = b.op("math.sqrt", &var);
-            let y = b.bin("arith.divf", &a[0], &std);
-            let y = b.bin("arith.mulf", &y, &a[2]);
+            b.bin("arith.divf", &a[0], &std)
+        });
+        let y = Operand::f32(self.reshape(&Operand::f32(normalized, &view), od)?, od);
+        let mut parts = vec![y, self.norm_affine(n, 1, &plan)?];
+        let has_bias = n.input(2).is_some();
+        if has_bias {
+            parts.push(self.norm_affine(n, 2, &plan)?);
+        }
+        Ok(self.elementwise(od, &parts, &|b, a| {
+            let y = b.bin("arith.mulf", &a[0], &a[1]);
             if has_bias {
-                b.bin("arith.addf", &y, &a[3])
+                b.bin("arith.addf", &y, &a[2])
             } else {
                 y
             }

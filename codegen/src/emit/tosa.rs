@@ -292,7 +292,9 @@ impl Emitter<'_> {
                 }
             }
             "BatchNormalization" => self.tosa_batch_norm(n, od)?,
-            "LayerNormalization" => self.tosa_layer_norm(n, od)?,
+            "LayerNormalization" | "InstanceNormalization" | "GroupNormalization" => {
+                self.tosa_normalization(n, od)?
+            }
             "Conv" => self.tosa_conv(n, od)?,
             "MaxPool" | "AveragePool" => self.tosa_pool(n, od)?,
             "GlobalAveragePool" | "GlobalMaxPool" => {
@@ -556,26 +558,27 @@ impl Emitter<'_> {
         self.tosa_binary("add", &scaled, &bn, od, Elem::F32)
     }
 
-    fn tosa_layer_norm(&mut self, n: &Node, od: &[i64]) -> Result<Operand> {
+    fn tosa_normalization(&mut self, n: &Node, od: &[i64]) -> Result<Operand> {
         let x = self.input(n, 0)?;
-        let rank = x.dims.len();
-        let axis = axis_index(int_attr(n, "axis", -1), rank);
-        let axes: Vec<usize> = (axis..rank).collect();
-        let count: i64 = x.dims[axis..].iter().product();
-        let sum = self.tosa_reduce("reduce_sum", &x, &axes);
+        let plan = self.norm_plan(n, &x.dims)?;
+        let view = plan.view.clone();
+        let x = self.tosa_reshape(&x, &view)?;
+        let count: i64 = plan.axes.iter().map(|&a| view[a]).product();
+        let sum = self.tosa_reduce("reduce_sum", &x, &plan.axes);
         let mean = self.tosa_scale(&sum, 1.0 / count as f64)?;
-        let centered = self.tosa_binary("sub", &x, &mean, od, Elem::F32)?;
-        let squares = self.tosa_binary("mul", &centered, &centered, od, Elem::F32)?;
-        let sq_sum = self.tosa_reduce("reduce_sum", &squares, &axes);
+        let centered = self.tosa_binary("sub", &x, &mean, &view, Elem::F32)?;
+        let squares = self.tosa_binary("mul", &centered, &centered, &view, Elem::F32)?;
+        let sq_sum = self.tosa_reduce("reduce_sum", &squares, &plan.axes);
         let var = self.tosa_scale(&sq_sum, 1.0 / count as f64)?;
-        let eps = self.tosa_scalar(float_attr(n, "epsilon", 1e-5), Elem::F32, rank);
+        let eps = self.tosa_scalar(float_attr(n, "epsilon", 1e-5), Elem::F32, view.len());
         let var = self.tosa_binary("add", &var, &eps, &var.dims.clone(), Elem::F32)?;
         let rstd = self.tosa_unary("rsqrt", &var);
-        let y = self.tosa_binary("mul", &centered, &rstd, od, Elem::F32)?;
-        let scale = self.input(n, 1)?;
+        let y = self.tosa_binary("mul", &centered, &rstd, &view, Elem::F32)?;
+        let y = self.tosa_reshape(&y, od)?;
+        let scale = self.norm_affine(n, 1, &plan)?;
         let mut y = self.tosa_binary("mul", &y, &scale, od, Elem::F32)?;
         if n.input(2).is_some() {
-            let bias = self.input(n, 2)?;
+            let bias = self.norm_affine(n, 2, &plan)?;
             y = self.tosa_binary("add", &y, &bias, od, Elem::F32)?;
         }
         Ok(y)

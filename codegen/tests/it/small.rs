@@ -448,3 +448,18 @@ graph "g" (%x: f32[2,3,4]) -> (%elu, %selu, %sp, %ss, %thr, %fl, %ce, %sg, %sin,
         &[("x", vec![2, 3])],
     );
 }
+
+#[test]
+fn instance_and_group_normalization() {
+    check(
+        "norms",
+        r#"opset "" 21
+graph "g" (%x: f32[2,4,3,2]) -> (%inst, %group) {
+  init %scale = f32[4] [1.0, 0.5, -2.0, 1.5]
+  init %bias = f32[4] [0.0, 0.25, -1.0, 2.0]
+  %inst = InstanceNormalization(%x, %scale, %bias) {epsilon=1e-5}
+  %group = GroupNormalization(%x, %scale, %bias) {num_groups=2, epsilon=1e-5}
+}"#,
+        &[("x", vec![2, 4, 3, 2])],
+    );
+}
