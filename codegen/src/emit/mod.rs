@@ -86,6 +86,7 @@ pub fn supported_ops() -> &'static [(&'static [&'static str], &'static str, &'st
         (&["Gather"], "linalg.generic over the indices: arith.index_cast (negative indices wrapped) + tensor.extract", "tosa.gather on [N, K, C] (indices cast to i32, negative ones wrapped, tiled over N)"),
         (&["Pad"], "tensor.pad (constant mode)", "tosa.pad"),
         (&["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare"], "linalg.generic reduction (axes from the attribute or a constant input)", "tosa.reduce_sum / max / min / product per axis (+ abs, square, √, ÷ count)"),
+        (&["ArgMax", "ArgMin"], "linalg.generic reduction carrying the best value and its index (ties: first, or last with select_last_index)", "as linalg (its i64 output)"),
         (&["LRN"], "tensor.pad on channels + linalg.generic (window as a reduction dim) + math.powf", "tosa.avg_pool2d over the channels of a [N, C, H·W, 1] view (tosa.pad first) + tosa.pow"),
         (&["Shape", "Size", "Constant"], "arith.constant (shapes are static)", "tosa.const"),
         (&["Identity", "Dropout"], "the input itself (Dropout in inference mode)", "the input itself"),
@@ -873,6 +874,7 @@ impl<'g> Emitter<'g> {
             "Shape" | "Size" => self.shape_constant(n, &od)?,
             "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
             | "ReduceL2" | "ReduceSumSquare" => self.reduce(n, &od)?,
+            "ArgMax" | "ArgMin" => self.arg_extreme(n, &od)?,
             _ => {
                 return Err(unsupported(
                     n,

@@ -432,7 +432,12 @@ impl Emitter<'_> {
     /// The scale (slot 1) or bias (slot 2) of a normalization, shaped to
     /// broadcast over the output: per channel for Instance/GroupNorm (a
     /// GroupNormalization-18 per-group constant is repeated per channel).
-    pub(super) fn norm_affine(&mut self, n: &Node, slot: usize, plan: &NormPlan) -> Result<Operand> {
+    pub(super) fn norm_affine(
+        &mut self,
+        n: &Node,
+        slot: usize,
+        plan: &NormPlan,
+    ) -> Result<Operand> {
         let p = self.float_input(n, slot)?;
         let Some(affine) = &plan.affine else {
             return Ok(p);
@@ -480,13 +485,14 @@ impl Emitter<'_> {
         });
         let (sq_sum, _) =
             self.reduce_axes(&Operand::f32(squares, &view), &plan.axes, "arith.addf", 0.0);
-        let normalized = self.elementwise(&view, &[centered, Operand::f32(sq_sum, &kept)], &|b, a| {
-            let (k, e) = (b.constant(count as f64), b.constant(eps));
-            let var = b.bin("arith.divf", &a[1], &k);
-            let var = b.bin("arith.addf", &var, &e);
-            let std = b.op("math.sqrt", &var);
-            b.bin("arith.divf", &a[0], &std)
-        });
+        let normalized =
+            self.elementwise(&view, &[centered, Operand::f32(sq_sum, &kept)], &|b, a| {
+                let (k, e) = (b.constant(count as f64), b.constant(eps));
+                let var = b.bin("arith.divf", &a[1], &k);
+                let var = b.bin("arith.addf", &var, &e);
+                let std = b.op("math.sqrt", &var);
+                b.bin("arith.divf", &a[0], &std)
+            });
         let y = Operand::f32(self.reshape(&Operand::f32(normalized, &view), od)?, od);
         let mut parts = vec![y, self.norm_affine(n, 1, &plan)?];
         let has_bias = n.input(2).is_some();

@@ -2,7 +2,9 @@
 //! into a filled init, with an element-wise step before (|x|, x²) or after
 //! (÷ count, √) where the op needs one.
 
-use super::{axis_index, f32_type, int_attr, ints_attr, unsupported, Emitter, Operand};
+use super::{
+    axis_index, f32_type, int_attr, ints_attr, tensor_type, unsupported, Elem, Emitter, Operand,
+};
 use crate::Result;
 use sculpt_ir::Node;
 
@@ -51,6 +53,98 @@ impl Emitter<'_> {
             _ => reduced,
         };
         self.reshape(&Operand::f32(result, &kept), od)
+    }
+
+    /// ArgMax / ArgMin along `axis` (i64 indices; ties to the first
+    /// index, or the last with `select_last_index`): one generic with the
+    /// running best value and its index as outputs.
+    pub(super) fn arg_extreme(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let x = self.input(n, 0)?;
+        if !x.elem.is_float() {
+            return Err(unsupported(n, "integer input (float only)"));
+        }
+        let rank = x.dims.len();
+        let axis = axis_index(int_attr(n, "axis", 0), rank);
+        let max = n.op_type == "ArgMax";
+        let last = int_attr(n, "select_last_index", 0) != 0;
+        let predicate = match (max, last) {
+            (true, false) => "ogt",
+            (true, true) => "oge",
+            (false, false) => "olt",
+            (false, true) => "ole",
+        };
+        let mut kept = x.dims.clone();
+        kept[axis] = 1;
+        let best = self.filled(
+            &kept,
+            if max {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            },
+        );
+        let (zero, empty, index) = (self.fresh(), self.fresh(), self.fresh());
+        let ity = tensor_type(&kept, Elem::I64);
+        self.line(&format!("{zero} = arith.constant 0 : i64"));
+        self.line(&format!("{empty} = tensor.empty() : {ity}"));
+        self.line(&format!(
+            "{index} = linalg.fill ins({zero} : i64) outs({empty} : {ity}) -> {ity}"
+        ));
+        let dims: Vec<String> = (0..rank).map(|i| format!("d{i}")).collect();
+        let out_map: Vec<String> = (0..rank)
+            .map(|i| {
+                if i == axis {
+                    "0".into()
+                } else {
+                    format!("d{i}")
+                }
+            })
+            .collect();
+        let iterators: Vec<&str> = (0..rank)
+            .map(|i| {
+                if i == axis {
+                    "\"reduction\""
+                } else {
+                    "\"parallel\""
+                }
+            })
+            .collect();
+        let (r, a, v, i, k, ki, better, nv, ni) = (
+            self.fresh(),
+            self.fresh(),
+            self.fresh(),
+            self.fresh(),
+            self.fresh(),
+            self.fresh(),
+            self.fresh(),
+            self.fresh(),
+            self.fresh(),
+        );
+        let fty = f32_type(&kept);
+        self.line(&format!(
+            "{r}:2 = linalg.generic {{indexing_maps = [affine_map<({d}) -> ({d})>, affine_map<({d}) -> ({o})>, affine_map<({d}) -> ({o})>], iterator_types = [{}]}} ins({} : {}) outs({best}, {index} : {fty}, {ity}) {{",
+            iterators.join(", "),
+            x.name,
+            x.ty(),
+            d = dims.join(", "),
+            o = out_map.join(", ")
+        ));
+        self.line(&format!("^bb0({a}: f32, {v}: f32, {i}: i64):"));
+        self.line(&format!("  {k} = linalg.index {axis} : index"));
+        self.line(&format!("  {ki} = arith.index_cast {k} : index to i64"));
+        self.line(&format!(
+            "  {better} = arith.cmpf {predicate}, {a}, {v} : f32"
+        ));
+        self.line(&format!("  {nv} = arith.select {better}, {a}, {v} : f32"));
+        self.line(&format!("  {ni} = arith.select {better}, {ki}, {i} : i64"));
+        self.line(&format!("  linalg.yield {nv}, {ni} : f32, i64"));
+        self.line(&format!("}} -> ({fty}, {ity})"));
+        let indices = Operand {
+            name: format!("{r}#1"),
+            dims: kept,
+            elem: Elem::I64,
+        };
+        self.reshape(&indices, od)
     }
 
     /// The axes a Reduce* op reduces: from the attribute (before opset 18;

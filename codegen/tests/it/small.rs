@@ -463,3 +463,17 @@ graph "g" (%x: f32[2,4,3,2]) -> (%inst, %group) {
         &[("x", vec![2, 4, 3, 2])],
     );
 }
+
+#[test]
+fn argmax_and_argmin() {
+    check(
+        "argmax",
+        r#"opset "" 13
+graph "g" (%x: f32[2,3,4]) -> (%a, %b, %c) {
+  %a = ArgMax(%x) {axis=2}
+  %b = ArgMin(%x) {axis=1, keepdims=0}
+  %c = ArgMax(%x) {axis=0, select_last_index=1}
+}"#,
+        &[("x", vec![2, 3, 4])],
+    );
+}
