@@ -10,6 +10,20 @@ use crate::Result;
 use sculpt_ir::ops::infer::constant;
 use sculpt_ir::{AttrValue, Node};
 
+/// The broadcast of two MatMul operands' batch dims (equal ranks).
+pub(super) fn broadcast_batch(n: &Node, a: &[i64], b: &[i64]) -> Result<Vec<i64>> {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| {
+            if x != y && x != 1 && y != 1 {
+                Err(unsupported(n, "batch dimensions do not broadcast"))
+            } else {
+                Ok(x.max(y))
+            }
+        })
+        .collect()
+}
+
 /// How a normalization op normalizes (see [`Emitter::norm_plan`]).
 pub(super) struct NormPlan {
     pub view: Vec<i64>,
@@ -318,14 +332,7 @@ impl Emitter<'_> {
             v.extend(&d[..d.len() - 2]);
             v
         };
-        let (ba, bb) = (batch_of(&a.dims), batch_of(&b.dims));
-        let mut batch_dims = Vec::new();
-        for (x, y) in ba.iter().zip(&bb) {
-            if x != y && *x != 1 && *y != 1 {
-                return Err(unsupported(n, "batch dimensions do not broadcast"));
-            }
-            batch_dims.push(*x.max(y));
-        }
+        let batch_dims = broadcast_batch(n, &batch_of(&a.dims), &batch_of(&b.dims))?;
         let batch: i64 = batch_dims.iter().product();
         let mut flat = Vec::new();
         for (operand, rows, cols) in [(&a, m, k), (&b, k, nn)] {

@@ -8,6 +8,31 @@ use super::{
 use crate::Result;
 use sculpt_ir::Node;
 
+/// For a reduction over `axes` of a rank-`rank` input: the loop dims, the
+/// output map's results (reduced axes kept as 0) and the iterator types.
+fn reduction_maps(rank: usize, axes: &[usize]) -> (Vec<String>, Vec<String>, Vec<&'static str>) {
+    let dims = (0..rank).map(|i| format!("d{i}")).collect();
+    let out_map = (0..rank)
+        .map(|i| {
+            if axes.contains(&i) {
+                "0".into()
+            } else {
+                format!("d{i}")
+            }
+        })
+        .collect();
+    let iterators = (0..rank)
+        .map(|i| {
+            if axes.contains(&i) {
+                "\"reduction\""
+            } else {
+                "\"parallel\""
+            }
+        })
+        .collect();
+    (dims, out_map, iterators)
+}
+
 impl Emitter<'_> {
     /// ReduceSum, Mean, Max, Min, Prod, L1, L2, SumSquare over
     /// [`Self::reduced_axes`].
@@ -90,25 +115,7 @@ impl Emitter<'_> {
         self.line(&format!(
             "{index} = linalg.fill ins({zero} : i64) outs({empty} : {ity}) -> {ity}"
         ));
-        let dims: Vec<String> = (0..rank).map(|i| format!("d{i}")).collect();
-        let out_map: Vec<String> = (0..rank)
-            .map(|i| {
-                if i == axis {
-                    "0".into()
-                } else {
-                    format!("d{i}")
-                }
-            })
-            .collect();
-        let iterators: Vec<&str> = (0..rank)
-            .map(|i| {
-                if i == axis {
-                    "\"reduction\""
-                } else {
-                    "\"parallel\""
-                }
-            })
-            .collect();
+        let (dims, out_map, iterators) = reduction_maps(rank, &[axis]);
         let (r, a, v, i, k, ki, better, nv, ni) = (
             self.fresh(),
             self.fresh(),
@@ -175,25 +182,7 @@ impl Emitter<'_> {
         let kept: Vec<i64> = (0..rank)
             .map(|i| if axes.contains(&i) { 1 } else { x.dims[i] })
             .collect();
-        let dims: Vec<String> = (0..rank).map(|i| format!("d{i}")).collect();
-        let out_map: Vec<String> = (0..rank)
-            .map(|i| {
-                if axes.contains(&i) {
-                    "0".into()
-                } else {
-                    format!("d{i}")
-                }
-            })
-            .collect();
-        let iterators: Vec<&str> = (0..rank)
-            .map(|i| {
-                if axes.contains(&i) {
-                    "\"reduction\""
-                } else {
-                    "\"parallel\""
-                }
-            })
-            .collect();
+        let (dims, out_map, iterators) = reduction_maps(rank, axes);
         let filled = self.filled(&kept, init);
         let (r, a, o, s) = (self.fresh(), self.fresh(), self.fresh(), self.fresh());
         self.line(&format!(

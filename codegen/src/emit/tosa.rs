@@ -845,13 +845,7 @@ impl Emitter<'_> {
         }
         let rank = ra.max(rb);
         let (a, b) = (self.tosa_rank(&a, rank)?, self.tosa_rank(&b, rank)?);
-        let mut batch_dims = Vec::new();
-        for (x, y) in a.dims[..rank - 2].iter().zip(&b.dims[..rank - 2]) {
-            if x != y && *x != 1 && *y != 1 {
-                return Err(unsupported(n, "batch dimensions do not broadcast"));
-            }
-            batch_dims.push(*x.max(y));
-        }
+        let batch_dims = super::nn::broadcast_batch(n, &a.dims[..rank - 2], &b.dims[..rank - 2])?;
         let batch: i64 = batch_dims.iter().product();
         let mut flat = Vec::new();
         for (x, rows, cols) in [(&a, m, k), (&b, k, nn)] {
