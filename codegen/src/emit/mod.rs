@@ -18,6 +18,7 @@ mod elementwise;
 mod movement;
 mod nn;
 mod reduce;
+mod resize;
 mod tosa;
 
 use crate::{CodegenError, Result};
@@ -87,6 +88,7 @@ pub fn supported_ops() -> &'static [(&'static [&'static str], &'static str, &'st
         (&["Pad"], "tensor.pad (constant mode)", "tosa.pad"),
         (&["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare"], "linalg.generic reduction (axes from the attribute or a constant input)", "tosa.reduce_sum / max / min / product per axis (+ abs, square, √, ÷ count)"),
         (&["ArgMax", "ArgMin"], "linalg.generic reduction carrying the best value and its index (ties: first, or last with select_last_index)", "as linalg (its i64 output)"),
+        (&["Resize"], "linalg.generic over the output: each resized coordinate mapped back in f64 (every coordinate_transformation_mode but tf_crop_and_resize), then tensor.extract of the nearest element (nearest_mode as given) or of the 2^k linear corners, weighted", ""),
         (&["LRN"], "tensor.pad on channels + linalg.generic (window as a reduction dim) + math.powf", "tosa.avg_pool2d over the channels of a [N, C, H·W, 1] view (tosa.pad first) + tosa.pow"),
         (&["Shape", "Size", "Constant"], "arith.constant (shapes are static)", "tosa.const"),
         (&["Identity", "Dropout"], "the input itself (Dropout in inference mode)", "the input itself"),
@@ -214,6 +216,7 @@ fn shape_slots(op: &str) -> &'static [usize] {
         "Reshape" | "Squeeze" | "Unsqueeze" | "Expand" | "Split" | "Tile" => &[1],
         "Slice" => &[1, 2, 3, 4],
         "Pad" => &[1, 3],
+        "Resize" => &[1, 2, 3],
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
         | "ReduceL2" | "ReduceSumSquare" => &[1],
         _ => &[],
@@ -700,16 +703,27 @@ impl<'g> Emitter<'g> {
     /// shape-giving inputs (Reshape targets, axes, split sizes) computed at
     /// run time.
     fn check_static_inputs(&self, n: &Node, od: &[i64]) -> Result<()> {
+        let slots = shape_slots(&n.op_type);
+        let data = n
+            .inputs()
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| !slots.contains(slot))
+            .filter_map(|(_, v)| *v);
         let empty = od.contains(&0)
-            || n.inputs()
-                .iter()
-                .flatten()
-                .any(|&v| self.dims(v).is_some_and(|d| d.contains(&0)));
+            || data
+                .into_iter()
+                .any(|v| self.dims(v).is_some_and(|d| d.contains(&0)));
         if empty {
             return Err(unsupported(n, "zero-size tensors"));
         }
-        for &slot in shape_slots(&n.op_type) {
-            self.const_ints(n, slot)?;
+        for &slot in slots {
+            if n.input(slot).is_some_and(|v| constant(self.g, v).is_none()) {
+                return Err(unsupported(
+                    n,
+                    format!("input {slot} (a shape, axes or sizes) is computed at run time"),
+                ));
+            }
         }
         Ok(())
     }
@@ -875,6 +889,7 @@ impl<'g> Emitter<'g> {
             "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
             | "ReduceL2" | "ReduceSumSquare" => self.reduce(n, &od)?,
             "ArgMax" | "ArgMin" => self.arg_extreme(n, &od)?,
+            "Resize" => self.resize(n, &od)?,
             _ => {
                 return Err(unsupported(
                     n,

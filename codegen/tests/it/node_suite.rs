@@ -32,6 +32,66 @@ enum Outcome {
     Wrong(String),
 }
 
+/// The inputs that give shapes, axes, sizes, scales or bounds: the suite
+/// feeds them as graph inputs, exported models carry them as constants
+/// (and the emitter needs them constant).
+fn shape_giving(op: &str, slot: usize) -> bool {
+    match op {
+        "Reshape" | "Expand" | "Tile" | "Squeeze" | "Unsqueeze" | "Split" | "TopK" | "OneHot" => {
+            slot == 1
+        }
+        "Slice" | "Pad" | "Resize" => slot >= 1,
+        "ConstantOfShape" | "Range" => true,
+        op if op.starts_with("Reduce") => slot == 1,
+        _ => false,
+    }
+}
+
+/// `model` with the graph inputs that only give shapes (see
+/// [`shape_giving`]) turned into constants holding their test data; the
+/// remaining inputs' data.
+fn freeze_shape_inputs(
+    mut model: sculpt_ir::Model,
+    inputs: Vec<Array>,
+) -> (sculpt_ir::Model, Vec<Array>) {
+    let g = &mut model.graph;
+    let mut kept_inputs = Vec::new();
+    let mut kept_data = Vec::new();
+    for (v, a) in g.inputs.clone().into_iter().zip(inputs) {
+        let consumers = g.consumers(v);
+        let frozen = !consumers.is_empty()
+            && consumers
+                .iter()
+                .all(|&(node, slot)| shape_giving(&g.node(node).op_type, slot));
+        let tensor = match a.dtype {
+            sculpt_ir::DataType::F32 => a
+                .to_f64()
+                .map(|x| x.iter().map(|&v| v as f32).collect::<Vec<_>>())
+                .map(|x| sculpt_ir::Tensor::from_f32(dims_of(&a), &x)),
+            sculpt_ir::DataType::I64 => a
+                .to_f64()
+                .map(|x| x.iter().map(|&v| v as i64).collect::<Vec<_>>())
+                .map(|x| sculpt_ir::Tensor::from_i64(dims_of(&a), &x)),
+            _ => None,
+        };
+        match tensor {
+            Some(t) if frozen => {
+                g.value_mut(v).init = Some(sculpt_ir::Initializer::Dense(t));
+            }
+            _ => {
+                kept_inputs.push(v);
+                kept_data.push(a);
+            }
+        }
+    }
+    g.inputs = kept_inputs;
+    (model, kept_data)
+}
+
+fn dims_of(a: &Array) -> Vec<i64> {
+    a.shape.iter().map(|&d| d as i64).collect()
+}
+
 fn run_case(case: &std::path::Path, dialect: Dialect) -> Outcome {
     let Ok(model) = sculpt_ir::onnx::load(&case.join("model.onnx")) else {
         return Outcome::Refused("not imported".into());
@@ -39,6 +99,7 @@ fn run_case(case: &std::path::Path, dialect: Dialect) -> Outcome {
     let Ok((inputs, expected)) = sculpt_runtime::read_test_data_set(case, 0) else {
         return Outcome::Refused("no test data".into());
     };
+    let (model, inputs) = freeze_shape_inputs(model, inputs);
     // As `sculpt emit` does: each input bound to the shape of its data,
     // then cleanup, then emission.
     let mut options = EmitOptions {

@@ -477,3 +477,21 @@ graph "g" (%x: f32[2,3,4]) -> (%a, %b, %c) {
         &[("x", vec![2, 3, 4])],
     );
 }
+
+#[test]
+fn resize_nearest_and_linear() {
+    check(
+        "resize",
+        r#"opset "" 13
+graph "g" (%x: f32[1,2,3,4]) -> (%near, %lin, %down) {
+  init %roi = f32[0] []
+  init %up = f32[4] [1.0, 1.0, 2.0, 1.5]
+  init %half = f32[4] [1.0, 1.0, 0.67, 0.5]
+  init %sizes = i64[4] [1, 2, 5, 7]
+  %near = Resize(%x, %roi, %up) {mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"}
+  %lin = Resize(%x, %roi, _, %sizes) {mode="linear", coordinate_transformation_mode="align_corners"}
+  %down = Resize(%x, %roi, %half) {mode="linear"}
+}"#,
+        &[("x", vec![1, 2, 3, 4])],
+    );
+}
