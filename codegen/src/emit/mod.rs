@@ -75,7 +75,7 @@ pub fn supported_ops() -> &'static [(&'static [&'static str], &'static str, &'st
         (&["Cast"], "linalg.generic between f32, i64, i32 and bool: arith.sitofp / uitofp / fptosi / extsi / extui / trunci, cmp ≠ 0 for bool", "tosa.cast (float → int: tosa.floor / ceil first, to truncate toward zero)"),
         (&["Expand"], "linalg.generic (broadcasting copy)", "tosa.reshape + tosa.tile"),
         (&["BatchNormalization"], "linalg.generic (scale and shift folded per channel)", "tosa.mul + tosa.add (scale and shift folded per channel)"),
-        (&["LayerNormalization", "InstanceNormalization", "GroupNormalization"], "linalg.generic reductions (mean, variance) + normalize, scale, shift (GroupNorm on an [N, G, rest] view)", "tosa.reduce_sum per axis, tosa.rsqrt, mul, add"),
+        (&["LayerNormalization", "InstanceNormalization", "GroupNormalization", "RMSNormalization"], "linalg.generic reductions (mean, variance; RMSNorm: mean square only) + normalize, scale, shift (GroupNorm on an [N, G, rest] view)", "tosa.reduce_sum per axis, tosa.rsqrt, mul, add"),
         (&["MaxPool", "AveragePool"], "tensor.pad + linalg.pooling_nchw_max / pooling_nchw_sum (÷ window, or ÷ real elements with count_include_pad=0)", "tosa.max_pool2d / avg_pool2d on NHWC (count_include_pad=1 with pads: tosa.pad first)"),
         (&["GlobalAveragePool", "GlobalMaxPool"], "linalg.generic reduction over H and W (÷ H·W)", "tosa.reduce_sum / reduce_max over H and W (÷ H·W)"),
         (&["Flatten", "Reshape", "Squeeze", "Unsqueeze"], "tensor.reshape (shape and axes inputs constant)", "tosa.reshape"),
@@ -861,9 +861,10 @@ impl<'g> Emitter<'g> {
             }
             "LRN" => self.lrn(n, &od)?,
             "BatchNormalization" => self.batch_norm(n, &od)?,
-            "LayerNormalization" | "InstanceNormalization" | "GroupNormalization" => {
-                self.normalization(n, &od)?
-            }
+            "LayerNormalization"
+            | "InstanceNormalization"
+            | "GroupNormalization"
+            | "RMSNormalization" => self.normalization(n, &od)?,
             "Conv" => self.conv(n, &od)?,
             "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" => {
                 self.pool(n, &od)?

@@ -408,7 +408,7 @@ impl Emitter<'_> {
             Some(d)
         };
         Ok(match n.op_type.as_str() {
-            "LayerNormalization" => {
+            "LayerNormalization" | "RMSNormalization" => {
                 let axis = axis_index(int_attr(n, "axis", -1), rank);
                 NormPlan {
                     view: dims.to_vec(),
@@ -471,7 +471,8 @@ impl Emitter<'_> {
     }
 
     /// Layer, instance and group normalization: `(x − mean) / √(var + ε)`
-    /// over the plan's axes, then `· scale + bias`.
+    /// over the plan's axes, then `· scale + bias`; RMS normalization:
+    /// `x / √(mean(x²) + ε) · scale`.
     pub(super) fn normalization(&mut self, n: &Node, od: &[i64]) -> Result<String> {
         let x = self.float_input(n, 0)?;
         let plan = self.norm_plan(n, &x.dims)?;
@@ -479,18 +480,23 @@ impl Emitter<'_> {
         let x = Operand::f32(self.reshape(&x, &view)?, &view);
         let count: i64 = plan.axes.iter().map(|&a| view[a]).product();
         let eps = float_attr(n, "epsilon", 1e-5);
-        let (sum, kept) = self.reduce_axes(&x, &plan.axes, "arith.addf", 0.0);
-        let mean = Operand::f32(sum, &kept);
-        let centered = self.elementwise(&view, &[x, mean], &|b, a| {
-            let k = b.constant(count as f64);
-            let m = b.bin("arith.divf", &a[1], &k);
-            b.bin("arith.subf", &a[0], &m)
-        });
-        let centered = Operand::f32(centered, &view);
+        // RMSNormalization scales by the root mean square: no centering.
+        let centered = if n.op_type == "RMSNormalization" {
+            x
+        } else {
+            let (sum, kept) = self.reduce_axes(&x, &plan.axes, "arith.addf", 0.0);
+            let mean = Operand::f32(sum, &kept);
+            let centered = self.elementwise(&view, &[x, mean], &|b, a| {
+                let k = b.constant(count as f64);
+                let m = b.bin("arith.divf", &a[1], &k);
+                b.bin("arith.subf", &a[0], &m)
+            });
+            Operand::f32(centered, &view)
+        };
         let squares = self.elementwise(&view, std::slice::from_ref(&centered), &|b, a| {
             b.bin("arith.mulf", &a[0], &a[0])
         });
-        let (sq_sum, _) =
+        let (sq_sum, kept) =
             self.reduce_axes(&Operand::f32(squares, &view), &plan.axes, "arith.addf", 0.0);
         let normalized =
             self.elementwise(&view, &[centered, Operand::f32(sq_sum, &kept)], &|b, a| {

@@ -292,9 +292,10 @@ impl Emitter<'_> {
                 }
             }
             "BatchNormalization" => self.tosa_batch_norm(n, od)?,
-            "LayerNormalization" | "InstanceNormalization" | "GroupNormalization" => {
-                self.tosa_normalization(n, od)?
-            }
+            "LayerNormalization"
+            | "InstanceNormalization"
+            | "GroupNormalization"
+            | "RMSNormalization" => self.tosa_normalization(n, od)?,
             "Conv" => self.tosa_conv(n, od)?,
             "MaxPool" | "AveragePool" => self.tosa_pool(n, od)?,
             "GlobalAveragePool" | "GlobalMaxPool" => {
@@ -564,9 +565,14 @@ impl Emitter<'_> {
         let view = plan.view.clone();
         let x = self.tosa_reshape(&x, &view)?;
         let count: i64 = plan.axes.iter().map(|&a| view[a]).product();
-        let sum = self.tosa_reduce("reduce_sum", &x, &plan.axes);
-        let mean = self.tosa_scale(&sum, 1.0 / count as f64)?;
-        let centered = self.tosa_binary("sub", &x, &mean, &view, Elem::F32)?;
+        // RMSNormalization scales by the root mean square: no centering.
+        let centered = if n.op_type == "RMSNormalization" {
+            x
+        } else {
+            let sum = self.tosa_reduce("reduce_sum", &x, &plan.axes);
+            let mean = self.tosa_scale(&sum, 1.0 / count as f64)?;
+            self.tosa_binary("sub", &x, &mean, &view, Elem::F32)?
+        };
         let squares = self.tosa_binary("mul", &centered, &centered, &view, Elem::F32)?;
         let sq_sum = self.tosa_reduce("reduce_sum", &squares, &plan.axes);
         let var = self.tosa_scale(&sq_sum, 1.0 / count as f64)?;

@@ -63,7 +63,7 @@ pub fn node_flops(graph: &Graph, id: NodeId) -> Option<u64> {
         }
         "Softmax" | "LogSoftmax" => Some(5 * prod(&out?)),
         "BatchNormalization" | "InstanceNormalization" => Some(2 * prod(&out?)),
-        "LayerNormalization" | "GroupNormalization" => Some(8 * prod(&out?)),
+        "LayerNormalization" | "GroupNormalization" | "RMSNormalization" => Some(8 * prod(&out?)),
         _ => out.map(|o| prod(&o)),
     }
 }

@@ -555,6 +555,7 @@ const UNARY: &[&str] = &[
     "BatchNormalization",
     "InstanceNormalization",
     "LayerNormalization",
+    "RMSNormalization",
     "LpNormalization",
     "LRN",
     "PRelu",
