@@ -571,19 +571,24 @@ impl Emitter<'_> {
         }))
     }
 
+    /// The axes Softmax and LogSoftmax normalize over: `axis` (default −1)
+    /// from opset 13; before it, every axis from `axis` on (default 1).
+    pub(super) fn softmax_axes(&self, n: &Node, rank: usize) -> Vec<usize> {
+        let old = self.opset < 13;
+        let axis = axis_index(int_attr(n, "axis", if old { 1 } else { -1 }), rank);
+        if old {
+            (axis..rank).collect()
+        } else {
+            vec![axis]
+        }
+    }
+
     /// Softmax decomposed: exp(x − max) / Σ exp(x − max) along `axis`
     /// (before opset 13: over every axis from `axis` on, default 1);
     /// LogSoftmax: (x − max) − log Σ exp(x − max).
     pub(super) fn softmax(&mut self, n: &Node, od: &[i64]) -> Result<String> {
         let x = self.float_input(n, 0)?;
-        let rank = od.len();
-        let old = self.opset < 13;
-        let axis = axis_index(int_attr(n, "axis", if old { 1 } else { -1 }), rank);
-        let axes: Vec<usize> = if old {
-            (axis..rank).collect()
-        } else {
-            vec![axis]
-        };
+        let axes = self.softmax_axes(n, od.len());
         let (max, kept) = self.reduce_axes(&x, &axes, "arith.maximumf", f64::NEG_INFINITY);
         let max = Operand::f32(max, &kept);
         let e = self.elementwise(od, &[x.clone(), max.clone()], &|b, a| {

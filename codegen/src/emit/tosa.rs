@@ -918,14 +918,7 @@ impl Emitter<'_> {
 
     fn tosa_softmax(&mut self, n: &Node, od: &[i64]) -> Result<Operand> {
         let x = self.input(n, 0)?;
-        let rank = od.len();
-        let old = self.opset < 13;
-        let axis = axis_index(int_attr(n, "axis", if old { 1 } else { -1 }), rank);
-        let axes: Vec<usize> = if old {
-            (axis..rank).collect()
-        } else {
-            vec![axis]
-        };
+        let axes = self.softmax_axes(n, od.len());
         let max = self.tosa_reduce("reduce_max", &x, &axes);
         let shifted = self.tosa_binary("sub", &x, &max, od, Elem::F32)?;
         let e = self.tosa_unary("exp", &shifted);
