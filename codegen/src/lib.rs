@@ -11,6 +11,7 @@
 mod cpu;
 mod emit;
 mod gpu;
+mod legalize;
 mod verify;
 
 pub use cpu::{CpuModule, HostTensor, CPU_PIPELINE};

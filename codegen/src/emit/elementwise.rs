@@ -166,6 +166,15 @@ impl Emitter<'_> {
                         "Round" => "math.roundeven",
                         "Sin" => "math.sin",
                         "Cos" => "math.cos",
+                        "Tan" => "math.tan",
+                        "Asin" => "math.asin",
+                        "Acos" => "math.acos",
+                        "Atan" => "math.atan",
+                        "Sinh" => "math.sinh",
+                        "Cosh" => "math.cosh",
+                        "Asinh" => "math.asinh",
+                        "Acosh" => "math.acosh",
+                        "Atanh" => "math.atanh",
                         _ => "arith.negf",
                     };
                     b.op(instr, x)
@@ -204,6 +213,7 @@ impl Emitter<'_> {
         }
         let float = elem.is_float();
         let op = n.op_type.clone();
+        let fmod = super::int_attr(n, "fmod", 0) != 0;
         let instr = match (op.as_str(), float) {
             ("Add" | "Sum" | "Mean", true) => "arith.addf",
             ("Sub", true) => "arith.subf",
@@ -212,6 +222,9 @@ impl Emitter<'_> {
             ("Max", true) => "arith.maximumf",
             ("Min", true) => "arith.minimumf",
             ("Pow", true) => "math.powf",
+            ("Mod", true) if fmod => "arith.remf",
+            ("Mod", true) => return Err(unsupported(n, "fmod=0 on floats (ONNX wants fmod=1)")),
+            ("Mod", false) => "arith.remsi",
             ("Add" | "Sum", false) => "arith.addi",
             ("Sub", false) => "arith.subi",
             ("Mul", false) => "arith.muli",
@@ -230,6 +243,17 @@ impl Emitter<'_> {
             if op == "Mean" {
                 let k = b.constant(count);
                 acc = b.bin("arith.divf", &acc, &k);
+            }
+            if op == "Mod" && !fmod {
+                // The remainder takes the divisor's sign (Python's %).
+                let zero = b.constant_of(0.0, elem);
+                let nonzero = b.assign(format!("arith.cmpi ne, {acc}, {zero} : {ty}"));
+                let r_neg = b.assign(format!("arith.cmpi slt, {acc}, {zero} : {ty}"));
+                let d_neg = b.assign(format!("arith.cmpi slt, {}, {zero} : {ty}", a[1]));
+                let signs = b.assign(format!("arith.xori {r_neg}, {d_neg} : i1"));
+                let fix = b.assign(format!("arith.andi {nonzero}, {signs} : i1"));
+                let shifted = b.assign(format!("arith.addi {acc}, {} : {ty}", a[1]));
+                acc = select(b, &fix, &shifted, &acc, ty);
             }
             acc
         }))

@@ -58,13 +58,15 @@ impl std::str::FromStr for Dialect {
 /// TOSA (empty: refused with `--dialect tosa`), for the docs.
 pub fn supported_ops() -> &'static [(&'static [&'static str], &'static str, &'static str)] {
     &[
-        (&["Conv"], "tensor.pad + linalg.conv_2d_nchw_fchw / conv_2d_ngchw_gfchw (groups), bias in the init; 1×1, stride 1, one image: linalg.matmul", "tosa.transpose to NHWC + tosa.conv2d / depthwise_conv2d (weights permuted at compile time); other groups: tosa.slice per group + tosa.concat; 1×1, stride 1, one image: tosa.matmul"),
+        (&["Conv"], "(1-d: lifted to 2-d over an [N, C, 1, L] view, as are 1-d pools) tensor.pad + linalg.conv_2d_nchw_fchw / conv_2d_ngchw_gfchw (groups), bias in the init; 1×1, stride 1, one image: linalg.matmul", "tosa.transpose to NHWC + tosa.conv2d / depthwise_conv2d (weights permuted at compile time); other groups: tosa.slice per group + tosa.concat; 1×1, stride 1, one image: tosa.matmul"),
         (&["Gemm"], "linalg.transpose + linalg.matmul + linalg.generic (alpha, beta·C)", "tosa.matmul (transposed constants permuted at compile time) + tosa.mul / tosa.add (alpha, beta·C)"),
         (&["MatMul"], "linalg.matmul / linalg.batch_matmul (batch dims broadcast, then collapsed; 1-d operands promoted)", "tosa.matmul (rank 3; batch dims broadcast with tosa.tile, then collapsed)"),
         (&["Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Mean"], "linalg.generic with broadcasting maps (arith float or signed-integer ops)", "tosa.add / sub / mul / maximum / minimum / pow (operands reshaped to one rank); float Div: tosa.reciprocal + tosa.mul; integer Div: tosa.intdiv"),
         (&["Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Erf", "Gelu", "Exp", "Log", "Sqrt", "Reciprocal", "Neg", "Abs"], "linalg.generic over arith/math (float)", "tosa.clamp, sigmoid, tanh, erf, exp, log, reciprocal, negate, abs; Sqrt: tosa.pow ½; the rest composed"),
         (&["Elu", "Selu", "Softplus", "Softsign", "ThresholdedRelu", "Floor", "Ceil", "Sign", "Sin", "Cos"], "linalg.generic over arith/math (float)", "tosa.exp / select / log / abs / floor / ceil / sin / cos, composed"),
         (&["Round"], "linalg.generic: math.roundeven (halves to even)", ""),
+        (&["Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh"], "linalg.generic over math.tan / asin / acos / atan / sinh / cosh / asinh / acosh / atanh", ""),
+        (&["Mod"], "linalg.generic: arith.remf (fmod=1) / arith.remsi, moved to the divisor's sign for fmod=0", ""),
         (&["PRelu"], "linalg.generic: arith.select on x < 0 (slope broadcast)", "tosa.greater_equal + tosa.mul + tosa.select"),
         (&["CastLike"], "as Cast, to the second input's element type", "as Cast"),
         (&["Tile"], "linalg.generic whose input map takes each index modulo the input's dim (repeats constant)", "tosa.tile"),
@@ -86,12 +88,19 @@ pub fn supported_ops() -> &'static [(&'static [&'static str], &'static str, &'st
         (&["Split"], "tensor.extract_slice per output (sizes constant)", "tosa.slice per output"),
         (&["Gather"], "linalg.generic over the indices: arith.index_cast (negative indices wrapped) + tensor.extract", "tosa.gather on [N, K, C] (indices cast to i32, negative ones wrapped, tiled over N)"),
         (&["Pad"], "tensor.pad (constant mode)", "tosa.pad"),
+        (&["GatherElements"], "linalg.generic over the indices: tensor.extract at the same coordinates but on the axis (negative indices wrapped)", "as linalg when the indices are i64 (TOSA has no i64)"),
+        (&["CumSum"], "linalg.generic with the summed index as a reduction loop, adding the elements on the right side of the output's (exclusive, reverse; axis constant)", ""),
+        (&["Einsum"], "linalg.generic: the output's letters as parallel loops, the summed letters as reduction loops, the operands' product added up (no ellipsis)", ""),
         (&["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare"], "linalg.generic reduction (axes from the attribute or a constant input)", "tosa.reduce_sum / max / min / product per axis (+ abs, square, √, ÷ count)"),
         (&["ArgMax", "ArgMin"], "linalg.generic reduction carrying the best value and its index (ties: first, or last with select_last_index)", "as linalg (its i64 output)"),
         (&["Resize"], "linalg.generic over the output: each resized coordinate mapped back in f64 (every coordinate_transformation_mode but tf_crop_and_resize), then tensor.extract of the nearest element (nearest_mode as given) or of the 2^k linear corners, weighted", ""),
         (&["LRN"], "tensor.pad on channels + linalg.generic (window as a reduction dim) + math.powf", "tosa.avg_pool2d over the channels of a [N, C, H·W, 1] view (tosa.pad first) + tosa.pow"),
         (&["Shape", "Size", "Constant"], "arith.constant (shapes are static)", "tosa.const"),
         (&["Identity", "Dropout"], "the input itself (Dropout in inference mode)", "the input itself"),
+        (&["ConvTranspose"], "rewritten first (1-d, 2-d): a Conv at stride 1 of the input with stride − 1 zeros between elements (Reshape + Pad), padded or cropped by dilation·(kernel − 1) − pads, with the kernel flipped and its channel axes swapped per group (constant kernels flipped at compile time)", "as linalg: the same rewrite"),
+        (&["Range", "ConstantOfShape", "EyeLike"], "folded first into a constant (inputs constant; EyeLike reads only the shape)", "as linalg: folded into a constant"),
+        (&["DepthToSpace", "SpaceToDepth"], "rewritten first: Reshape + Transpose + Reshape (DCR and CRD)", "as linalg: the same rewrite"),
+        (&["Trilu", "Mish", "LpNormalization", "ReduceLogSum", "ReduceLogSumExp"], "rewritten first: Where with a constant mask (k constant); x·tanh(softplus(x)); x ÷ ReduceL1/L2; Log(ReduceSum(x)); Log(ReduceSum(Exp(x)))", "as linalg: the same rewrite"),
     ]
 }
 
@@ -216,6 +225,7 @@ fn shape_slots(op: &str) -> &'static [usize] {
         "Reshape" | "Squeeze" | "Unsqueeze" | "Expand" | "Split" | "Tile" => &[1],
         "Slice" => &[1, 2, 3, 4],
         "Pad" => &[1, 3],
+        "CumSum" => &[1],
         "Resize" => &[1, 2, 3],
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
         | "ReduceL2" | "ReduceSumSquare" => &[1],
@@ -224,7 +234,7 @@ fn shape_slots(op: &str) -> &'static [usize] {
 }
 
 /// The error for `n` when it cannot be emitted.
-fn unsupported(n: &Node, reason: impl Into<String>) -> CodegenError {
+pub(crate) fn unsupported(n: &Node, reason: impl Into<String>) -> CodegenError {
     CodegenError::Unsupported {
         node: n.display_name().into(),
         op: n.op_type.clone(),
@@ -541,6 +551,13 @@ impl<'g> Emitter<'g> {
         let name = self.fresh();
         let ty = tensor_type(&t.dims, elem);
         let count = t.element_count().unwrap_or(0) as usize;
+        if count == 0 && self.dialect == Dialect::Tosa {
+            return Err(CodegenError::Unsupported {
+                node: label.to_string(),
+                op: "constant".into(),
+                reason: "zero-size tensors (TOSA has none)".into(),
+            });
+        }
         let literal = if elem == Elem::Bool || (elem != Elem::F32 && count <= SMALL_CONSTANT) {
             let items: Vec<String> = t
                 .to_i64_vec()?
@@ -580,16 +597,80 @@ impl<'g> Emitter<'g> {
         self.constant(&Tensor::from_f32(dims.to_vec(), values), label)
     }
 
-    /// `tensor.empty` filled with `fill`.
+    /// An f32 `tensor.empty` filled with `fill`.
     fn filled(&mut self, dims: &[i64], fill: f64) -> String {
-        let ty = f32_type(dims);
+        self.filled_of(dims, Elem::F32, fill)
+    }
+
+    /// A `tensor.empty` of `elem` filled with `fill`.
+    fn filled_of(&mut self, dims: &[i64], elem: Elem, fill: f64) -> String {
+        let ty = tensor_type(dims, elem);
         let (c, e, f) = (self.fresh(), self.fresh(), self.fresh());
-        self.line(&format!("{c} = arith.constant {} : f32", float_lit(fill)));
+        self.line(&format!("{c} = {}", elem.scalar_constant(fill)));
         self.line(&format!("{e} = tensor.empty() : {ty}"));
         self.line(&format!(
-            "{f} = linalg.fill ins({c} : f32) outs({e} : {ty}) -> {ty}"
+            "{f} = linalg.fill ins({c} : {}) outs({e} : {ty}) -> {ty}",
+            elem.mlir()
         ));
         f
+    }
+
+    /// A `linalg.generic` over `iterators.len()` loops (`"parallel"` or
+    /// `"reduction"`), reading each input through its map and
+    /// accumulating into `init` through `out_map`: `body(region, input
+    /// elements, accumulator)` gives the new accumulator.
+    fn accumulate(
+        &mut self,
+        iterators: &[&str],
+        inputs: &[MapIn],
+        init: &Operand,
+        out_map: &[String],
+        body: &dyn Fn(&mut Region, &[String], &str) -> String,
+    ) -> String {
+        let dims: Vec<String> = (0..iterators.len()).map(|i| format!("d{i}")).collect();
+        let map = |exprs: &[String]| {
+            format!(
+                "affine_map<({}) -> ({})>",
+                dims.join(", "),
+                exprs.join(", ")
+            )
+        };
+        let mut maps: Vec<String> = inputs.iter().map(|i| map(&i.exprs)).collect();
+        maps.push(map(out_map));
+        let result = self.fresh();
+        let args: Vec<String> = inputs.iter().map(|_| self.fresh()).collect();
+        let acc = self.fresh();
+        let mut region = Region {
+            lines: Vec::new(),
+            next: self.next,
+        };
+        let value = body(&mut region, &args, &acc);
+        self.next = region.next;
+        let iterators: Vec<String> = iterators.iter().map(|i| format!("\"{i}\"")).collect();
+        let mut block_args: Vec<String> = args
+            .iter()
+            .zip(inputs)
+            .map(|(a, i)| format!("{a}: {}", i.operand.elem.mlir()))
+            .collect();
+        block_args.push(format!("{acc}: {}", init.elem.mlir()));
+        let names: Vec<&str> = inputs.iter().map(|i| i.operand.name.as_str()).collect();
+        let types: Vec<String> = inputs.iter().map(|i| i.operand.ty()).collect();
+        let ty = init.ty();
+        self.line(&format!(
+            "{result} = linalg.generic {{indexing_maps = [{}], iterator_types = [{}]}} ins({} : {}) outs({} : {ty}) {{",
+            maps.join(", "),
+            iterators.join(", "),
+            names.join(", "),
+            types.join(", "),
+            init.name
+        ));
+        self.line(&format!("^bb0({}):", block_args.join(", ")));
+        for l in region.lines {
+            self.line(&format!("  {l}"));
+        }
+        self.line(&format!("  linalg.yield {value} : {}", init.elem.mlir()));
+        self.line(&format!("}} -> {ty}"));
+        result
     }
 
     fn empty(&mut self, dims: &[i64], elem: Elem) -> String {
@@ -841,11 +922,12 @@ impl<'g> Emitter<'g> {
             "Relu" | "LeakyRelu" | "Sigmoid" | "Tanh" | "Erf" | "Exp" | "Sqrt" | "Neg" | "Abs"
             | "HardSigmoid" | "HardSwish" | "Clip" | "Gelu" | "Log" | "Reciprocal" | "Elu"
             | "Selu" | "Softplus" | "Softsign" | "ThresholdedRelu" | "Floor" | "Ceil" | "Round"
-            | "Sign" | "Sin" | "Cos" => self.unary(n, &od)?,
+            | "Sign" | "Sin" | "Cos" | "Tan" | "Asin" | "Acos" | "Atan" | "Sinh" | "Cosh"
+            | "Asinh" | "Acosh" | "Atanh" => self.unary(n, &od)?,
             "PRelu" => self.prelu(n, &od)?,
             "CastLike" => self.cast(n, &od, elem)?,
             "Tile" => self.tile(n, &od)?,
-            "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Pow" | "Sum" | "Mean" => {
+            "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Pow" | "Sum" | "Mean" | "Mod" => {
                 self.arithmetic(n, &od, elem)?
             }
             "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => {
@@ -885,6 +967,9 @@ impl<'g> Emitter<'g> {
             "Concat" => self.concat(n, &od, elem)?,
             "Slice" => self.slice(n, &od)?,
             "Gather" => self.gather(n, &od)?,
+            "GatherElements" => self.gather_elements(n, &od)?,
+            "CumSum" => self.cumsum(n, &od)?,
+            "Einsum" => self.einsum(n, &od)?,
             "Pad" => self.pad_op(n)?,
             "Shape" | "Size" => self.shape_constant(n, &od)?,
             "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
@@ -912,7 +997,8 @@ pub struct Emitted {
 
 /// Emits `model` as MLIR text (not yet verified: see [`crate::emit_mlir`]).
 pub fn emit_text(model: &Model, options: &EmitOptions) -> Result<Emitted> {
-    let g = static_graph(model, options)?;
+    let mut g = static_graph(model, options)?;
+    crate::legalize::legalize(&mut g, model.onnx_opset())?;
     let mut e = Emitter {
         g: &g,
         dialect: options.dialect,

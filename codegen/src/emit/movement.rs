@@ -4,7 +4,7 @@
 
 use super::{
     axis_index, int_attr, ints_attr, tensor_type, unsupported, Dialect, Elem, Emitter, MapIn,
-    Operand,
+    Operand, Region,
 };
 use crate::Result;
 use sculpt_ir::ops::infer::constant;
@@ -15,6 +15,17 @@ fn list(v: &[i64]) -> String {
 }
 
 /// `data` (row-major, `dims`) with its axes permuted by `perm`.
+/// An index element (`ity`) as an `index` into a dim of `size`,
+/// negative ones counted from the end.
+fn wrapped_index(b: &mut Region, index: &str, ity: &str, size: i64) -> String {
+    let i = b.assign(format!("arith.index_cast {index} : {ity} to index"));
+    let zero = b.assign("arith.constant 0 : index".into());
+    let size = b.assign(format!("arith.constant {size} : index"));
+    let negative = b.assign(format!("arith.cmpi slt, {i}, {zero} : index"));
+    let wrapped = b.assign(format!("arith.addi {i}, {size} : index"));
+    b.assign(format!("arith.select {negative}, {wrapped}, {i} : index"))
+}
+
 fn permute(data: &[f32], dims: &[i64], perm: &[usize]) -> (Vec<f32>, Vec<i64>) {
     let rank = dims.len();
     let out_dims: Vec<i64> = perm.iter().map(|&p| dims[p]).collect();
@@ -266,18 +277,52 @@ impl Emitter<'_> {
                 exprs,
             }],
             &|b, a| {
-                let i = b.assign(format!("arith.index_cast {} : {ity} to index", a[0]));
-                let zero = b.assign("arith.constant 0 : index".into());
-                let size = b.assign(format!("arith.constant {dim} : index"));
-                let negative = b.assign(format!("arith.cmpi slt, {i}, {zero} : index"));
-                let wrapped = b.assign(format!("arith.addi {i}, {size} : index"));
-                let k = b.assign(format!("arith.select {negative}, {wrapped}, {i} : index"));
+                let k = wrapped_index(b, &a[0], ity, dim);
                 let coords: Vec<String> = (0..rank)
                     .map(|j| match j.cmp(&axis) {
                         std::cmp::Ordering::Less => b.assign(format!("linalg.index {j} : index")),
                         std::cmp::Ordering::Equal => k.clone(),
                         std::cmp::Ordering::Greater => {
                             b.assign(format!("linalg.index {} : index", j - 1 + q))
+                        }
+                    })
+                    .collect();
+                b.assign(format!(
+                    "tensor.extract {source}[{}] : {source_ty}",
+                    coords.join(", ")
+                ))
+            },
+        ))
+    }
+
+    /// GatherElements: each output element the data element at the same
+    /// coordinates, except on `axis`, where the index says.
+    pub(super) fn gather_elements(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let data = self.input(n, 0)?;
+        let indices = self.input(n, 1)?;
+        if !matches!(indices.elem, Elem::I64 | Elem::I32) {
+            return Err(unsupported(n, "indices are not i64 or i32"));
+        }
+        let rank = data.dims.len();
+        let axis = axis_index(int_attr(n, "axis", 0), rank);
+        let exprs = (0..rank).map(|d| format!("d{d}")).collect();
+        let (dim, ity) = (data.dims[axis], indices.elem.mlir());
+        let (source, source_ty) = (data.name.clone(), data.ty());
+        Ok(self.generic(
+            od,
+            data.elem,
+            &[MapIn {
+                operand: &indices,
+                exprs,
+            }],
+            &|b, a| {
+                let k = wrapped_index(b, &a[0], ity, dim);
+                let coords: Vec<String> = (0..rank)
+                    .map(|j| {
+                        if j == axis {
+                            k.clone()
+                        } else {
+                            b.assign(format!("linalg.index {j} : index"))
                         }
                     })
                     .collect();

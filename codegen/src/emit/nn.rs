@@ -4,7 +4,7 @@
 
 use super::{
     axis_index, f32_type, float_attr, int_attr, ints_attr, lrn_params, unsupported, Elem, Emitter,
-    Operand,
+    MapIn, Operand,
 };
 use crate::Result;
 use sculpt_ir::ops::infer::constant;
@@ -80,7 +80,7 @@ impl Emitter<'_> {
         if x.dims.len() != 4 {
             return Err(unsupported(
                 n,
-                format!("{}-d convolution (2-d only)", x.dims.len() - 2),
+                format!("{}-d convolution (1-d and 2-d only)", x.dims.len() - 2),
             ));
         }
         let (pads, strides, dilations) = self.spatial(n, 2)?;
@@ -171,7 +171,7 @@ impl Emitter<'_> {
         let x = self.float_input(n, 0)?;
         let xd = x.dims.clone();
         if xd.len() != 4 {
-            return Err(unsupported(n, "2-d pooling only"));
+            return Err(unsupported(n, "1-d and 2-d pooling only"));
         }
         let global = n.op_type.starts_with("Global");
         let max = n.op_type.ends_with("MaxPool");
@@ -607,5 +607,69 @@ impl Emitter<'_> {
         Ok(self.elementwise(od, &[Operand::f32(e, od), sum], &|b, a| {
             b.bin("arith.divf", &a[0], &a[1])
         }))
+    }
+
+    /// Einsum without ellipses: one generic whose loops are the output's
+    /// letters (parallel) and then the summed ones (reduction); each
+    /// operand is read through its letters, and the product of the
+    /// operands is added up (a letter repeated in a term reads a
+    /// diagonal).
+    pub(super) fn einsum(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let equation = n
+            .attr("equation")
+            .and_then(AttrValue::as_str)
+            .ok_or_else(|| unsupported(n, "no equation"))?;
+        let slots: Vec<usize> = (0..n.inputs().len()).collect();
+        let operands = self.operands(n, &slots)?;
+        let dims: Vec<&[i64]> = operands.iter().map(|o| o.dims.as_slice()).collect();
+        let plan = sculpt_ir::ops::infer::einsum_plan(equation, &dims)
+            .map_err(|reason| unsupported(n, reason))?;
+        let elem = operands[0].elem;
+        if elem == Elem::Bool || operands.iter().any(|o| o.elem != elem) {
+            return Err(unsupported(n, "operands of mixed or bool element types"));
+        }
+        let loop_of = |c: char| plan.letters.iter().position(|&l| l == c).unwrap_or(0);
+        let inputs: Vec<MapIn> = operands
+            .iter()
+            .zip(&plan.terms)
+            .map(|(operand, term)| MapIn {
+                operand,
+                exprs: term.chars().map(|c| format!("d{}", loop_of(c))).collect(),
+            })
+            .collect();
+        let out_map: Vec<String> = plan
+            .output
+            .chars()
+            .map(|c| format!("d{}", loop_of(c)))
+            .collect();
+        let iterators: Vec<&str> = (0..plan.letters.len())
+            .map(|i| {
+                if i < out_map.len() {
+                    "parallel"
+                } else {
+                    "reduction"
+                }
+            })
+            .collect();
+        let init = Operand {
+            name: self.filled_of(od, elem, 0.0),
+            dims: od.to_vec(),
+            elem,
+        };
+        let (mul, add) = if elem.is_float() {
+            ("arith.mulf", "arith.addf")
+        } else {
+            ("arith.muli", "arith.addi")
+        };
+        let ty = elem.mlir();
+        Ok(
+            self.accumulate(&iterators, &inputs, &init, &out_map, &|b, a, acc| {
+                let mut product = a[0].clone();
+                for x in &a[1..] {
+                    product = b.assign(format!("{mul} {product}, {x} : {ty}"));
+                }
+                b.assign(format!("{add} {acc}, {product} : {ty}"))
+            }),
+        )
     }
 }

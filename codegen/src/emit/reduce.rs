@@ -3,7 +3,8 @@
 //! (÷ count, √) where the op needs one.
 
 use super::{
-    axis_index, f32_type, int_attr, ints_attr, tensor_type, unsupported, Elem, Emitter, Operand,
+    axis_index, f32_type, int_attr, ints_attr, tensor_type, unsupported, Elem, Emitter, MapIn,
+    Operand,
 };
 use crate::Result;
 use sculpt_ir::Node;
@@ -199,5 +200,68 @@ impl Emitter<'_> {
         self.line(&format!("  linalg.yield {s} : f32"));
         self.line(&format!("}} -> {}", f32_type(&kept)));
         (r, kept)
+    }
+
+    /// CumSum along a constant axis: `out[.., i, ..] = Σ x[.., j, ..]`
+    /// over j ≤ i (j < i when exclusive; j ≥ i, j > i reversed), as one
+    /// generic whose extra reduction loop walks j.
+    pub(super) fn cumsum(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let x = self.input(n, 0)?;
+        if x.elem == Elem::Bool {
+            return Err(unsupported(n, "bool input"));
+        }
+        let rank = x.dims.len();
+        let axis = self
+            .const_ints(n, 1)?
+            .and_then(|a| a.first().copied())
+            .ok_or_else(|| unsupported(n, "no axis"))?;
+        let axis = axis_index(axis, rank);
+        let predicate = match (
+            int_attr(n, "reverse", 0) != 0,
+            int_attr(n, "exclusive", 0) != 0,
+        ) {
+            (false, false) => "sle",
+            (false, true) => "slt",
+            (true, false) => "sge",
+            (true, true) => "sgt",
+        };
+        let exprs = (0..rank)
+            .map(|k| {
+                if k == axis {
+                    format!("d{rank}")
+                } else {
+                    format!("d{k}")
+                }
+            })
+            .collect();
+        let out_map: Vec<String> = (0..rank).map(|k| format!("d{k}")).collect();
+        let mut iterators = vec!["parallel"; rank];
+        iterators.push("reduction");
+        let elem = x.elem;
+        let init = Operand {
+            name: self.filled_of(od, elem, 0.0),
+            dims: od.to_vec(),
+            elem,
+        };
+        let add = if elem.is_float() {
+            "arith.addf"
+        } else {
+            "arith.addi"
+        };
+        let ty = elem.mlir();
+        Ok(self.accumulate(
+            &iterators,
+            &[MapIn { operand: &x, exprs }],
+            &init,
+            &out_map,
+            &|b, a, acc| {
+                let i = b.assign(format!("linalg.index {axis} : index"));
+                let j = b.assign(format!("linalg.index {rank} : index"));
+                let taken = b.assign(format!("arith.cmpi {predicate}, {j}, {i} : index"));
+                let zero = b.constant_of(0.0, elem);
+                let term = b.assign(format!("arith.select {taken}, {}, {zero} : {ty}", a[0]));
+                b.assign(format!("{add} {acc}, {term} : {ty}"))
+            },
+        ))
     }
 }

@@ -421,7 +421,9 @@ impl Emitter<'_> {
                 let hi = self
                     .const_scalar(n, 2)?
                     .unwrap_or(float_attr(n, "max", f32::MAX as f64));
-                self.tosa_clamp(&x, lo, hi)
+                // min(max(x, lo), hi) is hi everywhere when lo > hi;
+                // tosa.clamp wants lo <= hi.
+                self.tosa_clamp(&x, lo.min(hi), hi)
             }
             "LeakyRelu" => {
                 let zero = self.tosa_scalar(0.0, Elem::F32, x.dims.len());
@@ -739,7 +741,7 @@ impl Emitter<'_> {
     fn tosa_pool(&mut self, n: &Node, od: &[i64]) -> Result<Operand> {
         let x = self.input(n, 0)?;
         if x.dims.len() != 4 {
-            return Err(unsupported(n, "2-d pooling only"));
+            return Err(unsupported(n, "1-d and 2-d pooling only"));
         }
         let (mut pads, strides, dilations) = self.spatial(n, 2)?;
         if dilations.iter().any(|&d| d != 1) {

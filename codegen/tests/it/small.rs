@@ -495,3 +495,126 @@ graph "g" (%x: f32[1,2,3,4]) -> (%near, %lin, %down) {
         &[("x", vec![1, 2, 3, 4])],
     );
 }
+
+/// `count` varied values in [-2, 2] as text, for constant weights.
+fn weights(count: usize) -> String {
+    let v: Vec<String> = (0..count)
+        .map(|i| format!("{:.2}", ((i * 29 % 13) as f32 - 6.0) / 3.0))
+        .collect();
+    format!("[{}]", v.join(", "))
+}
+
+#[test]
+fn transposed_and_1d_convolutions() {
+    let text = r#"opset "" 17
+graph "g" (%x: f32[1,4,3,3], %s: f32[1,2,7]) -> (%up, %grouped, %wide, %line, %back, %maxp, %avgp) {
+  init %w = f32[4,3,3,3] W108
+  init %b = f32[3] [0.5, -0.5, 1.0]
+  init %gw = f32[4,1,2,2] W16
+  init %lw = f32[3,2,3] W18
+  init %tw = f32[2,3,4] W24
+  %up = ConvTranspose(%x, %w, %b) {strides=[2, 2], pads=[1, 0, 1, 1], output_padding=[1, 0]}
+  %grouped = ConvTranspose(%x, %gw) {group=2, strides=[2, 1], dilations=[1, 2]}
+  %wide = ConvTranspose(%x, %w) {strides=[3, 2], output_shape=[10, 8]}
+  %line = Conv(%s, %lw, %b) {pads=[1, 2], strides=[2], dilations=[2]}
+  %back = ConvTranspose(%s, %tw) {strides=[3], pads=[2, 1]}
+  %maxp = MaxPool(%s) {kernel_shape=[3], strides=[2], pads=[1, 1]}
+  %avgp = AveragePool(%s) {kernel_shape=[2], pads=[0, 1]}
+}"#
+    .replace("W108", &weights(108))
+    .replace("W16", &weights(16))
+    .replace("W18", &weights(18))
+    .replace("W24", &weights(24));
+    check(
+        "conv_transpose",
+        &text,
+        &[("x", vec![1, 4, 3, 3]), ("s", vec![1, 2, 7])],
+    );
+}
+
+#[test]
+fn einsum_cumsum_and_gather_elements() {
+    let arrays = [
+        f32_values(
+            "a",
+            vec![2, 3, 4],
+            &(0..24).map(|i| (i % 7) as f32 - 3.0).collect::<Vec<_>>(),
+        ),
+        f32_values(
+            "b",
+            vec![2, 4, 2],
+            &(0..16).map(|i| (i % 5) as f32 * 0.5).collect::<Vec<_>>(),
+        ),
+        i64_array(
+            "idx",
+            vec![2, 2, 4],
+            &[0, -1, 2, 1, 2, 0, -3, 1, 1, 1, 0, 2, -2, 2, 1, 0],
+        ),
+    ];
+    check_arrays(
+        "einsum",
+        r#"opset "" 14
+graph "g" (%a: f32[2,3,4], %b: f32[2,4,2], %idx: i64[2,2,4]) -> (%bmm, %implicit, %outer, %cum, %rev, %picked) {
+  init %axis = i64[] [1]
+  %bmm = Einsum(%a, %b) {equation="bij,bjk->bik"}
+  %implicit = Einsum(%a, %a) {equation="bij, bkj"}
+  %outer = Einsum(%a) {equation="bij->jb"}
+  %cum = CumSum(%a, %axis)
+  %rev = CumSum(%a, %axis) {exclusive=1, reverse=1}
+  %picked = GatherElements(%a, %idx) {axis=1}
+}"#,
+        &arrays,
+    );
+}
+
+#[test]
+fn rewritten_ops() {
+    check(
+        "rewritten",
+        r#"opset "" 18
+graph "g" (%x: f32[1,8,2,3], %m: f32[2,3,4]) -> (%dcr, %crd, %s2d, %upper, %lower, %mish, %lp, %lse, %range, %eye) {
+  init %k = i64[] [1]
+  init %start = i64[] [1]
+  init %limit = i64[] [11]
+  init %delta = i64[] [3]
+  init %plane = f32[3,4] [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0]
+  %dcr = DepthToSpace(%x) {blocksize=2}
+  %crd = DepthToSpace(%x) {blocksize=2, mode="CRD"}
+  %s2d = SpaceToDepth(%dcr) {blocksize=2}
+  %upper = Trilu(%m, %k)
+  %lower = Trilu(%m) {upper=0}
+  %mish = Mish(%m)
+  %lp = LpNormalization(%m) {axis=1, p=2}
+  %lse = ReduceLogSumExp(%m) {keepdims=0}
+  %range = Range(%start, %limit, %delta)
+  %eye = EyeLike(%plane) {k=-1}
+}"#,
+        &[("x", vec![1, 8, 2, 3]), ("m", vec![2, 3, 4])],
+    );
+}
+
+#[test]
+fn inverse_trigonometry_and_mod() {
+    check(
+        "trigonometry",
+        r#"opset "" 18
+graph "g" (%m: f32[2,3,4]) -> (%asin, %acos, %atanh, %acosh, %tan, %atan, %sinh, %cosh, %asinh, %rem) {
+  init %scale = f32[] [0.4]
+  init %three = f32[] [1.5]
+  %small = Mul(%m, %scale)
+  %asin = Asin(%small)
+  %acos = Acos(%small)
+  %atanh = Atanh(%small)
+  %abs = Abs(%m)
+  %big = Add(%abs, %three)
+  %acosh = Acosh(%big)
+  %tan = Tan(%small)
+  %atan = Atan(%m)
+  %sinh = Sinh(%m)
+  %cosh = Cosh(%m)
+  %asinh = Asinh(%m)
+  %rem = Mod(%m, %three) {fmod=1}
+}"#,
+        &[("m", vec![2, 3, 4])],
+    );
+}

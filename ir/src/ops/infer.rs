@@ -551,6 +551,15 @@ const UNARY: &[&str] = &[
     "Reciprocal",
     "Sin",
     "Cos",
+    "Tan",
+    "Asin",
+    "Acos",
+    "Atan",
+    "Sinh",
+    "Cosh",
+    "Asinh",
+    "Acosh",
+    "Atanh",
     "Sign",
     "BatchNormalization",
     "InstanceNormalization",
@@ -761,15 +770,24 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             };
             let strides = attr_ints(node, "strides").unwrap_or(vec![1; spatial]);
             let dil = attr_ints(node, "dilations").unwrap_or(vec![1; spatial]);
-            let pads = attr_ints(node, "pads").unwrap_or(vec![0; 2 * spatial]);
             let outpad = attr_ints(node, "output_padding").unwrap_or(vec![0; spatial]);
-            if node
-                .attr("auto_pad")
-                .and_then(AttrValue::as_str)
-                .is_some_and(|a| a != "NOTSET")
-            {
-                return rank_only(c.dtype(0)?);
-            }
+            let auto = node.attr("auto_pad").and_then(AttrValue::as_str);
+            let pads = match auto {
+                Some("SAME_UPPER" | "SAME_LOWER") => {
+                    // The output is the input times the stride.
+                    for i in 0..spatial {
+                        let stride = *strides.get(i)?;
+                        s.push(
+                            x[i + 2]
+                                .known()
+                                .map_or(Dim::Unknown, |n| Dim::Known(n * stride)),
+                        );
+                    }
+                    return tensor(c.dtype(0)?, s);
+                }
+                Some("VALID") => vec![0; 2 * spatial],
+                _ => attr_ints(node, "pads").unwrap_or(vec![0; 2 * spatial]),
+            };
             for i in 0..spatial {
                 s.push(match x[i + 2] {
                     Dim::Known(n) => Dim::Known(
@@ -1221,6 +1239,109 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             tensor(c.dtype(0)?, s)
         }
         "EyeLike" | "RandomNormalLike" | "RandomUniformLike" => tensor(c.dtype(0)?, c.shape(0)?),
+        "GatherElements" => tensor(c.dtype(0)?, c.shape(1)?),
+        "Einsum" => {
+            let equation = node.attr("equation").and_then(AttrValue::as_str)?;
+            let dims: Vec<Vec<i64>> = (0..node.inputs().len())
+                .map(|i| {
+                    c.shape(i)?
+                        .iter()
+                        .map(Dim::known)
+                        .collect::<Option<Vec<i64>>>()
+                })
+                .collect::<Option<_>>()?;
+            let views: Vec<&[i64]> = dims.iter().map(Vec::as_slice).collect();
+            let plan = einsum_plan(equation, &views).ok()?;
+            let out = plan.output.chars().map(|l| Dim::Known(plan.size(l)));
+            tensor(c.dtype(0)?, out.collect())
+        }
         _ => None,
     }
+}
+
+/// An Einsum equation (without ellipses) resolved against its operands'
+/// dims: every letter (the output's first, in order, then the summed
+/// ones), each operand's term, the output term and each letter's size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EinsumPlan {
+    pub letters: Vec<char>,
+    pub terms: Vec<String>,
+    pub output: String,
+    pub sizes: Vec<i64>,
+}
+
+impl EinsumPlan {
+    /// The size of letter `l` (0 when it is not in the equation).
+    pub fn size(&self, l: char) -> i64 {
+        self.letters
+            .iter()
+            .position(|&c| c == l)
+            .map_or(0, |i| self.sizes[i])
+    }
+}
+
+/// Resolves `equation` against operands of `dims`; the error says what
+/// does not fit. Without `->`, the output is the letters used once, in
+/// alphabetical order (as numpy and ONNX read it).
+pub fn einsum_plan(equation: &str, dims: &[&[i64]]) -> Result<EinsumPlan, String> {
+    let eq: String = equation.chars().filter(|c| !c.is_whitespace()).collect();
+    if eq.contains("...") {
+        return Err("an ellipsis ('...') in the equation".into());
+    }
+    let (lhs, rhs) = match eq.split_once("->") {
+        Some((l, r)) => (l, Some(r.to_string())),
+        None => (eq.as_str(), None),
+    };
+    let terms: Vec<String> = lhs.split(',').map(str::to_string).collect();
+    if terms.len() != dims.len() {
+        return Err(format!(
+            "{} terms in '{equation}' for {} operands",
+            terms.len(),
+            dims.len()
+        ));
+    }
+    let mut seen: Vec<(char, i64, usize)> = Vec::new();
+    for (term, d) in terms.iter().zip(dims) {
+        if term.chars().count() != d.len() {
+            return Err(format!(
+                "term '{term}' does not match an operand of rank {}",
+                d.len()
+            ));
+        }
+        for (l, &size) in term.chars().zip(d.iter()) {
+            if !l.is_ascii_alphabetic() {
+                return Err(format!("'{l}' in '{equation}' is not a letter"));
+            }
+            match seen.iter_mut().find(|(c, ..)| *c == l) {
+                Some((_, s, _)) if *s != size => {
+                    return Err(format!("letter '{l}' has sizes {s} and {size}"))
+                }
+                Some((.., uses)) => *uses += 1,
+                None => seen.push((l, size, 1)),
+            }
+        }
+    }
+    let output = rhs.unwrap_or_else(|| {
+        let mut once: Vec<char> = seen.iter().filter(|s| s.2 == 1).map(|s| s.0).collect();
+        once.sort_unstable();
+        once.into_iter().collect()
+    });
+    let mut letters: Vec<char> = Vec::new();
+    for l in output.chars() {
+        if letters.contains(&l) || !seen.iter().any(|s| s.0 == l) {
+            return Err(format!("output letter '{l}' repeated or not in the inputs"));
+        }
+        letters.push(l);
+    }
+    letters.extend(seen.iter().map(|s| s.0).filter(|l| !output.contains(*l)));
+    let sizes = letters
+        .iter()
+        .map(|l| seen.iter().find(|s| s.0 == *l).map_or(0, |s| s.1))
+        .collect();
+    Ok(EinsumPlan {
+        letters,
+        terms,
+        output,
+        sizes,
+    })
 }

@@ -1,0 +1,232 @@
+//! Legalization: ops outside the emitted set rewritten, in the IR, into
+//! ops inside it, before emission. Each rewrite is exact (the graph
+//! computes the same function) and replaces one node by a few, the last
+//! of which defines the node's original output value, so names and uses
+//! are kept. Both dialects emit the result, so a rewrite here covers
+//! linalg and TOSA at once.
+//!
+//! The rewrites, one file each: [`conv_transpose`] (as a convolution of
+//! the zero-interleaved input with the flipped kernel), [`lift_1d`] (1-d
+//! convolutions and pools as 2-d ones over an `[N, C, 1, L]` view),
+//! [`depth_space`] (DepthToSpace and SpaceToDepth as reshape, transpose,
+//! reshape), [`composites`] (Trilu, Mish, LpNormalization,
+//! ReduceLogSum, ReduceLogSumExp as the ops they are defined by) and
+//! [`constants`] (Range, ConstantOfShape, EyeLike folded into
+//! initializers).
+//!
+//! Runs on a graph with static shapes ([`crate::emit::bind_shapes`]'s
+//! form) and leaves one, its types inferred again.
+
+mod composites;
+mod constants;
+mod conv_transpose;
+mod depth_space;
+mod lift_1d;
+
+use crate::emit::unsupported;
+use crate::Result;
+use sculpt_ir::ops::infer::{self, constant, value_type};
+use sculpt_ir::{
+    AttrValue, Attribute, DataType, Graph, Initializer, Node, NodeId, Tensor, Type, Value, ValueId,
+};
+
+/// Rewrites every node that has a rewrite, inferring the types again
+/// after each round.
+/// `opset` is the model's default-domain opset: the new Pad and Slice
+/// nodes take their operands the way that opset does.
+pub fn legalize(g: &mut Graph, opset: i64) -> Result<()> {
+    // ConvTranspose first: a 1-d one becomes a 1-d Conv, lifted next.
+    for round in [Round::Rewrite, Round::Lift] {
+        let mut changed = false;
+        for id in g.topo_order()? {
+            let n = g.node(id).clone();
+            if !n.is_onnx() {
+                continue;
+            }
+            let mut p = Patch { g, opset, node: id };
+            changed |= match round {
+                Round::Rewrite => match n.op_type.as_str() {
+                    "ConvTranspose" => conv_transpose::rewrite(&mut p, &n)?,
+                    "DepthToSpace" | "SpaceToDepth" => depth_space::rewrite(&mut p, &n)?,
+                    "Trilu" | "Mish" | "LpNormalization" | "ReduceLogSum" | "ReduceLogSumExp" => {
+                        composites::rewrite(&mut p, &n)?
+                    }
+                    "Range" | "ConstantOfShape" | "EyeLike" => constants::rewrite(&mut p, &n)?,
+                    _ => false,
+                },
+                Round::Lift => lift_1d::rewrite(&mut p, &n)?,
+            };
+        }
+        if changed {
+            let keep = g.inputs.clone();
+            g.clear_types_except(&keep);
+            infer::infer_graph(g)?;
+        }
+    }
+    Ok(())
+}
+
+enum Round {
+    Rewrite,
+    Lift,
+}
+
+/// Builds the nodes that replace one node (`node`) of `g`.
+pub(crate) struct Patch<'g> {
+    g: &'g mut Graph,
+    opset: i64,
+    node: NodeId,
+}
+
+impl Patch<'_> {
+    /// Static dims of `v` (every shape is static here).
+    fn dims(&self, n: &Node, v: ValueId) -> Result<Vec<i64>> {
+        value_type(self.g, v)
+            .and_then(|t| t.static_dims())
+            .ok_or_else(|| unsupported(n, "shape is not static"))
+    }
+
+    fn dtype(&self, n: &Node, v: ValueId) -> Result<DataType> {
+        match value_type(self.g, v) {
+            Some(Type::Tensor { dtype, .. }) => Ok(dtype),
+            _ => Err(unsupported(n, "element type unknown")),
+        }
+    }
+
+    fn constant(&self, v: ValueId) -> Option<Tensor> {
+        constant(self.g, v).cloned()
+    }
+
+    fn fresh_name(&self, suffix: &str) -> String {
+        let base = self.g.node(self.node).display_name().to_string();
+        self.g.unique_name(&format!("{base}_{suffix}"))
+    }
+
+    fn initializer(&mut self, t: Tensor) -> ValueId {
+        let mut v = Value::new(self.fresh_name("const"));
+        v.init = Some(Initializer::Dense(t));
+        self.g.add_value(v)
+    }
+
+    fn ints(&mut self, values: &[i64]) -> ValueId {
+        self.initializer(Tensor::from_i64(vec![values.len() as i64], values))
+    }
+
+    /// A new node with one output.
+    fn node(&mut self, op: &str, inputs: &[Option<ValueId>], attrs: Vec<Attribute>) -> ValueId {
+        let mut node = Node::new(op);
+        node.name = self.fresh_name(&op.to_lowercase());
+        node.attributes = attrs;
+        let out = self.fresh_name("out");
+        let id = self.g.add_node(node, inputs.to_vec(), vec![Some(out)]);
+        self.g.node(id).output(0).expect("one output")
+    }
+
+    /// The replaced node's output `out` now defined by a new `op` node;
+    /// the replaced node goes.
+    fn define(
+        &mut self,
+        op: &str,
+        inputs: &[Option<ValueId>],
+        attrs: Vec<Attribute>,
+        out: ValueId,
+    ) {
+        let mut node = Node::new(op);
+        node.name = self.g.node(self.node).name.clone();
+        node.attributes = attrs;
+        self.g.detach_node(self.node);
+        self.g
+            .add_node_defining(node, inputs.to_vec(), vec![Some(out)]);
+    }
+
+    /// The replaced node's output `out` now an initializer holding `t`.
+    fn define_constant(&mut self, out: ValueId, t: Tensor) {
+        self.g.detach_node(self.node);
+        self.g.value_mut(out).init = Some(Initializer::Dense(t));
+    }
+
+    /// A scalar 0 of `dtype` (bool: false).
+    fn zero(&mut self, dtype: DataType) -> ValueId {
+        let bytes = dtype.bit_width().unwrap_or(8).div_ceil(8);
+        self.initializer(Tensor::from_raw(dtype, vec![], vec![0u8; bytes].into()))
+    }
+
+    /// `x` viewed as `dims`: a new initializer when `x` is a constant.
+    fn reshape(&mut self, x: ValueId, dims: &[i64]) -> Result<ValueId> {
+        if let Some(t) = self.constant(x) {
+            let raw = t.raw_bytes()?.into_owned();
+            return Ok(self.initializer(Tensor::from_raw(t.dtype, dims.to_vec(), raw.into())));
+        }
+        let shape = self.ints(dims);
+        Ok(self.node("Reshape", &[Some(x), Some(shape)], vec![]))
+    }
+
+    fn transpose(&mut self, x: ValueId, perm: &[i64]) -> ValueId {
+        let attr = Attribute::new("perm", AttrValue::Ints(perm.to_vec()));
+        self.node("Transpose", &[Some(x)], vec![attr])
+    }
+
+    /// `x` padded with zeros, `low` before and `high` after each axis.
+    fn pad(&mut self, x: ValueId, low: &[i64], high: &[i64]) -> ValueId {
+        let pads: Vec<i64> = low.iter().chain(high).copied().collect();
+        if self.opset >= 11 {
+            let pads = self.ints(&pads);
+            self.node("Pad", &[Some(x), Some(pads)], vec![])
+        } else {
+            let attr = Attribute::new("pads", AttrValue::Ints(pads));
+            self.node("Pad", &[Some(x)], vec![attr])
+        }
+    }
+
+    /// `x[starts..ends]` on every axis, with `steps` (negative: backwards).
+    fn slice(
+        &mut self,
+        n: &Node,
+        x: ValueId,
+        starts: &[i64],
+        ends: &[i64],
+        steps: &[i64],
+    ) -> Result<ValueId> {
+        let axes: Vec<i64> = (0..starts.len() as i64).collect();
+        if self.opset >= 10 {
+            let ids = [starts, ends, &axes, steps].map(|v| Some(self.ints(v)));
+            return Ok(self.node("Slice", &[Some(x), ids[0], ids[1], ids[2], ids[3]], vec![]));
+        }
+        if steps.iter().any(|&s| s != 1) {
+            return Err(unsupported(
+                n,
+                "needs a Slice with steps, which opset < 10 lacks",
+            ));
+        }
+        let attrs = vec![
+            Attribute::new("starts", AttrValue::Ints(starts.to_vec())),
+            Attribute::new("ends", AttrValue::Ints(ends.to_vec())),
+            Attribute::new("axes", AttrValue::Ints(axes)),
+        ];
+        Ok(self.node("Slice", &[Some(x)], attrs))
+    }
+}
+
+/// `n`'s attributes with `replaced` ones swapped in (and added when
+/// missing), and `dropped` ones left out.
+fn attrs_with(n: &Node, replaced: Vec<Attribute>, dropped: &[&str]) -> Vec<Attribute> {
+    let mut out: Vec<Attribute> = n
+        .attributes
+        .iter()
+        .filter(|a| !dropped.contains(&a.name.as_str()))
+        .filter(|a| !replaced.iter().any(|r| r.name == a.name))
+        .cloned()
+        .collect();
+    out.extend(replaced);
+    out
+}
+
+fn ints_attr(n: &Node, name: &str) -> Option<Vec<i64>> {
+    n.attr(name)
+        .and_then(AttrValue::as_ints)
+        .map(<[i64]>::to_vec)
+}
+
+fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
+    n.attr(name).and_then(AttrValue::as_int).unwrap_or(default)
+}
