@@ -653,15 +653,18 @@ impl<'g> Emitter<'g> {
             .map(|(a, i)| format!("{a}: {}", i.operand.elem.mlir()))
             .collect();
         block_args.push(format!("{acc}: {}", init.elem.mlir()));
-        let names: Vec<&str> = inputs.iter().map(|i| i.operand.name.as_str()).collect();
-        let types: Vec<String> = inputs.iter().map(|i| i.operand.ty()).collect();
+        let ins_clause = if inputs.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = inputs.iter().map(|i| i.operand.name.as_str()).collect();
+            let types: Vec<String> = inputs.iter().map(|i| i.operand.ty()).collect();
+            format!("ins({} : {}) ", names.join(", "), types.join(", "))
+        };
         let ty = init.ty();
         self.line(&format!(
-            "{result} = linalg.generic {{indexing_maps = [{}], iterator_types = [{}]}} ins({} : {}) outs({} : {ty}) {{",
+            "{result} = linalg.generic {{indexing_maps = [{}], iterator_types = [{}]}} {ins_clause}outs({} : {ty}) {{",
             maps.join(", "),
             iterators.join(", "),
-            names.join(", "),
-            types.join(", "),
             init.name
         ));
         self.line(&format!("^bb0({}):", block_args.join(", ")));
@@ -692,53 +695,14 @@ impl<'g> Emitter<'g> {
         inputs: &[MapIn],
         body: &dyn Fn(&mut Region, &[String]) -> String,
     ) -> String {
-        let rank = out.len();
-        let dims: Vec<String> = (0..rank).map(|i| format!("d{i}")).collect();
-        let map = |exprs: &[String]| {
-            format!(
-                "affine_map<({}) -> ({})>",
-                dims.join(", "),
-                exprs.join(", ")
-            )
+        let init = Operand {
+            name: self.empty(out, elem),
+            dims: out.to_vec(),
+            elem,
         };
-        let mut maps: Vec<String> = inputs.iter().map(|i| map(&i.exprs)).collect();
-        maps.push(map(&dims));
-        let init = self.empty(out, elem);
-        let result = self.fresh();
-        let args: Vec<String> = inputs.iter().map(|_| self.fresh()).collect();
-        let out_arg = self.fresh();
-        let mut region = Region {
-            lines: Vec::new(),
-            next: self.next,
-        };
-        let value = body(&mut region, &args);
-        self.next = region.next;
-        let ty = tensor_type(out, elem);
-        let iterators = vec!["\"parallel\""; rank].join(", ");
-        let mut block_args: Vec<String> = args
-            .iter()
-            .zip(inputs)
-            .map(|(a, i)| format!("{a}: {}", i.operand.elem.mlir()))
-            .collect();
-        block_args.push(format!("{out_arg}: {}", elem.mlir()));
-        let ins_clause = if inputs.is_empty() {
-            String::new()
-        } else {
-            let names: Vec<&str> = inputs.iter().map(|i| i.operand.name.as_str()).collect();
-            let types: Vec<String> = inputs.iter().map(|i| i.operand.ty()).collect();
-            format!("ins({} : {}) ", names.join(", "), types.join(", "))
-        };
-        self.line(&format!(
-            "{result} = linalg.generic {{indexing_maps = [{}], iterator_types = [{iterators}]}} {ins_clause}outs({init} : {ty}) {{",
-            maps.join(", ")
-        ));
-        self.line(&format!("^bb0({}):", block_args.join(", ")));
-        for l in region.lines {
-            self.line(&format!("  {l}"));
-        }
-        self.line(&format!("  linalg.yield {value} : {}", elem.mlir()));
-        self.line(&format!("}} -> {ty}"));
-        result
+        let identity: Vec<String> = (0..out.len()).map(|i| format!("d{i}")).collect();
+        let iterators = vec!["parallel"; out.len()];
+        self.accumulate(&iterators, inputs, &init, &identity, &|b, a, _| body(b, a))
     }
 
     /// [`Self::generic`] with each operand broadcast numpy-style to `out`.
@@ -966,8 +930,7 @@ impl<'g> Emitter<'g> {
             "Softmax" | "LogSoftmax" => self.softmax(n, &od)?,
             "Concat" => self.concat(n, &od, elem)?,
             "Slice" => self.slice(n, &od)?,
-            "Gather" => self.gather(n, &od)?,
-            "GatherElements" => self.gather_elements(n, &od)?,
+            "Gather" | "GatherElements" => self.gather(n, &od)?,
             "CumSum" => self.cumsum(n, &od)?,
             "Einsum" => self.einsum(n, &od)?,
             "Pad" => self.pad_op(n)?,

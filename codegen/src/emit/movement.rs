@@ -254,58 +254,25 @@ impl Emitter<'_> {
         Ok(parts)
     }
 
-    /// Gather along `axis`: a `linalg.generic` over the output reading
-    /// the indices through its map, and the data with `tensor.extract` at
-    /// the index (negative ones wrapped) and the loop's other coordinates.
+    /// Gather and GatherElements along `axis`: a `linalg.generic` over
+    /// the output reading the indices through its map, and the data with
+    /// `tensor.extract` at the index (negative ones wrapped) on the axis
+    /// and the loop's coordinates elsewhere (Gather: the loops around the
+    /// index dims; GatherElements: the same coordinates).
     pub(super) fn gather(&mut self, n: &Node, od: &[i64]) -> Result<String> {
-        let data = self.input(n, 0)?;
-        let indices = self.input(n, 1)?;
-        if !matches!(indices.elem, Elem::I64 | Elem::I32) {
-            return Err(unsupported(n, "indices are not i64 or i32"));
-        }
+        let (data, indices, axis) = self.gather_operands(n)?;
         let rank = data.dims.len();
-        let axis = axis_index(int_attr(n, "axis", 0), rank);
+        let elements = n.op_type == "GatherElements";
         let q = indices.dims.len();
-        let exprs = (axis..axis + q).map(|d| format!("d{d}")).collect();
-        let (dim, ity) = (data.dims[axis], indices.elem.mlir());
-        let (source, source_ty) = (data.name.clone(), data.ty());
-        Ok(self.generic(
-            od,
-            data.elem,
-            &[MapIn {
-                operand: &indices,
-                exprs,
-            }],
-            &|b, a| {
-                let k = wrapped_index(b, &a[0], ity, dim);
-                let coords: Vec<String> = (0..rank)
-                    .map(|j| match j.cmp(&axis) {
-                        std::cmp::Ordering::Less => b.assign(format!("linalg.index {j} : index")),
-                        std::cmp::Ordering::Equal => k.clone(),
-                        std::cmp::Ordering::Greater => {
-                            b.assign(format!("linalg.index {} : index", j - 1 + q))
-                        }
-                    })
-                    .collect();
-                b.assign(format!(
-                    "tensor.extract {source}[{}] : {source_ty}",
-                    coords.join(", ")
-                ))
-            },
-        ))
-    }
-
-    /// GatherElements: each output element the data element at the same
-    /// coordinates, except on `axis`, where the index says.
-    pub(super) fn gather_elements(&mut self, n: &Node, od: &[i64]) -> Result<String> {
-        let data = self.input(n, 0)?;
-        let indices = self.input(n, 1)?;
-        if !matches!(indices.elem, Elem::I64 | Elem::I32) {
-            return Err(unsupported(n, "indices are not i64 or i32"));
-        }
-        let rank = data.dims.len();
-        let axis = axis_index(int_attr(n, "axis", 0), rank);
-        let exprs = (0..rank).map(|d| format!("d{d}")).collect();
+        let (index_loops, other_loop): (Vec<usize>, Box<dyn Fn(usize) -> usize>) = if elements {
+            ((0..rank).collect(), Box::new(|j| j))
+        } else {
+            (
+                (axis..axis + q).collect(),
+                Box::new(move |j| if j < axis { j } else { j - 1 + q }),
+            )
+        };
+        let exprs = index_loops.iter().map(|d| format!("d{d}")).collect();
         let (dim, ity) = (data.dims[axis], indices.elem.mlir());
         let (source, source_ty) = (data.name.clone(), data.ty());
         Ok(self.generic(
@@ -322,7 +289,7 @@ impl Emitter<'_> {
                         if j == axis {
                             k.clone()
                         } else {
-                            b.assign(format!("linalg.index {j} : index"))
+                            b.assign(format!("linalg.index {} : index", other_loop(j)))
                         }
                     })
                     .collect();
@@ -332,6 +299,17 @@ impl Emitter<'_> {
                 ))
             },
         ))
+    }
+
+    /// A gather's data, its indices (i64 or i32) and its axis.
+    pub(super) fn gather_operands(&mut self, n: &Node) -> Result<(Operand, Operand, usize)> {
+        let data = self.input(n, 0)?;
+        let indices = self.input(n, 1)?;
+        if !matches!(indices.elem, Elem::I64 | Elem::I32) {
+            return Err(unsupported(n, "indices are not i64 or i32"));
+        }
+        let axis = axis_index(int_attr(n, "axis", 0), data.dims.len());
+        Ok((data, indices, axis))
     }
 
     /// `x` as the constant it is, permuted by `perm` here; or a

@@ -9,8 +9,8 @@
 //! is shared with linalg, through helpers that follow the dialect.
 
 use super::{
-    axis_index, float_attr, float_lit, int_attr, ints_attr, lrn_params, tensor_type, unsupported,
-    Elem, Emitter, Operand,
+    float_attr, float_lit, int_attr, ints_attr, lrn_params, tensor_type, unsupported, Elem,
+    Emitter, Operand,
 };
 use crate::Result;
 use sculpt_ir::{AttrValue, Node};
@@ -937,13 +937,7 @@ impl Emitter<'_> {
     /// before, at and after `axis`), the indices as `[N, W]` i32 (wrapped
     /// when negative, the same row for every N).
     fn tosa_gather(&mut self, n: &Node, od: &[i64]) -> Result<Operand> {
-        let data = self.input(n, 0)?;
-        let indices = self.input(n, 1)?;
-        if !matches!(indices.elem, Elem::I64 | Elem::I32) {
-            return Err(unsupported(n, "indices are not i64 or i32"));
-        }
-        let rank = data.dims.len();
-        let axis = axis_index(int_attr(n, "axis", 0), rank);
+        let (data, indices, axis) = self.gather_operands(n)?;
         let outer: i64 = data.dims[..axis].iter().product();
         let k = data.dims[axis];
         let inner: i64 = data.dims[axis + 1..].iter().product();
