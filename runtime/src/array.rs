@@ -45,6 +45,10 @@ impl Array {
                 .chunks_exact(2)
                 .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])) as f64)
                 .collect(),
+            DataType::BF16 => d
+                .chunks_exact(2)
+                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16) as f64)
+                .collect(),
             DataType::I64 => d
                 .chunks_exact(8)
                 .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)

@@ -363,21 +363,30 @@ impl Emitter<'_> {
             return Ok(x.name);
         }
         let (f, t) = (from.mlir(), to.mlir());
+        let float = |e: Elem| e.is_float() || e.is_half();
         Ok(self.map(od, to, &[x], &|b, a| {
             let x = a[0].as_str();
             match (from, to) {
-                (Elem::F32, Elem::Bool) => {
-                    let z = b.constant(0.0);
-                    b.assign(format!("arith.cmpf une, {x}, {z} : f32"))
+                (Elem::F32, Elem::F16 | Elem::BF16) | (Elem::BF16, Elem::F16) => {
+                    b.assign(format!("arith.truncf {x} : {f} to {t}"))
+                }
+                (Elem::F16, Elem::BF16) => {
+                    let wide = b.assign(format!("arith.extf {x} : {f} to f32"));
+                    b.assign(format!("arith.truncf {wide} : f32 to {t}"))
+                }
+                _ if float(from) && float(to) => b.assign(format!("arith.extf {x} : {f} to {t}")),
+                (_, Elem::Bool) if float(from) => {
+                    let z = b.constant_of(0.0, from);
+                    b.assign(format!("arith.cmpf une, {x}, {z} : {f}"))
                 }
                 (_, Elem::Bool) => {
                     let z = b.constant_of(0.0, from);
                     b.assign(format!("arith.cmpi ne, {x}, {z} : {f}"))
                 }
-                (Elem::Bool, Elem::F32) => b.assign(format!("arith.uitofp {x} : {f} to {t}")),
+                (Elem::Bool, _) if float(to) => b.assign(format!("arith.uitofp {x} : {f} to {t}")),
                 (Elem::Bool, _) => b.assign(format!("arith.extui {x} : {f} to {t}")),
-                (_, Elem::F32) => b.assign(format!("arith.sitofp {x} : {f} to {t}")),
-                (Elem::F32, _) => b.assign(format!("arith.fptosi {x} : {f} to {t}")),
+                _ if float(to) => b.assign(format!("arith.sitofp {x} : {f} to {t}")),
+                _ if float(from) => b.assign(format!("arith.fptosi {x} : {f} to {t}")),
                 _ if from.bytes() > to.bytes() => {
                     b.assign(format!("arith.trunci {x} : {f} to {t}"))
                 }

@@ -528,9 +528,13 @@ impl Emitter<'_> {
     /// Cast; float → integer truncates toward zero as ONNX does (TOSA's
     /// cast rounds to nearest).
     fn tosa_cast(&mut self, n: &Node, to: Elem) -> Result<Operand> {
-        let x = self.input(n, 0)?;
+        let mut x = self.input(n, 0)?;
         if x.elem == to {
             return Ok(x);
+        }
+        if x.elem.is_half() && matches!(to, Elem::I32 | Elem::Bool) {
+            // Truncated as f32 below (f32 holds every f16 and bf16 exactly).
+            x = self.tosa_line("cast", &[&x], "", &x.dims.clone(), Elem::F32);
         }
         let source = if x.elem.is_float() && matches!(to, Elem::I64 | Elem::I32) {
             let zero = self.tosa_scalar(0.0, Elem::F32, x.dims.len());

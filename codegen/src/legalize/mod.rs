@@ -12,7 +12,8 @@
 //! reshape), [`composites`] (Trilu, Mish, LpNormalization,
 //! ReduceLogSum, ReduceLogSumExp as the ops they are defined by) and
 //! [`constants`] (Range, ConstantOfShape, EyeLike folded into
-//! initializers).
+//! initializers); then [`upcast`] puts f16 and bf16 ops in f32 between
+//! casts.
 //!
 //! Runs on a graph with static shapes ([`crate::emit::bind_shapes`]'s
 //! form) and leaves one, its types inferred again.
@@ -22,6 +23,7 @@ mod constants;
 mod conv_transpose;
 mod depth_space;
 mod lift_1d;
+mod upcast;
 
 use crate::emit::unsupported;
 use crate::Result;
@@ -36,14 +38,20 @@ use sculpt_ir::{
 /// nodes take their operands the way that opset does.
 pub fn legalize(g: &mut Graph, opset: i64) -> Result<()> {
     // ConvTranspose first: a 1-d one becomes a 1-d Conv, lifted next.
-    for round in [Round::Rewrite, Round::Lift] {
+    for round in [Round::Rewrite, Round::Lift, Round::Upcast] {
         let mut changed = false;
         for id in g.topo_order()? {
             let n = g.node(id).clone();
             if !n.is_onnx() {
                 continue;
             }
-            let mut p = Patch { g, opset, node: id };
+            let base = n.display_name().to_string();
+            let mut p = Patch {
+                g,
+                opset,
+                node: id,
+                base,
+            };
             changed |= match round {
                 Round::Rewrite => match n.op_type.as_str() {
                     "ConvTranspose" => conv_transpose::rewrite(&mut p, &n)?,
@@ -55,6 +63,7 @@ pub fn legalize(g: &mut Graph, opset: i64) -> Result<()> {
                     _ => false,
                 },
                 Round::Lift => lift_1d::rewrite(&mut p, &n)?,
+                Round::Upcast => upcast::rewrite(&mut p, &n)?,
             };
         }
         if changed {
@@ -69,6 +78,8 @@ pub fn legalize(g: &mut Graph, opset: i64) -> Result<()> {
 enum Round {
     Rewrite,
     Lift,
+    /// Last: the nodes the rounds before made are upcast too.
+    Upcast,
 }
 
 /// Builds the nodes that replace one node (`node`) of `g`.
@@ -76,6 +87,8 @@ pub(crate) struct Patch<'g> {
     g: &'g mut Graph,
     opset: i64,
     node: NodeId,
+    /// The replaced node's name, which new values' names start with.
+    base: String,
 }
 
 impl Patch<'_> {
@@ -98,8 +111,7 @@ impl Patch<'_> {
     }
 
     fn fresh_name(&self, suffix: &str) -> String {
-        let base = self.g.node(self.node).display_name().to_string();
-        self.g.unique_name(&format!("{base}_{suffix}"))
+        self.g.unique_name(&format!("{}_{suffix}", self.base))
     }
 
     fn initializer(&mut self, t: Tensor) -> ValueId {

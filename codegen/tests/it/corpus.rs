@@ -170,3 +170,119 @@ fn gpu_path_produces_ptx_that_uses_threads() {
         }
     }
 }
+
+/// `m` with its f32 weights and inputs as f16 (outputs follow).
+fn half_copy(m: &sculpt_ir::Model) -> sculpt_ir::Model {
+    use sculpt_ir::{DataType, Initializer, Tensor, Type};
+    let mut half = m.clone();
+    let g = &mut half.graph;
+    let ids: Vec<_> = g.values().map(|(id, _)| id).collect();
+    for id in ids {
+        let value = g.value_mut(id);
+        if let Some(Initializer::Dense(t)) = &value.init {
+            if t.dtype == DataType::F32 {
+                let bytes = f16_bytes(&t.to_f32_vec().unwrap());
+                value.init = Some(Initializer::Dense(Tensor::from_raw(
+                    DataType::F16,
+                    t.dims.clone(),
+                    bytes.into(),
+                )));
+            }
+        }
+    }
+    for v in g.inputs.clone() {
+        if let Some(Type::Tensor { dtype, .. }) = &mut g.value_mut(v).ty {
+            if *dtype == DataType::F32 {
+                *dtype = DataType::F16;
+            }
+        }
+    }
+    let keep = g.inputs.clone();
+    g.clear_types_except(&keep);
+    half
+}
+
+fn f16_bytes(values: &[f32]) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|&v| sculpt_ir::ops::eval::f32_to_f16(v).to_le_bytes())
+        .collect()
+}
+
+/// f16 copies of two conv nets (weights and inputs rounded to f16, every
+/// op computing in f32 between casts) against tract on the f32 model fed
+/// the same rounded inputs: the error is f16 storage's alone.
+#[test]
+fn half_copies_match_f32_within_half_precision() {
+    for (name, dialect) in [
+        ("mobilenet_v3_small", Dialect::Linalg),
+        ("mobilenet_v3_small", Dialect::Tosa),
+        ("resnet18", Dialect::Linalg),
+    ] {
+        let m = corpus_model(name);
+        let half = half_copy(&m);
+        let emitted = emit_mlir(&half, &options(dialect)).unwrap();
+        assert!(emitted
+            .inputs
+            .iter()
+            .all(|s| s.elem == sculpt_codegen::Elem::F16));
+        let context = sculpt_codegen::MlirContext::new();
+        let cpu =
+            sculpt_codegen::CpuModule::compile(&context, &emitted.text, emitted.outputs.clone())
+                .unwrap_or_else(|e| panic!("{name} {dialect:?}: {e}"));
+        let inputs = sculpt_runtime::read_npz(&corpus_dir().join(name).join("inputs.npz")).unwrap();
+        let rounded: Vec<sculpt_runtime::Array> = inputs
+            .iter()
+            .map(|a| {
+                let v: Vec<f32> = a.to_f64().unwrap().iter().map(|&x| x as f32).collect();
+                let h: Vec<f32> = v
+                    .iter()
+                    .map(|&x| sculpt_ir::f16_to_f32(sculpt_ir::ops::eval::f32_to_f16(x)))
+                    .collect();
+                sculpt_runtime::Array::from_f32(&a.name, a.shape.clone(), &h)
+            })
+            .collect();
+        let expected = sculpt_runtime::Session::new(&m, &rounded)
+            .unwrap()
+            .run(&rounded)
+            .unwrap();
+        let args: Vec<sculpt_codegen::HostTensor> = rounded
+            .iter()
+            .map(|a| sculpt_codegen::HostTensor {
+                elem: sculpt_codegen::Elem::F16,
+                dims: a.shape.iter().map(|&d| d as i64).collect(),
+                bytes: f16_bytes(
+                    &a.to_f64()
+                        .unwrap()
+                        .iter()
+                        .map(|&x| x as f32)
+                        .collect::<Vec<_>>(),
+                ),
+            })
+            .collect();
+        let got = cpu.run(&args).unwrap();
+        let got_f32: Vec<sculpt_codegen::HostTensor> = got
+            .into_iter()
+            .map(|t| {
+                let v: Vec<u8> = t
+                    .bytes
+                    .chunks_exact(2)
+                    .flat_map(|c| {
+                        sculpt_ir::f16_to_f32(u16::from_le_bytes([c[0], c[1]])).to_le_bytes()
+                    })
+                    .collect();
+                sculpt_codegen::HostTensor {
+                    elem: sculpt_codegen::Elem::F32,
+                    dims: t.dims,
+                    bytes: v,
+                }
+            })
+            .collect();
+        let worst = crate::small::worst_relative_diff(&expected, &got_f32);
+        eprintln!("{name} f16 {dialect:?}: max diff {worst:.3e} (relative to the largest output magnitude)");
+        assert!(
+            worst <= 1e-2,
+            "{name} f16 {dialect:?}: differs from f32 by {worst}"
+        );
+    }
+}

@@ -42,6 +42,12 @@ pub fn worst_relative_diff(expected: &[Array], got: &[HostTensor]) -> f64 {
 /// path on `arrays` and compares with tract. An op with no TOSA form is
 /// refused under `--dialect tosa`, and the snapshot keeps the refusal.
 fn check_arrays(name: &str, text: &str, arrays: &[Array]) {
+    check_arrays_within(name, text, arrays, 1e-5);
+}
+
+/// [`check_arrays`] with the CPU path within `tolerance` of tract
+/// (relative to each output's largest magnitude).
+fn check_arrays_within(name: &str, text: &str, arrays: &[Array], tolerance: f64) {
     let m = sculpt_ir::text::parse(text).unwrap();
     let expected = Session::new(&m, arrays).unwrap().run(arrays).unwrap();
     for (dialect, suffix) in [(Dialect::Linalg, ""), (Dialect::Tosa, "_tosa")] {
@@ -66,7 +72,7 @@ fn check_arrays(name: &str, text: &str, arrays: &[Array]) {
         let got = cpu.run(&args).unwrap();
         let worst = worst_relative_diff(&expected, &got);
         assert!(
-            worst <= 1e-5,
+            worst <= tolerance,
             "{snapshot}: the CPU path differs from tract by {worst}"
         );
     }
@@ -617,4 +623,57 @@ graph "g" (%m: f32[2,3,4]) -> (%asin, %acos, %atanh, %acosh, %tan, %atan, %sinh,
 }"#,
         &[("m", vec![2, 3, 4])],
     );
+}
+
+/// `values` as f16, little-endian bytes.
+fn f16_bytes(values: &[f32]) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|&v| sculpt_ir::ops::eval::f32_to_f16(v).to_le_bytes())
+        .collect()
+}
+
+/// `values` as an f16 initializer's text-form data.
+fn f16_hex(values: &[f32]) -> String {
+    let hex: String = f16_bytes(values)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("hex\"{hex}\"")
+}
+
+#[test]
+fn half_precision_computes_in_f32_between_casts() {
+    let half = |name: &str, shape: Vec<usize>, values: Vec<f32>| Array {
+        name: name.into(),
+        dtype: sculpt_ir::DataType::F16,
+        shape,
+        data: f16_bytes(&values),
+    };
+    let w: Vec<f32> = (0..54)
+        .map(|i| ((i * 29 % 13) as f32 - 6.0) / 4.0)
+        .collect();
+    let x: Vec<f32> = (0..48)
+        .map(|i| ((i * 37 % 17) as f32 - 8.0) / 4.0)
+        .collect();
+    // f16 rounds each op's output once (tract rounds some steps more
+    // often): a few f16 units in the last place.
+    let text = r#"opset "" 17
+graph "g" (%x: f16[1,3,4,4]) -> (%y, %n, %p) {
+  init %w = f16[2,3,3,3] @W@
+  init %b = f16[2] @B@
+  init %scale = f16[4] @SCALE@
+  init %shift = f16[4] @SHIFT@
+  %c = Conv(%x, %w, %b) {pads=[1, 1, 1, 1]}
+  %r = Relu(%c)
+  %y = Transpose(%r) {perm=[0, 2, 3, 1]}
+  %n = LayerNormalization(%x, %scale, %shift) {axis=-1}
+  %m = MaxPool(%x) {kernel_shape=[2, 2], strides=[2, 2]}
+  %p = Softmax(%m) {axis=1}
+}"#
+    .replace("@W@", &f16_hex(&w))
+    .replace("@B@", &f16_hex(&[0.5, -0.25]))
+    .replace("@SCALE@", &f16_hex(&[1.0, 0.5, 2.0, 1.5]))
+    .replace("@SHIFT@", &f16_hex(&[0.0, 0.25, -0.5, 1.0]));
+    check_arrays_within("half", &text, &[half("x", vec![1, 3, 4, 4], x)], 4e-3);
 }

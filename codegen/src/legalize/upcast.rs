@@ -1,0 +1,124 @@
+//! f16 and bf16 computed in f32: every op that computes on a half input
+//! or output (all but data movement, Where and Cast, which take halves as
+//! they are) reads its half inputs through a Cast to f32 and writes f32,
+//! cast back to the half type. Storage stays half (weights too: large
+//! half constants are cast in the module, small ones, which the emitter
+//! reads as scalars and bounds, are converted here); each op's arithmetic
+//! is f32's, rounded once to the half type at its output, as
+//! onnxruntime's CPU kernels for halves mostly do.
+
+use super::Patch;
+use crate::emit::shape_slots;
+use crate::Result;
+use sculpt_ir::ops::infer::value_type;
+use sculpt_ir::{AttrValue, Attribute, DataType, Node, Tensor, Type, ValueId};
+
+/// Ops that take half tensors as they are.
+const NATIVE: &[&str] = &[
+    "Identity",
+    "Dropout",
+    "Constant",
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "Concat",
+    "Slice",
+    "Split",
+    "Gather",
+    "GatherElements",
+    "Pad",
+    "Expand",
+    "Tile",
+    "Where",
+    "Shape",
+    "Size",
+    "Cast",
+    "CastLike",
+];
+
+/// Constants up to this many elements are converted, not cast.
+const CONVERTED: u64 = 64;
+
+fn half_type(p: &Patch, v: ValueId) -> Option<DataType> {
+    match value_type(p.g, v) {
+        Some(Type::Tensor { dtype, .. }) if matches!(dtype, DataType::F16 | DataType::BF16) => {
+            Some(dtype)
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
+    if NATIVE.contains(&n.op_type.as_str()) {
+        return Ok(false);
+    }
+    let shapes = shape_slots(&n.op_type);
+    let halves_in: Vec<bool> = n
+        .inputs()
+        .iter()
+        .enumerate()
+        .map(|(slot, v)| !shapes.contains(&slot) && v.is_some_and(|v| half_type(p, v).is_some()))
+        .collect();
+    let halves_out: Vec<Option<DataType>> = n
+        .outputs()
+        .iter()
+        .map(|v| v.and_then(|v| half_type(p, v)))
+        .collect();
+    if !halves_in.contains(&true) && halves_out.iter().all(Option::is_none) {
+        return Ok(false);
+    }
+    let mut inputs = n.inputs().to_vec();
+    for (slot, input) in inputs.iter_mut().enumerate() {
+        let Some(v) = *input else { continue };
+        if !halves_in[slot] {
+            continue;
+        }
+        let small = p
+            .constant(v)
+            .filter(|t| t.element_count().is_some_and(|c| c <= CONVERTED));
+        *input = Some(
+            match small.and_then(|t| Some((t.to_f32_vec().ok()?, t.dims))) {
+                Some((values, dims)) => p.initializer(Tensor::from_f32(dims, &values)),
+                None => p.node("Cast", &[Some(v)], vec![to(DataType::F32)]),
+            },
+        );
+    }
+    // The op again, its used outputs fresh f32 (or as they were) values.
+    let used = |v: ValueId| !p.g.consumers(v).is_empty() || p.g.outputs.contains(&v);
+    let outputs: Vec<Option<ValueId>> = n.outputs().to_vec();
+    let names: Vec<Option<String>> = outputs
+        .iter()
+        .map(|v| {
+            v.filter(|&v| used(v))
+                .map(|v| p.fresh_name(&p.g.value(v).name.clone()))
+        })
+        .collect();
+    let mut op = n.clone();
+    op.name = n.name.clone();
+    let id = p.g.add_node(op, inputs, names);
+    let computed: Vec<Option<ValueId>> = p.g.node(id).outputs().to_vec();
+    p.g.detach_node(p.node);
+    for ((old, new), half) in outputs.iter().zip(computed).zip(halves_out) {
+        match (old, new) {
+            (Some(old), Some(new)) => {
+                let (op, attrs) = match half {
+                    Some(dtype) => ("Cast", vec![to(dtype)]),
+                    None => ("Identity", vec![]),
+                };
+                let mut node = Node::new(op);
+                node.name = p.fresh_name(&op.to_lowercase());
+                node.attributes = attrs;
+                p.g.add_node_defining(node, vec![Some(new)], vec![Some(*old)]);
+            }
+            (Some(old), None) => p.g.remove_value(*old),
+            _ => {}
+        }
+    }
+    Ok(true)
+}
+
+fn to(dtype: DataType) -> Attribute {
+    Attribute::new("to", AttrValue::Int(dtype.0 as i64))
+}
