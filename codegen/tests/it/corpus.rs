@@ -181,7 +181,7 @@ fn half_copy(m: &sculpt_ir::Model) -> sculpt_ir::Model {
         let value = g.value_mut(id);
         if let Some(Initializer::Dense(t)) = &value.init {
             if t.dtype == DataType::F32 {
-                let bytes = f16_bytes(&t.to_f32_vec().unwrap());
+                let bytes = crate::small::f16_bytes(&t.to_f32_vec().unwrap());
                 value.init = Some(Initializer::Dense(Tensor::from_raw(
                     DataType::F16,
                     t.dims.clone(),
@@ -200,13 +200,6 @@ fn half_copy(m: &sculpt_ir::Model) -> sculpt_ir::Model {
     let keep = g.inputs.clone();
     g.clear_types_except(&keep);
     half
-}
-
-fn f16_bytes(values: &[f32]) -> Vec<u8> {
-    values
-        .iter()
-        .flat_map(|&v| sculpt_ir::ops::eval::f32_to_f16(v).to_le_bytes())
-        .collect()
 }
 
 /// f16 copies of two conv nets (weights and inputs rounded to f16, every
@@ -251,7 +244,7 @@ fn half_copies_match_f32_within_half_precision() {
             .map(|a| sculpt_codegen::HostTensor {
                 elem: sculpt_codegen::Elem::F16,
                 dims: a.shape.iter().map(|&d| d as i64).collect(),
-                bytes: f16_bytes(
+                bytes: crate::small::f16_bytes(
                     &a.to_f64()
                         .unwrap()
                         .iter()
