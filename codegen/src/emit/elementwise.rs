@@ -383,10 +383,16 @@ impl Emitter<'_> {
                     let z = b.constant_of(0.0, from);
                     b.assign(format!("arith.cmpi ne, {x}, {z} : {f}"))
                 }
-                (Elem::Bool, _) if float(to) => b.assign(format!("arith.uitofp {x} : {f} to {t}")),
-                (Elem::Bool, _) => b.assign(format!("arith.extui {x} : {f} to {t}")),
+                (Elem::Bool | Elem::U8, _) if float(to) => {
+                    b.assign(format!("arith.uitofp {x} : {f} to {t}"))
+                }
                 _ if float(to) => b.assign(format!("arith.sitofp {x} : {f} to {t}")),
+                (_, Elem::U8) if float(from) => b.assign(format!("arith.fptoui {x} : {f} to {t}")),
                 _ if float(from) => b.assign(format!("arith.fptosi {x} : {f} to {t}")),
+                (Elem::I8, Elem::U8) | (Elem::U8, Elem::I8) => x.to_string(),
+                (Elem::Bool | Elem::U8, _) if to.bytes() > from.bytes() => {
+                    b.assign(format!("arith.extui {x} : {f} to {t}"))
+                }
                 _ if from.bytes() > to.bytes() => {
                     b.assign(format!("arith.trunci {x} : {f} to {t}"))
                 }

@@ -224,13 +224,16 @@ impl Emitter<'_> {
         let result = match op {
             "Identity" | "Dropout" | "Constant" | "Shape" | "Size" | "Flatten" | "Reshape"
             | "Squeeze" | "Unsqueeze" | "Transpose" | "Concat" | "Slice" => return Ok(None),
+            // TOSA has no float division (reciprocal · x rounds twice,
+            // which moves a quantized value across a rounding tie).
+            "Div" if elem.is_float() => return Ok(None),
             "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Pow" | "Sum" | "Mean" => {
                 self.tosa_arithmetic(n, od, elem)?
             }
             "Relu" | "LeakyRelu" | "Sigmoid" | "Tanh" | "Erf" | "Exp" | "Sqrt" | "Neg" | "Abs"
             | "HardSigmoid" | "HardSwish" | "Clip" | "Gelu" | "Log" | "Reciprocal" | "Elu"
-            | "Selu" | "Softplus" | "Softsign" | "ThresholdedRelu" | "Floor" | "Ceil" | "Sign"
-            | "Sin" | "Cos" => self.tosa_activation(n)?,
+            | "Selu" | "Softplus" | "Softsign" | "ThresholdedRelu" | "Floor" | "Ceil" | "Round"
+            | "Sign" | "Sin" | "Cos" => self.tosa_activation(n)?,
             "PRelu" => {
                 let (x, slope) = (self.input(n, 0)?, self.input(n, 1)?);
                 let zero = self.tosa_scalar(0.0, Elem::F32, od.len());
@@ -343,17 +346,11 @@ impl Emitter<'_> {
             "Min" => "minimum",
             "Pow" if elem.is_float() => "pow",
             "Div" if elem == Elem::I32 => "intdiv",
-            "Div" if elem.is_float() => "div",
             _ => return Err(unsupported(n, "no TOSA form for this element type")),
         };
         let mut acc = operands[0].clone();
         for x in &operands[1..] {
-            acc = if name == "div" {
-                let r = self.tosa_unary("reciprocal", x);
-                self.tosa_binary("mul", &acc, &r, od, elem)?
-            } else {
-                self.tosa_binary(name, &acc, x, od, elem)?
-            };
+            acc = self.tosa_binary(name, &acc, x, od, elem)?;
         }
         if op == "Mean" {
             acc = self.tosa_scale(&acc, 1.0 / operands.len() as f64)?;
@@ -412,6 +409,27 @@ impl Emitter<'_> {
                 let neg = self.tosa_binary("greater", &zero, &x, &dims, Elem::Bool)?;
                 let s = self.tosa_line("select", &[&neg, &minus, &zero], "", &dims, Elem::F32);
                 self.tosa_line("select", &[&pos, &one, &s], "", &dims, Elem::F32)
+            }
+            "Round" => {
+                // Halves to even: floor, plus 1 above the half, or at
+                // the half when the floor is odd.
+                let floor = self.tosa_unary("floor", &x);
+                let fraction = self.tosa_binary("sub", &x, &floor, &dims, Elem::F32)?;
+                let half = self.tosa_splat(0.5, Elem::F32, &dims);
+                let (zero, one) = (
+                    self.tosa_splat(0.0, Elem::F32, &dims),
+                    self.tosa_splat(1.0, Elem::F32, &dims),
+                );
+                let above = self.tosa_binary("greater", &fraction, &half, &dims, Elem::Bool)?;
+                let at_half = self.tosa_binary("equal", &fraction, &half, &dims, Elem::Bool)?;
+                let halved = self.tosa_scale(&floor, 0.5)?;
+                let halved = self.tosa_unary("floor", &halved);
+                let even = self.tosa_scale(&halved, 2.0)?;
+                let odd = self.tosa_binary("greater", &floor, &even, &dims, Elem::Bool)?;
+                let tie_up = self.tosa_binary("logical_and", &at_half, &odd, &dims, Elem::Bool)?;
+                let up = self.tosa_binary("logical_or", &above, &tie_up, &dims, Elem::Bool)?;
+                let step = self.tosa_line("select", &[&up, &one, &zero], "", &dims, Elem::F32);
+                self.tosa_binary("add", &floor, &step, &dims, Elem::F32)?
             }
             "Relu" => self.tosa_clamp(&x, 0.0, f32::MAX as f64),
             "Clip" => {
@@ -532,11 +550,11 @@ impl Emitter<'_> {
         if x.elem == to {
             return Ok(x);
         }
-        if x.elem.is_half() && matches!(to, Elem::I32 | Elem::Bool) {
+        if x.elem.is_half() && matches!(to, Elem::I32 | Elem::I8 | Elem::Bool) {
             // Truncated as f32 below (f32 holds every f16 and bf16 exactly).
             x = self.tosa_line("cast", &[&x], "", &x.dims.clone(), Elem::F32);
         }
-        let source = if x.elem.is_float() && matches!(to, Elem::I64 | Elem::I32) {
+        let source = if x.elem.is_float() && matches!(to, Elem::I64 | Elem::I32 | Elem::I8) {
             let zero = self.tosa_scalar(0.0, Elem::F32, x.dims.len());
             let positive = self.tosa_binary("greater_equal", &x, &zero, &x.dims, Elem::Bool)?;
             let down = self.tosa_unary("floor", &x);

@@ -12,7 +12,8 @@
 //! reshape), [`composites`] (Trilu, Mish, LpNormalization,
 //! ReduceLogSum, ReduceLogSumExp as the ops they are defined by) and
 //! [`constants`] (Range, ConstantOfShape, EyeLike folded into
-//! initializers); then [`upcast`] puts f16 and bf16 ops in f32 between
+//! initializers), [`quantize`] (QuantizeLinear, DequantizeLinear as f32
+//! arithmetic and casts); then [`upcast`] puts f16 and bf16 ops in f32 between
 //! casts.
 //!
 //! Runs on a graph with static shapes ([`crate::emit::bind_shapes`]'s
@@ -23,6 +24,7 @@ mod constants;
 mod conv_transpose;
 mod depth_space;
 mod lift_1d;
+mod quantize;
 mod upcast;
 
 use crate::emit::unsupported;
@@ -60,6 +62,7 @@ pub fn legalize(g: &mut Graph, opset: i64) -> Result<()> {
                         composites::rewrite(&mut p, &n)?
                     }
                     "Range" | "ConstantOfShape" | "EyeLike" => constants::rewrite(&mut p, &n)?,
+                    "QuantizeLinear" | "DequantizeLinear" => quantize::rewrite(&mut p, &n)?,
                     _ => false,
                 },
                 Round::Lift => lift_1d::rewrite(&mut p, &n)?,
@@ -96,7 +99,10 @@ impl Patch<'_> {
     fn dims(&self, n: &Node, v: ValueId) -> Result<Vec<i64>> {
         value_type(self.g, v)
             .and_then(|t| t.static_dims())
-            .ok_or_else(|| unsupported(n, "shape is not static"))
+            .ok_or_else(|| {
+                let name = &self.g.value(v).name;
+                unsupported(n, format!("the shape of '{name}' is not static"))
+            })
     }
 
     fn dtype(&self, n: &Node, v: ValueId) -> Result<DataType> {
@@ -241,4 +247,9 @@ fn ints_attr(n: &Node, name: &str) -> Option<Vec<i64>> {
 
 fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
     n.attr(name).and_then(AttrValue::as_int).unwrap_or(default)
+}
+
+/// Cast's `to` attribute.
+fn to(dtype: DataType) -> Attribute {
+    Attribute::new("to", AttrValue::Int(dtype.0 as i64))
 }

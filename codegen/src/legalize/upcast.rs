@@ -7,36 +7,11 @@
 //! is f32's, rounded once to the half type at its output, as
 //! onnxruntime's CPU kernels for halves mostly do.
 
-use super::Patch;
-use crate::emit::shape_slots;
+use super::{to, Patch};
+use crate::emit::{shape_slots, STORAGE_OPS};
 use crate::Result;
 use sculpt_ir::ops::infer::value_type;
-use sculpt_ir::{AttrValue, Attribute, DataType, Node, Tensor, Type, ValueId};
-
-/// Ops that take half tensors as they are.
-const NATIVE: &[&str] = &[
-    "Identity",
-    "Dropout",
-    "Constant",
-    "Reshape",
-    "Flatten",
-    "Squeeze",
-    "Unsqueeze",
-    "Transpose",
-    "Concat",
-    "Slice",
-    "Split",
-    "Gather",
-    "GatherElements",
-    "Pad",
-    "Expand",
-    "Tile",
-    "Where",
-    "Shape",
-    "Size",
-    "Cast",
-    "CastLike",
-];
+use sculpt_ir::{DataType, Node, Tensor, Type, ValueId};
 
 /// Constants up to this many elements are converted, not cast.
 const CONVERTED: u64 = 64;
@@ -51,7 +26,7 @@ fn half_type(p: &Patch, v: ValueId) -> Option<DataType> {
 }
 
 pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
-    if NATIVE.contains(&n.op_type.as_str()) {
+    if STORAGE_OPS.contains(&n.op_type.as_str()) {
         return Ok(false);
     }
     let shapes = shape_slots(&n.op_type);
@@ -117,8 +92,4 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
         }
     }
     Ok(true)
-}
-
-fn to(dtype: DataType) -> Attribute {
-    Attribute::new("to", AttrValue::Int(dtype.0 as i64))
 }

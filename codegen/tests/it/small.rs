@@ -445,7 +445,7 @@ graph "g" (%x: f32[2,3,4]) -> (%elu, %selu, %sp, %ss, %thr, %fl, %ce, %sg, %sin,
 }"#,
         &[("x", vec![2, 3, 4])],
     );
-    // Round has no TOSA form: refused there.
+    // Halves to even in both dialects (the inputs hold ties).
     check(
         "round",
         r#"graph "g" (%x: f32[2,3]) -> (%y) {
@@ -676,4 +676,26 @@ graph "g" (%x: f16[1,3,4,4]) -> (%y, %n, %p) {
     .replace("@SCALE@", &f16_hex(&[1.0, 0.5, 2.0, 1.5]))
     .replace("@SHIFT@", &f16_hex(&[0.0, 0.25, -0.5, 1.0]));
     check_arrays_within("half", &text, &[half("x", vec![1, 3, 4, 4], x)], 4e-3);
+}
+
+#[test]
+fn quantize_dequantize_around_a_conv() {
+    let weights: Vec<String> = (0..54)
+        .map(|i| ((i * 37 % 23) as i64 - 11).to_string())
+        .collect();
+    let text = r#"opset "" 13
+graph "g" (%x: f32[1,3,4,4]) -> (%y, %q) {
+  init %xs = f32[] [0.05]
+  init %xz = u8[] [128]
+  init %w = i8[2,3,3,3] [@W@]
+  init %ws = f32[2] [0.02, 0.03]
+  init %wz = i8[2] [0, 0]
+  init %b = f32[2] [0.1, -0.2]
+  %q = QuantizeLinear(%x, %xs, %xz)
+  %xd = DequantizeLinear(%q, %xs, %xz)
+  %wd = DequantizeLinear(%w, %ws, %wz) {axis=0}
+  %y = Conv(%xd, %wd, %b) {pads=[1, 1, 1, 1]}
+}"#
+    .replace("@W@", &weights.join(", "));
+    check("qdq", &text, &[("x", vec![1, 3, 4, 4])]);
 }
