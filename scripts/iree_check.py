@@ -15,12 +15,20 @@ tagged for Python 3.12, so they are downloaded for 3.12 and unzipped into
 target/iree: iree-compile and iree-run-module are native executables.
 
 usage: scripts/iree_check.py [--sculpt target/release/sculpt] [--cuda] [--dialects linalg,tosa] [MODEL ...]
+
+A GPU machine without the compiler (335 MB) runs a bundle made here:
+  scripts/iree_check.py --bundle DIR [--bundle-target sm_80|llvm-cpu] [MODEL ...]
+writes, per model and dialect, the compiled module with its inputs and
+reference outputs as .npy, plus iree-run-module and iree-benchmark-module;
+  python3 DIR/iree_check.py --from-bundle DIR [--device cuda|local-task]
+then needs only numpy: it runs, compares (rtol 1e-4) and times each module.
 """
 import argparse
 import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -107,6 +115,14 @@ def benchmark(iree, vmfb, inputs, outdir, device):
     return median[0]["real_time"], median[0].get("time_unit", "ms")
 
 
+def emit(a, folder, feeds, mlir, dialect):
+    """`sculpt emit` of the model in `folder`, shapes bound from `feeds`."""
+    cmd = [a.sculpt, "emit", os.path.join(folder, "model.onnx"), "--mlir", "-o", mlir, "--dialect", dialect]
+    for k, v in feeds.items():
+        cmd += ["--shape", f"{k}={','.join(str(d) for d in v.shape)}"]
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
 def check_model(a, iree, tmp, name, dialect):
     """Emits `name` in `dialect`, compiles it for llvm-cpu and cuda, runs the
     llvm-cpu module (and the cuda one with --cuda); prints one line, and
@@ -114,12 +130,8 @@ def check_model(a, iree, tmp, name, dialect):
     folder = os.path.join(CORPUS, name)
     feeds = np.load(os.path.join(folder, "inputs.npz"))
     ref = list(np.load(os.path.join(folder, "outputs.npz")).values())
-    shapes = [f"{k}={','.join(str(d) for d in v.shape)}" for k, v in feeds.items()]
     mlir = os.path.join(tmp, f"{name}.{dialect}.mlir")
-    cmd = [a.sculpt, "emit", os.path.join(folder, "model.onnx"), "--mlir", "-o", mlir, "--dialect", dialect]
-    for s in shapes:
-        cmd += ["--shape", s]
-    subprocess.run(cmd, check=True, capture_output=True)
+    emit(a, folder, feeds, mlir, dialect)
     line = [f"{name} ({dialect})"]
     # IREE 3.13 knows no sm_90 target ("missing GPU target"): sm_80 code runs on Hopper too.
     for device in ["llvm-cpu", "sm_80"]:
@@ -141,14 +153,75 @@ def check_model(a, iree, tmp, name, dialect):
     return ok
 
 
+def make_bundle(a, iree, out):
+    """Compiles each model and dialect for a.bundle_target into `out`, with
+    its inputs, reference outputs, the two runtime tools and this script."""
+    os.makedirs(out, exist_ok=True)
+    for tool in ["run", "benchmark"]:
+        shutil.copy2(iree[tool], out)
+    shutil.copy2(os.path.abspath(__file__), out)
+    entries = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in a.models or MODELS:
+            folder = os.path.join(CORPUS, name)
+            feeds = np.load(os.path.join(folder, "inputs.npz"))
+            ref = list(np.load(os.path.join(folder, "outputs.npz")).values())
+            for dialect in a.dialects.split(","):
+                mlir = os.path.join(tmp, f"{name}.{dialect}.mlir")
+                emit(a, folder, feeds, mlir, dialect)
+                entry = f"{name}.{dialect}"
+                compile_module(iree, mlir, os.path.join(out, f"{entry}.vmfb"), a.bundle_target)
+                for i, x in enumerate(feeds.values()):
+                    np.save(os.path.join(out, f"{entry}.in{i}.npy"), x)
+                for i, r in enumerate(ref):
+                    np.save(os.path.join(out, f"{entry}.ref{i}.npy"), r)
+                entries.append({"module": entry, "inputs": len(feeds), "outputs": len(ref)})
+                print(f"bundled {entry} for {a.bundle_target}", flush=True)
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump({"target": a.bundle_target, "modules": entries}, f, indent=1)
+
+
+def run_bundle(folder, device):
+    """Runs every module of a bundle on `device`; returns whether all match."""
+    iree = {"run": os.path.join(folder, "iree-run-module"),
+            "benchmark": os.path.join(folder, "iree-benchmark-module")}
+    with open(os.path.join(folder, "manifest.json")) as f:
+        manifest = json.load(f)
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in manifest["modules"]:
+            entry, vmfb = m["module"], os.path.join(folder, m["module"] + ".vmfb")
+            if not os.path.exists(vmfb):
+                print(f"{entry}: not in this bundle", flush=True)
+                continue
+            inputs = [np.load(os.path.join(folder, f"{entry}.in{i}.npy")) for i in range(m["inputs"])]
+            ref = [np.load(os.path.join(folder, f"{entry}.ref{i}.npy")) for i in range(m["outputs"])]
+            got = run_module(iree, vmfb, inputs, len(ref), tmp, device)
+            err, good = compare(got, ref)
+            t, unit = benchmark(iree, vmfb, inputs, tmp, device)
+            print(f"{entry} | {device} run: max abs err {err:.2e} {'ok' if good else 'DIFFERS'}, "
+                  f"median {t:.3f} {unit}", flush=True)
+            ok &= good
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sculpt", default=os.path.join(REPO, "target", "release", "sculpt"))
     ap.add_argument("--cuda", action="store_true", help="also run the cuda module on this machine's GPU")
     ap.add_argument("--dialects", default="linalg,tosa", help="the dialects to emit, comma-separated")
+    ap.add_argument("--bundle", metavar="DIR", help="write compiled modules and data for another machine")
+    ap.add_argument("--bundle-target", default="sm_80", choices=["sm_80", "llvm-cpu"])
+    ap.add_argument("--from-bundle", metavar="DIR", help="run a bundle (needs numpy only)")
+    ap.add_argument("--device", default="cuda", help="the IREE device a bundle runs on")
     ap.add_argument("models", nargs="*")
     a = ap.parse_args()
+    if a.from_bundle:
+        sys.exit(0 if run_bundle(a.from_bundle, a.device) else 1)
     iree = tools()
+    if a.bundle:
+        make_bundle(a, iree, a.bundle)
+        return
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models or MODELS:

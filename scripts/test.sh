@@ -13,6 +13,12 @@ if scripts/install-llvm.sh; then
   # The emitted MLIR through IREE (llvm-cpu run vs the reference outputs,
   # cuda compile); fetches the IREE wheels into target/iree once.
   python3 scripts/iree_check.py
+  # A bundle runs where only numpy and the IREE runtime are (the GPU
+  # machine's way): made and run here for llvm-cpu on one model.
+  bundle=$(mktemp -d)
+  python3 scripts/iree_check.py --bundle "$bundle" --bundle-target llvm-cpu ppocr_mobile_v2_cls
+  python3 "$bundle/iree_check.py" --from-bundle "$bundle" --device local-task
+  rm -rf "$bundle"
 else
   echo "warning: LLVM 22 is not installed and could not be: skipping the MLIR back end (codegen/)" >&2
   cargo test --workspace --exclude sculpt-codegen --release --no-fail-fast "$@"
