@@ -1,9 +1,10 @@
 //! f16 and bf16 computed in f32: every op that computes on a half input
 //! or output (all but data movement, Where and Cast, which take halves as
 //! they are) reads its half inputs through a Cast to f32 and writes f32,
-//! cast back to the half type. Storage stays half (weights too: large
-//! half constants are cast in the module, small ones, which the emitter
-//! reads as scalars and bounds, are converted here); each op's arithmetic
+//! cast back to the half type. Storage stays half (weights too: half
+//! constants of rank 2 and more are cast in the module; scalars, vectors
+//! and small tensors, which the emitter may read as constants, are
+//! converted here); each op's arithmetic
 //! is f32's, rounded once to the half type at its output, as
 //! onnxruntime's CPU kernels for halves mostly do.
 
@@ -50,9 +51,12 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
         if !halves_in[slot] {
             continue;
         }
+        // Scalars, vectors (biases, norm parameters, which the emitter
+        // reads as constants) and small tensors are converted; larger
+        // weights keep their half storage and are cast in the module.
         let small = p
             .constant(v)
-            .filter(|t| t.element_count().is_some_and(|c| c <= CONVERTED));
+            .filter(|t| t.dims.len() <= 1 || t.element_count().is_some_and(|c| c <= CONVERTED));
         *input = Some(
             match small.and_then(|t| Some((t.to_f32_vec().ok()?, t.dims))) {
                 Some((values, dims)) => p.initializer(Tensor::from_f32(dims, &values)),

@@ -699,3 +699,34 @@ graph "g" (%x: f32[1,3,4,4]) -> (%y, %q) {
     .replace("@W@", &weights.join(", "));
     check("qdq", &text, &[("x", vec![1, 3, 4, 4])]);
 }
+
+#[test]
+fn half_batch_norm_over_many_channels() {
+    // Per-channel parameters longer than the small-constant limit stay
+    // constants the emitter can fold.
+    let c = 96;
+    let values =
+        |k: usize| -> Vec<f32> { (0..c).map(|i| 0.5 + ((i * k) % 7) as f32 / 8.0).collect() };
+    let x: Vec<f32> = (0..c * 4)
+        .map(|i| ((i * 37 % 17) as f32 - 8.0) / 4.0)
+        .collect();
+    let text = r#"opset "" 15
+graph "g" (%x: f16[1,96,2,2]) -> (%y) {
+  init %scale = f16[96] @S@
+  init %shift = f16[96] @B@
+  init %mean = f16[96] @M@
+  init %var = f16[96] @V@
+  %y = BatchNormalization(%x, %scale, %shift, %mean, %var)
+}"#
+    .replace("@S@", &f16_hex(&values(3)))
+    .replace("@B@", &f16_hex(&values(5)))
+    .replace("@M@", &f16_hex(&values(2)))
+    .replace("@V@", &f16_hex(&values(1)));
+    let input = Array {
+        name: "x".into(),
+        dtype: sculpt_ir::DataType::F16,
+        shape: vec![1, c, 2, 2],
+        data: f16_bytes(&x),
+    };
+    check_arrays_within("half_batch_norm", &text, &[input], 4e-3);
+}
