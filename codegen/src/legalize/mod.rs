@@ -10,11 +10,11 @@
 //! convolutions and pools as 2-d ones over an `[N, C, 1, L]` view),
 //! [`depth_space`] (DepthToSpace and SpaceToDepth as reshape, transpose,
 //! reshape), [`composites`] (Trilu, Mish, LpNormalization,
-//! ReduceLogSum, ReduceLogSumExp as the ops they are defined by) and
+//! ReduceLogSum, ReduceLogSumExp as the ops they are defined by),
 //! [`constants`] (Range, ConstantOfShape, EyeLike folded into
-//! initializers), [`quantize`] (QuantizeLinear, DequantizeLinear as f32
-//! arithmetic and casts); then [`upcast`] puts f16 and bf16 ops in f32 between
-//! casts.
+//! initializers) and [`quantize`] (QuantizeLinear, DequantizeLinear as
+//! f32 arithmetic and casts); then [`upcast`] puts the ops on f16 and
+//! bf16 in f32 between casts.
 //!
 //! Runs on a graph with static shapes ([`crate::emit::bind_shapes`]'s
 //! form) and leaves one, its types inferred again.
