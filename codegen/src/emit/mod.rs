@@ -80,7 +80,7 @@ pub fn supported_ops() -> &'static [(&'static [&'static str], &'static str, &'st
         (&["Expand"], "linalg.generic (broadcasting copy)", "tosa.reshape + tosa.tile"),
         (&["BatchNormalization"], "linalg.generic (scale and shift folded per channel)", "tosa.mul + tosa.add (scale and shift folded per channel)"),
         (&["LayerNormalization", "InstanceNormalization", "GroupNormalization", "RMSNormalization"], "linalg.generic reductions (mean, variance; RMSNorm: mean square only) + normalize, scale, shift (GroupNorm on an [N, G, rest] view)", "tosa.reduce_sum per axis, tosa.rsqrt, mul, add"),
-        (&["MaxPool", "AveragePool"], "tensor.pad + linalg.pooling_nchw_max / pooling_nchw_sum (÷ window, or ÷ real elements with count_include_pad=0)", "tosa.max_pool2d / avg_pool2d on NHWC (count_include_pad=1 with pads: tosa.pad first)"),
+        (&["MaxPool", "AveragePool"], "tensor.pad + linalg.pooling_nchw_max / pooling_nchw_sum (÷ window, or ÷ the counted elements under it: count_include_pad=0, or ceil_mode's padding past the end)", "tosa.max_pool2d / avg_pool2d on NHWC (count_include_pad=1 with pads: tosa.pad first; ceil_mode: more padding past the end)"),
         (&["GlobalAveragePool", "GlobalMaxPool"], "linalg.generic reduction over H and W (÷ H·W)", "tosa.reduce_sum / reduce_max over H and W (÷ H·W)"),
         (&["Flatten", "Reshape", "Squeeze", "Unsqueeze"], "tensor.reshape (shape and axes inputs constant)", "tosa.reshape"),
         (&["Transpose"], "linalg.transpose", "tosa.transpose"),

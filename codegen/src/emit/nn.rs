@@ -24,6 +24,26 @@ pub(super) fn broadcast_batch(n: &Node, a: &[i64], b: &[i64]) -> Result<Vec<i64>
         .collect()
 }
 
+/// The padding past the end of each spatial axis that ceil_mode's last
+/// windows reach (0 without ceil_mode): `output`'s windows need
+/// `(out − 1)·stride + dilation·(kernel − 1) + 1` elements.
+pub(super) fn ceil_extra(
+    input: &[i64],
+    output: &[i64],
+    kernel: &[i64],
+    pads: &[i64],
+    strides: &[i64],
+    dilations: &[i64],
+) -> Vec<i64> {
+    let k = input.len();
+    (0..k)
+        .map(|i| {
+            let needed = (output[i] - 1) * strides[i] + dilations[i] * (kernel[i] - 1) + 1;
+            (needed - input[i] - pads[i] - pads[i + k]).max(0)
+        })
+        .collect()
+}
+
 /// How a normalization op normalizes (see [`Emitter::norm_plan`]).
 pub(super) struct NormPlan {
     pub view: Vec<i64>,
@@ -64,9 +84,6 @@ impl Emitter<'_> {
                 n,
                 format!("auto_pad={auto} (run cleanup or export with explicit pads)"),
             ));
-        }
-        if int_attr(n, "ceil_mode", 0) != 0 {
-            return Err(unsupported(n, "ceil_mode=1"));
         }
         let pads = ints_attr(n, "pads").unwrap_or(vec![0; 2 * k]);
         let strides = ints_attr(n, "strides").unwrap_or(vec![1; k]);
@@ -201,11 +218,11 @@ impl Emitter<'_> {
                 ints_attr(n, "kernel_shape").ok_or_else(|| unsupported(n, "no kernel_shape"))?;
             (k, p, s, d)
         };
-        // Average pooling that leaves padding out of the count divides by
-        // the number of real elements under each window.
-        let exclude_pad =
-            !max && pads.iter().any(|&p| p != 0) && int_attr(n, "count_include_pad", 0) == 0;
-        let xp = self.pad_spatial(&x, &pads, if max { f64::NEG_INFINITY } else { 0.0 });
+        // ceil_mode's last windows reach past the padding: pad for them,
+        // without counting what they cover.
+        let extra = ceil_extra(&xd[2..], &od[2..], &kernel, &pads, &strides, &dilations);
+        let all_pads = [pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1]];
+        let xp = self.pad_spatial(&x, &all_pads, if max { f64::NEG_INFINITY } else { 0.0 });
         let init = self.filled(od, if max { f64::from(f32::MIN) } else { 0.0 });
         let window = self.empty(&kernel, Elem::F32);
         let r = self.fresh();
@@ -229,10 +246,17 @@ impl Emitter<'_> {
         if max {
             return Ok(r);
         }
-        if exclude_pad {
-            let plane = [1, 1, xd[2], xd[3]];
+        // The counted region is the input, with its explicit padding when
+        // count_include_pad=1; each window divides by what it covers of it.
+        let (plane, uncounted) = if int_attr(n, "count_include_pad", 0) != 0 {
+            let plane = [1, 1, xd[2] + pads[0] + pads[2], xd[3] + pads[1] + pads[3]];
+            (plane, [0, 0, extra[0], extra[1]])
+        } else {
+            ([1, 1, xd[2], xd[3]], all_pads)
+        };
+        if uncounted.iter().any(|&p| p != 0) {
             let ones = self.filled(&plane, 1.0);
-            let padded = self.pad_spatial(&Operand::f32(ones, &plane), &pads, 0.0);
+            let padded = self.pad_spatial(&Operand::f32(ones, &plane), &uncounted, 0.0);
             let counts_dims = [1, 1, od[2], od[3]];
             let zeros = self.filled(&counts_dims, 0.0);
             let window = self.empty(&kernel, Elem::F32);

@@ -774,6 +774,10 @@ impl Emitter<'_> {
         }
         let kernel =
             ints_attr(n, "kernel_shape").ok_or_else(|| unsupported(n, "no kernel_shape"))?;
+        // ceil_mode's last windows reach past the end: TOSA's padding,
+        // which its pools neither take the max of nor count.
+        let extra =
+            super::nn::ceil_extra(&x.dims[2..], &od[2..], &kernel, &pads, &strides, &[1, 1]);
         let mut nhwc = self.tosa_to_nhwc(&x);
         let max = n.op_type == "MaxPool";
         // TOSA's average leaves padding out of the count: with
@@ -791,6 +795,8 @@ impl Emitter<'_> {
             nhwc = self.tosa_with_shape("pad", &[&nhwc, &value], &padding, &padded, Elem::F32);
             pads = vec![0; 4];
         }
+        pads[2] += extra[0];
+        pads[3] += extra[1];
         let (nhwc, pads) = self.tosa_fit_windows(&nhwc, &kernel, &pads, &strides, &[1, 1]);
         let out = [od[0], od[2], od[3], od[1]];
         let attrs = format!(

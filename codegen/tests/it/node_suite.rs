@@ -171,9 +171,11 @@ fn run_case(case: &std::path::Path, dialect: Dialect) -> Outcome {
             atol: 1e-3,
         }
     } else {
+        // The ONNX backend runner's own defaults (some references are
+        // rounded to four decimals).
         Tolerance {
-            rtol: 1e-4,
-            atol: 1e-5,
+            rtol: 1e-3,
+            atol: 1e-7,
         }
     };
     let cmp = sculpt_runtime::compare(&got, &expected, tolerance);

@@ -730,3 +730,20 @@ graph "g" (%x: f16[1,96,2,2]) -> (%y) {
     };
     check_arrays_within("half_batch_norm", &text, &[input], 4e-3);
 }
+
+#[test]
+fn ceil_mode_pools() {
+    check(
+        "ceil_pools",
+        r#"opset "" 19
+graph "g" (%x: f32[1,2,7,6]) -> (%max, %avg, %avg_in, %line) {
+  init %shape = i64[3] [1, 2, 42]
+  %max = MaxPool(%x) {kernel_shape=[3, 2], strides=[2, 2], ceil_mode=1}
+  %avg = AveragePool(%x) {kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 0, 1], ceil_mode=1}
+  %avg_in = AveragePool(%x) {kernel_shape=[2, 3], strides=[3, 2], pads=[0, 1, 1, 0], ceil_mode=1, count_include_pad=1}
+  %flat = Reshape(%x, %shape)
+  %line = MaxPool(%flat) {kernel_shape=[4], strides=[3], ceil_mode=1}
+}"#,
+        &[("x", vec![1, 2, 7, 6])],
+    );
+}

@@ -464,19 +464,31 @@ pub fn bind_input_dims(graph: &mut Graph, size: i64) -> crate::Result<usize> {
 }
 
 /// Output spatial size of a sliding window (Conv, pooling).
-fn window_out(input: &Dim, kernel: i64, stride: i64, dilation: i64, pad: i64, ceil: bool) -> Dim {
+/// Windows along one axis. With `ceil`, a last partial window counts, as
+/// long as it starts inside the input or its leading padding.
+fn window_out(
+    input: &Dim,
+    kernel: i64,
+    stride: i64,
+    dilation: i64,
+    pads: (i64, i64),
+    ceil: bool,
+) -> Dim {
     match input {
         Dim::Known(n) if stride > 0 => {
             let eff = dilation * (kernel - 1) + 1;
-            let span = n + pad - eff;
+            let span = n + pads.0 + pads.1 - eff;
             if span < 0 {
                 return Dim::Unknown;
             }
-            let q = if ceil {
+            let mut q = if ceil {
                 (span + stride - 1) / stride
             } else {
                 span / stride
             };
+            if ceil && q * stride >= n + pads.0 {
+                q -= 1;
+            }
             Dim::Known(q + 1)
         }
         _ => Dim::Unknown,
@@ -507,13 +519,13 @@ fn sliding_window(c: &Ctx, x: &[Dim], kernel: &[i64], channels_out: Dim) -> Opti
                 Dim::Known(n) => Dim::Known((n + strides[i] - 1) / strides[i]),
                 _ => Dim::Unknown,
             },
-            "VALID" => window_out(&x[i + 2], kernel[i], strides[i], dilations[i], 0, ceil),
+            "VALID" => window_out(&x[i + 2], kernel[i], strides[i], dilations[i], (0, 0), ceil),
             _ => window_out(
                 &x[i + 2],
                 kernel[i],
                 strides[i],
                 dilations[i],
-                pads[i] + pads[i + spatial],
+                (pads[i], pads[i + spatial]),
                 ceil,
             ),
         };
