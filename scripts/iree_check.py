@@ -123,6 +123,15 @@ def emit(a, folder, feeds, mlir, dialect):
     subprocess.run(cmd, check=True, capture_output=True)
 
 
+def run_and_time(iree, vmfb, inputs, ref, tmp, device):
+    """Runs `vmfb` on `device`, compares with `ref` and times it: (a report
+    line, whether it matched)."""
+    got = run_module(iree, vmfb, inputs, len(ref), tmp, device)
+    err, ok = compare(got, ref)
+    t, unit = benchmark(iree, vmfb, inputs, tmp, device)
+    return f"{device} run: max abs err {err:.2e} {'ok' if ok else 'DIFFERS'}, median {t:.3f} {unit}", ok
+
+
 def check_model(a, iree, tmp, name, dialect):
     """Emits `name` in `dialect`, compiles it for llvm-cpu and cuda, runs the
     llvm-cpu module (and the cuda one with --cuda); prints one line, and
@@ -144,10 +153,8 @@ def check_model(a, iree, tmp, name, dialect):
     line.append(f"llvm-cpu run: max abs err {err:.2e} {'ok' if ok else 'DIFFERS'}")
     if a.cuda:
         vmfb = os.path.join(tmp, f"{name}.{dialect}.sm_80.vmfb")
-        got = run_module(iree, vmfb, list(feeds.values()), len(ref), tmp, "cuda")
-        err, cuda_ok = compare(got, ref)
-        t, unit = benchmark(iree, vmfb, list(feeds.values()), tmp, "cuda")
-        line.append(f"cuda run: max abs err {err:.2e} {'ok' if cuda_ok else 'DIFFERS'}, median {t:.3f} {unit}")
+        report, cuda_ok = run_and_time(iree, vmfb, list(feeds.values()), ref, tmp, "cuda")
+        line.append(report)
         ok &= cuda_ok
     print(" | ".join(line), flush=True)
     return ok
@@ -196,11 +203,8 @@ def run_bundle(folder, device):
                 continue
             inputs = [np.load(os.path.join(folder, f"{entry}.in{i}.npy")) for i in range(m["inputs"])]
             ref = [np.load(os.path.join(folder, f"{entry}.ref{i}.npy")) for i in range(m["outputs"])]
-            got = run_module(iree, vmfb, inputs, len(ref), tmp, device)
-            err, good = compare(got, ref)
-            t, unit = benchmark(iree, vmfb, inputs, tmp, device)
-            print(f"{entry} | {device} run: max abs err {err:.2e} {'ok' if good else 'DIFFERS'}, "
-                  f"median {t:.3f} {unit}", flush=True)
+            report, good = run_and_time(iree, vmfb, inputs, ref, tmp, device)
+            print(f"{entry} | {report}", flush=True)
             ok &= good
     return ok
 

@@ -361,7 +361,7 @@ fn nested_literal(dims: &[i64], items: &[String]) -> String {
     }
 }
 
-fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
+pub(crate) fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
     n.attr(name).and_then(AttrValue::as_int).unwrap_or(default)
 }
 
@@ -372,7 +372,7 @@ fn float_attr(n: &Node, name: &str, default: f64) -> f64 {
     }
 }
 
-fn ints_attr(n: &Node, name: &str) -> Option<Vec<i64>> {
+pub(crate) fn ints_attr(n: &Node, name: &str) -> Option<Vec<i64>> {
     n.attr(name)
         .and_then(AttrValue::as_ints)
         .map(<[i64]>::to_vec)

@@ -119,12 +119,11 @@ fn pads(
         .attr("auto_pad")
         .and_then(AttrValue::as_str)
         .unwrap_or("NOTSET");
-    let explicit = auto == "NOTSET" && n.attr("output_shape").is_none();
-    if auto == "VALID" || explicit {
+    if auto == "VALID" {
+        return Ok((vec![0; k], vec![0; k]));
+    }
+    if auto == "NOTSET" && n.attr("output_shape").is_none() {
         let pads = ints_attr(n, "pads").unwrap_or(vec![0; 2 * k]);
-        if auto == "VALID" {
-            return Ok((vec![0; k], vec![0; k]));
-        }
         return Ok((pads[..k].to_vec(), pads[k..].to_vec()));
     }
     let mut begin = Vec::new();

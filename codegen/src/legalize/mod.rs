@@ -28,6 +28,7 @@ mod quantize;
 mod upcast;
 
 use crate::emit::unsupported;
+pub(super) use crate::emit::{int_attr, ints_attr};
 use crate::Result;
 use sculpt_ir::ops::infer::{self, constant, value_type};
 use sculpt_ir::{
@@ -169,6 +170,22 @@ impl Patch<'_> {
         self.initializer(Tensor::from_raw(dtype, vec![], vec![0u8; bytes].into()))
     }
 
+    /// `v` as f32: itself when it is f32; a converted initializer when it
+    /// is a constant and `fold` says so; else a Cast.
+    fn f32_of(&mut self, n: &Node, v: ValueId, fold: impl Fn(&Tensor) -> bool) -> Result<ValueId> {
+        if self.dtype(n, v)? == DataType::F32 {
+            return Ok(v);
+        }
+        let folded = self
+            .constant(v)
+            .filter(|t| fold(t))
+            .and_then(|t| Some((t.to_f32_vec().ok()?, t.dims)));
+        Ok(match folded {
+            Some((values, dims)) => self.initializer(Tensor::from_f32(dims, &values)),
+            None => self.node("Cast", &[Some(v)], vec![to(DataType::F32)]),
+        })
+    }
+
     /// `x` viewed as `dims`: a new initializer when `x` is a constant.
     fn reshape(&mut self, x: ValueId, dims: &[i64]) -> Result<ValueId> {
         if let Some(t) = self.constant(x) {
@@ -237,16 +254,6 @@ fn attrs_with(n: &Node, replaced: Vec<Attribute>, dropped: &[&str]) -> Vec<Attri
         .collect();
     out.extend(replaced);
     out
-}
-
-fn ints_attr(n: &Node, name: &str) -> Option<Vec<i64>> {
-    n.attr(name)
-        .and_then(AttrValue::as_ints)
-        .map(<[i64]>::to_vec)
-}
-
-fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
-    n.attr(name).and_then(AttrValue::as_int).unwrap_or(default)
 }
 
 /// Cast's `to` attribute.

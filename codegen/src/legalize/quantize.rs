@@ -27,22 +27,10 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
     } else {
         axis
     } as usize;
-    let as_f32 = |p: &mut Patch, v| -> Result<_> {
-        Ok(match p.dtype(n, v)? {
-            DataType::F32 => v,
-            _ => match p
-                .constant(v)
-                .and_then(|t| Some((t.to_f32_vec().ok()?, t.dims)))
-            {
-                Some((values, dims)) => p.initializer(Tensor::from_f32(dims, &values)),
-                None => p.node("Cast", &[Some(v)], vec![to(DataType::F32)]),
-            },
-        })
-    };
     // A scale or zero point in f32; per-axis ones as [1, .., C, .., 1].
     let parameter = |p: &mut Patch, v| -> Result<_> {
         let d = p.dims(n, v)?;
-        let v32 = as_f32(p, v)?;
+        let v32 = p.f32_of(n, v, |_| true)?;
         if d.len() == 1 && d[0] > 1 {
             let mut view = vec![1; xd.len()];
             view[axis] = d[0];
@@ -83,7 +71,7 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
         DataType::I8 => (-128.0, 127.0),
         other => return Err(unsupported(n, format!("{other} output (i8, u8)"))),
     };
-    let x32 = as_f32(p, x)?;
+    let x32 = p.f32_of(n, x, |_| true)?;
     let q = p.node("Div", &[Some(x32), Some(scale32)], vec![]);
     let rounded = p.node("Round", &[Some(q)], vec![]);
     let shifted = match zero {

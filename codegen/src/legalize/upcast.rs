@@ -54,15 +54,9 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
         // Scalars, vectors (biases, norm parameters, which the emitter
         // reads as constants) and small tensors are converted; larger
         // weights keep their half storage and are cast in the module.
-        let small = p
-            .constant(v)
-            .filter(|t| t.dims.len() <= 1 || t.element_count().is_some_and(|c| c <= CONVERTED));
-        *input = Some(
-            match small.and_then(|t| Some((t.to_f32_vec().ok()?, t.dims))) {
-                Some((values, dims)) => p.initializer(Tensor::from_f32(dims, &values)),
-                None => p.node("Cast", &[Some(v)], vec![to(DataType::F32)]),
-            },
-        );
+        let small =
+            |t: &Tensor| t.dims.len() <= 1 || t.element_count().is_some_and(|c| c <= CONVERTED);
+        *input = Some(p.f32_of(n, v, small)?);
     }
     // The op again, its used outputs fresh f32 (or as they were) values.
     let used = |v: ValueId| !p.g.consumers(v).is_empty() || p.g.outputs.contains(&v);

@@ -202,6 +202,14 @@ fn half_copy(m: &sculpt_ir::Model) -> sculpt_ir::Model {
     half
 }
 
+/// f16 little-endian bytes as f32 values.
+fn f16_values(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(2)
+        .map(|c| sculpt_ir::f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+        .collect()
+}
+
 /// f16 copies of two conv nets (weights and inputs rounded to f16, every
 /// op computing in f32 between casts) against tract on the f32 model fed
 /// the same rounded inputs: the error is f16 storage's alone.
@@ -224,51 +232,39 @@ fn half_copies_match_f32_within_half_precision() {
             sculpt_codegen::CpuModule::compile(&context, &emitted.text, emitted.outputs.clone())
                 .unwrap_or_else(|e| panic!("{name} {dialect:?}: {e}"));
         let inputs = sculpt_runtime::read_npz(&corpus_dir().join(name).join("inputs.npz")).unwrap();
-        let rounded: Vec<sculpt_runtime::Array> = inputs
-            .iter()
-            .map(|a| {
-                let v: Vec<f32> = a.to_f64().unwrap().iter().map(|&x| x as f32).collect();
-                let h: Vec<f32> = v
-                    .iter()
-                    .map(|&x| sculpt_ir::f16_to_f32(sculpt_ir::ops::eval::f32_to_f16(x)))
-                    .collect();
-                sculpt_runtime::Array::from_f32(&a.name, a.shape.clone(), &h)
-            })
-            .collect();
+        // Each input once as f16: fed to the module, and read back as the
+        // rounded f32 that tract gets.
+        let mut args = Vec::new();
+        let mut rounded = Vec::new();
+        for a in &inputs {
+            let v: Vec<f32> = a.to_f64().unwrap().iter().map(|&x| x as f32).collect();
+            let bytes = crate::small::f16_bytes(&v);
+            rounded.push(sculpt_runtime::Array::from_f32(
+                &a.name,
+                a.shape.clone(),
+                &f16_values(&bytes),
+            ));
+            args.push(sculpt_codegen::HostTensor {
+                elem: sculpt_codegen::Elem::F16,
+                dims: a.shape.iter().map(|&d| d as i64).collect(),
+                bytes,
+            });
+        }
         let expected = sculpt_runtime::Session::new(&m, &rounded)
             .unwrap()
             .run(&rounded)
             .unwrap();
-        let args: Vec<sculpt_codegen::HostTensor> = rounded
-            .iter()
-            .map(|a| sculpt_codegen::HostTensor {
-                elem: sculpt_codegen::Elem::F16,
-                dims: a.shape.iter().map(|&d| d as i64).collect(),
-                bytes: crate::small::f16_bytes(
-                    &a.to_f64()
-                        .unwrap()
-                        .iter()
-                        .map(|&x| x as f32)
-                        .collect::<Vec<_>>(),
-                ),
-            })
-            .collect();
-        let got = cpu.run(&args).unwrap();
-        let got_f32: Vec<sculpt_codegen::HostTensor> = got
+        let got_f32: Vec<sculpt_codegen::HostTensor> = cpu
+            .run(&args)
+            .unwrap()
             .into_iter()
-            .map(|t| {
-                let v: Vec<u8> = t
-                    .bytes
-                    .chunks_exact(2)
-                    .flat_map(|c| {
-                        sculpt_ir::f16_to_f32(u16::from_le_bytes([c[0], c[1]])).to_le_bytes()
-                    })
-                    .collect();
-                sculpt_codegen::HostTensor {
-                    elem: sculpt_codegen::Elem::F32,
-                    dims: t.dims,
-                    bytes: v,
-                }
+            .map(|t| sculpt_codegen::HostTensor {
+                elem: sculpt_codegen::Elem::F32,
+                bytes: f16_values(&t.bytes)
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
+                dims: t.dims,
             })
             .collect();
         let worst = crate::small::worst_relative_diff(&expected, &got_f32);

@@ -63,21 +63,13 @@ fn freeze_shape_inputs(
             && consumers
                 .iter()
                 .all(|&(node, slot)| shape_giving(&g.node(node).op_type, slot));
-        let tensor = match a.dtype {
-            sculpt_ir::DataType::F32 => a
-                .to_f64()
-                .map(|x| x.iter().map(|&v| v as f32).collect::<Vec<_>>())
-                .map(|x| sculpt_ir::Tensor::from_f32(dims_of(&a), &x)),
-            sculpt_ir::DataType::I64 => a
-                .to_f64()
-                .map(|x| x.iter().map(|&v| v as i64).collect::<Vec<_>>())
-                .map(|x| sculpt_ir::Tensor::from_i64(dims_of(&a), &x)),
-            sculpt_ir::DataType::I32 => a.to_f64().map(|x| {
-                let raw: Vec<u8> = x.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect();
-                sculpt_ir::Tensor::from_raw(a.dtype, dims_of(&a), raw.into())
-            }),
-            _ => None,
-        };
+        // The array's bytes are already the tensor's raw little-endian data.
+        let numeric = matches!(
+            a.dtype,
+            sculpt_ir::DataType::F32 | sculpt_ir::DataType::I64 | sculpt_ir::DataType::I32
+        );
+        let tensor = numeric
+            .then(|| sculpt_ir::Tensor::from_raw(a.dtype, dims_of(&a), a.data.clone().into()));
         match tensor {
             Some(t) if frozen => {
                 g.value_mut(v).init = Some(sculpt_ir::Initializer::Dense(t));
