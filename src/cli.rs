@@ -72,6 +72,19 @@ enum Command {
         /// N generated calibration samples instead of --calib.
         #[arg(long)]
         calib_random: Option<usize>,
+        /// Most memory activation statistics may take (e.g. 512M, 4G); past
+        /// it the largest fall back to per-channel statistics.
+        #[arg(long, default_value = "4G", value_parser = parse_bytes)]
+        stats_memory: u64,
+        /// A model input whose zeros mark padding rows that activation
+        /// statistics skip (default: `attention_mask` where the model has
+        /// one; `none` for no mask).
+        #[arg(long)]
+        calib_mask: Option<String>,
+        /// Run the pipeline exactly as written: no `cleanup` before passes
+        /// that need canonical form, nor after the last transform.
+        #[arg(long)]
+        no_cleanup: bool,
     },
     /// Run a model on inputs (.npz) or generated inputs.
     Run {
@@ -175,6 +188,11 @@ fn parse_shape(s: &str) -> Result<(String, Vec<i64>), String> {
     Ok((k.to_string(), dims))
 }
 
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    sculpt_passes::pipeline::parse_bytes(s)
+        .ok_or_else(|| format!("'{s}' is not a byte count (like 512M or 4G)"))
+}
+
 fn parse_dim(s: &str) -> Result<(String, usize), String> {
     let (k, v) = s.split_once('=').ok_or("expected NAME=SIZE")?;
     Ok((
@@ -249,6 +267,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             text,
             calib,
             calib_random,
+            stats_memory,
+            calib_mask,
+            no_cleanup,
         } => {
             let pipeline = match (pipeline, pipeline_file) {
                 (Some(p), None) => Pipeline::parse(&p)?,
@@ -266,7 +287,11 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             let mut m = original.clone();
             let mut manager = PassManager::new(pipeline);
             manager.verify_each |= verify_each;
-            let bar = indicatif::ProgressBar::new(manager.pipeline.steps.len() as u64);
+            manager.canonicalize = !no_cleanup;
+            manager.stats_memory = stats_memory;
+            manager.row_mask = calib_mask;
+            let bars = indicatif::MultiProgress::new();
+            let bar = bars.add(indicatif::ProgressBar::new(manager.steps()?.len() as u64));
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
                     .expect("valid template"),
@@ -277,7 +302,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 )?),
                 (None, Some(n)) => Some(sculpt_runtime::CalibrationSet::random(&original, n)?),
                 (None, None) => None,
-            };
+            }
+            .map(|c| c.with_progress(&bars));
             let calibrator = calibration
                 .as_mut()
                 .map(|c| c as &mut dyn sculpt_passes::Calibrator);

@@ -22,6 +22,8 @@ pub struct Summary {
     pub nodes: usize,
     pub op_histogram: BTreeMap<String, usize>,
     pub params: u64,
+    /// Bytes the parameters take as stored (quantized weights at their width).
+    pub param_bytes: u64,
     pub weight_bytes: u64,
     pub file_bytes: u64,
     pub flops: u64,
@@ -101,6 +103,7 @@ pub fn summarize(model: &Model, file_bytes: u64) -> Summary {
         flops: flops_by_op.values().sum(),
         op_histogram,
         params: g.param_count(),
+        param_bytes: g.param_bytes(),
         weight_bytes: g.weight_bytes(),
         file_bytes,
         flops_by_op,
@@ -135,9 +138,10 @@ pub fn table(s: &Summary) -> String {
         out += &format!("output     {:<40} {}\n", o.name, o.ty);
     }
     out += &format!(
-        "size       {} nodes, {} params, {} weight bytes, {} file bytes, {} FLOPs per sample{}\n",
+        "size       {} nodes, {} params ({} bytes), {} weight bytes, {} file bytes, {} FLOPs per sample{}\n",
         s.nodes,
         human(s.params),
+        human(s.param_bytes),
         human(s.weight_bytes),
         human(s.file_bytes),
         human(s.flops),

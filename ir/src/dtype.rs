@@ -57,6 +57,8 @@ impl DataType {
     pub const C64: DataType = DataType(14);
     pub const C128: DataType = DataType(15);
     pub const BF16: DataType = DataType(16);
+    pub const U4: DataType = DataType(21);
+    pub const I4: DataType = DataType(22);
 
     fn entry(self) -> Option<&'static (i32, &'static str, usize)> {
         TYPES.iter().find(|t| t.0 == self.0)

@@ -127,6 +127,36 @@ impl Node {
             .map(|a| &a.value)
     }
 
+    /// Integer attribute `name`, when present and an int.
+    pub fn attr_i64(&self, name: &str) -> Option<i64> {
+        self.attr(name).and_then(crate::AttrValue::as_int)
+    }
+
+    /// Integer attribute `name`, or `default` when absent or not an int.
+    pub fn int_attr(&self, name: &str, default: i64) -> i64 {
+        self.attr_i64(name).unwrap_or(default)
+    }
+
+    /// Integer-list attribute `name`.
+    pub fn ints_attr(&self, name: &str) -> Option<Vec<i64>> {
+        self.attr(name)
+            .and_then(crate::AttrValue::as_ints)
+            .map(<[i64]>::to_vec)
+    }
+
+    /// Float attribute `name` (an int attribute is read as a float), or
+    /// `default`.
+    pub fn float_attr(&self, name: &str, default: f64) -> f64 {
+        self.attr(name)
+            .and_then(crate::AttrValue::as_float)
+            .map_or(default, f64::from)
+    }
+
+    /// String attribute `name`, when it is valid UTF-8.
+    pub fn str_attr(&self, name: &str) -> Option<&str> {
+        self.attr(name).and_then(crate::AttrValue::as_str)
+    }
+
     /// The node's name, or its op type where it has none.
     pub fn display_name(&self) -> &str {
         if self.name.is_empty() {
@@ -578,9 +608,11 @@ impl Graph {
         Ok(order)
     }
 
-    /// Parameter count: elements of every dense float initializer and of
-    /// every float `Constant` node (some exporters keep weights there).
-    pub fn param_count(&self) -> u64 {
+    /// Parameter tensors: every dense float initializer and float
+    /// `Constant` node (some exporters keep weights there), and the
+    /// quantized weights (integer tensors of 8 bits or fewer; wider
+    /// integers are shapes and indices, not parameters).
+    fn parameter_tensors(&self) -> impl Iterator<Item = &Tensor> {
         let constants = self
             .nodes()
             .filter(|(_, n)| n.op_type == "Constant" && n.is_onnx())
@@ -588,9 +620,20 @@ impl Graph {
         self.initializers()
             .filter_map(|(_, v)| v.tensor())
             .chain(constants)
-            .filter(|t| t.dtype.is_float())
+            .filter(|t| is_parameter_type(t.dtype))
+    }
+
+    /// Parameter count, by element (see [`Graph::param_bytes`] for bytes).
+    pub fn param_count(&self) -> u64 {
+        self.parameter_tensors()
             .filter_map(|t| t.element_count())
             .sum()
+    }
+
+    /// Bytes the parameters take as stored (a quantized or half-precision
+    /// weight counts at its own width).
+    pub fn param_bytes(&self) -> u64 {
+        self.parameter_tensors().map(Tensor::byte_size).sum()
     }
 
     /// Bytes of every initializer payload.
@@ -643,5 +686,42 @@ impl Graph {
             .edge_references()
             .map(|e| (NodeId(e.source()), NodeId(e.target()), *e.weight()))
             .collect()
+    }
+}
+
+/// Float types, and integer types of 8 bits or fewer but bool (quantized
+/// weights).
+fn is_parameter_type(dtype: crate::DataType) -> bool {
+    dtype.is_float()
+        || (dtype != crate::DataType::BOOL
+            && (dtype.is_integer() || matches!(dtype, crate::DataType::I4 | crate::DataType::U4))
+            && dtype.bit_width().is_some_and(|b| b <= 8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DataType, Tensor};
+
+    #[test]
+    fn quantized_weights_are_parameters() {
+        let mut g = Graph::new("g");
+        let mut add = |name: &str, t: Tensor| {
+            let mut v = Value::new(name);
+            v.init = Some(Initializer::Dense(t));
+            g.add_value(v);
+        };
+        add(
+            "w8",
+            Tensor::from_ints(DataType::I8, vec![4, 4], &[1; 16]).unwrap(),
+        );
+        add(
+            "w4",
+            Tensor::from_ints(DataType::I4, vec![4, 4], &[1; 16]).unwrap(),
+        );
+        add("scale", Tensor::from_f32(vec![4], &[0.5; 4]));
+        add("shape", Tensor::from_i64(vec![2], &[4, 4]));
+        assert_eq!(g.param_count(), 16 + 16 + 4);
+        assert_eq!(g.param_bytes(), 16 + 8 + 16);
     }
 }

@@ -16,6 +16,7 @@
 //! model. Op semantics (shape inference, cost) live in [`ops`].
 
 mod attr;
+pub mod codec;
 mod dtype;
 mod error;
 mod graph;
@@ -23,16 +24,18 @@ mod model;
 pub mod onnx;
 pub mod ops;
 mod output;
+pub mod rewrite;
 mod shape;
 mod tensor;
 pub mod text;
 pub mod verify;
 
 pub use attr::{AttrValue, Attribute};
+pub use codec::f16_to_f32;
 pub use dtype::DataType;
 pub use error::{IrError, Result};
 pub use graph::{Graph, Initializer, Node, NodeId, UseCounts, Value, ValueId};
 pub use model::{Function, Model, OpsetImport};
 pub use output::output_tempfile;
-pub use shape::{Dim, Type};
-pub use tensor::{element_count, f16_to_f32, ExternalSource, Tensor, TensorData};
+pub use shape::{normalize_axis, Dim, Type};
+pub use tensor::{element_count, ExternalSource, Tensor, TensorData};

@@ -71,3 +71,11 @@ impl Type {
         self.shape()?.iter().map(Dim::known).collect()
     }
 }
+
+/// `axis` (negative counts from the end) as an index into `rank` dims, or
+/// `None` when it is out of range.
+pub fn normalize_axis(axis: i64, rank: usize) -> Option<usize> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    (0..r).contains(&a).then_some(a as usize)
+}

@@ -2,7 +2,7 @@
 //! and zero-copy: raw data is a [`Bytes`] slice, usually of the memory-mapped
 //! model file, so cloning a tensor never copies its payload.
 
-use crate::{DataType, IrError, Result};
+use crate::{codec, DataType, IrError, Result};
 use bytes::Bytes;
 use std::borrow::Cow;
 
@@ -154,34 +154,22 @@ impl Tensor {
     }
 
     /// Values as f32 when the element type converts losslessly enough for
-    /// numeric work (float types and integers).
+    /// numeric work (float types and integers, 4-bit ones included).
     pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
         if let TensorData::Floats(v) = &self.data {
             if self.dtype == DataType::F32 {
                 return Ok(v.clone());
             }
         }
+        Ok(self.to_f64_vec()?.into_iter().map(|x| x as f32).collect())
+    }
+
+    /// Values as f64 (float types exactly, integers converted).
+    pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
         let raw = self.raw_bytes()?;
-        let out = match self.dtype {
-            DataType::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-            DataType::F64 => raw
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
-            DataType::F16 => raw
-                .chunks_exact(2)
-                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-            DataType::BF16 => raw
-                .chunks_exact(2)
-                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
-                .collect(),
-            _ => self.to_i64_vec()?.into_iter().map(|v| v as f32).collect(),
-        };
-        Ok(out)
+        let count = self.element_count().unwrap_or(0) as usize;
+        codec::decode_f64(self.dtype, &raw, count)
+            .ok_or_else(|| IrError::tensor("", format!("{} is not a numeric type", self.dtype)))
     }
 
     /// Values as i64 for integer and boolean element types.
@@ -190,41 +178,25 @@ impl Tensor {
             return Ok(v.clone());
         }
         let raw = self.raw_bytes()?;
-        let out = match self.dtype {
-            DataType::I64 => raw
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-            DataType::U64 => raw
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().unwrap()) as i64)
-                .collect(),
-            DataType::I32 => raw
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
-                .collect(),
-            DataType::U32 => raw
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64)
-                .collect(),
-            DataType::I16 => raw
-                .chunks_exact(2)
-                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
-                .collect(),
-            DataType::U16 => raw
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
-                .collect(),
-            DataType::I8 => raw.iter().map(|&b| b as i8 as i64).collect(),
-            DataType::U8 | DataType::BOOL => raw.iter().map(|&b| b as i64).collect(),
-            other => {
-                return Err(IrError::tensor(
-                    "",
-                    format!("{other} is not an integer type"),
-                ))
-            }
-        };
-        Ok(out)
+        let count = self.element_count().unwrap_or(0) as usize;
+        codec::decode_ints(self.dtype, &raw, count)
+            .ok_or_else(|| IrError::tensor("", format!("{} is not an integer type", self.dtype)))
+    }
+
+    /// A float tensor of element type `dtype` (f32, f64, f16, bf16)
+    /// holding `values`, rounded to nearest.
+    pub fn from_floats(dtype: DataType, dims: Vec<i64>, values: &[f64]) -> Result<Tensor> {
+        let raw = codec::encode_floats(dtype, values.iter().copied())
+            .ok_or_else(|| IrError::tensor("", format!("{dtype} is not a float type")))?;
+        Ok(Tensor::from_raw(dtype, dims, raw.into()))
+    }
+
+    /// An integer tensor of element type `dtype` holding `values` (4-bit
+    /// types packed two to a byte).
+    pub fn from_ints(dtype: DataType, dims: Vec<i64>, values: &[i64]) -> Result<Tensor> {
+        let raw = codec::encode_ints(dtype, values)
+            .ok_or_else(|| IrError::tensor("", format!("{dtype} is not an integer type")))?;
+        Ok(Tensor::from_raw(dtype, dims, raw.into()))
     }
 }
 
@@ -262,20 +234,4 @@ fn int32_field_to_raw(dtype: DataType, values: &[i32], count: u64) -> Result<Vec
             out
         }
     })
-}
-
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h >> 15) as u32) << 31;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let mant = (h & 0x3ff) as u32;
-    let bits = match (exp, mant) {
-        (0, 0) => sign,
-        (0, m) => {
-            let shift = m.leading_zeros() - 21;
-            sign | ((113 - shift) << 23) | (((m << shift) & 0x3ff) << 13)
-        }
-        (0x1f, m) => sign | 0x7f80_0000 | (m << 13),
-        (e, m) => sign | ((e + 112) << 23) | (m << 13),
-    };
-    f32::from_bits(bits)
 }

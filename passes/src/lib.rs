@@ -7,12 +7,16 @@
 //! changed, and can verify the IR after each one.
 
 pub mod analysis;
+pub mod context;
+pub mod linear;
 pub mod manager;
 pub mod pipeline;
 pub mod registry;
 pub mod transform;
+pub mod util;
 
-pub use manager::{Calibrator, ModelStats, PassManager, PassRecord, RunReport};
+pub use context::{Calibrator, PassContext, ValueChunk};
+pub use manager::{ModelStats, PassManager, PassRecord, RunReport};
 pub use pipeline::{Pipeline, PipelineStep};
 
 use sculpt_ir::{IrError, Model};
@@ -39,15 +43,78 @@ pub enum PassError {
 
 pub type Result<T, E = PassError> = std::result::Result<T, E>;
 
+/// One pass statistic: a count, or a real number (an error, a share).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Stat {
+    Count(u64),
+    Real(f64),
+}
+
+impl Stat {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Stat::Count(n) => n as f64,
+            Stat::Real(x) => x,
+        }
+    }
+}
+
+impl From<u64> for Stat {
+    fn from(n: u64) -> Stat {
+        Stat::Count(n)
+    }
+}
+
+impl From<usize> for Stat {
+    fn from(n: usize) -> Stat {
+        Stat::Count(n as u64)
+    }
+}
+
+impl From<f64> for Stat {
+    fn from(x: f64) -> Stat {
+        Stat::Real(x)
+    }
+}
+
+impl std::fmt::Display for Stat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stat::Count(n) => write!(f, "{n}"),
+            Stat::Real(x) => write!(f, "{x:.4e}"),
+        }
+    }
+}
+
 /// What a pass reports about its run.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PassOutcome {
     /// Whether the pass changed the model.
     pub changed: bool,
-    /// Named counters, e.g. `nodes_removed`.
-    pub statistics: Vec<(String, u64)>,
+    /// Named statistics, e.g. `nodes_removed`, `output_rel_error`.
+    pub statistics: Vec<(String, Stat)>,
     /// What the pass decided, one line each (which blocks it erased and why).
     pub details: Vec<String>,
+    /// Per-item records for machines (per site, per block), as JSON.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<serde_json::Value>,
+}
+
+impl PassOutcome {
+    /// Adds statistic `name`, or adds `value` to it if it is there.
+    pub fn stat(&mut self, name: &str, value: impl Into<Stat>) {
+        let value = value.into();
+        match self.statistics.iter_mut().find(|(k, _)| k == name) {
+            Some((_, old)) => {
+                *old = match (*old, value) {
+                    (Stat::Count(a), Stat::Count(b)) => Stat::Count(a + b),
+                    (a, b) => Stat::Real(a.as_f64() + b.as_f64()),
+                }
+            }
+            None => self.statistics.push((name.to_string(), value)),
+        }
+    }
 }
 
 /// A transform or analysis over a model.
@@ -57,8 +124,14 @@ pub trait Pass {
     fn run(
         &mut self,
         model: &mut Model,
-        cx: &mut manager::PassContext,
+        cx: &mut context::PassContext,
     ) -> Result<PassOutcome, IrError>;
+    /// True for passes that analyse the graph's structure (channel
+    /// groups, linear sites, residual blocks) and so need it in canonical
+    /// form: the pass manager runs `cleanup` before them.
+    fn needs_canonical(&self) -> bool {
+        false
+    }
     /// Analyses this pass leaves valid (by [`analysis::Analysis::NAME`]);
     /// every other cached analysis is dropped after the pass changes the model.
     fn preserves(&self) -> &'static [&'static str] {

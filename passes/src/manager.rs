@@ -3,83 +3,20 @@
 //! model statistics before and after, and (with `verify_each`) running the
 //! verifier after every pass, naming the pass that broke the IR.
 
-use crate::analysis::{cost::Cost, Analysis};
-use crate::pipeline::Pipeline;
-use crate::{registry, PassError, PassOutcome, Result};
+use crate::analysis::cost::Cost;
+use crate::context::{Calibrator, PassContext};
+use crate::pipeline::{Pipeline, PipelineStep};
+use crate::{registry, Pass, PassError, PassOutcome, Result};
 use sculpt_ir::Model;
 use serde::Serialize;
-use std::any::Any;
-use std::collections::HashMap;
 use std::time::Instant;
-
-/// Receives one chunk of one value: (index in the requested values, shape,
-/// data).
-pub type Visit<'a> = dyn FnMut(usize, &[usize], &[f32]) + 'a;
-
-/// Runs models on calibration data for passes that need activations. The
-/// runtime crate provides it; passes never run models themselves.
-pub trait Calibrator {
-    /// Runs `model` on the calibration samples, in chunks, and hands every
-    /// chunk of every value in `values` to `visit(index in values, shape,
-    /// data)`, samples in order (the chunk's first axis).
-    fn visit(
-        &mut self,
-        model: &Model,
-        values: &[String],
-        visit: &mut Visit<'_>,
-    ) -> Result<(), String>;
-
-    /// Each value in `values` for all samples, flattened (samples in order).
-    fn values(&mut self, model: &Model, values: &[String]) -> Result<Vec<Vec<f32>>, String> {
-        let mut all = vec![Vec::new(); values.len()];
-        self.visit(model, values, &mut |i, _, data| {
-            all[i].extend_from_slice(data)
-        })?;
-        Ok(all)
-    }
-
-    /// The same for the model's outputs.
-    fn outputs(&mut self, model: &Model) -> Result<Vec<Vec<f32>>, String> {
-        let names: Vec<String> = model
-            .graph
-            .outputs
-            .iter()
-            .map(|&v| model.graph.value(v).name.clone())
-            .collect();
-        self.values(model, &names)
-    }
-}
-
-/// Cached analyses, shared by the passes of one run, and the calibrator.
-#[derive(Default)]
-pub struct PassContext<'a> {
-    cache: HashMap<&'static str, Box<dyn Any>>,
-    pub calibrator: Option<&'a mut dyn Calibrator>,
-}
-
-impl PassContext<'_> {
-    /// The analysis `A` of `model`, computed once and cached.
-    pub fn analysis<A: Analysis>(&mut self, model: &Model) -> &A {
-        self.cache
-            .entry(A::NAME)
-            .or_insert_with(|| Box::new(A::compute(model)))
-            .downcast_ref::<A>()
-            .expect("analysis cached under its own name")
-    }
-
-    fn invalidate_except(&mut self, preserved: &[&str]) {
-        self.cache.retain(|name, _| preserved.contains(name));
-    }
-
-    pub fn cached(&self) -> Vec<&'static str> {
-        self.cache.keys().copied().collect()
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ModelStats {
     pub nodes: usize,
     pub params: u64,
+    /// Bytes the parameters take as stored.
+    pub param_bytes: u64,
     pub flops: u64,
     pub weight_bytes: u64,
 }
@@ -90,6 +27,7 @@ impl ModelStats {
         ModelStats {
             nodes: model.graph.node_count(),
             params: model.graph.param_count(),
+            param_bytes: model.graph.param_bytes(),
             flops,
             weight_bytes: model.graph.weight_bytes(),
         }
@@ -117,14 +55,64 @@ pub struct RunReport {
 pub struct PassManager {
     pub pipeline: Pipeline,
     pub verify_each: bool,
+    /// Run `cleanup` before the first pass that analyses the graph and
+    /// after the last transform, where the pipeline does not already.
+    pub canonicalize: bool,
+    /// Most memory activation statistics may take, in bytes.
+    pub stats_memory: u64,
+    /// The model input that marks padding rows for statistics (`none`: no
+    /// mask; unset: `attention_mask` where the model has it).
+    pub row_mask: Option<String>,
 }
+
+/// The label of the `cleanup` steps the manager inserts.
+pub const INSERTED: &str = "auto";
 
 impl PassManager {
     pub fn new(pipeline: Pipeline) -> PassManager {
         PassManager {
             pipeline,
             verify_each: cfg!(debug_assertions),
+            canonicalize: true,
+            stats_memory: crate::context::DEFAULT_STATS_MEMORY,
+            row_mask: None,
         }
+    }
+
+    /// The steps that run: the pipeline, with `cleanup#auto` before the
+    /// first pass that needs canonical form (unless a cleanup comes right
+    /// before it) and after the last transform (unless the pipeline ends
+    /// with a cleanup), when `canonicalize` is on.
+    pub fn steps(&self) -> Result<Vec<(PipelineStep, Box<dyn Pass>)>> {
+        let mut steps: Vec<(PipelineStep, Box<dyn Pass>)> = self
+            .pipeline
+            .steps
+            .iter()
+            .map(|s| Ok((s.clone(), registry::build(s)?)))
+            .collect::<Result<Vec<_>>>()?;
+        if !self.canonicalize {
+            return Ok(steps);
+        }
+        let is_cleanup = |s: &PipelineStep| s.name == "cleanup";
+        let Some(first) = steps.iter().position(|(_, p)| p.needs_canonical()) else {
+            return Ok(steps);
+        };
+        let inserted = || -> Result<(PipelineStep, Box<dyn Pass>)> {
+            let step = PipelineStep {
+                name: "cleanup".into(),
+                label: Some(INSERTED.into()),
+                options: crate::pipeline::Options::new("cleanup", Default::default()),
+            };
+            let pass = registry::build(&step)?;
+            Ok((step, pass))
+        };
+        if !steps.last().is_some_and(|(s, _)| is_cleanup(s)) {
+            steps.push(inserted()?);
+        }
+        if first == 0 || !is_cleanup(&steps[first - 1].0) {
+            steps.insert(first, inserted()?);
+        }
+        Ok(steps)
     }
 
     /// Runs every step in order; stops at the first failure.
@@ -140,17 +128,15 @@ impl PassManager {
         calibrator: Option<&mut dyn Calibrator>,
         mut on_pass: impl FnMut(&str),
     ) -> Result<RunReport> {
-        let passes = self
-            .pipeline
-            .steps
-            .iter()
-            .map(|s| Ok((s.display_name(), registry::build(s)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let passes: Vec<(String, Box<dyn Pass>)> = self
+            .steps()?
+            .into_iter()
+            .map(|(s, p)| (s.display_name(), p))
+            .collect();
         let start = Instant::now();
-        let mut cx = PassContext {
-            cache: HashMap::new(),
-            calibrator,
-        };
+        let mut cx = PassContext::new(calibrator);
+        cx.stats_memory = self.stats_memory;
+        cx.row_mask = self.row_mask.clone();
         let initial = ModelStats::of(model, &mut cx);
         let mut before = initial.clone();
         let mut records = Vec::new();

@@ -4,6 +4,7 @@
 use crate::pipeline::{Options, PipelineStep};
 use crate::{Pass, PassError, Result};
 
+#[derive(Debug, PartialEq)]
 pub struct OptionInfo {
     pub name: &'static str,
     pub kind: &'static str,
@@ -49,10 +50,17 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
     name: "prune",
     summary: "remove (or mask) channels, heads and conv groups of zero-invariant groups: exactly-zero ones, or the least important up to a ratio (magnitude, or activation-aware with a CFSP budget split)",
     options: &[
-        OptionInfo { name: "criterion", kind: "zero|magnitude|activation|random", default: "zero", help: "all-zero channels (lossless); smallest normalised L2 norm; weight norm x activation norm on calibration data (needs --calib or --calib-random); random (testing)" },
-        OptionInfo { name: "ratio", kind: "share", default: "0", help: "share of the prunable params to remove (magnitude, activation, random)" },
+        OptionInfo { name: "criterion", kind: "zero|magnitude|activation|obs|random", default: "zero", help: "all-zero channels (lossless); smallest normalised L2 norm; weight norm x activation norm on calibration data; output error after the least-squares refit (OBS, needs calibration data); random (testing)" },
+        OptionInfo { name: "ratio", kind: "share", default: "0", help: "share of the prunable params to remove" },
+        OptionInfo { name: "budget", kind: "share", default: "none", help: "share of all the model's params to remove (instead of ratio)" },
+        OptionInfo { name: "max_share", kind: "share", default: "0.5", help: "most of any one group's channels that may go" },
+        OptionInfo { name: "reconstruct", kind: "auto|ls|bias|none", default: "auto", help: "refit what reads removed channels: least squares and bias (ls), bias only (bias, FLAP), nothing; auto = ls with calibration data, else none" },
+        OptionInfo { name: "damp", kind: "number|auto", default: "auto", help: "ridge of the refit toward the original weights, times the mean input variance; auto: per site, the best of 0.001, 0.01, 0.1, 1 on held-out calibration samples" },
+        OptionInfo { name: "sequential", kind: "bool", default: "false", help: "refit group by group on statistics of the model pruned so far (one calibration run per group)" },
+        OptionInfo { name: "allocate", kind: "measured|predicted", default: "measured", help: "obs and activation with calibration data: scale each group's predicted costs by the output error a probe removal of its channels measures (one short calibration run per group), or trust the predictions" },
+        OptionInfo { name: "guard", kind: "bool", default: "true", help: "drop a site's refit when it is worse than bias compensation on held-out calibration samples" },
         OptionInfo { name: "cfsp", kind: "number", default: "0", help: "activation: strength of CFSP's budget split by residual-block importance (scores x (importance/mean)^cfsp; 0 = one global ranking)" },
-        OptionInfo { name: "per_layer", kind: "bool", default: "false", help: "remove the ratio from every group instead of ranking globally" },
+        OptionInfo { name: "per_layer", kind: "bool", default: "false", help: "remove the same share from every group instead of ranking globally" },
         OptionInfo { name: "round_to", kind: "count", default: "1", help: "keep every group's remaining width a multiple of this (removes fewer)" },
         OptionInfo { name: "protect", kind: "patterns", default: "none", help: "leave groups whose source node or member tensor matches one of these |-separated patterns (* wildcards)" },
         OptionInfo { name: "mode", kind: "remove|mask", default: "remove", help: "slice the channels out and fix dependent shapes, or zero them and keep shapes" },
@@ -73,5 +81,5 @@ pub fn build(step: &PipelineStep) -> Result<Box<dyn Pass>> {
     })?;
     let known: Vec<&str> = info.options.iter().map(|o| o.name).collect();
     step.options.reject_unknown(&known)?;
-    (info.build)(&step.options)
+    (info.build)(&step.options.clone().with_spec(info.options))
 }

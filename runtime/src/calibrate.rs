@@ -5,14 +5,16 @@
 
 use crate::{generate_inputs, Array, Result, RuntimeError, Session};
 use sculpt_ir::{Dim, Model, Type};
-use sculpt_passes::manager::Visit;
-use sculpt_passes::Calibrator;
+use sculpt_passes::context::{Calibrator, ValueChunk, VisitChunk};
 use std::collections::HashMap;
 
 pub struct CalibrationSet {
     /// One array per model input; axis 0 is the sample axis.
     inputs: Vec<Array>,
     samples: usize,
+    progress: Option<indicatif::MultiProgress>,
+    /// Visit only the first this many samples.
+    limit: Option<usize>,
 }
 
 impl CalibrationSet {
@@ -26,7 +28,12 @@ impl CalibrationSet {
                 "calibration arrays must share a non-empty first (sample) axis".into(),
             ));
         }
-        Ok(CalibrationSet { inputs, samples })
+        Ok(CalibrationSet {
+            inputs,
+            samples,
+            progress: None,
+            limit: None,
+        })
     }
 
     /// `n` generated samples for `model` (see [`generate_inputs`]), stacked.
@@ -79,25 +86,58 @@ impl CalibrationSet {
             .collect()
     }
 
-    /// Samples per run: the model's fixed batch size, or up to 64.
-    fn chunk_size(&self, model: &Model) -> usize {
-        let g = &model.graph;
-        g.inputs
-            .iter()
-            .find_map(|&v| match &g.value(v).ty {
-                Some(Type::Tensor {
-                    shape: Some(dims), ..
-                }) => match dims.first() {
-                    Some(Dim::Known(k)) if *k > 0 => Some(*k as usize),
-                    _ => None,
-                },
+    /// Samples per run: the model's fixed batch size, or as many (up to
+    /// 64) as keep the requested values of one chunk within
+    /// [`CHUNK_BYTES`].
+    fn chunk_size(&self, probe: &Model) -> usize {
+        let g = &probe.graph;
+        let fixed = g.inputs.iter().find_map(|&v| match &g.value(v).ty {
+            Some(Type::Tensor {
+                shape: Some(dims), ..
+            }) => match dims.first() {
+                Some(Dim::Known(k)) if *k > 0 => Some(*k as usize),
                 _ => None,
-            })
-            .unwrap_or(64)
+            },
+            _ => None,
+        });
+        if let Some(k) = fixed {
+            return k.min(self.samples);
+        }
+        let per_sample = self.bytes_per_sample(probe).unwrap_or(0).max(1);
+        ((CHUNK_BYTES / per_sample) as usize)
+            .clamp(1, 64)
             .min(self.samples)
     }
 
-    fn run(&self, model: &Model, names: &[String], visit: &mut Visit<'_>) -> Result<()> {
+    /// Bytes the outputs of `probe` take for one sample (by shape inference).
+    fn bytes_per_sample(&self, probe: &Model) -> Option<u64> {
+        let mut graph = probe.graph.clone();
+        for a in self.chunk(0, 1) {
+            if let Some(v) = graph.value_by_name(&a.name) {
+                let dims: Vec<i64> = a.shape.iter().map(|&d| d as i64).collect();
+                graph.value_mut(v).ty = Some(Type::tensor(a.dtype, &dims));
+            }
+        }
+        sculpt_ir::ops::infer::infer_graph(&mut graph).ok()?;
+        graph
+            .outputs
+            .iter()
+            .map(|&v| {
+                let t = graph.value(v).ty.as_ref()?;
+                let n = sculpt_ir::element_count(&t.static_dims()?)?;
+                n.checked_mul(4)
+            })
+            .sum()
+    }
+
+    /// Shows a progress bar over samples in `bars` while visiting (drawn
+    /// when stderr is a terminal).
+    pub fn with_progress(mut self, bars: &indicatif::MultiProgress) -> CalibrationSet {
+        self.progress = Some(bars.clone());
+        self
+    }
+
+    fn run(&self, model: &Model, names: &[String], visit: &mut VisitChunk<'_>) -> Result<()> {
         let mut probe = model.clone();
         let g = &mut probe.graph;
         let outputs = names
@@ -115,36 +155,62 @@ impl CalibrationSet {
             }
         }
         g.outputs = outputs;
-        let chunk = self.chunk_size(model).max(1);
+        let chunk = self.chunk_size(&probe).max(1);
+        let samples = self.limit.map_or(self.samples, |l| l.min(self.samples));
+        let bar = match &self.progress {
+            Some(bars) => bars.add(indicatif::ProgressBar::new(samples as u64)),
+            None => indicatif::ProgressBar::hidden(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("calibration {bar:30} {pos}/{len} samples")
+                .expect("valid template"),
+        );
         let mut session: Option<(usize, Session)> = None;
-        for start in (0..self.samples).step_by(chunk) {
-            let end = (start + chunk).min(self.samples);
+        for start in (0..samples).step_by(chunk) {
+            let end = (start + chunk).min(samples);
             let inputs = self.chunk(start, end);
             if session.as_ref().is_none_or(|(len, _)| *len != end - start) {
                 session = Some((end - start, Session::new(&probe, &inputs)?));
             }
             let outs = session.as_ref().expect("built above").1.run(&inputs)?;
-            for (i, o) in outs.iter().enumerate() {
-                let data: Vec<f32> = o
-                    .to_f64()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|x| x as f32)
-                    .collect();
-                visit(i, &o.shape, &data);
-            }
+            let values: Vec<ValueChunk> = outs
+                .iter()
+                .map(|o| ValueChunk {
+                    shape: o.shape.clone(),
+                    data: o
+                        .to_f64()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|x| x as f32)
+                        .collect(),
+                })
+                .collect();
+            visit(&values);
+            bar.inc((end - start) as u64);
         }
+        bar.finish_and_clear();
         Ok(())
     }
 }
 
+/// The most memory one chunk's requested values may take.
+const CHUNK_BYTES: u64 = 256 << 20;
+
 impl Calibrator for CalibrationSet {
-    fn visit(
+    fn visit_chunks(
         &mut self,
         model: &Model,
         values: &[String],
-        visit: &mut Visit<'_>,
+        visit: &mut VisitChunk<'_>,
     ) -> std::result::Result<(), String> {
         self.run(model, values, visit).map_err(|e| e.to_string())
+    }
+
+    fn samples(&self) -> usize {
+        self.limit.map_or(self.samples, |l| l.min(self.samples))
+    }
+
+    fn limit_samples(&mut self, limit: Option<usize>) {
+        self.limit = limit;
     }
 }

@@ -145,7 +145,8 @@ fn memory_limit() -> u64 {
 impl Session {
     /// Prepares `model` to run on inputs shaped like `inputs`.
     pub fn new(model: &Model, inputs: &[Array]) -> Result<Session> {
-        let bytes = sculpt_ir::onnx::to_bytes(&without_intermediate_types(model));
+        let runnable = crate::legalize::for_tract(model)?;
+        let bytes = sculpt_ir::onnx::to_bytes(&without_intermediate_types(&runnable));
         Session::from_onnx_bytes(model, &bytes, inputs)
     }
 
@@ -225,6 +226,9 @@ impl Session {
     }
 }
 
+/// The most elements one generated input may have.
+const GENERATED_LIMIT: usize = 1 << 28;
+
 /// Deterministic inputs for every required model input: symbolic dims are
 /// bound from `dims` (default 1), floats are uniform in [-1, 1), integers
 /// are 0 or 1, booleans alternate.
@@ -256,15 +260,25 @@ pub fn generate_inputs(
                     reason: "type or rank unknown; give inputs with --inputs".into(),
                 });
             };
+            // Negative dims are how some exporters spell a dynamic one.
             let shape: Vec<usize> = shape
                 .iter()
                 .map(|d| match d {
-                    Dim::Known(v) => *v as usize,
+                    Dim::Known(v) if *v >= 0 => *v as usize,
                     Dim::Symbol(s) => dims.get(s).copied().unwrap_or(1),
-                    Dim::Unknown => 1,
+                    Dim::Known(_) | Dim::Unknown => 1,
                 })
                 .collect();
-            let n: usize = shape.iter().product();
+            let n = shape
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .filter(|&n| n <= GENERATED_LIMIT)
+                .ok_or_else(|| RuntimeError::Input {
+                    name: name.clone(),
+                    reason: format!(
+                        "shape {shape:?} is over {GENERATED_LIMIT} elements; give inputs with --inputs or smaller --dim bindings"
+                    ),
+                })?;
             let data: Vec<u8> = match dtype {
                 DataType::F32 => (0..n)
                     .flat_map(|_| ((next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0).to_le_bytes())

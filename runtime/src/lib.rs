@@ -8,6 +8,7 @@ mod bench;
 mod calibrate;
 mod compare;
 mod exec;
+mod legalize;
 mod npz;
 mod test_data;
 

@@ -65,15 +65,79 @@ fn stats(path: &std::path::Path) -> (u64, u64) {
     (v["params"].as_u64().unwrap(), v["flops"].as_u64().unwrap())
 }
 
+/// Models beside the corpus, written in the text form under
+/// `tests/models/`, as ONNX with inputs: (name, model, inputs).
+fn extra_models(dir: &std::path::Path) -> Vec<(String, std::path::PathBuf, std::path::PathBuf)> {
+    let name = "vad_if_lstm";
+    let model = dir.join(format!("{name}.onnx"));
+    opt(
+        &repo().join(format!("tests/models/{name}.sculpt")),
+        "",
+        &model,
+    );
+    // The LSTM branch taken: flag true.
+    let x: Vec<f32> = (0..32)
+        .map(|i| ((i * 37 % 17) as f32 - 8.0) / 4.0)
+        .collect();
+    let inputs = dir.join(format!("{name}.npz"));
+    sculpt_runtime::write_npz(
+        &inputs,
+        &[
+            sculpt_runtime::Array::from_f32("x", vec![1, 2, 16], &x),
+            sculpt_runtime::Array {
+                name: "flag".into(),
+                dtype: sculpt_ir::DataType::BOOL,
+                shape: vec![],
+                data: vec![1],
+            },
+        ],
+    )
+    .unwrap();
+    vec![(name.to_string(), model, inputs)]
+}
+
+fn ort_same_outputs(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    inputs: &std::path::Path,
+    what: &str,
+) {
+    let script = repo().join("tests/scripts/ort_compare.py");
+    let o = std::process::Command::new("python3")
+        .arg(&script)
+        .args([
+            path_str(a),
+            path_str(b),
+            path_str(inputs),
+            // Removing channels changes onnxruntime's summation order:
+            // float32 noise through 6 transformer layers.
+            "--rtol",
+            "1e-4",
+            "--atol",
+            "1e-5",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
 #[test]
 fn masked_equals_removed_on_every_corpus_model() {
     let dir = tempfile::tempdir().unwrap();
     let ort = python_has_onnxruntime();
-    for (name, folder) in corpus_models() {
-        let inputs = folder.join("inputs.npz");
+    let mut models: Vec<(String, std::path::PathBuf, std::path::PathBuf)> = corpus_models()
+        .into_iter()
+        .map(|(name, folder)| (name, folder.join("model.onnx"), folder.join("inputs.npz")))
+        .collect();
+    models.extend(extra_models(dir.path()));
+    for (name, model, inputs) in models {
         // cleanup first: the zoo models build their weights at run time.
-        let base = dir.path().join(format!("{name}.onnx"));
-        opt(&folder.join("model.onnx"), "cleanup", &base);
+        let base = dir.path().join(format!("{name}.clean.onnx"));
+        opt(&model, "cleanup", &base);
         for seed in 0..2 {
             let masked = dir.path().join(format!("{name}.{seed}.mask.onnx"));
             let removed = dir.path().join(format!("{name}.{seed}.remove.onnx"));
@@ -83,27 +147,7 @@ fn masked_equals_removed_on_every_corpus_model() {
             opt(&base, &pipeline("remove"), &removed);
             assert_same_outputs(&masked, &removed, &inputs, &format!("{name} seed {seed}"));
             if ort {
-                let script = repo().join("tests/scripts/ort_compare.py");
-                let o = std::process::Command::new("python3")
-                    .arg(&script)
-                    .args([
-                        path_str(&masked),
-                        path_str(&removed),
-                        path_str(&inputs),
-                        // Removing channels changes onnxruntime's summation
-                        // order: float32 noise through 6 transformer layers.
-                        "--rtol",
-                        "1e-4",
-                        "--atol",
-                        "1e-5",
-                    ])
-                    .output()
-                    .unwrap();
-                assert!(
-                    o.status.success(),
-                    "{name} seed {seed}: {}",
-                    String::from_utf8_lossy(&o.stdout)
-                );
+                ort_same_outputs(&masked, &removed, &inputs, &format!("{name} seed {seed}"));
             }
             let ((pm, fm), (pr, fr)) = (stats(&masked), stats(&removed));
             if seed == 0 {
@@ -115,6 +159,112 @@ fn masked_equals_removed_on_every_corpus_model() {
             );
         }
     }
+}
+
+/// With reconstruction, the model with the channels removed and the one
+/// with them masked and its consumers refitted compute the same.
+#[test]
+fn refitted_removal_equals_refitted_mask() {
+    let dir = tempfile::tempdir().unwrap();
+    let ort = python_has_onnxruntime();
+    let mut models: Vec<(String, std::path::PathBuf, std::path::PathBuf)> =
+        ["ppocr_mobile_v2_cls", "mobilenet_v3_small", "minilm_l6_v2"]
+            .iter()
+            .map(|&n| {
+                let folder = crate::corpus_dir().join(n);
+                (
+                    n.to_string(),
+                    folder.join("model.onnx"),
+                    folder.join("inputs.npz"),
+                )
+            })
+            .collect();
+    models.extend(extra_models(dir.path()));
+    for (name, model, inputs) in models {
+        let calib = model.with_file_name("calib.npz");
+        let calibration: Vec<&str> = if calib.exists() {
+            vec!["--calib", path_str(&calib)]
+        } else {
+            vec!["--calib-random", "8"]
+        };
+        let run = |mode: &str, criterion: &str| {
+            let out = dir.path().join(format!("{name}.{criterion}.{mode}.onnx"));
+            let pipeline = format!(
+                "prune{{criterion={criterion} ratio=0.3 reconstruct=ls allocate=predicted mode={mode}}}"
+            );
+            let mut args = vec![
+                "opt",
+                path_str(&model),
+                "-p",
+                &pipeline,
+                "-o",
+                path_str(&out),
+            ];
+            args.extend_from_slice(&calibration);
+            let r = sculpt(&args);
+            assert!(
+                r.status.success(),
+                "{pipeline} on {name}: {}",
+                String::from_utf8_lossy(&r.stderr)
+            );
+            out
+        };
+        for criterion in ["activation", "obs"] {
+            let (masked, removed) = (run("mask", criterion), run("remove", criterion));
+            let what = format!("{name} {criterion}, refitted");
+            assert_close_outputs(&masked, &removed, &inputs, &what, "1e-4", "1e-5");
+            if ort {
+                ort_same_outputs(&masked, &removed, &inputs, &what);
+            }
+        }
+    }
+}
+
+/// A pass that analyses the graph gets `cleanup` around it: on the raw
+/// export, `prune` alone finds what `cleanup,prune` finds.
+#[test]
+fn analysing_passes_get_cleanup_around_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = crate::corpus_dir().join("ppocr_mobile_v2_cls");
+    let model = folder.join("model.onnx");
+    let pruned = |args: &[&str], tag: &str| {
+        let out = dir.path().join(format!("{tag}.onnx"));
+        let report = dir.path().join(format!("{tag}.json"));
+        let mut all = vec![
+            "opt",
+            path_str(&model),
+            "-o",
+            path_str(&out),
+            "--report",
+            path_str(&report),
+        ];
+        all.extend_from_slice(args);
+        let r = sculpt(&all);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let passes: Vec<String> = v["run"]["passes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["pass"].as_str().unwrap().to_string())
+            .collect();
+        (passes, stats(&out).0)
+    };
+    let (auto, p_auto) = pruned(&["-p", "prune{criterion=magnitude ratio=0.3}"], "auto");
+    assert_eq!(auto, ["cleanup#auto", "prune", "cleanup#auto"]);
+    let (explicit, p_explicit) = pruned(
+        &["-p", "cleanup,prune{criterion=magnitude ratio=0.3},cleanup"],
+        "explicit",
+    );
+    assert_eq!(explicit, ["cleanup", "prune", "cleanup"]);
+    assert_eq!(p_auto, p_explicit);
+    let (raw, p_raw) = pruned(
+        &["-p", "prune{criterion=magnitude ratio=0.3}", "--no-cleanup"],
+        "raw",
+    );
+    assert_eq!(raw, ["prune"]);
+    assert!(p_raw > p_auto, "without cleanup less is prunable");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! float activations, arithmetic on floats and signed integers,
 //! comparisons, logic on `i1`, NaN/Inf tests, `Where` and `Cast`.
 
-use super::{float_attr, unsupported, Elem, Emitter, Operand, Region};
+use super::{unsupported, Elem, Emitter, Operand, Region};
 use crate::Result;
 use sculpt_ir::{AttrValue, Node};
 
@@ -32,16 +32,16 @@ impl Emitter<'_> {
         let (lo, hi) = if op == "Clip" {
             (
                 self.const_scalar(n, 1)?
-                    .unwrap_or(float_attr(n, "min", f32::MIN as f64)),
+                    .unwrap_or(n.float_attr("min", f32::MIN as f64)),
                 self.const_scalar(n, 2)?
-                    .unwrap_or(float_attr(n, "max", f32::MAX as f64)),
+                    .unwrap_or(n.float_attr("max", f32::MAX as f64)),
             )
         } else {
             (0.0, 0.0)
         };
-        let alpha = float_attr(n, "alpha", unary_alpha(&op));
-        let gamma = float_attr(n, "gamma", 1.0507009873554805);
-        let beta = float_attr(n, "beta", 0.5);
+        let alpha = n.float_attr("alpha", unary_alpha(&op));
+        let gamma = n.float_attr("gamma", 1.0507009873554805);
+        let beta = n.float_attr("beta", 0.5);
         let tanh_gelu =
             matches!(n.attr("approximate"), Some(AttrValue::String(s)) if &s[..] == b"tanh");
         Ok(self.elementwise(od, &[x], &|b, a| {
@@ -213,7 +213,7 @@ impl Emitter<'_> {
         }
         let float = elem.is_float();
         let op = n.op_type.clone();
-        let fmod = super::int_attr(n, "fmod", 0) != 0;
+        let fmod = n.int_attr("fmod", 0) != 0;
         let instr = match (op.as_str(), float) {
             ("Add" | "Sum" | "Mean", true) => "arith.addf",
             ("Sub", true) => "arith.subf",
@@ -322,8 +322,8 @@ impl Emitter<'_> {
             return Err(unsupported(n, "integer input (float only)"));
         }
         let nan = n.op_type == "IsNaN";
-        let positive = super::int_attr(n, "detect_positive", 1) != 0;
-        let negative = super::int_attr(n, "detect_negative", 1) != 0;
+        let positive = n.int_attr("detect_positive", 1) != 0;
+        let negative = n.int_attr("detect_negative", 1) != 0;
         Ok(self.map(od, Elem::Bool, &[x], &|b, a| {
             let x = a[0].as_str();
             if nan {

@@ -254,8 +254,8 @@ impl Elem {
     fn literal(self, x: f64) -> String {
         match self {
             Elem::F32 => float_lit(x),
-            Elem::F16 => format!("0x{:04X}", sculpt_ir::ops::eval::f32_to_f16(x as f32)),
-            Elem::BF16 => format!("0x{:04X}", f32_to_bf16(x as f32)),
+            Elem::F16 => format!("0x{:04X}", sculpt_ir::codec::f32_to_f16(x as f32)),
+            Elem::BF16 => format!("0x{:04X}", sculpt_ir::codec::f32_to_bf16(x as f32)),
             Elem::Bool => (x != 0.0).to_string(),
             Elem::I64 | Elem::I32 | Elem::I8 => (x as i64).to_string(),
             // Signless i8: u8 values above 127 as their two's-complement bits.
@@ -331,16 +331,6 @@ fn f32_type(dims: &[i64]) -> String {
     tensor_type(dims, Elem::F32)
 }
 
-/// The bf16 nearest `x` (ties to even), as bits.
-fn f32_to_bf16(x: f32) -> u16 {
-    let bits = x.to_bits();
-    if x.is_nan() {
-        return ((bits >> 16) | 0x40) as u16;
-    }
-    let rounding = 0x7FFF + ((bits >> 16) & 1);
-    ((bits + rounding) >> 16) as u16
-}
-
 /// An exact f32 literal: MLIR reads `0x3F800000 : f32` as its bit pattern.
 fn float_lit(x: f64) -> String {
     format!("0x{:08X}", (x as f32).to_bits())
@@ -361,40 +351,19 @@ fn nested_literal(dims: &[i64], items: &[String]) -> String {
     }
 }
 
-pub(crate) fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
-    n.attr(name).and_then(AttrValue::as_int).unwrap_or(default)
-}
-
-fn float_attr(n: &Node, name: &str, default: f64) -> f64 {
-    match n.attr(name) {
-        Some(AttrValue::Float(f)) => *f as f64,
-        _ => default,
-    }
-}
-
-pub(crate) fn ints_attr(n: &Node, name: &str) -> Option<Vec<i64>> {
-    n.attr(name)
-        .and_then(AttrValue::as_ints)
-        .map(<[i64]>::to_vec)
-}
-
 /// LRN's `size`, `alpha`, `beta` and `bias`, with ONNX's defaults.
 fn lrn_params(n: &Node) -> (i64, f64, f64, f64) {
     (
-        int_attr(n, "size", 1),
-        float_attr(n, "alpha", 1e-4),
-        float_attr(n, "beta", 0.75),
-        float_attr(n, "bias", 1.0),
+        n.int_attr("size", 1),
+        n.float_attr("alpha", 1e-4),
+        n.float_attr("beta", 0.75),
+        n.float_attr("bias", 1.0),
     )
 }
 
 /// `axis` (negative counts from the end) as an index into `rank` dims.
 fn axis_index(axis: i64, rank: usize) -> usize {
-    if axis < 0 {
-        (axis + rank as i64) as usize
-    } else {
-        axis as usize
-    }
+    sculpt_ir::normalize_axis(axis, rank).unwrap_or(rank)
 }
 
 /// `model` with every graph input bound to static dims (declared, or from
@@ -1008,7 +977,8 @@ impl<'g> Emitter<'g> {
             }
             "Transpose" => {
                 let x = self.input(n, 0)?;
-                let perm = ints_attr(n, "perm")
+                let perm = n
+                    .ints_attr("perm")
                     .unwrap_or_else(|| (0..x.dims.len() as i64).rev().collect());
                 self.transpose(&x, &perm)
             }

@@ -2,10 +2,7 @@
 //! concatenation, slices, splits, gathers, padding, and the static
 //! `Shape`/`Size`.
 
-use super::{
-    axis_index, int_attr, ints_attr, tensor_type, unsupported, Dialect, Elem, Emitter, MapIn,
-    Operand, Region,
-};
+use super::{axis_index, tensor_type, unsupported, Dialect, Elem, Emitter, MapIn, Operand, Region};
 use crate::Result;
 use sculpt_ir::ops::infer::constant;
 use sculpt_ir::{AttrValue, Node, Tensor};
@@ -113,7 +110,7 @@ impl Emitter<'_> {
     }
 
     pub(super) fn concat(&mut self, n: &Node, od: &[i64], elem: Elem) -> Result<String> {
-        let axis = axis_index(int_attr(n, "axis", 0), od.len());
+        let axis = axis_index(n.int_attr("axis", 0), od.len());
         let slots: Vec<usize> = (0..n.inputs().len()).collect();
         let parts = self.operands(n, &slots)?;
         let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
@@ -205,7 +202,7 @@ impl Emitter<'_> {
             if from_inputs {
                 self.const_ints(n, slot)
             } else {
-                Ok(ints_attr(n, attr))
+                Ok(n.ints_attr(attr))
             }
         };
         let starts = get(1, "starts")?.ok_or_else(|| unsupported(n, "no starts"))?;
@@ -240,7 +237,7 @@ impl Emitter<'_> {
     pub(super) fn split(&mut self, n: &Node) -> Result<Vec<String>> {
         let x = self.input(n, 0)?;
         let rank = x.dims.len();
-        let axis = axis_index(int_attr(n, "axis", 0), rank);
+        let axis = axis_index(n.int_attr("axis", 0), rank);
         let mut offsets = vec![0i64; rank];
         let mut parts = Vec::new();
         for v in n.outputs() {
@@ -308,7 +305,7 @@ impl Emitter<'_> {
         if !matches!(indices.elem, Elem::I64 | Elem::I32) {
             return Err(unsupported(n, "indices are not i64 or i32"));
         }
-        let axis = axis_index(int_attr(n, "axis", 0), data.dims.len());
+        let axis = axis_index(n.int_attr("axis", 0), data.dims.len());
         Ok((data, indices, axis))
     }
 
@@ -435,8 +432,10 @@ impl Emitter<'_> {
             let axes = self.const_ints(n, 3)?;
             (pads, value, axes)
         } else {
-            let pads = ints_attr(n, "pads").ok_or_else(|| unsupported(n, "no pads"))?;
-            (pads, super::float_attr(n, "value", 0.0), None)
+            let pads = n
+                .ints_attr("pads")
+                .ok_or_else(|| unsupported(n, "no pads"))?;
+            (pads, n.float_attr("value", 0.0), None)
         };
         let axes: Vec<usize> = axes
             .unwrap_or_else(|| (0..rank as i64).collect())
@@ -466,8 +465,8 @@ impl Emitter<'_> {
         } else {
             let rank = x.dims.len() as i64;
             let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
-            let start = clamp(int_attr(n, "start", 0));
-            let end = clamp(int_attr(n, "end", rank));
+            let start = clamp(n.int_attr("start", 0));
+            let end = clamp(n.int_attr("end", rank));
             x.dims[start..end.max(start)].to_vec()
         };
         self.constant(&Tensor::from_i64(od.to_vec(), &values), n.display_name())

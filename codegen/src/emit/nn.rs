@@ -2,10 +2,7 @@
 //! a `tensor.pad`), Gemm and MatMul (`linalg.matmul` /
 //! `linalg.batch_matmul`), batch and layer normalization, LRN, Softmax.
 
-use super::{
-    axis_index, f32_type, float_attr, int_attr, ints_attr, lrn_params, unsupported, Elem, Emitter,
-    MapIn, Operand,
-};
+use super::{axis_index, f32_type, lrn_params, unsupported, Elem, Emitter, MapIn, Operand};
 use crate::Result;
 use sculpt_ir::ops::infer::constant;
 use sculpt_ir::{AttrValue, Node};
@@ -85,9 +82,9 @@ impl Emitter<'_> {
                 format!("auto_pad={auto} (run cleanup or export with explicit pads)"),
             ));
         }
-        let pads = ints_attr(n, "pads").unwrap_or(vec![0; 2 * k]);
-        let strides = ints_attr(n, "strides").unwrap_or(vec![1; k]);
-        let dilations = ints_attr(n, "dilations").unwrap_or(vec![1; k]);
+        let pads = n.ints_attr("pads").unwrap_or(vec![0; 2 * k]);
+        let strides = n.ints_attr("strides").unwrap_or(vec![1; k]);
+        let dilations = n.ints_attr("dilations").unwrap_or(vec![1; k]);
         Ok((pads, strides, dilations))
     }
 
@@ -101,7 +98,7 @@ impl Emitter<'_> {
             ));
         }
         let (pads, strides, dilations) = self.spatial(n, 2)?;
-        let group = int_attr(n, "group", 1);
+        let group = n.int_attr("group", 1);
         let pointwise = w.dims[2..] == [1, 1]
             && group == 1
             && x.dims[0] == 1
@@ -214,8 +211,9 @@ impl Emitter<'_> {
             (vec![xd[2], xd[3]], vec![0; 4], vec![1, 1], vec![1, 1])
         } else {
             let (p, s, d) = self.spatial(n, 2)?;
-            let k =
-                ints_attr(n, "kernel_shape").ok_or_else(|| unsupported(n, "no kernel_shape"))?;
+            let k = n
+                .ints_attr("kernel_shape")
+                .ok_or_else(|| unsupported(n, "no kernel_shape"))?;
             (k, p, s, d)
         };
         // ceil_mode's last windows reach past the padding: pad for them,
@@ -248,7 +246,7 @@ impl Emitter<'_> {
         }
         // The counted region is the input, with its explicit padding when
         // count_include_pad=1; each window divides by what it covers of it.
-        let (plane, uncounted) = if int_attr(n, "count_include_pad", 0) != 0 {
+        let (plane, uncounted) = if n.int_attr("count_include_pad", 0) != 0 {
             let plane = [1, 1, xd[2] + pads[0] + pads[2], xd[3] + pads[1] + pads[3]];
             (plane, [0, 0, extra[0], extra[1]])
         } else {
@@ -300,13 +298,13 @@ impl Emitter<'_> {
         let mut a = self.float_input(n, 0)?;
         let mut b = self.float_input(n, 1)?;
         for (operand, attr) in [(&mut a, "transA"), (&mut b, "transB")] {
-            if int_attr(n, attr, 0) == 1 {
+            if n.int_attr(attr, 0) == 1 {
                 let name = self.transpose(operand, &[1, 0]);
                 *operand = Operand::f32(name, &[operand.dims[1], operand.dims[0]]);
             }
         }
         let product = Operand::f32(self.matmul_2d(&a, &b), od);
-        let (alpha, beta) = (float_attr(n, "alpha", 1.0), float_attr(n, "beta", 1.0));
+        let (alpha, beta) = (n.float_attr("alpha", 1.0), n.float_attr("beta", 1.0));
         if n.input(2).is_none() {
             if alpha == 1.0 {
                 return Ok(product.name);
@@ -406,7 +404,7 @@ impl Emitter<'_> {
                 .ok_or_else(|| unsupported(n, "parameters are not constants"))
         };
         let (scale, shift, mean, var) = (param(1)?, param(2)?, param(3)?, param(4)?);
-        let eps = float_attr(n, "epsilon", 1e-5) as f32;
+        let eps = n.float_attr("epsilon", 1e-5) as f32;
         let a: Vec<f32> = scale
             .iter()
             .zip(&var)
@@ -433,7 +431,7 @@ impl Emitter<'_> {
         };
         Ok(match n.op_type.as_str() {
             "LayerNormalization" | "RMSNormalization" => {
-                let axis = axis_index(int_attr(n, "axis", -1), rank);
+                let axis = axis_index(n.int_attr("axis", -1), rank);
                 NormPlan {
                     view: dims.to_vec(),
                     axes: (axis..rank).collect(),
@@ -446,7 +444,7 @@ impl Emitter<'_> {
                 affine: channel_affine(),
             },
             _ => {
-                let groups = int_attr(n, "num_groups", 0);
+                let groups = n.int_attr("num_groups", 0);
                 if groups <= 0 || rank < 2 || dims[1] % groups != 0 {
                     return Err(unsupported(n, "num_groups does not divide the channels"));
                 }
@@ -503,7 +501,7 @@ impl Emitter<'_> {
         let view = plan.view.clone();
         let x = Operand::f32(self.reshape(&x, &view)?, &view);
         let count: i64 = plan.axes.iter().map(|&a| view[a]).product();
-        let eps = float_attr(n, "epsilon", 1e-5);
+        let eps = n.float_attr("epsilon", 1e-5);
         // RMSNormalization scales by the root mean square: no centering.
         let centered = if n.op_type == "RMSNormalization" {
             x
@@ -599,7 +597,7 @@ impl Emitter<'_> {
     /// from opset 13; before it, every axis from `axis` on (default 1).
     pub(super) fn softmax_axes(&self, n: &Node, rank: usize) -> Vec<usize> {
         let old = self.opset < 13;
-        let axis = axis_index(int_attr(n, "axis", if old { 1 } else { -1 }), rank);
+        let axis = axis_index(n.int_attr("axis", if old { 1 } else { -1 }), rank);
         if old {
             (axis..rank).collect()
         } else {

@@ -2,10 +2,7 @@
 //! into a filled init, with an element-wise step before (|x|, x²) or after
 //! (÷ count, √) where the op needs one.
 
-use super::{
-    axis_index, f32_type, int_attr, ints_attr, tensor_type, unsupported, Elem, Emitter, MapIn,
-    Operand,
-};
+use super::{axis_index, f32_type, tensor_type, unsupported, Elem, Emitter, MapIn, Operand};
 use crate::Result;
 use sculpt_ir::Node;
 
@@ -90,9 +87,9 @@ impl Emitter<'_> {
             return Err(unsupported(n, "integer input (float only)"));
         }
         let rank = x.dims.len();
-        let axis = axis_index(int_attr(n, "axis", 0), rank);
+        let axis = axis_index(n.int_attr("axis", 0), rank);
         let max = n.op_type == "ArgMax";
-        let last = int_attr(n, "select_last_index", 0) != 0;
+        let last = n.int_attr("select_last_index", 0) != 0;
         let predicate = match (max, last) {
             (true, false) => "ogt",
             (true, true) => "oge",
@@ -159,13 +156,13 @@ impl Emitter<'_> {
     /// ReduceSum before 13) or a constant input; none means all, or `None`
     /// (nothing to reduce) with `noop_with_empty_axes`.
     pub(super) fn reduced_axes(&self, n: &Node, rank: usize) -> Result<Option<Vec<usize>>> {
-        let axes = match ints_attr(n, "axes") {
+        let axes = match n.ints_attr("axes") {
             Some(a) => Some(a),
             None => self.const_ints(n, 1)?,
         };
         Ok(match axes {
             Some(a) if !a.is_empty() => Some(a.iter().map(|&a| axis_index(a, rank)).collect()),
-            _ if int_attr(n, "noop_with_empty_axes", 0) != 0 => None,
+            _ if n.int_attr("noop_with_empty_axes", 0) != 0 => None,
             _ => Some((0..rank).collect()),
         })
     }
@@ -217,8 +214,8 @@ impl Emitter<'_> {
             .ok_or_else(|| unsupported(n, "no axis"))?;
         let axis = axis_index(axis, rank);
         let predicate = match (
-            int_attr(n, "reverse", 0) != 0,
-            int_attr(n, "exclusive", 0) != 0,
+            n.int_attr("reverse", 0) != 0,
+            n.int_attr("exclusive", 0) != 0,
         ) {
             (false, false) => "sle",
             (false, true) => "slt",

@@ -3,7 +3,7 @@
 //! f64, as ONNX's reference does), then reads the input with
 //! `tensor.extract`: the nearest element, or the 2^k corners weighted.
 
-use super::{axis_index, ints_attr, unsupported, Elem, Emitter, Region};
+use super::{axis_index, unsupported, Elem, Emitter, Region};
 use crate::Result;
 use sculpt_ir::{AttrValue, Node};
 
@@ -51,8 +51,7 @@ impl Emitter<'_> {
                 "coordinate_transformation_mode=tf_crop_and_resize",
             ));
         }
-        if super::int_attr(n, "antialias", 0) != 0 || super::int_attr(n, "exclude_outside", 0) != 0
-        {
+        if n.int_attr("antialias", 0) != 0 || n.int_attr("exclude_outside", 0) != 0 {
             return Err(unsupported(n, "antialias or exclude_outside"));
         }
         if str_attr(n, "keep_aspect_ratio_policy", "stretch") != "stretch" {
@@ -61,7 +60,8 @@ impl Emitter<'_> {
                 "keep_aspect_ratio_policy other than stretch",
             ));
         }
-        let axes: Vec<usize> = ints_attr(n, "axes")
+        let axes: Vec<usize> = n
+            .ints_attr("axes")
             .unwrap_or_else(|| (0..rank as i64).collect())
             .iter()
             .map(|&a| axis_index(a, rank))

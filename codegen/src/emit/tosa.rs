@@ -8,10 +8,7 @@
 //! rank. Data movement (reshape, transpose, concat, split, constants)
 //! is shared with linalg, through helpers that follow the dialect.
 
-use super::{
-    float_attr, float_lit, int_attr, ints_attr, lrn_params, tensor_type, unsupported, Elem,
-    Emitter, Operand,
-};
+use super::{float_lit, lrn_params, tensor_type, unsupported, Elem, Emitter, Operand};
 use crate::Result;
 use sculpt_ir::{AttrValue, Node};
 
@@ -364,7 +361,7 @@ impl Emitter<'_> {
             return Err(unsupported(n, "integer input (float only)"));
         }
         let op = n.op_type.as_str();
-        let alpha = float_attr(n, "alpha", super::elementwise::unary_alpha(op));
+        let alpha = n.float_attr("alpha", super::elementwise::unary_alpha(op));
         let rank = x.dims.len();
         let dims = x.dims.clone();
         Ok(match op {
@@ -377,7 +374,7 @@ impl Emitter<'_> {
                 let negative = self.tosa_binary("greater", &zero, &x, &dims, Elem::Bool)?;
                 let y = self.tosa_line("select", &[&negative, &e, &x], "", &dims, Elem::F32);
                 if op == "Selu" {
-                    self.tosa_scale(&y, float_attr(n, "gamma", 1.0507009873554805))?
+                    self.tosa_scale(&y, n.float_attr("gamma", 1.0507009873554805))?
                 } else {
                     y
                 }
@@ -435,10 +432,10 @@ impl Emitter<'_> {
             "Clip" => {
                 let lo = self
                     .const_scalar(n, 1)?
-                    .unwrap_or(float_attr(n, "min", f32::MIN as f64));
+                    .unwrap_or(n.float_attr("min", f32::MIN as f64));
                 let hi = self
                     .const_scalar(n, 2)?
-                    .unwrap_or(float_attr(n, "max", f32::MAX as f64));
+                    .unwrap_or(n.float_attr("max", f32::MAX as f64));
                 // min(max(x, lo), hi) is hi everywhere when lo > hi;
                 // tosa.clamp wants lo <= hi.
                 self.tosa_clamp(&x, lo.min(hi), hi)
@@ -459,7 +456,7 @@ impl Emitter<'_> {
                 let (a, b) = if op == "HardSwish" {
                     (1.0 / 6.0, 0.5)
                 } else {
-                    (alpha, float_attr(n, "beta", 0.5))
+                    (alpha, n.float_attr("beta", 0.5))
                 };
                 let s = self.tosa_scale(&x, a)?;
                 let c = self.tosa_scalar(b, Elem::F32, x.dims.len());
@@ -527,7 +524,7 @@ impl Emitter<'_> {
             ("detect_positive", f64::INFINITY),
             ("detect_negative", f64::NEG_INFINITY),
         ] {
-            if int_attr(n, attr, 1) == 0 {
+            if n.int_attr(attr, 1) == 0 {
                 continue;
             }
             let c = self.tosa_scalar(value, Elem::F32, od.len());
@@ -600,7 +597,7 @@ impl Emitter<'_> {
         let squares = self.tosa_binary("mul", &centered, &centered, &view, Elem::F32)?;
         let sq_sum = self.tosa_reduce("reduce_sum", &squares, &plan.axes);
         let var = self.tosa_scale(&sq_sum, 1.0 / count as f64)?;
-        let eps = self.tosa_scalar(float_attr(n, "epsilon", 1e-5), Elem::F32, view.len());
+        let eps = self.tosa_scalar(n.float_attr("epsilon", 1e-5), Elem::F32, view.len());
         let var = self.tosa_binary("add", &var, &eps, &var.dims.clone(), Elem::F32)?;
         let rstd = self.tosa_unary("rsqrt", &var);
         let y = self.tosa_binary("mul", &centered, &rstd, &view, Elem::F32)?;
@@ -668,7 +665,7 @@ impl Emitter<'_> {
             return Err(unsupported(n, "a convolution that is not 2-d on f32"));
         }
         let (pads, strides, dilations) = self.spatial(n, 2)?;
-        let group = int_attr(n, "group", 1);
+        let group = n.int_attr("group", 1);
         let (c_in, c_out) = (x.dims[1], wd[0]);
         if wd[2..] == [1, 1]
             && group == 1
@@ -772,8 +769,9 @@ impl Emitter<'_> {
                 "dilated pooling (TOSA pools have no dilation)",
             ));
         }
-        let kernel =
-            ints_attr(n, "kernel_shape").ok_or_else(|| unsupported(n, "no kernel_shape"))?;
+        let kernel = n
+            .ints_attr("kernel_shape")
+            .ok_or_else(|| unsupported(n, "no kernel_shape"))?;
         // ceil_mode's last windows reach past the end: TOSA's padding,
         // which its pools neither take the max of nor count.
         let extra =
@@ -782,7 +780,7 @@ impl Emitter<'_> {
         let max = n.op_type == "MaxPool";
         // TOSA's average leaves padding out of the count: with
         // count_include_pad=1, pad with zeros first.
-        if !max && int_attr(n, "count_include_pad", 0) != 0 && pads.iter().any(|&p| p != 0) {
+        if !max && n.int_attr("count_include_pad", 0) != 0 && pads.iter().any(|&p| p != 0) {
             let padding = [0, 0, pads[0], pads[2], pads[1], pads[3], 0, 0];
             let value = self.tosa_splat(0.0, Elem::F32, &[1]);
             let d = &nhwc.dims;
@@ -830,12 +828,12 @@ impl Emitter<'_> {
     }
 
     fn tosa_gemm(&mut self, n: &Node, od: &[i64]) -> Result<Operand> {
-        let a = if int_attr(n, "transA", 0) == 1 {
+        let a = if n.int_attr("transA", 0) == 1 {
             self.permuted_input(n, 0, &[1, 0])?
         } else {
             self.input(n, 0)?
         };
-        let b = if int_attr(n, "transB", 0) == 1 {
+        let b = if n.int_attr("transB", 0) == 1 {
             self.permuted_input(n, 1, &[1, 0])?
         } else {
             self.input(n, 1)?
@@ -844,7 +842,7 @@ impl Emitter<'_> {
         let b3 = self.tosa_reshape(&b, &[1, b.dims[0], b.dims[1]])?;
         let product = self.tosa_batch_matmul(&a3, &b3);
         let mut y = self.tosa_reshape(&product, od)?;
-        let (alpha, beta) = (float_attr(n, "alpha", 1.0), float_attr(n, "beta", 1.0));
+        let (alpha, beta) = (n.float_attr("alpha", 1.0), n.float_attr("beta", 1.0));
         if alpha != 1.0 {
             y = self.tosa_scale(&y, alpha)?;
         }

@@ -5,7 +5,7 @@
 //! `Log(ReduceSum(Exp(x)))` (as the reference computes it, without
 //! subtracting the maximum).
 
-use super::{int_attr, Patch};
+use super::Patch;
 use crate::emit::unsupported;
 use crate::Result;
 use sculpt_ir::{AttrValue, Attribute, Node, Tensor};
@@ -16,7 +16,7 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
     };
     match n.op_type.as_str() {
         "Trilu" => {
-            let d = p.dims(n, x)?;
+            let d = p.dims(x)?;
             if d.len() < 2 {
                 return Err(unsupported(n, "input of rank < 2"));
             }
@@ -28,7 +28,7 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
                     .and_then(|v| v.first().copied())
                     .ok_or_else(|| unsupported(n, "k is computed at run time"))?,
             };
-            let upper = int_attr(n, "upper", 1) != 0;
+            let upper = n.int_attr("upper", 1) != 0;
             let (rows, cols) = (d[d.len() - 2], d[d.len() - 1]);
             let mask: Vec<u8> = (0..rows)
                 .flat_map(|i| (0..cols).map(move |j| (i, j)))
@@ -39,29 +39,29 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
                 vec![rows, cols],
                 mask.into(),
             ));
-            let dtype = p.dtype(n, x)?;
+            let dtype = p.dtype(x)?;
             let zero = p.zero(dtype);
-            p.define("Where", &[Some(mask), Some(x), Some(zero)], vec![], out);
+            p.define("Where", &[Some(mask), Some(x), Some(zero)], vec![], out)?;
         }
         "Mish" => {
             let soft = p.node("Softplus", &[Some(x)], vec![]);
             let t = p.node("Tanh", &[Some(soft)], vec![]);
-            p.define("Mul", &[Some(x), Some(t)], vec![], out);
+            p.define("Mul", &[Some(x), Some(t)], vec![], out)?;
         }
         "LpNormalization" => {
-            let reduce = match int_attr(n, "p", 2) {
+            let reduce = match n.int_attr("p", 2) {
                 1 => "ReduceL1",
                 2 => "ReduceL2",
                 other => return Err(unsupported(n, format!("p={other} (1 or 2)"))),
             };
             let attrs = vec![
-                Attribute::new("axes", AttrValue::Ints(vec![int_attr(n, "axis", -1)])),
+                Attribute::new("axes", AttrValue::Ints(vec![n.int_attr("axis", -1)])),
                 Attribute::new("keepdims", AttrValue::Int(1)),
             ];
             let norm = p.node(reduce, &[Some(x)], attrs);
             let quotient = p.node("Div", &[Some(x), Some(norm)], vec![]);
             // A zero vector stays zero (as onnxruntime and the reference give).
-            let dtype = p.dtype(n, x)?;
+            let dtype = p.dtype(x)?;
             let zero = p.zero(dtype);
             let is_zero = p.node("Equal", &[Some(norm), Some(zero)], vec![]);
             p.define(
@@ -69,7 +69,7 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
                 &[Some(is_zero), Some(zero), Some(quotient)],
                 vec![],
                 out,
-            );
+            )?;
         }
         "ReduceLogSum" | "ReduceLogSumExp" => {
             let source = if n.op_type == "ReduceLogSumExp" {
@@ -80,7 +80,7 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
             let mut inputs = n.inputs().to_vec();
             inputs[0] = Some(source);
             let sum = p.node("ReduceSum", &inputs, n.attributes.clone());
-            p.define("Log", &[Some(sum)], vec![], out);
+            p.define("Log", &[Some(sum)], vec![], out)?;
         }
         _ => return Ok(false),
     }

@@ -2,7 +2,7 @@
 //! initializers: Range and ConstantOfShape with constant inputs, and
 //! EyeLike (which reads only its input's shape).
 
-use super::{int_attr, Patch};
+use super::Patch;
 use crate::emit::unsupported;
 use crate::Result;
 use sculpt_ir::ops::eval::{self, Const, Vals};
@@ -40,15 +40,15 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
         }
         "EyeLike" => {
             let x = n.input(0).ok_or_else(|| unsupported(n, "no input"))?;
-            let d = p.dims(n, x)?;
+            let d = p.dims(x)?;
             if d.len() != 2 {
                 return Err(unsupported(n, "input of rank other than 2"));
             }
             let dtype = match n.attr("dtype").and_then(|a| a.as_int()) {
                 Some(code) => DataType(code as i32),
-                None => p.dtype(n, x)?,
+                None => p.dtype(x)?,
             };
-            let k = int_attr(n, "k", 0);
+            let k = n.int_attr("k", 0);
             let ones = (0..d[0]).flat_map(|i| (0..d[1]).map(move |j| i64::from(j - i == k)));
             let vals = if dtype.is_float() {
                 Vals::Float(ones.map(|v| v as f64).collect())
@@ -66,7 +66,7 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
     let tensor: Tensor = value
         .to_tensor()
         .ok_or_else(|| unsupported(n, "element type cannot be folded"))?;
-    p.define_constant(out, tensor);
+    p.define_constant(out, tensor)?;
     Ok(true)
 }
 

@@ -9,7 +9,7 @@
 //! Constant kernels are flipped here, into a new initializer; others by
 //! Reshape, Transpose, Reshape and a Slice with negative steps.
 
-use super::{attrs_with, int_attr, ints_attr, Patch};
+use super::{attrs_with, Patch};
 use crate::emit::unsupported;
 use crate::Result;
 use sculpt_ir::{AttrValue, Attribute, Node, Tensor};
@@ -18,18 +18,18 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
     let (Some(x), Some(w), Some(out)) = (n.input(0), n.input(1), n.output(0)) else {
         return Err(unsupported(n, "needs an input, weights and an output"));
     };
-    let xd = p.dims(n, x)?;
-    let wd = p.dims(n, w)?;
-    let od = p.dims(n, out)?;
+    let xd = p.dims(x)?;
+    let wd = p.dims(w)?;
+    let od = p.dims(out)?;
     let k = xd.len().saturating_sub(2);
     if !(1..=2).contains(&k) {
         return Err(unsupported(n, format!("{k}-d (1-d and 2-d only)")));
     }
-    let group = int_attr(n, "group", 1);
+    let group = n.int_attr("group", 1);
     let kernel = wd[2..].to_vec();
-    let strides = ints_attr(n, "strides").unwrap_or(vec![1; k]);
-    let dilations = ints_attr(n, "dilations").unwrap_or(vec![1; k]);
-    let out_pad = ints_attr(n, "output_padding").unwrap_or(vec![0; k]);
+    let strides = n.ints_attr("strides").unwrap_or(vec![1; k]);
+    let dilations = n.ints_attr("dilations").unwrap_or(vec![1; k]);
+    let out_pad = n.ints_attr("output_padding").unwrap_or(vec![0; k]);
     let (begin, end) = pads(
         n,
         &xd[2..],
@@ -84,9 +84,9 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
             .zip(&high)
             .map(|(&s, &h)| s - (-h).max(0))
             .collect();
-        x = p.slice(n, x, &starts, &ends, &vec![1; k + 2])?;
+        x = p.slice(x, &starts, &ends, &vec![1; k + 2])?;
     }
-    let weights = flipped_weights(p, n, w, &wd, group)?;
+    let weights = flipped_weights(p, w, &wd, group)?;
     let attrs = attrs_with(
         n,
         vec![
@@ -96,7 +96,7 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
         ],
         &["output_padding", "output_shape", "auto_pad"],
     );
-    p.define("Conv", &[Some(x), Some(weights), n.input(2)], attrs, out);
+    p.define("Conv", &[Some(x), Some(weights), n.input(2)], attrs, out)?;
     Ok(true)
 }
 
@@ -123,7 +123,7 @@ fn pads(
         return Ok((vec![0; k], vec![0; k]));
     }
     if auto == "NOTSET" && n.attr("output_shape").is_none() {
-        let pads = ints_attr(n, "pads").unwrap_or(vec![0; 2 * k]);
+        let pads = n.ints_attr("pads").unwrap_or(vec![0; 2 * k]);
         return Ok((pads[..k].to_vec(), pads[k..].to_vec()));
     }
     let mut begin = Vec::new();
@@ -148,7 +148,6 @@ fn pads(
 /// C_in/g, K...]`, flipped on every spatial axis.
 fn flipped_weights(
     p: &mut Patch,
-    n: &Node,
     w: sculpt_ir::ValueId,
     wd: &[i64],
     group: i64,
@@ -203,5 +202,5 @@ fn flipped_weights(
         .map(|(i, &d)| if i >= 2 { -d - 1 } else { d })
         .collect();
     let steps: Vec<i64> = (0..rank).map(|i| if i >= 2 { -1 } else { 1 }).collect();
-    p.slice(n, w4, &starts, &ends, &steps)
+    Ok(p.slice(w4, &starts, &ends, &steps)?)
 }

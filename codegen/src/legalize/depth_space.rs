@@ -2,7 +2,7 @@
 //! permutations ONNX defines them by (DCR and CRD orders for
 //! DepthToSpace), so every element lands where the op puts it.
 
-use super::{int_attr, Patch};
+use super::Patch;
 use crate::emit::unsupported;
 use crate::Result;
 use sculpt_ir::{AttrValue, Node};
@@ -11,9 +11,9 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
     let (Some(x), Some(out)) = (n.input(0), n.output(0)) else {
         return Err(unsupported(n, "needs an input and an output"));
     };
-    let d = p.dims(n, x)?;
-    let od = p.dims(n, out)?;
-    let b = int_attr(n, "blocksize", 0);
+    let d = p.dims(x)?;
+    let od = p.dims(out)?;
+    let b = n.int_attr("blocksize", 0);
     if d.len() != 4 || b < 1 {
         return Err(unsupported(n, "needs a 4-d input and a blocksize"));
     }
@@ -31,6 +31,6 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
     let x6 = p.reshape(x, &split)?;
     let moved = p.transpose(x6, &perm);
     let shape = p.ints(&od);
-    p.define("Reshape", &[Some(moved), Some(shape)], vec![], out);
+    p.define("Reshape", &[Some(moved), Some(shape)], vec![], out)?;
     Ok(true)
 }

@@ -4,7 +4,7 @@
 //! leading 0 on both sides), and the result viewed back as `[N, F, L']`.
 //! The 2-d op over a height of 1 computes exactly the 1-d one.
 
-use super::{attrs_with, ints_attr, Patch};
+use super::{attrs_with, Patch};
 use crate::Result;
 use sculpt_ir::{AttrValue, Attribute, Node};
 
@@ -15,14 +15,14 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
     let (Some(x), Some(out)) = (n.input(0), n.output(0)) else {
         return Ok(false);
     };
-    let xd = p.dims(n, x)?;
+    let xd = p.dims(x)?;
     // A used second output (MaxPool's indices) is refused by the emitter.
     if xd.len() != 3 || n.outputs().len() > 1 && n.output(1).is_some() {
         return Ok(false);
     }
-    let od = p.dims(n, out)?;
+    let od = p.dims(out)?;
     let lifted = |name: &str, unit: i64| -> Option<Attribute> {
-        ints_attr(n, name).map(|v| {
+        n.ints_attr(name).map(|v| {
             let mut ints = vec![unit];
             ints.extend(v);
             Attribute::new(name, AttrValue::Ints(ints))
@@ -32,7 +32,7 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
         .into_iter()
         .filter_map(|(name, unit)| lifted(name, unit))
         .collect();
-    if let Some(pads) = ints_attr(n, "pads") {
+    if let Some(pads) = n.ints_attr("pads") {
         let lifted_pads = vec![0, pads[0], 0, pads[1]];
         attrs.push(Attribute::new("pads", AttrValue::Ints(lifted_pads)));
     }
@@ -42,12 +42,12 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
         let Some(w) = n.input(1) else {
             return Ok(false);
         };
-        let wd = p.dims(n, w)?;
+        let wd = p.dims(w)?;
         inputs.push(Some(p.reshape(w, &[wd[0], wd[1], 1, wd[2]])?));
         inputs.push(n.input(2));
     }
     let y4 = p.node(&n.op_type, &inputs, attrs_with(n, attrs, &[]));
     let shape = p.ints(&od);
-    p.define("Reshape", &[Some(y4), Some(shape)], vec![], out);
+    p.define("Reshape", &[Some(y4), Some(shape)], vec![], out)?;
     Ok(true)
 }

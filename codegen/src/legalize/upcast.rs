@@ -18,7 +18,7 @@ use sculpt_ir::{DataType, Node, Tensor, Type, ValueId};
 const CONVERTED: u64 = 64;
 
 fn half_type(p: &Patch, v: ValueId) -> Option<DataType> {
-    match value_type(p.g, v) {
+    match value_type(p.graph, v) {
         Some(Type::Tensor { dtype, .. }) if matches!(dtype, DataType::F16 | DataType::BF16) => {
             Some(dtype)
         }
@@ -56,23 +56,23 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
         // weights keep their half storage and are cast in the module.
         let small =
             |t: &Tensor| t.dims.len() <= 1 || t.element_count().is_some_and(|c| c <= CONVERTED);
-        *input = Some(p.f32_of(n, v, small)?);
+        *input = Some(p.f32_of(v, small)?);
     }
     // The op again, its used outputs fresh f32 (or as they were) values.
-    let used = |v: ValueId| !p.g.consumers(v).is_empty() || p.g.outputs.contains(&v);
+    let used = |v: ValueId| !p.graph.consumers(v).is_empty() || p.graph.outputs.contains(&v);
     let outputs: Vec<Option<ValueId>> = n.outputs().to_vec();
     let names: Vec<Option<String>> = outputs
         .iter()
         .map(|v| {
             v.filter(|&v| used(v))
-                .map(|v| p.fresh_name(&p.g.value(v).name.clone()))
+                .map(|v| p.fresh_name(&p.graph.value(v).name.clone()))
         })
         .collect();
     let mut op = n.clone();
     op.name = n.name.clone();
-    let id = p.g.add_node(op, inputs, names);
-    let computed: Vec<Option<ValueId>> = p.g.node(id).outputs().to_vec();
-    p.g.detach_node(p.node);
+    let id = p.graph.add_node(op, inputs, names);
+    let computed: Vec<Option<ValueId>> = p.graph.node(id).outputs().to_vec();
+    p.detach_replaced();
     for ((old, new), half) in outputs.iter().zip(computed).zip(halves_out) {
         match (old, new) {
             (Some(old), Some(new)) => {
@@ -83,9 +83,10 @@ pub(super) fn rewrite(p: &mut Patch, n: &Node) -> Result<bool> {
                 let mut node = Node::new(op);
                 node.name = p.fresh_name(&op.to_lowercase());
                 node.attributes = attrs;
-                p.g.add_node_defining(node, vec![Some(new)], vec![Some(*old)]);
+                p.graph
+                    .add_node_defining(node, vec![Some(new)], vec![Some(*old)]);
             }
-            (Some(old), None) => p.g.remove_value(*old),
+            (Some(old), None) => p.graph.remove_value(*old),
             _ => {}
         }
     }

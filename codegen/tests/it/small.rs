@@ -629,7 +629,7 @@ graph "g" (%m: f32[2,3,4]) -> (%asin, %acos, %atanh, %acosh, %tan, %atan, %sinh,
 pub fn f16_bytes(values: &[f32]) -> Vec<u8> {
     values
         .iter()
-        .flat_map(|&v| sculpt_ir::ops::eval::f32_to_f16(v).to_le_bytes())
+        .flat_map(|&v| sculpt_ir::codec::f32_to_f16(v).to_le_bytes())
         .collect()
 }
 

@@ -6,7 +6,7 @@
 //! rounding is correctly rounded for these). Ops or types outside the set
 //! return `None`: the caller leaves the node alone.
 
-use crate::{AttrValue, DataType, Node, Tensor};
+use crate::{codec, AttrValue, DataType, Node, Tensor};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Vals {
@@ -23,11 +23,11 @@ pub struct Const {
 }
 
 fn is_int_type(dt: DataType) -> bool {
-    dt.is_integer()
+    codec::is_codec_int(dt)
 }
 
 fn is_float_type(dt: DataType) -> bool {
-    matches!(dt, DataType::F32 | DataType::F64 | DataType::F16)
+    codec::is_codec_float(dt)
 }
 
 impl Const {
@@ -38,25 +38,12 @@ impl Const {
             .map(|&d| usize::try_from(d).ok())
             .collect::<Option<Vec<_>>>()?;
         let vals = if is_float_type(t.dtype) {
-            Vals::Float(t.to_f32_vec().ok()?.into_iter().map(f64::from).collect())
+            Vals::Float(t.to_f64_vec().ok()?)
         } else if is_int_type(t.dtype) {
             Vals::Int(t.to_i64_vec().ok()?)
         } else {
             return None;
         };
-        if t.dtype == DataType::F64 {
-            // to_f32_vec would lose precision for doubles.
-            let raw = t.raw_bytes().ok()?;
-            let v = raw
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            return Some(Const {
-                dtype: t.dtype,
-                dims,
-                vals: Vals::Float(v),
-            });
-        }
         Some(Const {
             dtype: t.dtype,
             dims,
@@ -108,36 +95,10 @@ impl Const {
 
     /// The tensor in its element type, as raw little-endian data.
     pub fn to_tensor(&self) -> Option<Tensor> {
-        let mut raw = Vec::with_capacity(self.len() * 4);
-        match (&self.vals, self.dtype) {
-            (Vals::Float(v), DataType::F32) => {
-                v.iter().for_each(|&x| raw.extend((x as f32).to_le_bytes()))
-            }
-            (Vals::Float(v), DataType::F64) => v.iter().for_each(|&x| raw.extend(x.to_le_bytes())),
-            (Vals::Float(v), DataType::F16) => v
-                .iter()
-                .for_each(|&x| raw.extend(f32_to_f16(x as f32).to_le_bytes())),
-            (Vals::Int(v), DataType::I64) => v.iter().for_each(|&x| raw.extend(x.to_le_bytes())),
-            (Vals::Int(v), DataType::U64) => {
-                v.iter().for_each(|&x| raw.extend((x as u64).to_le_bytes()))
-            }
-            (Vals::Int(v), DataType::I32) => {
-                v.iter().for_each(|&x| raw.extend((x as i32).to_le_bytes()))
-            }
-            (Vals::Int(v), DataType::U32) => {
-                v.iter().for_each(|&x| raw.extend((x as u32).to_le_bytes()))
-            }
-            (Vals::Int(v), DataType::I16) => {
-                v.iter().for_each(|&x| raw.extend((x as i16).to_le_bytes()))
-            }
-            (Vals::Int(v), DataType::U16) => {
-                v.iter().for_each(|&x| raw.extend((x as u16).to_le_bytes()))
-            }
-            (Vals::Int(v), DataType::I8) => v.iter().for_each(|&x| raw.push(x as i8 as u8)),
-            (Vals::Int(v), DataType::U8) => v.iter().for_each(|&x| raw.push(x as u8)),
-            (Vals::Int(v), DataType::BOOL) => v.iter().for_each(|&x| raw.push((x != 0) as u8)),
-            _ => return None,
-        }
+        let raw = match &self.vals {
+            Vals::Float(v) => codec::encode_floats(self.dtype, v.iter().copied())?,
+            Vals::Int(v) => codec::encode_ints(self.dtype, v)?,
+        };
         Some(Tensor::from_raw(
             self.dtype,
             self.dims.iter().map(|&d| d as i64).collect(),
@@ -148,40 +109,6 @@ impl Const {
     fn byte_size(&self) -> usize {
         self.len() * self.dtype.bit_width().unwrap_or(64) / 8
     }
-}
-
-pub fn f32_to_f16(x: f32) -> u16 {
-    let bits = x.to_bits();
-    let sign = ((bits >> 16) & 0x8000) as u16;
-    let exp = ((bits >> 23) & 0xff) as i32;
-    let mant = bits & 0x7f_ffff;
-    if exp == 0xff {
-        return sign | 0x7c00 | if mant != 0 { 0x200 } else { 0 };
-    }
-    let e = exp - 127 + 15;
-    if e >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        if e < -10 {
-            return sign;
-        }
-        let m = mant | 0x80_0000;
-        let shift = (14 - e) as u32;
-        let half = 1 << (shift - 1);
-        let rem = m & ((1 << shift) - 1);
-        let mut r = (m >> shift) as u16;
-        if rem > half || (rem == half && r & 1 == 1) {
-            r += 1;
-        }
-        return sign | r;
-    }
-    let rem = mant & 0x1fff;
-    let mut r = sign | ((e as u16) << 10) | (mant >> 13) as u16;
-    if rem > 0x1000 || (rem == 0x1000 && r & 1 == 1) {
-        r += 1;
-    }
-    r
 }
 
 fn strides(dims: &[usize]) -> Vec<usize> {
@@ -239,22 +166,6 @@ fn broadcast_index(dims: &[usize], out: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-fn attr_int(node: &Node, name: &str) -> Option<i64> {
-    node.attr(name).and_then(AttrValue::as_int)
-}
-
-fn attr_ints(node: &Node, name: &str) -> Option<Vec<i64>> {
-    node.attr(name)
-        .and_then(AttrValue::as_ints)
-        .map(<[i64]>::to_vec)
-}
-
-fn axis(a: i64, rank: usize) -> Option<usize> {
-    let r = rank as i64;
-    let a = if a < 0 { a + r } else { a };
-    (0..r).contains(&a).then_some(a as usize)
-}
-
 /// Evaluates `node` on constant inputs (`None` for omitted optional
 /// inputs). Returns one constant per output, or `None` when the op, its
 /// types or its attributes are outside what this evaluator does, or when
@@ -279,7 +190,7 @@ fn eval_one<'a>(
         "Identity" => x(0).cloned(),
         "Constant" => Const::from_tensor(node.attr("value")?.as_tensor()?),
         "Cast" => {
-            let to = DataType(attr_int(node, "to")? as i32);
+            let to = DataType(node.attr_i64("to")? as i32);
             let a = x(0)?;
             let vals = match (&a.vals, is_float_type(to), is_int_type(to)) {
                 (Vals::Float(v), true, _) => Vals::Float(
@@ -319,12 +230,13 @@ fn eval_one<'a>(
                 vals,
             })
         }
+        "DequantizeLinear" => dequantize(node, x(0)?, x(1)?, x(2)),
         "Shape" | "Size" => None, // folded from types by the caller
         "Unsqueeze" | "Squeeze" | "Reshape" | "Flatten" => None, // shape ops: the caller reshapes with inferred dims
         "Concat" => {
             let parts: Vec<&Const> = (0..inputs.len()).map(x).collect::<Option<_>>()?;
             let first = parts.first()?;
-            let ax = axis(attr_int(node, "axis")?, first.dims.len())?;
+            let ax = crate::normalize_axis(node.attr_i64("axis")?, first.dims.len())?;
             let outer: usize = first.dims[..ax].iter().product();
             let mut dims = first.dims.clone();
             dims[ax] = parts
@@ -357,7 +269,7 @@ fn eval_one<'a>(
         "Gather" => {
             let data = x(0)?;
             let idx = x(1)?;
-            let ax = axis(attr_int(node, "axis").unwrap_or(0), data.dims.len())?;
+            let ax = crate::normalize_axis(node.attr_i64("axis").unwrap_or(0), data.dims.len())?;
             let n = data.dims[ax] as i64;
             let ids: Vec<usize> = idx
                 .ints()?
@@ -397,7 +309,7 @@ fn eval_one<'a>(
             let r = data.dims.len();
             let mut ranges: Vec<Vec<usize>> = data.dims.iter().map(|&d| (0..d).collect()).collect();
             for (k, &a) in axes.iter().enumerate() {
-                let a = axis(a, r)?;
+                let a = crate::normalize_axis(a, r)?;
                 let n = data.dims[a] as i64;
                 let step = *steps.get(k)?;
                 if step == 0 {
@@ -440,7 +352,7 @@ fn eval_one<'a>(
         "Transpose" => {
             let data = x(0)?;
             let r = data.dims.len();
-            let perm: Vec<usize> = match attr_ints(node, "perm") {
+            let perm: Vec<usize> = match node.ints_attr("perm") {
                 Some(p) => p
                     .iter()
                     .map(|&a| usize::try_from(a).ok().filter(|&a| a < r))
@@ -608,7 +520,7 @@ fn eval_one<'a>(
                             "Sub" => x.checked_sub(y),
                             "Mul" => x.checked_mul(y),
                             "Div" => (y != 0).then(|| x / y),
-                            "Mod" if y > 0 && attr_int(node, "fmod").unwrap_or(0) == 0 => {
+                            "Mod" if y > 0 && node.attr_i64("fmod").unwrap_or(0) == 0 => {
                                 Some(x.rem_euclid(y))
                             }
                             "Pow" => u32::try_from(y).ok().and_then(|e| x.checked_pow(e)),
@@ -683,8 +595,9 @@ fn eval_one<'a>(
         "ReduceProd" | "ReduceSum" | "ReduceMax" | "ReduceMin" => {
             let a = x(0)?;
             let all = a.as_f64();
-            let keep = attr_int(node, "keepdims").unwrap_or(1) == 1;
-            let axes_given = attr_ints(node, "axes")
+            let keep = node.attr_i64("keepdims").unwrap_or(1) == 1;
+            let axes_given = node
+                .ints_attr("axes")
                 .or_else(|| x(1).and_then(|c| c.ints().map(<[i64]>::to_vec)));
             if a.dims.len() > 1
                 && axes_given
@@ -694,7 +607,7 @@ fn eval_one<'a>(
                 return None; // partial reductions are left to the runtime
             }
             if axes_given.as_ref().is_some_and(Vec::is_empty)
-                && attr_int(node, "noop_with_empty_axes").unwrap_or(0) == 1
+                && node.attr_i64("noop_with_empty_axes").unwrap_or(0) == 1
             {
                 return Some(a.clone());
             }
@@ -717,6 +630,65 @@ fn eval_one<'a>(
 }
 
 /// Wraps an integer into the range of `dt` as a two's-complement cast would.
+/// `(x - zero_point) · scale`, with the scale (and zero point) per
+/// tensor, per index along `axis`, or per block of `block_size` indices
+/// along it (opset 21), computed in the scale's type.
+fn dequantize(node: &Node, x: &Const, scale: &Const, zero: Option<&Const>) -> Option<Const> {
+    let rank = x.dims.len();
+    let axis = crate::normalize_axis(node.int_attr("axis", 1), rank.max(1));
+    let block = node.int_attr("block_size", 0).max(0) as usize;
+    let (xs, ss) = (x.ints()?, scale.as_f64());
+    let zs = match zero {
+        Some(z) => z.ints()?.to_vec(),
+        None => vec![0; ss.len()],
+    };
+    if zs.len() != ss.len() {
+        return None;
+    }
+    let x_strides = strides(&x.dims);
+    let param_index: Box<dyn Fn(usize) -> usize> = if ss.len() == 1 {
+        Box::new(|_| 0)
+    } else if block == 0 {
+        let axis = axis?;
+        (scale.dims.len() == 1 && scale.dims[0] == *x.dims.get(axis)?).then_some(())?;
+        let (stride, len) = (x_strides[axis], x.dims[axis]);
+        Box::new(move |i| i / stride % len)
+    } else {
+        let axis = axis?;
+        let mut want = x.dims.clone();
+        want[axis] = want[axis].div_ceil(block);
+        (scale.dims == want).then_some(())?;
+        let s_strides = strides(&scale.dims);
+        let dims = x.dims.clone();
+        Box::new(move |i| {
+            (0..dims.len())
+                .map(|a| {
+                    let at = i / x_strides[a] % dims[a];
+                    (if a == axis { at / block } else { at }) * s_strides[a]
+                })
+                .sum()
+        })
+    };
+    let vals = xs
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| {
+            let k = param_index(i);
+            let y = (q - zs[k]) as f64 * ss[k];
+            if scale.dtype == DataType::F32 {
+                y as f32 as f64
+            } else {
+                y
+            }
+        })
+        .collect();
+    Some(Const {
+        dtype: scale.dtype,
+        dims: x.dims.clone(),
+        vals: Vals::Float(vals),
+    })
+}
+
 fn wrap_int(v: i64, dt: DataType) -> i64 {
     match dt {
         DataType::I32 => v as i32 as i64,

@@ -127,7 +127,7 @@ fn eval_symbolic_shape(graph: &Graph, id: NodeId, known: &Known) -> Option<(Valu
     let dims: Vec<Dim> = match node.op_type.as_str() {
         "Shape" if node.attributes.is_empty() => c.shape(0)?,
         "Identity" | "Unsqueeze" | "Squeeze" => c.dims(0)?,
-        "Cast" if !DataType(attr_int(node, "to")? as i32).is_float() => c.dims(0)?,
+        "Cast" if !DataType(node.attr_i64("to")? as i32).is_float() => c.dims(0)?,
         "Concat" => (0..node.inputs().len())
             .map(|i| c.dims(i))
             .collect::<Option<Vec<_>>>()?
@@ -166,15 +166,15 @@ fn eval_shape_op(
             let dims = c.ty(0)?.static_dims()?;
             let rank = dims.len() as i64;
             let clamp = |v: i64| if v < 0 { (v + rank).max(0) } else { v.min(rank) } as usize;
-            let start = clamp(attr_int(node, "start").unwrap_or(0));
-            let end = clamp(attr_int(node, "end").unwrap_or(rank));
+            let start = clamp(node.attr_i64("start").unwrap_or(0));
+            let end = clamp(node.attr_i64("end").unwrap_or(rank));
             dims.get(start..end.max(start))?.to_vec()
         }
         "Size" => vec![c.ty(0)?.static_dims()?.iter().product()],
         "Constant" => const_ints(graph, Some(out))?,
         "Identity" | "Unsqueeze" | "Squeeze" | "Reshape" | "Flatten" => c.ints(0)?,
         "Cast" => {
-            let to = DataType(attr_int(node, "to")? as i32);
+            let to = DataType(node.attr_i64("to")? as i32);
             if to.is_float() {
                 return None;
             }
@@ -295,16 +295,6 @@ fn eval_shape_op(
     (vals.len() <= KNOWN_LIMIT && is_int).then_some((out, vals))
 }
 
-fn attr_ints(node: &Node, name: &str) -> Option<Vec<i64>> {
-    node.attr(name)
-        .and_then(AttrValue::as_ints)
-        .map(<[i64]>::to_vec)
-}
-
-fn attr_int(node: &Node, name: &str) -> Option<i64> {
-    node.attr(name).and_then(AttrValue::as_int)
-}
-
 struct Ctx<'a> {
     graph: &'a Graph,
     node: &'a Node,
@@ -344,12 +334,6 @@ fn tensor(dtype: DataType, shape: Vec<Dim>) -> Option<Type> {
 
 fn rank_only(dtype: DataType) -> Option<Type> {
     Some(Type::Tensor { dtype, shape: None })
-}
-
-fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
-    let r = rank as i64;
-    let a = if axis < 0 { axis + r } else { axis };
-    (0..r).contains(&a).then_some(a as usize)
 }
 
 /// Numpy-style broadcast of several shapes.
@@ -500,15 +484,15 @@ fn sliding_window(c: &Ctx, x: &[Dim], kernel: &[i64], channels_out: Dim) -> Opti
     if kernel.len() != spatial {
         return None;
     }
-    let strides = attr_ints(c.node, "strides").unwrap_or(vec![1; spatial]);
-    let dilations = attr_ints(c.node, "dilations").unwrap_or(vec![1; spatial]);
-    let ceil = attr_int(c.node, "ceil_mode").unwrap_or(0) == 1;
+    let strides = c.node.ints_attr("strides").unwrap_or(vec![1; spatial]);
+    let dilations = c.node.ints_attr("dilations").unwrap_or(vec![1; spatial]);
+    let ceil = c.node.attr_i64("ceil_mode").unwrap_or(0) == 1;
     let auto_pad = c
         .node
         .attr("auto_pad")
         .and_then(AttrValue::as_str)
         .unwrap_or("NOTSET");
-    let pads = attr_ints(c.node, "pads").unwrap_or(vec![0; 2 * spatial]);
+    let pads = c.node.ints_attr("pads").unwrap_or(vec![0; 2 * spatial]);
     if pads.len() != 2 * spatial || strides.len() != spatial || dilations.len() != spatial {
         return None;
     }
@@ -636,11 +620,11 @@ fn infer_node_with(graph: &Graph, id: NodeId, known: &Known) -> Vec<Option<Type>
     match node.op_type.as_str() {
         "Split" => {
             if let (Some(dt), Some(x)) = (c.dtype(0), c.shape(0)) {
-                let axis = norm_axis(attr_int(node, "axis").unwrap_or(0), x.len());
+                let axis = crate::normalize_axis(node.attr_i64("axis").unwrap_or(0), x.len());
                 // Sizes from the input (when it is known), the attribute,
                 // or equal parts (the last one smaller, from opset 18).
                 let given = node.input(1).is_some() || node.attr("split").is_some();
-                let sizes = c.ints(1).or_else(|| attr_ints(node, "split"));
+                let sizes = c.ints(1).or_else(|| node.ints_attr("split"));
                 if let Some(axis) = axis {
                     for (i, o) in out.iter_mut().enumerate() {
                         let mut s = x.clone();
@@ -720,7 +704,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
     match op {
         "Not" | "IsNaN" | "IsInf" => tensor(DataType::BOOL, c.shape(0)?),
         "Cast" => {
-            let to = DataType(attr_int(node, "to")? as i32);
+            let to = DataType(node.attr_i64("to")? as i32);
             match c.shape(0) {
                 Some(s) => tensor(to, s),
                 None => rank_only(to),
@@ -733,8 +717,8 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         }
         "Shape" => {
             let rank = c.shape(0)?.len() as i64;
-            let start = attr_int(node, "start").unwrap_or(0);
-            let end = attr_int(node, "end").unwrap_or(rank);
+            let start = node.attr_i64("start").unwrap_or(0);
+            let end = node.attr_i64("end").unwrap_or(rank);
             let clamp = |v: i64| {
                 if v < 0 {
                     (v + rank).max(0)
@@ -751,7 +735,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         "Conv" | "ConvInteger" => {
             let x = c.shape(0)?;
             let w = c.shape(1)?;
-            let kernel: Vec<i64> = match attr_ints(node, "kernel_shape") {
+            let kernel: Vec<i64> = match node.ints_attr("kernel_shape") {
                 Some(k) => k,
                 None => w.get(2..)?.iter().map(Dim::known).collect::<Option<_>>()?,
             };
@@ -765,24 +749,24 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         "ConvTranspose" => {
             let x = c.shape(0)?;
             let w = c.shape(1)?;
-            let group = attr_int(node, "group").unwrap_or(1);
+            let group = node.attr_i64("group").unwrap_or(1);
             let spatial = x.len().checked_sub(2)?;
             let cout = w
                 .get(1)?
                 .known()
                 .map_or(Dim::Unknown, |v| Dim::Known(v * group));
             let mut s = vec![x[0].clone(), cout];
-            if let Some(os) = attr_ints(node, "output_shape") {
+            if let Some(os) = node.ints_attr("output_shape") {
                 s.extend(os.iter().rev().take(spatial).rev().map(|&v| Dim::Known(v)));
                 return tensor(c.dtype(0)?, s);
             }
-            let kernel: Vec<i64> = match attr_ints(node, "kernel_shape") {
+            let kernel: Vec<i64> = match node.ints_attr("kernel_shape") {
                 Some(k) => k,
                 None => w.get(2..)?.iter().map(Dim::known).collect::<Option<_>>()?,
             };
-            let strides = attr_ints(node, "strides").unwrap_or(vec![1; spatial]);
-            let dil = attr_ints(node, "dilations").unwrap_or(vec![1; spatial]);
-            let outpad = attr_ints(node, "output_padding").unwrap_or(vec![0; spatial]);
+            let strides = node.ints_attr("strides").unwrap_or(vec![1; spatial]);
+            let dil = node.ints_attr("dilations").unwrap_or(vec![1; spatial]);
+            let outpad = node.ints_attr("output_padding").unwrap_or(vec![0; spatial]);
             let auto = node.attr("auto_pad").and_then(AttrValue::as_str);
             let pads = match auto {
                 Some("SAME_UPPER" | "SAME_LOWER") => {
@@ -798,7 +782,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                     return tensor(c.dtype(0)?, s);
                 }
                 Some("VALID") => vec![0; 2 * spatial],
-                _ => attr_ints(node, "pads").unwrap_or(vec![0; 2 * spatial]),
+                _ => node.ints_attr("pads").unwrap_or(vec![0; 2 * spatial]),
             };
             for i in 0..spatial {
                 s.push(match x[i + 2] {
@@ -817,7 +801,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         }
         "MaxPool" | "AveragePool" | "LpPool" => {
             let x = c.shape(0)?;
-            let kernel = attr_ints(node, "kernel_shape")?;
+            let kernel = node.ints_attr("kernel_shape")?;
             let ch = x.get(1)?.clone();
             tensor(c.dtype(0)?, sliding_window(c, &x, &kernel, ch)?)
         }
@@ -836,12 +820,12 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             if a.len() != 2 || b.len() != 2 {
                 return None;
             }
-            let m = if attr_int(node, "transA").unwrap_or(0) == 1 {
+            let m = if node.attr_i64("transA").unwrap_or(0) == 1 {
                 &a[1]
             } else {
                 &a[0]
             };
-            let n = if attr_int(node, "transB").unwrap_or(0) == 1 {
+            let n = if node.attr_i64("transB").unwrap_or(0) == 1 {
                 &b[0]
             } else {
                 &b[1]
@@ -878,7 +862,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         }
         "Flatten" => {
             let x = c.shape(0)?;
-            let axis = attr_int(node, "axis").unwrap_or(1);
+            let axis = node.attr_i64("axis").unwrap_or(1);
             let axis = if axis < 0 {
                 axis + x.len() as i64
             } else {
@@ -898,7 +882,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                 if let Some(dims) = c.dims(1) {
                     // Symbolic target: 0 copies the input dim, -1 stays unknown.
                     let x = c.shape(0);
-                    let allowzero = attr_int(node, "allowzero").unwrap_or(0) == 1;
+                    let allowzero = node.attr_i64("allowzero").unwrap_or(0) == 1;
                     let s = dims
                         .iter()
                         .enumerate()
@@ -920,7 +904,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                 };
             };
             let x = c.shape(0);
-            let allowzero = attr_int(node, "allowzero").unwrap_or(0) == 1;
+            let allowzero = node.attr_i64("allowzero").unwrap_or(0) == 1;
             let mut s: Vec<Dim> = target
                 .iter()
                 .enumerate()
@@ -950,8 +934,9 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         }
         "Transpose" => {
             let x = c.shape(0)?;
-            let perm =
-                attr_ints(node, "perm").unwrap_or_else(|| (0..x.len() as i64).rev().collect());
+            let perm = node
+                .ints_attr("perm")
+                .unwrap_or_else(|| (0..x.len() as i64).rev().collect());
             let s = perm
                 .iter()
                 .map(|&p| x.get(usize::try_from(p).ok()?).cloned())
@@ -963,7 +948,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                 .map(|i| c.shape(i))
                 .collect::<Option<_>>()?;
             let first = shapes.first()?;
-            let axis = norm_axis(attr_int(node, "axis")?, first.len())?;
+            let axis = crate::normalize_axis(node.attr_i64("axis")?, first.len())?;
             let mut s = first.clone();
             s[axis] = shapes
                 .iter()
@@ -973,7 +958,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         }
         "Squeeze" | "Unsqueeze" => {
             let x = c.shape(0)?;
-            let axes = attr_ints(node, "axes").or_else(|| c.ints(1));
+            let axes = node.ints_attr("axes").or_else(|| c.ints(1));
             let dt = c.dtype(0)?;
             if op == "Squeeze" {
                 let Some(axes) = axes else {
@@ -981,7 +966,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                 };
                 let axes: Vec<usize> = axes
                     .iter()
-                    .map(|&a| norm_axis(a, x.len()))
+                    .map(|&a| crate::normalize_axis(a, x.len()))
                     .collect::<Option<_>>()?;
                 tensor(
                     dt,
@@ -996,7 +981,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                 let rank = x.len() + axes.len();
                 let axes: Vec<usize> = axes
                     .iter()
-                    .map(|&a| norm_axis(a, rank))
+                    .map(|&a| crate::normalize_axis(a, rank))
                     .collect::<Option<_>>()?;
                 let mut rest = x.into_iter();
                 let s = (0..rank)
@@ -1014,7 +999,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         "Gather" => {
             let x = c.shape(0)?;
             let idx = c.shape(1)?;
-            let axis = norm_axis(attr_int(node, "axis").unwrap_or(0), x.len())?;
+            let axis = crate::normalize_axis(node.attr_i64("axis").unwrap_or(0), x.len())?;
             let mut s = x[..axis].to_vec();
             s.extend(idx);
             s.extend_from_slice(&x[axis + 1..]);
@@ -1023,23 +1008,23 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL2"
         | "ReduceL1" | "ReduceSumSquare" | "ReduceLogSumExp" | "ArgMax" | "ArgMin" => {
             let x = c.shape(0)?;
-            let keep = attr_int(node, "keepdims").unwrap_or(1) == 1;
+            let keep = node.attr_i64("keepdims").unwrap_or(1) == 1;
             let dt = if op.starts_with("Arg") {
                 DataType::I64
             } else {
                 c.dtype(0)?
             };
             let axes = if op.starts_with("Arg") {
-                Some(vec![attr_int(node, "axis").unwrap_or(0)])
+                Some(vec![node.attr_i64("axis").unwrap_or(0)])
             } else {
-                attr_ints(node, "axes").or_else(|| c.ints(1))
+                node.ints_attr("axes").or_else(|| c.ints(1))
             };
             let axes: Vec<usize> = match axes {
                 Some(a) if !a.is_empty() => a
                     .iter()
-                    .map(|&a| norm_axis(a, x.len()))
+                    .map(|&a| crate::normalize_axis(a, x.len()))
                     .collect::<Option<_>>()?,
-                _ if attr_int(node, "noop_with_empty_axes").unwrap_or(0) == 1 => {
+                _ if node.attr_i64("noop_with_empty_axes").unwrap_or(0) == 1 => {
                     return tensor(dt, x)
                 }
                 _ => (0..x.len()).collect(),
@@ -1066,7 +1051,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                     Some(_) => c
                         .ints(3)?
                         .iter()
-                        .map(|&a| norm_axis(a, x.len()))
+                        .map(|&a| crate::normalize_axis(a, x.len()))
                         .collect::<Option<_>>()?,
                     None => (0..x.len()).collect(),
                 };
@@ -1093,7 +1078,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             };
             let mut s = x.clone();
             for (k, &a) in axes.iter().enumerate() {
-                let a = norm_axis(a, x.len())?;
+                let a = crate::normalize_axis(a, x.len())?;
                 let Dim::Known(n) = x[a] else {
                     s[a] = Dim::Unknown;
                     continue;
@@ -1149,13 +1134,13 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         }
         "Pad" => {
             let x = c.shape(0)?;
-            let pads = attr_ints(node, "pads").or_else(|| c.ints(1))?;
+            let pads = node.ints_attr("pads").or_else(|| c.ints(1))?;
             let r = x.len();
             let axes: Vec<usize> = match node.input(3) {
                 Some(_) => c
                     .ints(3)?
                     .iter()
-                    .map(|&a| norm_axis(a, r))
+                    .map(|&a| crate::normalize_axis(a, r))
                     .collect::<Option<_>>()?,
                 None => (0..r).collect(),
             };
@@ -1217,7 +1202,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         ),
         "TopK" => {
             let mut x = c.shape(0)?;
-            let axis = norm_axis(attr_int(node, "axis").unwrap_or(-1), x.len())?;
+            let axis = crate::normalize_axis(node.attr_i64("axis").unwrap_or(-1), x.len())?;
             x[axis] = c
                 .ints(1)
                 .and_then(|k| k.first().copied())
@@ -1226,7 +1211,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         }
         "DepthToSpace" | "SpaceToDepth" => {
             let x = c.shape(0)?;
-            let b = attr_int(node, "blocksize")?;
+            let b = node.attr_i64("blocksize")?;
             if x.len() != 4 {
                 return None;
             }

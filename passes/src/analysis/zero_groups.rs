@@ -30,7 +30,7 @@
 //! the node and the reason. The analysis never guesses.
 
 use sculpt_ir::ops::infer::{self, constant, value_type};
-use sculpt_ir::{AttrValue, Graph, Model, Node, ValueId};
+use sculpt_ir::{normalize_axis, Graph, Model, Node, ValueId};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -208,21 +208,6 @@ fn rank_of_kind(kind: &str) -> u8 {
 
 fn label(n: &Node) -> String {
     format!("node '{}' ({})", n.display_name(), n.op_type)
-}
-
-fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
-    n.attr(name).and_then(AttrValue::as_int).unwrap_or(default)
-}
-
-fn ints_attr(n: &Node, name: &str) -> Option<Vec<i64>> {
-    n.attr(name)
-        .and_then(AttrValue::as_ints)
-        .map(<[i64]>::to_vec)
-}
-
-fn normalize_axis(axis: i64, rank: usize) -> Option<usize> {
-    let a = if axis < 0 { axis + rank as i64 } else { axis };
-    (0..rank as i64).contains(&a).then_some(a as usize)
 }
 
 /// Where one entry of an integer vector (a Reshape target, Slice bounds)
@@ -481,6 +466,7 @@ impl<'g> Walk<'g> {
                 .filter_map(|(i, v)| Some((i, self.layouts.get(&(*v)?)?.clone())))
                 .collect();
             let here = label(n);
+            self.refuse_captures(n, &here);
             if !n.is_onnx() {
                 for (_, l) in &carried {
                     self.refuse_layout(l, format!("{here}: op outside the ONNX domain"));
@@ -509,6 +495,30 @@ impl<'g> Walk<'g> {
         }
     }
 
+    /// A subgraph (If/Loop/Scan body) that reads an outer activation by
+    /// name is a consumer too; the contracts do not follow channels into
+    /// bodies, so the groups it reads are refused.
+    fn refuse_captures(&mut self, n: &Node, here: &str) {
+        for a in &n.attributes {
+            for body in a.value.graphs() {
+                for name in body.captured_names() {
+                    let Some(v) = self.graph.value_by_name(&name) else {
+                        continue;
+                    };
+                    if let Some(l) = self.layouts.get(&v).cloned() {
+                        self.refuse_layout(
+                            &l,
+                            format!(
+                                "{here}: '{name}' is read inside its subgraph '{}', which the analysis does not follow",
+                                a.name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Conv and ConvTranspose: input channels are contracted, output
     /// channels open a space; a grouped Conv goes in whole groups.
     fn contract_conv(
@@ -528,7 +538,7 @@ impl<'g> Walk<'g> {
         if let Some((i, _)) = carried.iter().find(|(i, _)| *i != 0) {
             return Err(format!("channels reach parameter input {i}"));
         }
-        let group = int_attr(n, "group", 1).max(1) as usize;
+        let group = n.int_attr("group", 1).max(1) as usize;
         let (in_axis, out_axis) = if transpose { (0, 1) } else { (1, 0) };
         let cout = if transpose {
             wd[1] as usize * group
@@ -614,8 +624,8 @@ impl<'g> Walk<'g> {
             self.rank(b).unwrap_or(0),
             self.rank(out).unwrap_or(0),
         );
-        let trans_a = gemm && int_attr(n, "transA", 0) == 1;
-        let trans_b = gemm && int_attr(n, "transB", 0) == 1;
+        let trans_a = gemm && n.int_attr("transA", 0) == 1;
+        let trans_b = gemm && n.int_attr("transB", 0) == 1;
         let la = carried
             .iter()
             .find(|(i, _)| *i == 0)
@@ -711,7 +721,7 @@ impl<'g> Walk<'g> {
             return Err("missing inputs".into());
         };
         let rank = self.rank(data).unwrap_or(0);
-        let axis = normalize_axis(int_attr(n, "axis", 0), rank).ok_or("bad axis")?;
+        let axis = normalize_axis(n.int_attr("axis", 0), rank).ok_or("bad axis")?;
         let ri = self.rank(indices).unwrap_or(0);
         if carried.iter().any(|(i, _)| *i == 1) {
             return Err("channels used as indices".into());
@@ -813,7 +823,7 @@ impl<'g> Walk<'g> {
             "GroupNormalization" => self.contract_group_norm(n, &first, only_data, out),
             "LayerNormalization" | "RMSNormalization" => {
                 let rank = self.rank(out).unwrap_or(0);
-                let axis = normalize_axis(int_attr(n, "axis", -1), rank).ok_or("bad axis")?;
+                let axis = normalize_axis(n.int_attr("axis", -1), rank).ok_or("bad axis")?;
                 if !only_data {
                     return Err("channels reach the scale or bias".into());
                 }
@@ -840,7 +850,7 @@ impl<'g> Walk<'g> {
             }
             "Softmax" | "LogSoftmax" | "Hardmax" => {
                 let rank = self.rank(out).unwrap_or(0);
-                let axis = normalize_axis(int_attr(n, "axis", -1), rank).ok_or("bad axis")?;
+                let axis = normalize_axis(n.int_attr("axis", -1), rank).ok_or("bad axis")?;
                 if axis == first.axis {
                     return Err("normalises over the channel axis".into());
                 }
@@ -852,7 +862,8 @@ impl<'g> Walk<'g> {
                 let rank = self
                     .dims(n.input(0).ok_or("no input")?)
                     .map_or(0, |d| d.len());
-                let axes = ints_attr(n, "axes")
+                let axes = n
+                    .ints_attr("axes")
                     .or_else(|| n.input(1).and_then(|a| self.const_ints(a)))
                     .ok_or("reduces over every axis, or axes computed at run time")?;
                 let axes: Vec<usize> = axes
@@ -862,7 +873,7 @@ impl<'g> Walk<'g> {
                 if axes.is_empty() || axes.contains(&first.axis) {
                     return Err("reduces over the channel axis (as a decomposed RMSNorm or LayerNorm does: the whole hidden size is coupled)".into());
                 }
-                let keep = int_attr(n, "keepdims", 1) == 1;
+                let keep = n.int_attr("keepdims", 1) == 1;
                 let before = axes.iter().filter(|&&a| a < first.axis).count();
                 let axis = if keep {
                     first.axis
@@ -877,7 +888,9 @@ impl<'g> Walk<'g> {
             | "GreaterOrEqual" => self.contract_elementwise(op, n, carried, out),
             "Transpose" => {
                 let rank = self.rank(out).unwrap_or(0);
-                let perm = ints_attr(n, "perm").unwrap_or_else(|| (0..rank as i64).rev().collect());
+                let perm = n
+                    .ints_attr("perm")
+                    .unwrap_or_else(|| (0..rank as i64).rev().collect());
                 let axis = perm
                     .iter()
                     .position(|&p| p == first.axis as i64)
@@ -910,8 +923,9 @@ impl<'g> Walk<'g> {
             }
             "Pad" => {
                 let rank = self.rank(out).unwrap_or(0);
-                let pads =
-                    ints_attr(n, "pads").or_else(|| n.input(1).and_then(|p| self.const_ints(p)));
+                let pads = n
+                    .ints_attr("pads")
+                    .or_else(|| n.input(1).and_then(|p| self.const_ints(p)));
                 let axes = n.input(3).and_then(|a| self.const_ints(a));
                 let ok = match (pads, axes) {
                     (Some(p), None) if p.len() == 2 * rank => {
@@ -944,7 +958,7 @@ impl<'g> Walk<'g> {
         only_data: bool,
         out: ValueId,
     ) -> Result<(), String> {
-        let groups = int_attr(n, "num_groups", 0).max(0) as usize;
+        let groups = n.int_attr("num_groups", 0).max(0) as usize;
         let [seg] = first.segments[..] else {
             return Err("group normalisation over several channel spaces".into());
         };
@@ -1172,7 +1186,7 @@ impl<'g> Walk<'g> {
         out: ValueId,
     ) -> Result<(), String> {
         let rank = self.rank(out).ok_or("shape unknown")?;
-        let axis = normalize_axis(int_attr(n, "axis", 0), rank).ok_or("bad axis")?;
+        let axis = normalize_axis(n.int_attr("axis", 0), rank).ok_or("bad axis")?;
         let here = label(n);
         if carried.iter().all(|(_, l)| l.axis == axis) {
             // Side by side: offsets shift by the sizes before.
@@ -1254,7 +1268,7 @@ impl<'g> Walk<'g> {
     fn contract_split(&mut self, n: &Node, first: &Layout, only_data: bool) -> Result<(), String> {
         let x = n.input(0).ok_or("no input")?;
         let xd = self.dims(x).ok_or("shape unknown")?;
-        let axis = normalize_axis(int_attr(n, "axis", 0), xd.len()).ok_or("bad axis")?;
+        let axis = normalize_axis(n.int_attr("axis", 0), xd.len()).ok_or("bad axis")?;
         if !only_data {
             return Err("channels reach the split sizes".into());
         }
@@ -1271,7 +1285,7 @@ impl<'g> Walk<'g> {
                 .const_ints(sz)
                 .ok_or("split sizes computed at run time")?;
             (sizes, Ok(self.name(sz)))
-        } else if let Some(sizes) = ints_attr(n, "split") {
+        } else if let Some(sizes) = n.ints_attr("split") {
             (sizes, Err(self.name(outputs[0])))
         } else {
             return Err(
@@ -1414,6 +1428,12 @@ impl ZeroGroups {
                 let readers = readers.len();
                 if readers > 1 {
                     reasons.push(format!("tensor '{}' is read by {readers} nodes", m.tensor));
+                }
+                if graph.is_captured(v) {
+                    reasons.push(format!(
+                        "tensor '{}' is also read inside a subgraph",
+                        m.tensor
+                    ));
                 }
                 let Some(t) = constant(graph, v) else {
                     reasons.push(format!(

@@ -19,7 +19,7 @@
 
 use crate::analysis::residual_blocks::{residual_blocks, ResidualBlock};
 use crate::analysis::zero_values::ZeroValues;
-use crate::manager::PassContext;
+use crate::context::PassContext;
 use crate::pipeline::Options;
 use crate::transform::cleanup::dead_code::remove_dead_code;
 use crate::{Pass, PassOutcome};
@@ -39,45 +39,17 @@ pub struct Erase {
 
 impl Erase {
     pub fn from_options(options: &Options) -> crate::Result<Erase> {
-        let bad = |option: &str, reason: String| crate::PassError::Option {
-            pass: "erase".into(),
-            option: option.into(),
-            reason,
-        };
-        let budget = options
-            .get("budget")
-            .map(|_| options.f64("budget", 0.0))
-            .transpose()?;
+        let budget = options.opt_f64("budget")?;
         if budget.is_some_and(|b| !(0.0..=1.0).contains(&b)) {
-            return Err(bad("budget", "a share of FLOPs, between 0 and 1".into()));
+            return Err(options.invalid("budget", "a share of FLOPs, between 0 and 1"));
         }
-        let kind = options.get("kind").unwrap_or("any").to_string();
-        if !["ffn", "attention", "conv", "other", "any"].contains(&kind.as_str()) {
-            return Err(bad(
-                "kind",
-                format!("'{kind}' is not ffn, attention, conv, other or any"),
-            ));
-        }
-        let random = match options.get("metric").unwrap_or("contribution") {
-            "contribution" => false,
-            "random" => true,
-            other => {
-                return Err(bad(
-                    "metric",
-                    format!("'{other}' is not contribution or random"),
-                ))
-            }
-        };
         Ok(Erase {
-            zero: options.bool("zero", true)?,
+            zero: options.bool("zero")?,
             budget,
-            blocks: options
-                .get("blocks")
-                .map(|_| options.usize("blocks", 0))
-                .transpose()?,
-            kind,
-            random,
-            seed: options.usize("seed", 0)? as u64,
+            blocks: options.opt_usize("blocks")?,
+            kind: options.choice("kind")?.to_string(),
+            random: options.choice("metric")? == "random",
+            seed: options.usize("seed")? as u64,
         })
     }
 }
@@ -204,15 +176,9 @@ impl Erase {
             blocks.len(),
             100.0 * removed_flops as f64 / total_flops.max(1) as f64
         ));
-        outcome
-            .statistics
-            .push(("blocks_erased".into(), chosen.len() as u64));
-        outcome
-            .statistics
-            .push(("block_flops_removed".into(), removed_flops));
-        outcome
-            .statistics
-            .push(("output_rel_error_ppm".into(), (err * 1e6).round() as u64));
+        outcome.stat("blocks_erased", chosen.len());
+        outcome.stat("block_flops_removed", removed_flops);
+        outcome.stat("output_rel_error", err);
         outcome.changed |= !chosen.is_empty();
         Ok(())
     }
@@ -279,6 +245,10 @@ impl Pass for Erase {
         "erase"
     }
 
+    fn needs_canonical(&self) -> bool {
+        true
+    }
+
     fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<PassOutcome, IrError> {
         let mut outcome = PassOutcome::default();
         if self.budget.is_some() || self.blocks.is_some() {
@@ -286,10 +256,8 @@ impl Pass for Erase {
         }
         if self.zero {
             let (branches, nodes) = erase_zero_branches(&mut model.graph)?;
-            outcome
-                .statistics
-                .push(("zero_branches_erased".into(), branches));
-            outcome.statistics.push(("nodes_removed".into(), nodes));
+            outcome.stat("zero_branches_erased", branches);
+            outcome.stat("nodes_removed", nodes);
             outcome.changed |= nodes > 0;
         }
         Ok(outcome)

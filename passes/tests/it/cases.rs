@@ -1,12 +1,111 @@
 //! File-driven pass tests. Each `tests/cases/<pass>/<case>.sculpt` starts
 //! with `// RUN: <pipeline>`; cases are split by `// -----` and each has a
 //! `///` line saying what it checks. For every case the harness verifies the
-//! input, runs the pipeline with verification after each pass, checks that
-//! the result round-trips through the text form, and snapshots it.
+//! input, runs the pipeline (exactly as written: no cleanup is inserted)
+//! with verification after each pass, checks that the result round-trips
+//! through the text form, and snapshots it.
+//!
+//! Calibrated passes: `// CALIB: data.npz` (beside the case file, axis 0 =
+//! samples) is the calibration data the pipeline gets. `// TOLERANCE: T`
+//! prints the snapshot's numbers to the precision `T` asks for (results
+//! of solves differ in the last bits between machines), and every
+//! `// EXPECT: %name = [v, …]` line is checked against the result's tensor
+//! `name` within `T` (absolute and relative); the expected values come
+//! from an independent computation (a numpy script beside the case).
+//! These three lines may stand in a case or, for all cases, in the file's
+//! first part.
 
 use sculpt_ir::text::{parse, print, PrintOptions};
 use sculpt_passes::{PassManager, Pipeline};
 use std::path::Path;
+
+/// `// KEY: value` in `case`, else in `header`.
+fn directive<'a>(case: &'a str, header: &'a str, key: &str) -> Option<&'a str> {
+    let find = |text: &'a str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .map(str::trim)
+    };
+    find(case).or_else(|| find(header))
+}
+
+/// Every number in `text` rounded to `digits` significant digits.
+fn round_numbers(text: &str, digits: i32) -> String {
+    let mut out = String::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // Numbers stand after a delimiter (names such as `layer.1.w` do not).
+        let starts_number =
+            bytes[i].is_ascii_digit() && (i == 0 || b" [(,=-".contains(&bytes[i - 1]));
+        if !starts_number {
+            out.push(bytes[i] as char);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len()
+            && (bytes[i].is_ascii_digit()
+                || bytes[i] == b'.'
+                || bytes[i] == b'e'
+                || (bytes[i] == b'-' && bytes[i - 1] == b'e'))
+        {
+            i += 1;
+        }
+        let token = &text[start..i];
+        match token.parse::<f64>() {
+            Ok(x) if token.contains('.') && x != 0.0 && x.is_finite() => {
+                let scale = 10f64.powi(digits - 1 - x.abs().log10().floor() as i32);
+                out.push_str(&format!("{:?}", (x * scale).round() / scale));
+            }
+            _ => out.push_str(token),
+        }
+    }
+    out
+}
+
+/// Checks every `// EXPECT: %name = [...]` line of `case` against `model`.
+fn check_expectations(case: &str, model: &sculpt_ir::Model, tolerance: f64, what: &str) -> usize {
+    let mut checked = 0;
+    for line in case.lines() {
+        let Some(rest) = line.trim().strip_prefix("// EXPECT:") else {
+            continue;
+        };
+        let (name, values) = rest.split_once('=').expect("EXPECT: %name = [values]");
+        let name = name.trim().trim_start_matches('%');
+        let want: Vec<f64> = values
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(',')
+            .map(|v| v.trim().parse().expect("a number"))
+            .collect();
+        let g = &model.graph;
+        let v = g
+            .value_by_name(name)
+            .unwrap_or_else(|| panic!("{what}: no tensor '{name}' in the result"));
+        let got = g
+            .value(v)
+            .tensor()
+            .unwrap_or_else(|| panic!("{what}: '{name}' is not an initializer"))
+            .to_f64_vec()
+            .unwrap();
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{what}: '{name}' has {} values",
+            got.len()
+        );
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= tolerance * (1.0 + w.abs()),
+                "{what}: '{name}'[{i}] is {g}, expected {w} (tolerance {tolerance})"
+            );
+        }
+        checked += 1;
+    }
+    checked
+}
 
 fn run_case_file(path: &Path) -> usize {
     let text = std::fs::read_to_string(path).unwrap();
@@ -23,23 +122,59 @@ fn run_case_file(path: &Path) -> usize {
         .unwrap()
         .to_string_lossy()
         .into_owned();
+    let parts: Vec<&str> = text.split("// -----").collect();
+    let header = parts[0];
     let mut count = 0;
-    for (i, case) in text.split("// -----").enumerate() {
+    for (i, case) in parts.iter().enumerate() {
         let intent = case
             .lines()
             .find_map(|l| l.trim().strip_prefix("///"))
             .unwrap_or_else(|| panic!("{}: case {i} has no '///' intent line", path.display()))
             .trim()
             .to_string();
-        let mut model =
-            parse(case).unwrap_or_else(|e| panic!("{}: case {i} ({intent}): {e}", path.display()));
+        let what = format!("{}: case {i} ({intent})", path.display());
+        let mut model = parse(case).unwrap_or_else(|e| panic!("{what}: {e}"));
         sculpt_ir::verify::check(&model).unwrap();
         let mut manager = PassManager::new(Pipeline::parse(pipeline).unwrap());
         manager.verify_each = true;
+        manager.canonicalize = false;
+        let mut calibration = directive(case, header, "// CALIB:").map(|file| {
+            let data = path.parent().unwrap().join(file);
+            let arrays = sculpt_runtime::read_npz(&data)
+                .unwrap_or_else(|e| panic!("{what}: {}: {e}", data.display()));
+            sculpt_runtime::CalibrationSet::from_arrays(arrays).unwrap()
+        });
+        let calibrator = calibration
+            .as_mut()
+            .map(|c| c as &mut dyn sculpt_passes::Calibrator);
         let report = manager
-            .run(&mut model, |_| {})
-            .unwrap_or_else(|e| panic!("{}: case {i}: {e}", path.display()));
-        let printed = print(&model, &PrintOptions::default());
+            .run_with(&mut model, calibrator, |_| {})
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let tolerance: Option<f64> =
+            directive(case, header, "// TOLERANCE:").map(|t| t.parse().expect("a tolerance"));
+        if let Some(t) = tolerance {
+            let checked = check_expectations(case, &model, t, &what);
+            let expected = case
+                .lines()
+                .filter(|l| l.trim().starts_with("// EXPECT:"))
+                .count();
+            assert_eq!(checked, expected);
+        }
+        // With a tolerance, every number is printed (rounded), not a digest
+        // of bytes that differ in their last bits between machines.
+        let printed = match tolerance {
+            Some(t) => round_numbers(
+                &print(
+                    &model,
+                    &PrintOptions {
+                        full: true,
+                        ..Default::default()
+                    },
+                ),
+                (-t.log10()).round() as i32,
+            ),
+            None => print(&model, &PrintOptions::default()),
+        };
         let reparsed = parse(&print(
             &model,
             &PrintOptions {
@@ -48,11 +183,7 @@ fn run_case_file(path: &Path) -> usize {
             },
         ))
         .unwrap();
-        assert!(
-            reparsed == model,
-            "{}: case {i}: result does not round-trip",
-            path.display()
-        );
+        assert!(reparsed == model, "{what}: result does not round-trip");
         let stats: Vec<String> = report
             .passes
             .iter()
@@ -63,10 +194,11 @@ fn run_case_file(path: &Path) -> usize {
                     .map(move |(k, v)| format!("{}.{k}={v}", r.pass))
             })
             .collect();
-        let snapshot = format!(
-            "/// {intent}\n// RUN: {pipeline}\n// stats: {}\n{printed}",
-            stats.join(" ")
-        );
+        let mut stats = stats.join(" ");
+        if let Some(t) = tolerance {
+            stats = round_numbers(&stats, (-t.log10()).round() as i32);
+        }
+        let snapshot = format!("/// {intent}\n// RUN: {pipeline}\n// stats: {stats}\n{printed}");
         insta::assert_snapshot!(format!("{pass}__{stem}__{i}"), snapshot);
         count += 1;
     }
@@ -81,6 +213,14 @@ fn pass_cases() {
     assert!(!files.is_empty());
     let total: usize = files.iter().map(|f| run_case_file(f)).sum();
     assert!(total > 0);
+}
+
+#[test]
+fn numbers_round_to_significant_digits() {
+    assert_eq!(
+        round_numbers("f32[2,3] [0.123456, -12345.678, 1e-7, 7]", 3),
+        "f32[2,3] [0.123, -12300.0, 1e-7, 7]"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

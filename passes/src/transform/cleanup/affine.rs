@@ -13,21 +13,12 @@
 //! per-channel, or that would broadcast the output to a larger shape.
 
 use sculpt_ir::ops::infer::constant;
-use sculpt_ir::{
-    AttrValue, Attribute, DataType, Graph, Initializer, IrError, Node, NodeId, Tensor, Value,
-    ValueId,
-};
+use sculpt_ir::rewrite::Patch;
+use sculpt_ir::{AttrValue, Attribute, DataType, Graph, IrError, Node, NodeId, Tensor, ValueId};
 
 fn f32_const(graph: &Graph, v: Option<ValueId>) -> Option<(Vec<f32>, Vec<i64>)> {
     let t = constant(graph, v?)?;
     (t.dtype == DataType::F32).then(|| Some((t.to_f32_vec().ok()?, t.dims.clone())))?
-}
-
-fn new_initializer(graph: &mut Graph, base: &str, dims: Vec<i64>, values: &[f32]) -> ValueId {
-    let name = graph.unique_name(base);
-    let mut v = Value::new(name);
-    v.init = Some(Initializer::Dense(Tensor::from_f32(dims, values)));
-    graph.add_value(v)
 }
 
 /// Points inputs 1 and 2 of `node` (weights and bias, or scale and shift)
@@ -39,15 +30,13 @@ fn set_parameters(
     second: (Vec<i64>, &[f32]),
 ) -> Option<()> {
     let base = graph.value(graph.node(node).input(1)?).name.clone();
-    if let Some(t) = first {
-        let name = graph.unique_name(&format!("{base}_folded"));
-        let mut v = Value::new(name);
-        v.init = Some(Initializer::Dense(t));
-        let a = graph.add_value(v);
-        graph.set_input(node, 1, Some(a));
+    let mut patch = Patch::new(graph, &base);
+    let weights = first.map(|t| patch.initializer_named("folded", t));
+    let bias = patch.initializer_named("folded_bias", Tensor::from_f32(second.0, second.1));
+    if let Some(w) = weights {
+        graph.set_input(node, 1, Some(w));
     }
-    let b = new_initializer(graph, &format!("{base}_folded_bias"), second.0, second.1);
-    graph.set_input(node, 2, Some(b));
+    graph.set_input(node, 2, Some(bias));
     Some(())
 }
 
@@ -125,15 +114,10 @@ fn consumer_affine(
     let zeros = vec![0.0; c];
     match node.op_type.as_str() {
         "BatchNormalization" => {
-            if node.input(0) != Some(x)
-                || node.attr("training_mode").and_then(AttrValue::as_int) == Some(1)
-            {
+            if node.input(0) != Some(x) || node.int_attr("training_mode", 0) == 1 {
                 return None;
             }
-            let eps = node
-                .attr("epsilon")
-                .and_then(AttrValue::as_float)
-                .unwrap_or(1e-5) as f64;
+            let eps = node.float_attr("epsilon", 1e-5);
             // BatchNormalization parameters are plain [C] vectors.
             let p = |i| {
                 f32_const(graph, node.input(i))
@@ -223,11 +207,8 @@ fn fold_one(graph: &mut Graph, consumer: NodeId) -> Option<()> {
         "Gemm" => {
             let w = producer.input(1)?;
             let w_dims = constant(graph, w)?.dims.clone();
-            let trans_b = producer.attr("transB").and_then(AttrValue::as_int) == Some(1);
-            let beta = producer
-                .attr("beta")
-                .and_then(AttrValue::as_float)
-                .unwrap_or(1.0) as f64;
+            let trans_b = producer.int_attr("transB", 0) == 1;
+            let beta = producer.float_attr("beta", 1.0);
             let [rows, cols] = <[i64; 2]>::try_from(w_dims.as_slice()).ok()?;
             let (rows, cols) = (rows as usize, cols as usize);
             let c = if trans_b { rows } else { cols };
@@ -252,7 +233,7 @@ fn fold_one(graph: &mut Graph, consumer: NodeId) -> Option<()> {
             attrs.push(Attribute::new("beta", AttrValue::Float(1.0)));
         }
         "BatchNormalization" => {
-            if producer.attr("training_mode").and_then(AttrValue::as_int) == Some(1) {
+            if producer.int_attr("training_mode", 0) == 1 {
                 return None;
             }
             let rank = sculpt_ir::ops::infer::value_type(graph, x)?.shape()?.len();

@@ -37,7 +37,7 @@ mod gemm;
 mod identities;
 pub(crate) mod initializers;
 
-use crate::manager::PassContext;
+use crate::context::PassContext;
 use crate::pipeline::Options;
 use crate::{Pass, PassOutcome};
 use sculpt_ir::{IrError, Model};
@@ -60,33 +60,16 @@ pub struct Cleanup {
 impl Cleanup {
     pub fn from_options(options: &Options) -> crate::Result<Cleanup> {
         Ok(Cleanup {
-            dce: options.bool("dce", true)?,
-            infer: options.bool("infer", true)?,
-            fold: options.bool("fold", true)?,
-            simplify: options.bool("simplify", true)?,
-            fuse: options.bool("fuse", true)?,
-            cse: options.bool("cse", true)?,
-            fold_limit: options.bytes("fold_limit", 512 << 20)?,
-            fold_growth: options.bytes("fold_growth", 1 << 30)?,
-            constant_input_defaults: match options.get("input_defaults") {
-                None | Some("constant") => true,
-                Some("keep") => false,
-                Some(other) => {
-                    return Err(crate::PassError::Option {
-                        pass: "cleanup".into(),
-                        option: "input_defaults".into(),
-                        reason: format!("'{other}' is not 'constant' or 'keep'"),
-                    })
-                }
-            },
+            dce: options.bool("dce")?,
+            infer: options.bool("infer")?,
+            fold: options.bool("fold")?,
+            simplify: options.bool("simplify")?,
+            fuse: options.bool("fuse")?,
+            cse: options.bool("cse")?,
+            fold_limit: options.bytes("fold_limit")?,
+            fold_growth: options.bytes("fold_growth")?,
+            constant_input_defaults: options.choice("input_defaults")? == "constant",
         })
-    }
-}
-
-fn add(stats: &mut Vec<(String, u64)>, name: &str, n: u64) {
-    match stats.iter_mut().find(|(k, _)| k == name) {
-        Some((_, v)) => *v += n,
-        None => stats.push((name.to_string(), n)),
     }
 }
 
@@ -103,7 +86,7 @@ impl Pass for Cleanup {
         model: &mut Model,
         _cx: &mut PassContext<'_>,
     ) -> Result<PassOutcome, IrError> {
-        let mut stats: Vec<(String, u64)> = Vec::new();
+        let mut outcome = PassOutcome::default();
         if self.constant_input_defaults {
             let g = &mut model.graph;
             let before = g.inputs.len();
@@ -115,7 +98,7 @@ impl Pass for Cleanup {
                 .collect();
             g.inputs = inputs;
             let n = (before - g.inputs.len()) as u64;
-            add(&mut stats, "input_defaults_made_constant", n);
+            outcome.stat("input_defaults_made_constant", n);
             if n > 0 && model.ir_version < 4 {
                 model.ir_version = 4;
             }
@@ -129,60 +112,57 @@ impl Pass for Cleanup {
             let mut round = 0;
             if self.fold {
                 let n = constants::constant_nodes_to_initializers(graph);
-                add(&mut stats, "constants_to_initializers", n);
+                outcome.stat("constants_to_initializers", n);
                 round += n;
                 let n = constants::fold(graph, &mut budget)?;
-                add(&mut stats, "nodes_folded", n);
+                outcome.stat("nodes_folded", n);
                 round += n;
             }
             if self.simplify {
                 let n = identities::bypass_no_ops(graph)?;
-                add(&mut stats, "no_ops_removed", n);
+                outcome.stat("no_ops_removed", n);
                 round += n;
                 let n = identities::merge_chains(graph)?;
-                add(&mut stats, "chains_merged", n);
+                outcome.stat("chains_merged", n);
                 round += n;
             }
             if self.fuse {
                 let n = affine::fold_into_producers(graph)?;
-                add(&mut stats, "affine_ops_folded", n);
+                outcome.stat("affine_ops_folded", n);
                 round += n;
                 let n = gemm::fuse_matmul_add(graph)?;
-                add(&mut stats, "gemms_fused", n);
+                outcome.stat("gemms_fused", n);
                 round += n;
             }
             if self.cse {
                 let n = cse::merge_duplicates(graph);
-                add(&mut stats, "duplicates_merged", n);
+                outcome.stat("duplicates_merged", n);
                 round += n;
                 let n = initializers::merge_duplicates(graph);
-                add(&mut stats, "initializers_merged", n);
+                outcome.stat("initializers_merged", n);
                 round += n;
             }
             if self.dce {
                 let (nodes, inits) = dead_code::remove_dead_code(graph);
-                add(&mut stats, "nodes_removed", nodes);
-                add(&mut stats, "initializers_removed", inits);
+                outcome.stat("nodes_removed", nodes);
+                outcome.stat("initializers_removed", inits);
                 round += nodes + inits;
             }
             if round == 0 {
                 break;
             }
         }
-        let mut changed = stats.iter().any(|(_, v)| *v > 0);
+        let mut changed = outcome.statistics.iter().any(|(_, v)| v.as_f64() > 0.0);
         if graph.topo_order()? != graph.node_ids() {
             graph.sort_topologically()?;
             changed = true;
         }
         if self.infer {
             let typed = sculpt_ir::ops::infer::infer_graph(graph)? as u64;
-            add(&mut stats, "types_inferred", typed);
+            outcome.stat("types_inferred", typed);
             changed |= typed > 0;
         }
-        Ok(PassOutcome {
-            changed,
-            statistics: stats,
-            details: Vec::new(),
-        })
+        outcome.changed = changed;
+        Ok(outcome)
     }
 }

@@ -33,19 +33,6 @@ fn tensor_f64(graph: &Graph, name: &str) -> Option<(Vec<i64>, Vec<f64>)> {
     Some((t.dims.clone(), v.into_iter().map(f64::from).collect()))
 }
 
-fn float_attr(n: &Node, name: &str, default: f64) -> f64 {
-    n.attr(name)
-        .and_then(|a| match a {
-            AttrValue::Float(f) => Some(*f as f64),
-            _ => None,
-        })
-        .unwrap_or(default)
-}
-
-fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
-    n.attr(name).and_then(AttrValue::as_int).unwrap_or(default)
-}
-
 fn pads_are_zero(n: &Node) -> bool {
     let auto = n
         .attr("auto_pad")
@@ -70,7 +57,7 @@ fn operand_at(graph: &Graph, g: &Group, v: ValueId, c: usize) -> Option<f64> {
     }
     let name = &graph.value(v).name;
     let m = g.members.iter().find(|m| &m.tensor == name)?;
-    let (_, len, inner) = super::slices(&t.dims, m.axis);
+    let (_, len, inner) = crate::util::weights::slices(&t.dims, m.axis);
     if values.len() != len * inner.max(1) || inner > 1 {
         return None;
     }
@@ -112,19 +99,19 @@ fn apply_op(n: &Node, x: &[f64], k: &dyn Fn(usize) -> Option<f64>) -> Option<f64
         "Relu" => a.max(0.0),
         "LeakyRelu" => {
             if a < 0.0 {
-                a * float_attr(n, "alpha", 0.01)
+                a * n.float_attr("alpha", 0.01)
             } else {
                 a
             }
         }
         "Clip" => {
-            let lo = k(1).unwrap_or(float_attr(n, "min", f64::NEG_INFINITY));
-            let hi = k(2).unwrap_or(float_attr(n, "max", f64::INFINITY));
+            let lo = k(1).unwrap_or(n.float_attr("min", f64::NEG_INFINITY));
+            let hi = k(2).unwrap_or(n.float_attr("max", f64::INFINITY));
             a.max(lo).min(hi)
         }
         "Sigmoid" => 1.0 / (1.0 + (-a).exp()),
         "HardSigmoid" => {
-            (float_attr(n, "alpha", 0.2) * a + float_attr(n, "beta", 0.5)).clamp(0.0, 1.0)
+            (n.float_attr("alpha", 0.2) * a + n.float_attr("beta", 0.5)).clamp(0.0, 1.0)
         }
         "HardSwish" => a * (a / 6.0 + 0.5).clamp(0.0, 1.0),
         "Tanh" => a.tanh(),
@@ -142,7 +129,7 @@ fn apply_op(n: &Node, x: &[f64], k: &dyn Fn(usize) -> Option<f64>) -> Option<f64
             _ => 0.5 * a * (1.0 + erf(a / std::f64::consts::SQRT_2)),
         },
         "BatchNormalization" => {
-            let eps = float_attr(n, "epsilon", 1e-5);
+            let eps = n.float_attr("epsilon", 1e-5);
             (a - k(3)?) / (k(4)? + eps).sqrt() * k(1)? + k(2)?
         }
         _ => return None,
@@ -192,10 +179,10 @@ fn region(graph: &Graph, g: &Group, source_out: ValueId) -> Option<(Vec<NodeId>,
 fn consumer(graph: &Graph, node: NodeId, m: &Member) -> Option<Consumer> {
     let n = graph.node(node);
     let (bias, scale) = match n.op_type.as_str() {
-        "Conv" if int_attr(n, "group", 1) == 1 && pads_are_zero(n) => (n.input(2)?, 1.0),
+        "Conv" if n.int_attr("group", 1) == 1 && pads_are_zero(n) => (n.input(2)?, 1.0),
         "Gemm" => (
             n.input(2)?,
-            float_attr(n, "alpha", 1.0) / float_attr(n, "beta", 1.0),
+            n.float_attr("alpha", 1.0) / n.float_attr("beta", 1.0),
         ),
         "MatMul" => {
             // The bias is the per-feature constant of the one Add after it.
@@ -238,8 +225,8 @@ fn find(graph: &Graph, g: &Group) -> Option<Vec<(usize, BiasDeltas)>> {
     };
     let (_, s) = graph.nodes().find(|(_, n)| n.display_name() == source)?;
     let out_axis = match s.op_type.as_str() {
-        "Conv" if int_attr(s, "group", 1) == 1 => 0,
-        "Gemm" if int_attr(s, "transB", 0) == 1 => 0,
+        "Conv" if s.int_attr("group", 1) == 1 => 0,
+        "Gemm" if s.int_attr("transB", 0) == 1 => 0,
         "Gemm" | "MatMul" => 1,
         _ => return None,
     };
@@ -270,7 +257,7 @@ fn find(graph: &Graph, g: &Group) -> Option<Vec<(usize, BiasDeltas)>> {
             return Some(0.0);
         };
         let scale = if s.op_type == "Gemm" {
-            float_attr(s, "beta", 1.0)
+            s.float_attr("beta", 1.0)
         } else {
             1.0
         };
@@ -312,7 +299,7 @@ fn find(graph: &Graph, g: &Group) -> Option<Vec<(usize, BiasDeltas)>> {
                 continue 'channel;
             };
             let m = &cons.weight;
-            let (outer, len, inner) = super::slices(&dims, m.axis);
+            let (outer, len, inner) = crate::util::weights::slices(&dims, m.axis);
             // Features are the weight's other matrix axis (Conv: axis 0).
             let features = if m.axis == 0 { inner } else { outer };
             let mut delta = vec![0.0f64; features];
@@ -342,7 +329,7 @@ fn find(graph: &Graph, g: &Group) -> Option<Vec<(usize, BiasDeltas)>> {
 
 /// Per channel of `g`: is `m`'s slice all zero?
 fn channel_zero(graph: &Graph, g: &Group, m: &Member) -> Option<Vec<bool>> {
-    let energy = super::channel_energy(graph, g, |other| other == m)?;
+    let energy = crate::util::weights::channel_energy(graph, g, |other| other == m)?;
     Some(
         energy
             .into_iter()
@@ -354,7 +341,7 @@ fn channel_zero(graph: &Graph, g: &Group, m: &Member) -> Option<Vec<bool>> {
 /// Raises every bias by its deltas.
 pub(super) fn fold(graph: &mut Graph, deltas: &BiasDeltas) -> Result<(), IrError> {
     for (name, delta) in deltas {
-        let (v, t) = super::initializer(graph, name)?;
+        let (v, t) = super::edit::initializer(graph, name)?;
         let mut values = t.to_f32_vec()?;
         if values.len() != delta.len() {
             return Err(IrError::tensor(

@@ -1,0 +1,650 @@
+//! Activation statistics of linear sites' inputs on calibration data, in
+//! one streaming pass through the [`Calibrator`]: for every requested
+//! input, seen as rows of `k` entries (a MatMul's or Gemm's input rows, a
+//! Conv's im2col patches, per group), the row count, the mean, the
+//! per-entry second moment and, where asked and within the memory cap,
+//! the Gram matrix `XᵀX` (f64, `k × k`; each chunk's product is taken in
+//! f32 and summed in f64). A request can pair its input with the same
+//! activation of a reference model (run side by side, see
+//! [`crate::linear::twin`]): then the cross product `XᵀX_ref` is kept
+//! too, so refits can aim at the reference model's outputs.
+//!
+//! The last `holdout` share of the samples is kept apart (same
+//! statistics), for checking a fit on data it was not fitted on.
+//!
+//! Memory stays bounded: one chunk of samples is held at a time, a Conv
+//! keeps at most `max_positions` patch rows per sample (evenly spaced),
+//! and when the Gram matrices would pass the cap the largest requests fall
+//! back to per-entry moments, which the result says.
+
+use super::sites::{ConvGeometry, LinearSite, SiteOp};
+use crate::context::{Calibrator, ValueChunk};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatRef, Par};
+use rayon::prelude::*;
+use sculpt_ir::Model;
+
+/// How a site's input is read as rows of `k` entries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowLayout {
+    /// The last axis holds the entries; every other index is a row.
+    Last,
+    /// Axis 0 holds the entries, axis 1 the rows (Gemm with `transA`).
+    First,
+    /// Axis 1 holds the entries (channels), every other index is a row
+    /// (a convolution's output).
+    Channels,
+    /// One row per output position of a convolution, per group.
+    Patches(ConvGeometry),
+}
+
+/// The statistics wanted for one activation.
+#[derive(Clone, Debug)]
+pub struct StatsRequest {
+    /// The activation (a value name in the model visited).
+    pub value: String,
+    /// The same activation in the reference model, when refits aim at it.
+    pub reference: Option<String>,
+    pub layout: RowLayout,
+    /// Entries per row, per group.
+    pub k: usize,
+    pub groups: usize,
+    /// Gram matrices (else per-entry moments only).
+    pub full: bool,
+}
+
+impl StatsRequest {
+    /// The statistics of `site`'s input.
+    pub fn for_site(model: &Model, site: &LinearSite, full: bool) -> StatsRequest {
+        let layout = match &site.op {
+            SiteOp::MatMul => RowLayout::Last,
+            SiteOp::Gemm { trans_a, .. } => {
+                if *trans_a {
+                    RowLayout::First
+                } else {
+                    RowLayout::Last
+                }
+            }
+            SiteOp::Conv(geometry) => RowLayout::Patches(geometry.clone()),
+        };
+        StatsRequest {
+            value: model.graph.value(site.input).name.clone(),
+            reference: None,
+            layout,
+            k: site.k,
+            groups: site.groups,
+            full,
+        }
+    }
+
+    fn gram_bytes(&self) -> u64 {
+        let one = (self.k * self.k * 8 * self.groups) as u64;
+        // Fit and held-out parts, and the cross and reference products
+        // when paired.
+        one * 2 * if self.reference.is_some() { 3 } else { 1 }
+    }
+}
+
+/// Sums over rows of one group's input.
+#[derive(Clone, Debug)]
+pub struct Moments {
+    pub rows: f64,
+    pub sum: Vec<f64>,
+    pub sum_sq: Vec<f64>,
+    /// Σ x xᵀ.
+    pub gram: Option<Mat<f64>>,
+    /// Σ x_ref (paired requests).
+    pub reference_sum: Option<Vec<f64>>,
+    /// Σ x x_refᵀ (paired requests).
+    pub cross: Option<Mat<f64>>,
+    /// Σ x_ref x_refᵀ (paired requests).
+    pub reference_gram: Option<Mat<f64>>,
+}
+
+impl Moments {
+    fn new(k: usize, full: bool, paired: bool) -> Moments {
+        Moments {
+            rows: 0.0,
+            sum: vec![0.0; k],
+            sum_sq: vec![0.0; k],
+            gram: full.then(|| Mat::zeros(k, k)),
+            reference_sum: paired.then(|| vec![0.0; k]),
+            cross: (full && paired).then(|| Mat::zeros(k, k)),
+            reference_gram: (full && paired).then(|| Mat::zeros(k, k)),
+        }
+    }
+
+    pub fn k(&self) -> usize {
+        self.sum.len()
+    }
+
+    pub fn mean(&self) -> Vec<f64> {
+        let n = self.rows.max(1.0);
+        self.sum.iter().map(|s| s / n).collect()
+    }
+
+    pub fn reference_mean(&self) -> Vec<f64> {
+        let n = self.rows.max(1.0);
+        match &self.reference_sum {
+            Some(s) => s.iter().map(|x| x / n).collect(),
+            None => self.mean(),
+        }
+    }
+
+    /// E[x xᵀ] (the Gram matrix per row), or its diagonal as a diagonal
+    /// matrix when only moments were kept.
+    pub fn second_moment(&self) -> Mat<f64> {
+        let n = self.rows.max(1.0);
+        match &self.gram {
+            Some(g) => Mat::from_fn(g.nrows(), g.ncols(), |i, j| g[(i, j)] / n),
+            None => Mat::from_fn(self.k(), self.k(), |i, j| {
+                if i == j {
+                    self.sum_sq[i] / n
+                } else {
+                    0.0
+                }
+            }),
+        }
+    }
+
+    /// Cov(x) = E[x xᵀ] − μμᵀ.
+    pub fn covariance(&self) -> Mat<f64> {
+        let mu = self.mean();
+        let mut c = self.second_moment();
+        for i in 0..c.nrows() {
+            for j in 0..c.ncols() {
+                c[(i, j)] -= mu[i] * mu[j];
+            }
+        }
+        c
+    }
+
+    /// E[x x_refᵀ] (E[x xᵀ] when unpaired).
+    pub fn cross_moment(&self) -> Mat<f64> {
+        match &self.cross {
+            Some(x) => {
+                let n = self.rows.max(1.0);
+                Mat::from_fn(x.nrows(), x.ncols(), |i, j| x[(i, j)] / n)
+            }
+            None => self.second_moment(),
+        }
+    }
+
+    /// Cov(x_ref) (Cov(x) when unpaired).
+    pub fn reference_covariance(&self) -> Mat<f64> {
+        let Some(g) = &self.reference_gram else {
+            return self.covariance();
+        };
+        let n = self.rows.max(1.0);
+        let nu = self.reference_mean();
+        Mat::from_fn(g.nrows(), g.ncols(), |i, j| g[(i, j)] / n - nu[i] * nu[j])
+    }
+
+    /// Cov(x, x_ref) = E[x x_refᵀ] − μ μ_refᵀ (Cov(x) when unpaired).
+    pub fn cross_covariance(&self) -> Mat<f64> {
+        let (mu, nu) = (self.mean(), self.reference_mean());
+        let mut c = self.cross_moment();
+        for i in 0..c.nrows() {
+            for j in 0..c.ncols() {
+                c[(i, j)] -= mu[i] * nu[j];
+            }
+        }
+        c
+    }
+
+    /// Whether the Gram matrix was kept.
+    pub fn full(&self) -> bool {
+        self.gram.is_some()
+    }
+
+    /// These sums plus `other`'s (same shape).
+    pub fn merged(&self, other: &Moments) -> Moments {
+        let add = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x + y).collect::<Vec<_>>();
+        let add_mat = |a: &Option<Mat<f64>>, b: &Option<Mat<f64>>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        Moments {
+            rows: self.rows + other.rows,
+            sum: add(&self.sum, &other.sum),
+            sum_sq: add(&self.sum_sq, &other.sum_sq),
+            gram: add_mat(&self.gram, &other.gram),
+            reference_sum: match (&self.reference_sum, &other.reference_sum) {
+                (Some(a), Some(b)) => Some(add(a, b)),
+                _ => None,
+            },
+            cross: add_mat(&self.cross, &other.cross),
+            reference_gram: add_mat(&self.reference_gram, &other.reference_gram),
+        }
+    }
+}
+
+/// The statistics of one request: per group, fitted and held-out parts.
+#[derive(Clone, Debug)]
+pub struct SiteStats {
+    pub fit: Vec<Moments>,
+    pub holdout: Vec<Moments>,
+    /// The Gram matrices were dropped to stay within the memory cap.
+    pub diagonal_fallback: bool,
+}
+
+impl SiteStats {
+    /// Fitted and held-out parts together.
+    pub fn all(&self) -> Vec<Moments> {
+        self.fit
+            .iter()
+            .zip(&self.holdout)
+            .map(|(a, b)| a.merged(b))
+            .collect()
+    }
+
+    pub fn has_holdout(&self) -> bool {
+        self.holdout.iter().any(|m| m.rows > 0.0)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StatsOptions {
+    /// Share of the samples kept apart (the last ones).
+    pub holdout: f64,
+    /// Patch rows kept per sample and convolution.
+    pub max_positions: usize,
+    /// Most bytes the Gram matrices may take.
+    pub memory: u64,
+    /// A value (usually a graph input such as `attention_mask`) whose
+    /// zero elements mark rows that do not count (padding): used for
+    /// inputs whose rows per sample match its elements per sample.
+    pub row_mask: Option<String>,
+}
+
+impl Default for StatsOptions {
+    fn default() -> Self {
+        StatsOptions {
+            holdout: 0.125,
+            max_positions: 1024,
+            memory: crate::context::DEFAULT_STATS_MEMORY,
+            row_mask: None,
+        }
+    }
+}
+
+/// Gathers the statistics of every request in one pass over the
+/// calibration data. The result is in request order.
+pub fn collect(
+    model: &Model,
+    requests: &[StatsRequest],
+    calibrator: &mut dyn Calibrator,
+    options: &StatsOptions,
+) -> Result<Vec<SiteStats>, String> {
+    let mut requests = requests.to_vec();
+    let mut fallback = vec![false; requests.len()];
+    let mut order: Vec<usize> = (0..requests.len()).filter(|&i| requests[i].full).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(requests[i].gram_bytes()));
+    let mut total: u64 = order.iter().map(|&i| requests[i].gram_bytes()).sum();
+    for i in order {
+        if total <= options.memory {
+            break;
+        }
+        total -= requests[i].gram_bytes();
+        requests[i].full = false;
+        fallback[i] = true;
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut slot = |name: &str| match names.iter().position(|n| n == name) {
+        Some(i) => i,
+        None => {
+            names.push(name.to_string());
+            names.len() - 1
+        }
+    };
+    let slots: Vec<(usize, Option<usize>)> = requests
+        .iter()
+        .map(|r| (slot(&r.value), r.reference.as_deref().map(&mut slot)))
+        .collect();
+    let mask_slot = options.row_mask.as_deref().map(&mut slot);
+    let samples = calibrator.samples();
+    let held = ((samples as f64 * options.holdout).round() as usize).min(samples / 2);
+    let fit_samples = samples - held;
+    let mut acc: Vec<SiteStats> = requests
+        .iter()
+        .map(|r| {
+            let m = Moments::new(r.k, r.full, r.reference.is_some());
+            SiteStats {
+                fit: vec![m.clone(); r.groups],
+                holdout: vec![m; r.groups],
+                diagonal_fallback: false,
+            }
+        })
+        .collect();
+    let mut first_sample = 0usize;
+    let mut problem: Option<String> = None;
+    calibrator.visit_chunks(model, &names, &mut |chunk: &[ValueChunk]| {
+        let count = chunk
+            .first()
+            .and_then(|c| c.shape.first())
+            .copied()
+            .unwrap_or(1);
+        let outcomes: Vec<Result<(), String>> = acc
+            .par_iter_mut()
+            .zip(requests.par_iter())
+            .zip(slots.par_iter())
+            .map(|((stats, request), &(x, reference))| {
+                let x = &chunk[x];
+                let reference = reference.map(|r| &chunk[r]);
+                let mask = mask_slot.map(|m| &chunk[m]);
+                let inputs = Inputs { x, reference, mask };
+                accumulate(stats, request, &inputs, first_sample, fit_samples, options)
+            })
+            .collect();
+        if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
+            problem.get_or_insert(e);
+        }
+        first_sample += count;
+    })?;
+    if let Some(e) = problem {
+        return Err(e);
+    }
+    for (stats, flag) in acc.iter_mut().zip(fallback) {
+        stats.diagonal_fallback = flag;
+    }
+    Ok(acc)
+}
+
+/// One chunk of a request's input, its reference, and the row mask.
+struct Inputs<'a> {
+    x: &'a ValueChunk,
+    reference: Option<&'a ValueChunk>,
+    mask: Option<&'a ValueChunk>,
+}
+
+/// Adds one chunk of one request's input (and its reference) to `stats`:
+/// its first samples to the fitted part, the rest (past `fit_samples`) to
+/// the held-out part.
+fn accumulate(
+    stats: &mut SiteStats,
+    request: &StatsRequest,
+    inputs: &Inputs<'_>,
+    first_sample: usize,
+    fit_samples: usize,
+    options: &StatsOptions,
+) -> Result<(), String> {
+    let (x, reference) = (inputs.x, inputs.reference);
+    if let Some(r) = reference {
+        if r.shape != x.shape {
+            return Err(format!(
+                "'{}' has shape {:?} here and {:?} in the reference model",
+                request.value, x.shape, r.shape
+            ));
+        }
+    }
+    let samples = match request.layout {
+        RowLayout::First => x.shape.get(1).copied().unwrap_or(1),
+        _ => x.shape.first().copied().unwrap_or(1),
+    };
+    let split = fit_samples.saturating_sub(first_sample).min(samples);
+    for group in 0..request.groups {
+        for (range, held) in [(0..split, false), (split..samples, true)] {
+            if range.is_empty() {
+                continue;
+            }
+            let at = first_sample + range.start;
+            let kept = kept_rows(request, x, inputs.mask, range.clone());
+            let mut rows_x = rows(request, x, range.clone(), group, at, options)?;
+            let mut rows_r = reference
+                .map(|r| rows(request, r, range.clone(), group, at, options))
+                .transpose()?;
+            if let Some(kept) = &kept {
+                rows_x = pick_rows(&rows_x, kept);
+                rows_r = rows_r.map(|r| pick_rows(&r, kept));
+            }
+            let part = if held {
+                &mut stats.holdout[group]
+            } else {
+                &mut stats.fit[group]
+            };
+            add_rows(part, rows_x.as_ref(), rows_r.as_ref().map(Mat::as_ref));
+        }
+    }
+    Ok(())
+}
+
+/// Which rows of samples `range` the mask keeps, when it applies: a
+/// row-per-element input (`Last` layout) with as many rows per sample as
+/// the mask has elements per sample.
+fn kept_rows(
+    request: &StatsRequest,
+    x: &ValueChunk,
+    mask: Option<&ValueChunk>,
+    range: std::ops::Range<usize>,
+) -> Option<Vec<usize>> {
+    let mask = mask?;
+    if request.layout != RowLayout::Last {
+        return None;
+    }
+    let samples = x.shape.first().copied()?.max(1);
+    if mask.shape.first() != Some(&samples) {
+        return None;
+    }
+    let rows_per_sample = x.data.len() / samples / request.k.max(1);
+    let per_sample = mask.data.len() / samples;
+    if per_sample != rows_per_sample {
+        return None;
+    }
+    let data = &mask.data[range.start * per_sample..range.end * per_sample];
+    Some((0..data.len()).filter(|&i| data[i] != 0.0).collect())
+}
+
+fn pick_rows(m: &Mat<f32>, rows: &[usize]) -> Mat<f32> {
+    Mat::from_fn(rows.len(), m.ncols(), |i, j| m[(rows[i], j)])
+}
+
+/// The rows of samples `range` of a chunk, for one group, as an f32
+/// matrix; `first` is the index of the range's first sample overall.
+fn rows(
+    request: &StatsRequest,
+    x: &ValueChunk,
+    range: std::ops::Range<usize>,
+    group: usize,
+    first: usize,
+    options: &StatsOptions,
+) -> Result<Mat<f32>, String> {
+    let k = request.k;
+    let bad = || {
+        format!(
+            "'{}' has shape {:?}, which does not give rows of {k}",
+            request.value, x.shape
+        )
+    };
+    match &request.layout {
+        RowLayout::Last => {
+            let samples = x.shape.first().copied().unwrap_or(1).max(1);
+            let per_sample = x.data.len() / samples;
+            if !per_sample.is_multiple_of(k) || *x.shape.last().unwrap_or(&0) != k {
+                return Err(bad());
+            }
+            let data = &x.data[range.start * per_sample..range.end * per_sample];
+            Ok(MatRef::from_row_major_slice(data, data.len() / k, k).to_owned())
+        }
+        RowLayout::First => {
+            let [rows_k, m] = x.shape[..] else {
+                return Err(bad());
+            };
+            if rows_k != k {
+                return Err(bad());
+            }
+            Ok(Mat::from_fn(range.len(), k, |r, i| {
+                x.data[i * m + range.start + r]
+            }))
+        }
+        RowLayout::Channels => {
+            let samples = x.shape.first().copied().unwrap_or(1).max(1);
+            if x.shape.get(1) != Some(&k) {
+                return Err(bad());
+            }
+            let per_sample = x.data.len() / samples;
+            let plane = per_sample / k.max(1);
+            let n = range.len();
+            let start = range.start * per_sample;
+            Ok(Mat::from_fn(n * plane, k, |r, c| {
+                let (s, p) = (r / plane, r % plane);
+                x.data[start + s * per_sample + c * plane + p]
+            }))
+        }
+        RowLayout::Patches(geometry) => {
+            let samples = x.shape.first().copied().unwrap_or(1).max(1);
+            let per_sample = x.data.len() / samples;
+            let mut all: Vec<Mat<f32>> = Vec::new();
+            for (i, s) in range.enumerate() {
+                let image = &x.data[s * per_sample..(s + 1) * per_sample];
+                all.push(patches(
+                    request,
+                    geometry,
+                    x,
+                    image,
+                    group,
+                    first + i,
+                    options,
+                )?);
+            }
+            let total: usize = all.iter().map(Mat::nrows).sum();
+            let mut out = Mat::<f32>::zeros(total, k);
+            let mut at = 0;
+            for m in all {
+                out.as_mut()
+                    .submatrix_mut(at, 0, m.nrows(), k)
+                    .copy_from(&m);
+                at += m.nrows();
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// im2col for one image and group: one row per kept output position,
+/// entries (input channel, kernel offset), zero where padding is read.
+fn patches(
+    request: &StatsRequest,
+    geometry: &ConvGeometry,
+    x: &ValueChunk,
+    image: &[f32],
+    group: usize,
+    sample_index: usize,
+    options: &StatsOptions,
+) -> Result<Mat<f32>, String> {
+    let spatial = geometry.kernel.len();
+    if x.shape.len() != spatial + 2 {
+        return Err(format!(
+            "'{}' has shape {:?}, not [N, C, {} spatial dims]",
+            request.value, x.shape, spatial
+        ));
+    }
+    let channels = x.shape[1];
+    let per_group = channels / geometry.group.max(1);
+    let window = geometry.window();
+    if per_group * window != request.k {
+        return Err(format!(
+            "'{}' has {channels} channels, which does not fit the convolution",
+            request.value
+        ));
+    }
+    let dims = &x.shape[2..];
+    let plane: usize = dims.iter().product();
+    let out = geometry.output_dims(dims);
+    let positions: usize = out.iter().product();
+    let pads = geometry.pads_for(dims);
+    let step = positions.div_ceil(options.max_positions.max(1)).max(1);
+    let start = sample_index % step;
+    let kept: Vec<usize> = (start..positions).step_by(step).collect();
+    let mut m = Mat::<f32>::zeros(kept.len(), request.k);
+    let offsets: Vec<Vec<usize>> = (0..window).map(|w| unravel(w, &geometry.kernel)).collect();
+    let mut at = vec![0i64; spatial];
+    for (row, &p) in kept.iter().enumerate() {
+        let o = unravel(p, &out);
+        for (wi, kernel_at) in offsets.iter().enumerate() {
+            let mut inside = true;
+            for a in 0..spatial {
+                at[a] = (o[a] * geometry.strides[a] + kernel_at[a] * geometry.dilations[a]) as i64
+                    - pads[a] as i64;
+                inside &= at[a] >= 0 && (at[a] as usize) < dims[a];
+            }
+            if !inside {
+                continue;
+            }
+            let mut flat = 0usize;
+            for a in 0..spatial {
+                flat = flat * dims[a] + at[a] as usize;
+            }
+            for ci in 0..per_group {
+                let c = group * per_group + ci;
+                m[(row, ci * window + wi)] = image[c * plane + flat];
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// The multi-index of `i` in row-major `dims`.
+fn unravel(mut i: usize, dims: &[usize]) -> Vec<usize> {
+    let mut out = vec![0; dims.len()];
+    for a in (0..dims.len()).rev() {
+        out[a] = i % dims[a].max(1);
+        i /= dims[a].max(1);
+    }
+    out
+}
+
+/// Adds rows `x` (and the paired reference rows `r`) to `m`.
+fn add_rows(m: &mut Moments, x: MatRef<'_, f32>, r: Option<MatRef<'_, f32>>) {
+    let k = x.ncols();
+    m.rows += x.nrows() as f64;
+    for i in 0..x.nrows() {
+        for j in 0..k {
+            let v = x[(i, j)] as f64;
+            m.sum[j] += v;
+            m.sum_sq[j] += v * v;
+        }
+    }
+    if let (Some(sum), Some(r)) = (&mut m.reference_sum, r) {
+        for i in 0..r.nrows() {
+            for j in 0..k {
+                sum[j] += r[(i, j)] as f64;
+            }
+        }
+    }
+    let product = |a: MatRef<'_, f32>, b: MatRef<'_, f32>| {
+        let mut p = Mat::<f32>::zeros(k, k);
+        matmul(
+            p.as_mut(),
+            Accum::Replace,
+            a.transpose(),
+            b,
+            1.0f32,
+            Par::Seq,
+        );
+        p
+    };
+    if let Some(g) = &mut m.gram {
+        let p = product(x, x);
+        for j in 0..k {
+            for i in 0..k {
+                g[(i, j)] += p[(i, j)] as f64;
+            }
+        }
+    }
+    if let (Some(c), Some(r)) = (&mut m.cross, r) {
+        let p = product(x, r);
+        for j in 0..k {
+            for i in 0..k {
+                c[(i, j)] += p[(i, j)] as f64;
+            }
+        }
+    }
+    if let (Some(g), Some(r)) = (&mut m.reference_gram, r) {
+        let p = product(r, r);
+        for j in 0..k {
+            for i in 0..k {
+                g[(i, j)] += p[(i, j)] as f64;
+            }
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Reconstruction: after channels are chosen, every linear site that reads
+//! them (an attention output projection, an FFN's second matrix, the next
+//! Conv or Gemm) is refitted on calibration statistics so that its output
+//! changes as little as possible.
+//!
+//! - `ls`: the kept rows are refitted by ridge least squares toward the
+//!   original rows ([`ridge_refit`]), aiming at the reference model's
+//!   output of the site; the removed rows' mean contribution goes into the
+//!   bias (one is added where the site has none).
+//! - `bias`: FLAP's compensation alone: the bias absorbs the removed rows'
+//!   mean contribution; weights stay.
+//!
+//! Guard: with held-out statistics, a refit that gives a larger error on
+//! the held-out samples than the bias compensation alone is dropped for
+//! that site, and the record says so.
+
+use crate::analysis::zero_groups::{Member, ZeroGroups};
+use crate::linear::solve::{
+    damped, inner, mean_diagonal, output_energy, product, select_rows, spd_solve, submatrix,
+};
+use crate::linear::{find_sites, LinearSite, Moments, SiteStats};
+use faer::Mat;
+use sculpt_ir::{Graph, IrError};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How removed channels are compensated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reconstruct {
+    /// Least-squares refit of the kept rows, and the bias.
+    Ls,
+    /// The bias alone.
+    Bias,
+}
+
+/// A group's channels as input channels of one consumer site.
+#[derive(Clone, Debug)]
+pub(crate) struct ConsumerSlice {
+    /// Index into [`Consumers::sites`].
+    pub site: usize,
+    pub member: Member,
+}
+
+/// The linear sites that read the eligible groups' channels.
+pub(crate) struct Consumers {
+    pub sites: Vec<LinearSite>,
+    pub by_group: BTreeMap<usize, Vec<ConsumerSlice>>,
+    /// Consumers that are not refitted, with the reason.
+    pub skipped: Vec<String>,
+}
+
+impl Consumers {
+    pub fn of(graph: &Graph, z: &ZeroGroups, groups: &[usize]) -> Consumers {
+        let (all, _) = find_sites(graph);
+        let mut sites: Vec<LinearSite> = Vec::new();
+        let mut by_group: BTreeMap<usize, Vec<ConsumerSlice>> = BTreeMap::new();
+        let mut skipped = Vec::new();
+        for &gi in groups {
+            for m in &z.groups[gi].members {
+                let Some((activation, _)) = &m.activation else {
+                    continue;
+                };
+                let found = all.iter().find(|s| {
+                    graph.value(s.weight).name == m.tensor
+                        && graph.value(s.input).name == *activation
+                });
+                let Some(site) = found else {
+                    skipped.push(format!(
+                        "the reader of '{activation}' through '{}' is not a linear site",
+                        m.tensor
+                    ));
+                    continue;
+                };
+                if site.groups != 1 {
+                    skipped.push(format!("'{}' is a grouped convolution", site.name));
+                    continue;
+                }
+                let index = match sites.iter().position(|s| s.name == site.name) {
+                    Some(i) => i,
+                    None => {
+                        sites.push(site.clone());
+                        sites.len() - 1
+                    }
+                };
+                by_group.entry(gi).or_default().push(ConsumerSlice {
+                    site: index,
+                    member: m.clone(),
+                });
+            }
+        }
+        skipped.sort();
+        skipped.dedup();
+        Consumers {
+            sites,
+            by_group,
+            skipped,
+        }
+    }
+
+    /// Rows of the slice's site that channel `c` of its group feeds.
+    pub fn rows(&self, slice: &ConsumerSlice, c: usize) -> Vec<usize> {
+        let site = &self.sites[slice.site];
+        let m = &slice.member;
+        (m.offset + c * m.block..m.offset + (c + 1) * m.block)
+            .flat_map(|channel| site.rows_of_channel(channel).1)
+            .collect()
+    }
+
+    /// Rows each site loses to `chosen` (by site index).
+    pub fn removed_rows(
+        &self,
+        chosen: &BTreeMap<usize, Vec<usize>>,
+    ) -> BTreeMap<usize, BTreeSet<usize>> {
+        let mut out: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+        for (gi, list) in chosen {
+            for slice in self.by_group.get(gi).into_iter().flatten() {
+                let rows = out.entry(slice.site).or_default();
+                for &c in list {
+                    rows.extend(self.rows(slice, c));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What was measured of the consumer sites (by index in
+/// [`Consumers::sites`]): their input statistics, and the energy of the
+/// stream each one's output joins (`None` where that is its own output).
+pub(crate) struct SiteData {
+    pub stats: Vec<Option<SiteStats>>,
+    pub stream_energy: Vec<Option<f64>>,
+}
+
+impl SiteData {
+    pub fn none(sites: usize) -> SiteData {
+        SiteData {
+            stats: vec![None; sites],
+            stream_energy: vec![None; sites],
+        }
+    }
+}
+
+/// The new weights and bias of one site.
+pub(crate) struct SiteRefit {
+    pub site: String,
+    pub removed: BTreeSet<usize>,
+    /// `[k, n]`, the removed rows zero; `None` where the weights stay.
+    pub weight: Option<Mat<f64>>,
+    pub bias: Vec<f64>,
+    pub record: serde_json::Value,
+}
+
+/// What a site looked like in the reference model: the weights and bias
+/// the refit aims to reproduce the output of.
+pub(super) struct Reference {
+    pub weight: Mat<f64>,
+    pub bias: Vec<f64>,
+}
+
+impl Reference {
+    pub fn of(graph: &Graph, site: &LinearSite) -> Result<Reference, IrError> {
+        let weight = site.weights(graph)?.remove(0);
+        let bias = site
+            .bias(graph)?
+            .unwrap_or_else(|| vec![0.0; weight.ncols()]);
+        Ok(Reference { weight, bias })
+    }
+}
+
+/// One part of a site's statistics, as what the refit and its error
+/// read: `Cov(x)`, `Cov(x, x_ref)·W` and the reference output's energy
+/// `tr(Wᵀ Cov(x_ref) W)`.
+struct Covariances {
+    input: Mat<f64>,
+    cross_w: Mat<f64>,
+    energy: f64,
+}
+
+impl Covariances {
+    fn of(m: &Moments, w: &Mat<f64>) -> Covariances {
+        let input = m.covariance();
+        let (cross_w, energy) = if m.reference_sum.is_some() {
+            let cross_w = product(m.cross_covariance().as_ref(), w.as_ref());
+            let reference = m.reference_covariance();
+            (cross_w, output_energy(reference.as_ref(), w.as_ref()))
+        } else {
+            let cross_w = product(input.as_ref(), w.as_ref());
+            let energy = inner(w.as_ref(), cross_w.as_ref()).max(0.0);
+            (cross_w, energy)
+        };
+        Covariances {
+            input,
+            cross_w,
+            energy,
+        }
+    }
+
+    /// `(C_SS + λI)⁻¹ (C_S,ref W + λ W_S)` with `λ = damp · mean diag C_SS`.
+    fn refit(&self, w: &Mat<f64>, keep: &[usize], damp: f64) -> Mat<f64> {
+        let c_ss = submatrix(self.input.as_ref(), keep, keep);
+        let lambda = damp * mean_diagonal(c_ss.as_ref()).max(0.0);
+        let mut rhs = select_rows(self.cross_w.as_ref(), keep);
+        for j in 0..rhs.ncols() {
+            for (a, &i) in keep.iter().enumerate() {
+                rhs[(a, j)] += lambda * w[(i, j)];
+            }
+        }
+        spd_solve(damped(c_ss.as_ref(), lambda).as_ref(), rhs.as_ref())
+    }
+
+    /// Mean squared error of `new` (the kept rows) against the reference
+    /// output, relative to that output's energy.
+    fn relative_error(&self, keep: &[usize], new: &Mat<f64>) -> f64 {
+        let c_ss = submatrix(self.input.as_ref(), keep, keep);
+        let quadratic = inner(new.as_ref(), product(c_ss.as_ref(), new.as_ref()).as_ref());
+        let cross = inner(
+            new.as_ref(),
+            select_rows(self.cross_w.as_ref(), keep).as_ref(),
+        );
+        (quadratic - 2.0 * cross + self.energy).max(0.0) / self.energy.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// The ridge used when none is given and there are no held-out samples
+/// to choose one with.
+const DEFAULT_DAMP: f64 = 0.01;
+
+/// The ridges tried on the held-out samples when none is given.
+const DAMP_CANDIDATES: [f64; 4] = [0.001, 0.01, 0.1, 1.0];
+
+/// The refit of `site` that loses `removed` rows.
+pub(super) fn plan(
+    site: &LinearSite,
+    reference: &Reference,
+    stats: &SiteStats,
+    removed: &BTreeSet<usize>,
+    mode: Reconstruct,
+    damp: Option<f64>,
+    guard: bool,
+) -> SiteRefit {
+    let w = &reference.weight;
+    let keep: Vec<usize> = (0..w.nrows()).filter(|r| !removed.contains(r)).collect();
+    let plain = select_rows(w.as_ref(), &keep);
+    let all = &stats.all()[0];
+    let full = all.full();
+    let mut note = String::new();
+    let mut refit = None;
+    if mode == Reconstruct::Ls && !full {
+        note = "diagonal statistics (memory cap): bias compensation only".into();
+    }
+    let mut holdout = serde_json::Value::Null;
+    let all_cov = Covariances::of(all, w);
+    let mut chosen_damp = damp.unwrap_or(DEFAULT_DAMP);
+    if mode == Reconstruct::Ls && full {
+        let accept = if stats.has_holdout() && (guard || damp.is_none()) {
+            // Fitted on the first samples, judged on the held-out ones:
+            // the ridge (when not given), and whether to refit at all.
+            let fit = Covariances::of(&stats.fit[0], w);
+            let h = Covariances::of(&stats.holdout[0], w);
+            let candidates = damp.map_or(DAMP_CANDIDATES.to_vec(), |d| vec![d]);
+            let (best, with) = candidates
+                .iter()
+                .map(|&d| (d, h.relative_error(&keep, &fit.refit(w, &keep, d))))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("at least one candidate");
+            chosen_damp = best;
+            let without = h.relative_error(&keep, &plain);
+            holdout = json!({ "refit": with, "bias_only": without });
+            if guard && with > without {
+                note = "refit dropped: worse on held-out samples".into();
+            }
+            !guard || with <= without
+        } else {
+            true
+        };
+        if accept {
+            refit = Some(all_cov.refit(w, &keep, chosen_damp));
+        }
+    }
+    let kept = refit.as_ref().unwrap_or(&plain);
+    // The bias takes what the kept rows' mean no longer gives.
+    let (mu, nu) = (all.mean(), all.reference_mean());
+    let bias: Vec<f64> = (0..w.ncols())
+        .map(|j| {
+            let before: f64 = (0..w.nrows()).map(|i| nu[i] * w[(i, j)]).sum();
+            let after: f64 = keep
+                .iter()
+                .enumerate()
+                .map(|(a, &i)| mu[i] * kept[(a, j)])
+                .sum();
+            reference.bias[j] + before - after
+        })
+        .collect();
+    let record = json!({
+        "site": site.name,
+        "rows": w.nrows(),
+        "rows_removed": removed.len(),
+        "refit": refit.is_some(),
+        "predicted_error": {
+            "bias_only": all_cov.relative_error(&keep, &plain),
+            "refit": refit.as_ref().map(|r| all_cov.relative_error(&keep, r)),
+        },
+        "held_out_error": holdout,
+        "damp": refit.as_ref().map(|_| chosen_damp),
+        "note": note,
+    });
+    let weight = refit.map(|r| {
+        let mut full = Mat::<f64>::zeros(w.nrows(), w.ncols());
+        for (a, &i) in keep.iter().enumerate() {
+            for j in 0..w.ncols() {
+                full[(i, j)] = r[(a, j)];
+            }
+        }
+        full
+    });
+    SiteRefit {
+        site: site.name.clone(),
+        removed: removed.clone(),
+        weight,
+        bias,
+        record,
+    }
+}
+
+/// Writes refits into `graph`, whose sites may have lost their removed
+/// rows already (then only the kept rows are written).
+pub(super) fn apply(graph: &mut Graph, refits: &[SiteRefit]) -> Result<(), IrError> {
+    for r in refits {
+        let (sites, _) = find_sites(graph);
+        let site = sites
+            .into_iter()
+            .find(|s| s.name == r.site)
+            .ok_or_else(|| IrError::Invalid(format!("prune: linear site '{}' is gone", r.site)))?;
+        if let Some(full) = &r.weight {
+            let rows = if site.k == full.nrows() {
+                full.clone()
+            } else {
+                let keep: Vec<usize> = (0..full.nrows())
+                    .filter(|i| !r.removed.contains(i))
+                    .collect();
+                select_rows(full.as_ref(), &keep)
+            };
+            site.set_weights(graph, &[rows])?;
+        }
+        site.set_bias(graph, &r.bias)?;
+    }
+    Ok(())
+}
