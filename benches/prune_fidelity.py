@@ -1,42 +1,57 @@
 #!/usr/bin/env python3
-"""Fidelity of pruned models, magnitude vs activation criterion (and the
-activation criterion with CFSP's block-importance budget split, cfsp=0.5).
+"""Fidelity of pruned models on held-out data, in onnxruntime: what the
+refit (reconstruct=ls) and the OBS criterion recover, side by side with
+pruning without compensation, at the same share of the model's params.
 
-minilm_l6_v2: `sculpt opt model.onnx -p "cleanup,prune{criterion=C ratio=R}"
---calib calib.npz`, then the mean cosine similarity of the sentence
-embeddings on the calibration-disjoint eval.npz to eval_outputs.npz (the
-original model's).
+Every pipeline is `sculpt opt MODEL -p "prune{... budget=B}" --calib calib.npz`
+on the raw export (the pass manager runs cleanup around prune); budgets
+are shares of all the params of the cleaned model (what cleanup leaves:
+BatchNormalization folded), and so is the share reported as removed.
 
-resnet18 (seeded random weights, no labels): calibration on 32 standard
-normal images, evaluation on 64 others: top-1 agreement with the original
-model and mean cosine of the logits.
+- minilm_l6_v2: mean cosine of the sentence embeddings on eval.npz against
+  the original model's (eval_outputs.npz).
+- ppocr_mobile_v2_cls: accuracy on eval.npz against labels.tsv (the
+  original model: 62/64), top-1 agreement and logit cosine with the
+  original.
+- resnet18, mobilenet_v3_small (seeded random weights: weak evidence):
+  top-1 agreement and logit cosine with the original on 64 standard-normal
+  images, calibrated on 32 others.
 
-Ratios are shares of the prunable parameters. Prints a markdown table
-(--json for machines).
+Also the pass time and peak memory (whole process) of each run.
 
-usage: benches/prune_fidelity.py [--sculpt target/release/sculpt] [--ratios 0.1,0.2,0.3,0.4,0.5]
+usage: benches/prune_fidelity.py [--sculpt target/release/sculpt] [--models minilm_l6_v2,...] [--json]
 """
 import argparse
 import json
 import os
+import re
 import subprocess
 import tempfile
+import time
 
 import numpy as np
 import onnxruntime as ort
 
-CRITERIA = {
-    "magnitude": "criterion=magnitude",
-    "activation": "criterion=activation",
-    "cfsp": "criterion=activation cfsp=0.5",
-}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.environ.get("SCULPT_CORPUS", os.path.join(REPO, "..", "shared", "corpus"))
+
+METHODS = {
+    "activation, no refit": "criterion=activation reconstruct=none",
+    "activation + ls": "criterion=activation reconstruct=ls",
+    "obs + ls": "criterion=obs reconstruct=ls",
+}
+BUDGETS = {
+    "minilm_l6_v2": [0.05, 0.1, 0.2],
+    "ppocr_mobile_v2_cls": [0.1, 0.25, 0.4],
+    "resnet18": [0.1, 0.3],
+    "mobilenet_v3_small": [0.1, 0.3],
+}
 
 
 def session(path):
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.intra_op_num_threads = 2
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
@@ -49,65 +64,108 @@ def cosine(a, b):
 
 
 def prune(sculpt, model, pipeline, calib, out):
-    subprocess.run([sculpt, "opt", model, "-p", pipeline, *calib, "-o", out], check=True, capture_output=True)
-    s = json.loads(subprocess.run([sculpt, "inspect", out, "--json"], check=True, capture_output=True).stdout)
-    return s["params"], s["flops"]
+    """Runs sculpt; returns (params after, seconds, peak RSS MiB)."""
+    start = time.perf_counter()
+    r = subprocess.run(["/usr/bin/time", "-f", "peak_kb %M", sculpt, "opt", model, "-p", pipeline,
+                        "--calib", calib, "-o", out], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if r.returncode != 0:
+        raise SystemExit(f"{pipeline} on {model}: {r.stderr}")
+    peak = int(re.search(r"peak_kb (\d+)", r.stderr).group(1)) / 1024
+    rows = [l.split() for l in r.stderr.splitlines() if l.startswith("total")]
+    return int(rows[-1][4]), seconds, peak
+
+
+def params_of(sculpt, model, tmp):
+    """Params of the model after cleanup (what budgets are shares of)."""
+    clean = os.path.join(tmp, "clean.onnx")
+    subprocess.run([sculpt, "opt", model, "-p", "cleanup", "-o", clean], check=True, capture_output=True)
+    s = json.loads(subprocess.run([sculpt, "inspect", clean, "--json"], check=True, capture_output=True).stdout)
+    return s["params"]
+
+
+def images(seed, n):
+    return np.random.default_rng(seed).standard_normal((n, 3, 224, 224)).astype(np.float32)
+
+
+def evaluate(name, folder, tmp):
+    """(calibration file, scorer(model path) -> dict of metrics)."""
+    if name == "minilm_l6_v2":
+        feeds = dict(np.load(os.path.join(folder, "eval.npz")))
+        ref = np.load(os.path.join(folder, "eval_outputs.npz"))["sentence_embedding"]
+
+        def score(path):
+            emb = session(path).run(["sentence_embedding"], feeds)[0]
+            return {"cosine": cosine(emb, ref)}
+        return os.path.join(folder, "calib.npz"), score
+    if name == "ppocr_mobile_v2_cls":
+        x = np.load(os.path.join(folder, "eval.npz"))["x"]
+        rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(folder, "labels.tsv"))][1:]
+        labels = np.array([int(r[2]) for r in rows if r[0] == "eval"])
+
+        def logits(path):
+            s = session(path)
+            n = s.get_inputs()[0].name
+            return np.concatenate([s.run(None, {n: x[i:i + 1]})[0] for i in range(len(x))])
+        base = logits(os.path.join(folder, "model.onnx"))
+
+        def score(path):
+            out = logits(path)
+            return {"accuracy": float(np.mean(np.where(out.argmax(1) == 1, 180, 0) == labels)),
+                    "agreement": float(np.mean(out.argmax(1) == base.argmax(1))),
+                    "cosine": cosine(out, base)}
+        return os.path.join(folder, "calib.npz"), score
+    model = os.path.join(folder, "model.onnx")
+    s0 = session(model)
+    input_name = s0.get_inputs()[0].name
+    calib = os.path.join(tmp, f"{name}_calib.npz")
+    np.savez(calib, **{input_name: images(99, 32)})
+    test = images(1234, 64)
+
+    def logits(path):
+        s = session(path)
+        return np.concatenate([s.run(None, {input_name: test[i:i + 16]})[0] for i in range(0, 64, 16)])
+    base = logits(model)
+
+    def score(path):
+        out = logits(path)
+        return {"agreement": float(np.mean(out.argmax(1) == base.argmax(1))), "cosine": cosine(out, base)}
+    return calib, score
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sculpt", default=os.path.join(REPO, "target", "release", "sculpt"))
-    ap.add_argument("--ratios", default="0.1,0.2,0.3,0.4,0.5")
+    ap.add_argument("--models", default=",".join(BUDGETS))
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    ratios = [float(r) for r in a.ratios.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        # minilm
-        folder = os.path.join(CORPUS, "minilm_l6_v2")
-        model = os.path.join(folder, "model.onnx")
-        feeds = dict(np.load(os.path.join(folder, "eval.npz")))
-        ref = np.load(os.path.join(folder, "eval_outputs.npz"))["sentence_embedding"]
-        calib = ["--calib", os.path.join(folder, "calib.npz")]
-        for r in ratios:
-            row = {"model": "minilm_l6_v2", "ratio": r}
-            for c in ("magnitude", "activation", "cfsp"):
-                out = os.path.join(tmp, f"minilm.{c}.{r}.onnx")
-                row[c + "_params"], row[c + "_flops"] = prune(a.sculpt, model, f"cleanup,prune{{{CRITERIA[c]} ratio={r}}}", calib, out)
-                emb = session(out).run(["sentence_embedding"], feeds)[0]
-                row[c] = cosine(emb, ref)
-            rows.append(row)
-        # resnet18
-        folder = os.path.join(CORPUS, "resnet18")
-        model = os.path.join(folder, "model.onnx")
-        s0 = session(model)
-        name = s0.get_inputs()[0].name
-        images = np.random.default_rng(1234).standard_normal((64, 3, 224, 224)).astype(np.float32)
-        calib_path = os.path.join(tmp, "resnet18_calib.npz")
-        np.savez(calib_path, **{name: np.random.default_rng(99).standard_normal((32, 3, 224, 224)).astype(np.float32)})
-        base = np.concatenate([s0.run(None, {name: images[i:i + 16]})[0] for i in range(0, 64, 16)])
-        for r in ratios:
-            row = {"model": "resnet18", "ratio": r}
-            for c in ("magnitude", "activation", "cfsp"):
-                out = os.path.join(tmp, f"resnet18.{c}.{r}.onnx")
-                calib = ["--calib", calib_path] if c != "magnitude" else []
-                row[c + "_params"], row[c + "_flops"] = prune(a.sculpt, model, f"cleanup,prune{{{CRITERIA[c]} ratio={r}}}", calib, out)
-                s = session(out)
-                logits = np.concatenate([s.run(None, {name: images[i:i + 16]})[0] for i in range(0, 64, 16)])
-                row[c] = float(np.mean(logits.argmax(1) == base.argmax(1)))
-                row[c + "_cosine"] = cosine(logits, base)
-            rows.append(row)
+        for name in a.models.split(","):
+            folder = os.path.join(CORPUS, name)
+            model = os.path.join(folder, "model.onnx")
+            calib, score = evaluate(name, folder, tmp)
+            total = params_of(a.sculpt, model, tmp)
+            for budget in BUDGETS[name]:
+                for method, options in METHODS.items():
+                    out = os.path.join(tmp, "pruned.onnx")
+                    after, seconds, peak = prune(a.sculpt, model, f"prune{{{options} budget={budget}}}", calib, out)
+                    row = {"model": name, "budget": budget, "method": method, "params": after,
+                           "removed": 1 - after / total, "seconds": seconds, "peak_mib": peak}
+                    row.update(score(out))
+                    rows.append(row)
+                    if not a.json:
+                        print(f"  {name} {budget} {method}: {row}", flush=True)
     if a.json:
         print(json.dumps(rows, indent=1))
         return
-    print("| model | ratio | metric | magnitude | activation | activation, cfsp=0.5 | params (mag / act) | FLOPs (mag / act) |")
-    print("|---|---:|---|---:|---:|---:|---|---|")
+    print()
+    print("| model | budget | method | params removed | metric | time s | peak MiB |")
+    print("|---|---:|---|---:|---|---:|---:|")
     for r in rows:
-        metric = "mean cosine (eval)" if r["model"] == "minilm_l6_v2" else "top-1 agreement (cosine)"
-        fmt = (lambda c: f"{r[c]:.4f}") if r["model"] == "minilm_l6_v2" else (lambda c: f"{r[c]:.3f} ({r[c + '_cosine']:.3f})")
-        print(f"| {r['model']} | {r['ratio']:.1f} | {metric} | {fmt('magnitude')} | {fmt('activation')} | {fmt('cfsp')} | "
-              f"{r['magnitude_params']/1e6:.2f}M / {r['activation_params']/1e6:.2f}M | "
-              f"{r['magnitude_flops']/1e9:.2f}G / {r['activation_flops']/1e9:.2f}G |")
+        metrics = ", ".join(f"{k} {r[k]:.4f}" for k in ("cosine", "accuracy", "agreement") if k in r)
+        print(f"| {r['model']} | {r['budget']:.2f} | {r['method']} | {100 * r['removed']:.1f}% | {metrics} | "
+              f"{r['seconds']:.1f} | {r['peak_mib']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -35,11 +35,11 @@ pub trait Calibrator {
         visit: &mut VisitChunk<'_>,
     ) -> Result<(), String>;
 
-    /// How many calibration samples there are (within the limit).
+    /// How many calibration samples are visited (all, or the selection).
     fn samples(&self) -> usize;
 
-    /// Visit only the first `limit` samples from now on (`None`: all).
-    fn limit_samples(&mut self, limit: Option<usize>);
+    /// Visit only the samples in `range` from now on (`None`: all).
+    fn select_samples(&mut self, range: Option<std::ops::Range<usize>>);
 
     /// Like [`Calibrator::visit_chunks`], one value at a time:
     /// `visit(index in values, shape, data)`.

@@ -53,7 +53,7 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
         OptionInfo { name: "criterion", kind: "zero|magnitude|activation|obs|random", default: "zero", help: "all-zero channels (lossless); smallest normalised L2 norm; weight norm x activation norm on calibration data; output error after the least-squares refit (OBS, needs calibration data); random (testing)" },
         OptionInfo { name: "ratio", kind: "share", default: "0", help: "share of the prunable params to remove" },
         OptionInfo { name: "budget", kind: "share", default: "none", help: "share of all the model's params to remove (instead of ratio)" },
-        OptionInfo { name: "max_share", kind: "share", default: "0.5", help: "most of any one group's channels that may go" },
+        OptionInfo { name: "max_share", kind: "share", default: "0.75", help: "most of any one group's channels that may go" },
         OptionInfo { name: "reconstruct", kind: "auto|ls|bias|none", default: "auto", help: "refit what reads removed channels: least squares and bias (ls), bias only (bias, FLAP), nothing; auto = ls with calibration data, else none" },
         OptionInfo { name: "damp", kind: "number|auto", default: "auto", help: "ridge of the refit toward the original weights, times the mean input variance; auto: per site, the best of 0.001, 0.01, 0.1, 1 on held-out calibration samples" },
         OptionInfo { name: "sequential", kind: "bool", default: "false", help: "refit group by group on statistics of the model pruned so far (one calibration run per group)" },

@@ -13,8 +13,8 @@ pub struct CalibrationSet {
     inputs: Vec<Array>,
     samples: usize,
     progress: Option<indicatif::MultiProgress>,
-    /// Visit only the first this many samples.
-    limit: Option<usize>,
+    /// Visit only these samples.
+    range: Option<std::ops::Range<usize>>,
 }
 
 impl CalibrationSet {
@@ -32,7 +32,7 @@ impl CalibrationSet {
             inputs,
             samples,
             progress: None,
-            limit: None,
+            range: None,
         })
     }
 
@@ -156,9 +156,9 @@ impl CalibrationSet {
         }
         g.outputs = outputs;
         let chunk = self.chunk_size(&probe).max(1);
-        let samples = self.limit.map_or(self.samples, |l| l.min(self.samples));
+        let range = self.visited();
         let bar = match &self.progress {
-            Some(bars) => bars.add(indicatif::ProgressBar::new(samples as u64)),
+            Some(bars) => bars.add(indicatif::ProgressBar::new(range.len() as u64)),
             None => indicatif::ProgressBar::hidden(),
         };
         bar.set_style(
@@ -166,8 +166,8 @@ impl CalibrationSet {
                 .expect("valid template"),
         );
         let mut session: Option<(usize, Session)> = None;
-        for start in (0..samples).step_by(chunk) {
-            let end = (start + chunk).min(samples);
+        for start in range.clone().step_by(chunk) {
+            let end = (start + chunk).min(range.end);
             let inputs = self.chunk(start, end);
             if session.as_ref().is_none_or(|(len, _)| *len != end - start) {
                 session = Some((end - start, Session::new(&probe, &inputs)?));
@@ -193,6 +193,16 @@ impl CalibrationSet {
     }
 }
 
+impl CalibrationSet {
+    /// The samples visited: the selected range, within the set.
+    fn visited(&self) -> std::ops::Range<usize> {
+        match &self.range {
+            Some(r) => r.start.min(self.samples)..r.end.min(self.samples),
+            None => 0..self.samples,
+        }
+    }
+}
+
 /// The most memory one chunk's requested values may take.
 const CHUNK_BYTES: u64 = 256 << 20;
 
@@ -207,10 +217,10 @@ impl Calibrator for CalibrationSet {
     }
 
     fn samples(&self) -> usize {
-        self.limit.map_or(self.samples, |l| l.min(self.samples))
+        self.visited().len()
     }
 
-    fn limit_samples(&mut self, limit: Option<usize>) {
-        self.limit = limit;
+    fn select_samples(&mut self, range: Option<std::ops::Range<usize>>) {
+        self.range = range;
     }
 }

@@ -1235,7 +1235,11 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             };
             tensor(c.dtype(0)?, s)
         }
-        "EyeLike" | "RandomNormalLike" | "RandomUniformLike" => tensor(c.dtype(0)?, c.shape(0)?),
+        // `dtype` overrides the input's element type.
+        "EyeLike" | "RandomNormalLike" | "RandomUniformLike" => {
+            let dtype = node.attr_i64("dtype").map(|d| DataType(d as i32));
+            tensor(dtype.unwrap_or(c.dtype(0)?), c.shape(0)?)
+        }
         "GatherElements" => tensor(c.dtype(0)?, c.shape(1)?),
         "Einsum" => {
             let equation = node.attr("equation").and_then(AttrValue::as_str)?;

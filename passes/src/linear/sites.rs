@@ -545,3 +545,80 @@ fn set_float_attr(n: &mut Node, name: &str, value: f32) {
     n.attributes
         .push(Attribute::new(name, AttrValue::Float(value)));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sculpt_ir::text::parse;
+
+    fn graph(text: &str) -> Graph {
+        parse(text).unwrap().graph
+    }
+
+    fn valid(g: &Graph) -> bool {
+        sculpt_ir::verify::verify_model(&sculpt_ir::Model::new(g.clone())).is_empty()
+    }
+
+    #[test]
+    fn gemm_weights_are_seen_as_input_rows_with_alpha() {
+        let g = graph(
+            r#"graph "g" (%x: f32[2,3]) -> (%y) {
+  init %b = f32[2,3] [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+  init %c = f32[2] [0.5, -0.5]
+  %y = Gemm(%x, %b, %c) {transB=1, alpha=2.0, beta=0.5}
+}"#,
+        );
+        let (sites, skipped) = find_sites(&g);
+        assert!(skipped.is_empty());
+        let [site] = &sites[..] else {
+            panic!("one site")
+        };
+        assert_eq!((site.k, site.n, site.groups), (3, 2, 1));
+        let w = site.weights(&g).unwrap().remove(0);
+        // W[i, j] = alpha · B[j, i]
+        assert_eq!(w[(2, 1)], 12.0);
+        assert_eq!(site.bias(&g).unwrap().unwrap(), vec![0.25, -0.25]);
+        let mut g2 = g.clone();
+        site.set_weights(&mut g2, &[w.clone()]).unwrap();
+        site.set_bias(&mut g2, &[1.0, 2.0]).unwrap();
+        let again = site.refind(&g2).unwrap();
+        assert_eq!(again.weights(&g2).unwrap()[0], w);
+        assert_eq!(again.bias(&g2).unwrap().unwrap(), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn grouped_convolution_is_one_matrix_per_group() {
+        let g = graph(
+            r#"graph "g" (%x: f32[1,4,5,5]) -> (%y) {
+  init %w = f32[6,2,1,1] [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0]
+  %y = Conv(%x, %w) {group=2}
+}"#,
+        );
+        let site = find_sites(&g).0.remove(0);
+        assert_eq!((site.k, site.n, site.groups), (2, 3, 2));
+        let w = site.weights(&g).unwrap();
+        // Group 1, output 0 is output channel 3: [7, 8].
+        assert_eq!((w[1][(0, 0)], w[1][(1, 0)]), (7.0, 8.0));
+        assert_eq!(site.rows_of_channel(3), (1, 1..2));
+    }
+
+    #[test]
+    fn a_bias_is_added_after_a_matmul_that_has_none() {
+        let g = graph(
+            r#"graph "g" (%x: f32[2,3]) -> (%y) {
+  init %w = f32[3,2] [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+  %y = MatMul(%x, %w) @"mm"
+}"#,
+        );
+        let site = find_sites(&g).0.remove(0);
+        assert!(site.bias.is_none());
+        let mut g2 = g.clone();
+        site.set_bias(&mut g2, &[1.0, -1.0]).unwrap();
+        let again = site.refind(&g2).unwrap();
+        assert!(matches!(again.bias, Some(SiteBias::Add { .. })));
+        assert_eq!(again.bias(&g2).unwrap().unwrap(), vec![1.0, -1.0]);
+        // The graph output keeps its name.
+        assert_eq!(g2.value(g2.outputs[0]).name, "y");
+        assert!(valid(&g2));
+    }
+}

@@ -92,49 +92,41 @@ pub fn spd_inverse(a: MatRef<'_, f64>) -> Mat<f64> {
     spd_solve(a, Mat::<f64>::identity(a.nrows(), a.nrows()).as_ref())
 }
 
-/// The least-squares refit of a weight's kept rows: with `x` the site's
-/// input (rows `keep` kept) and `x_ref` what the reference input was,
-/// minimises `‖x_ref·W − x_keep·W'‖² + λ‖W' − W_keep‖²` (a ridge toward
-/// the original rows), i.e. `W' = (C_SS + λI)⁻¹ (C_S,ref · W + λ W_S)`,
-/// where `C_SS` = Cov(x_keep) and `C_S,ref` = Cov(x_keep, x_ref) (both
-/// per row). `lambda = damp · mean diag C_SS`.
-pub fn ridge_refit(
-    covariance: MatRef<'_, f64>,
-    cross: MatRef<'_, f64>,
-    weight: MatRef<'_, f64>,
-    keep: &[usize],
-    damp: f64,
-) -> Mat<f64> {
-    let c_ss = submatrix(covariance, keep, keep);
-    let lambda = damp * mean_diagonal(c_ss.as_ref()).max(0.0);
-    let c_s = select_rows(cross, keep);
-    let mut rhs = product(c_s.as_ref(), weight);
-    let w_s = select_rows(weight, keep);
-    for j in 0..rhs.ncols() {
-        for i in 0..rhs.nrows() {
-            rhs[(i, j)] += lambda * w_s[(i, j)];
-        }
-    }
-    spd_solve(damped(c_ss.as_ref(), lambda).as_ref(), rhs.as_ref())
+/// A weight's least-squares refit on activation statistics: with `x` the
+/// site's input (rows `keep` kept) and `x_ref` what the reference input
+/// was, `min ‖x_ref·W − x_keep·W'‖² + λ‖W' − W_keep‖²` (a ridge toward
+/// the original rows) over centered rows (a bias absorbs the means). Built
+/// from `Cov(x)`, `Cov(x, x_ref)·W` and the reference output's energy
+/// `tr(Wᵀ Cov(x_ref) W)`.
+pub struct LeastSquares {
+    pub input: Mat<f64>,
+    pub cross_w: Mat<f64>,
+    pub energy: f64,
 }
 
-/// The mean squared output error per row, `E‖x_ref·W − x_keep·W'‖²` with
-/// centered activations (a bias absorbs the means), from the statistics:
-/// `tr(W'ᵀ C_SS W') − 2 tr(W'ᵀ C_S,ref W) + tr(Wᵀ C_ref W)`.
-pub fn output_error(
-    covariance: MatRef<'_, f64>,
-    cross: MatRef<'_, f64>,
-    reference_covariance: MatRef<'_, f64>,
-    weight: MatRef<'_, f64>,
-    keep: &[usize],
-    new_weight: MatRef<'_, f64>,
-) -> f64 {
-    let c_ss = submatrix(covariance, keep, keep);
-    let c_s = select_rows(cross, keep);
-    let a = inner(new_weight, product(c_ss.as_ref(), new_weight).as_ref());
-    let b = inner(new_weight, product(c_s.as_ref(), weight).as_ref());
-    let c = inner(weight, product(reference_covariance, weight).as_ref());
-    (a - 2.0 * b + c).max(0.0)
+impl LeastSquares {
+    /// `W' = (C_SS + λI)⁻¹ (C_S,ref W + λ W_S)`, `λ = damp · mean diag C_SS`.
+    pub fn solve(&self, w: MatRef<'_, f64>, keep: &[usize], damp: f64) -> Mat<f64> {
+        let c_ss = submatrix(self.input.as_ref(), keep, keep);
+        let lambda = damp * mean_diagonal(c_ss.as_ref()).max(0.0);
+        let mut rhs = select_rows(self.cross_w.as_ref(), keep);
+        for j in 0..rhs.ncols() {
+            for (a, &i) in keep.iter().enumerate() {
+                rhs[(a, j)] += lambda * w[(i, j)];
+            }
+        }
+        spd_solve(damped(c_ss.as_ref(), lambda).as_ref(), rhs.as_ref())
+    }
+
+    /// Mean squared output error of `new` (the kept rows) against the
+    /// reference output, `tr(W'ᵀ C_SS W') − 2 tr(W'ᵀ C_S,ref W) +
+    /// tr(Wᵀ C_ref W)`, relative to the reference output's energy.
+    pub fn relative_error(&self, keep: &[usize], new: MatRef<'_, f64>) -> f64 {
+        let c_ss = submatrix(self.input.as_ref(), keep, keep);
+        let quadratic = inner(new, product(c_ss.as_ref(), new).as_ref());
+        let cross = inner(new, select_rows(self.cross_w.as_ref(), keep).as_ref());
+        (quadratic - 2.0 * cross + self.energy).max(0.0) / self.energy.max(f64::MIN_POSITIVE)
+    }
 }
 
 /// The output energy `tr(Wᵀ C W)` (the variance of the site's output).
@@ -147,7 +139,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ridge_refit_without_ridge_is_least_squares() {
+    fn refit_without_ridge_is_least_squares() {
         // x = [a, b, a + b]: dropping the third row, the refit puts its
         // weight on the first two exactly.
         let cov = Mat::from_fn(3, 3, |i, j| match (i, j) {
@@ -157,28 +149,20 @@ mod tests {
             _ => 0.0,
         });
         let w = Mat::from_fn(3, 1, |i, _| [1.0, 2.0, 3.0][i]);
-        let refit = ridge_refit(cov.as_ref(), cov.as_ref(), w.as_ref(), &[0, 1], 0.0);
+        let ls = LeastSquares {
+            cross_w: product(cov.as_ref(), w.as_ref()),
+            energy: output_energy(cov.as_ref(), w.as_ref()),
+            input: cov,
+        };
+        let refit = ls.solve(w.as_ref(), &[0, 1], 0.0);
         assert!((refit[(0, 0)] - 4.0).abs() < 1e-9);
         assert!((refit[(1, 0)] - 5.0).abs() < 1e-9);
-        let err = output_error(
-            cov.as_ref(),
-            cov.as_ref(),
-            cov.as_ref(),
-            w.as_ref(),
-            &[0, 1],
-            refit.as_ref(),
-        );
-        assert!(err < 1e-9, "{err}");
+        assert!(ls.relative_error(&[0, 1], refit.as_ref()) < 1e-9);
+        // Keeping the first two rows as they are loses E(3a + 3b)² = 18
+        // of the output's energy E(4a + 5b)² = 41.
         let plain = select_rows(w.as_ref(), &[0, 1]);
-        let err = output_error(
-            cov.as_ref(),
-            cov.as_ref(),
-            cov.as_ref(),
-            w.as_ref(),
-            &[0, 1],
-            plain.as_ref(),
-        );
-        assert!((err - 18.0).abs() < 1e-9, "{err}");
+        let err = ls.relative_error(&[0, 1], plain.as_ref());
+        assert!((err - 18.0 / 41.0).abs() < 1e-9, "{err}");
     }
 
     #[test]

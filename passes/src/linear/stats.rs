@@ -268,6 +268,25 @@ impl Default for StatsOptions {
     }
 }
 
+/// The samples kept apart out of `samples`: the last `share` of them (at
+/// most half).
+pub fn held_out(samples: usize, share: f64) -> std::ops::Range<usize> {
+    let held = ((samples as f64 * share).round() as usize).min(samples / 2);
+    samples - held..samples
+}
+
+impl SiteStats {
+    /// The fitted part alone (as if no samples were held out).
+    pub fn fitted_only(&self) -> SiteStats {
+        let empty = |m: &Moments| Moments::new(m.k(), m.full(), m.reference_sum.is_some());
+        SiteStats {
+            fit: self.fit.clone(),
+            holdout: self.fit.iter().map(empty).collect(),
+            diagonal_fallback: self.diagonal_fallback,
+        }
+    }
+}
+
 /// Gathers the statistics of every request in one pass over the
 /// calibration data. The result is in request order.
 pub fn collect(
@@ -302,9 +321,7 @@ pub fn collect(
         .map(|r| (slot(&r.value), r.reference.as_deref().map(&mut slot)))
         .collect();
     let mask_slot = options.row_mask.as_deref().map(&mut slot);
-    let samples = calibrator.samples();
-    let held = ((samples as f64 * options.holdout).round() as usize).min(samples / 2);
-    let fit_samples = samples - held;
+    let fit_samples = held_out(calibrator.samples(), options.holdout).start;
     let mut acc: Vec<SiteStats> = requests
         .iter()
         .map(|r| {

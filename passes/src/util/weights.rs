@@ -4,7 +4,8 @@
 
 use crate::analysis::zero_groups::{Group, Member};
 use sculpt_ir::ops::infer::constant;
-use sculpt_ir::{Graph, Initializer, Tensor, Value};
+use sculpt_ir::rewrite::Patch;
+use sculpt_ir::{Graph, Tensor};
 use std::collections::BTreeSet;
 
 /// (outer, length along `axis`, inner) of row-major `dims`.
@@ -93,11 +94,8 @@ pub fn unshare_initializers(graph: &mut Graph) {
         let readers = graph.consumers(v);
         for &(node, _) in readers.iter().skip(1) {
             let tensor = graph.value(v).tensor().expect("listed").clone();
-            let name = graph.unique_name(&graph.value(v).name);
-            let copy = graph.add_value(Value {
-                init: Some(Initializer::Dense(tensor)),
-                ..Value::new(name)
-            });
+            let name = graph.value(v).name.clone();
+            let copy = Patch::new(graph, &name).initializer_named("copy", tensor);
             let inputs: Vec<_> = graph
                 .node(node)
                 .inputs()

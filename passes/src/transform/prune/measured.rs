@@ -2,22 +2,28 @@
 //! layer are not in the same units as another's once the errors travel to
 //! the model's outputs (through normalisations, attention, later layers).
 //! For every group, a probe removes a share of its channels the way the
-//! pass would (refitted, masked) and runs the calibration samples; the
-//! relative error of the model's outputs, divided by the cost predicted
-//! for the same channels, scales all of the group's costs.
+//! pass would (masked, and refitted on the fitted calibration samples)
+//! and runs the held-out samples; the relative error of the model's
+//! outputs, divided by the cost predicted for the same channels, scales
+//! all of the group's costs. Judged on samples the refit did not see, a
+//! large refit's overfitting counts against it.
 
 use super::refit::{self, Consumers, Reconstruct};
 use super::select::Sequence;
 use super::{edit, measure, Prune};
 use crate::analysis::zero_groups::ZeroGroups;
 use crate::context::{Calibrator, PassContext, ValueChunk};
+use crate::linear::stats::held_out;
 use crate::linear::twin::{reference_name, twin};
-use crate::linear::SiteStats;
+use crate::linear::{SiteStats, StatsOptions};
 use sculpt_ir::{IrError, Model};
 use std::collections::BTreeMap;
 
-/// Calibration samples a probe runs.
+/// Calibration samples a probe runs when too few are held out.
 const PROBE_SAMPLES: usize = 64;
+
+/// Held-out samples enough to judge probes on.
+const MIN_HELD_OUT: usize = 32;
 
 /// The most memory the reference outputs of the probe samples may take;
 /// past it, each probe runs beside the reference instead.
@@ -118,11 +124,19 @@ impl Prune {
         cx: &mut PassContext<'_>,
     ) -> Result<Vec<String>, IrError> {
         let calibrator = cx.calibrator("prune", "measures each group's effect on the outputs")?;
-        calibrator.limit_samples(Some(PROBE_SAMPLES));
+        let held = held_out(calibrator.samples(), StatsOptions::default().holdout);
+        // Too few held-out samples make a noisy judge: then the probes
+        // run (and are refitted) on the first samples.
+        let (probe_samples, fitted_only) = if held.len() < MIN_HELD_OUT {
+            (0..PROBE_SAMPLES, false)
+        } else {
+            (held, true)
+        };
+        calibrator.select_samples(Some(probe_samples));
         let stored = match reference_outputs(&mut *calibrator, model) {
             Ok(s) => s,
             Err(e) => {
-                calibrator.limit_samples(None);
+                calibrator.select_samples(None);
                 return Err(e);
             }
         };
@@ -142,7 +156,8 @@ impl Prune {
             let mut probe = model.clone();
             let probe_result = (|| -> Result<f64, IrError> {
                 if let Some(mode) = mode {
-                    let refits = self.refit_once(&probe, consumers, stats, &chosen, mode)?;
+                    let refits =
+                        self.refit_once(&probe, consumers, stats, &chosen, mode, fitted_only)?;
                     refit::apply(&mut probe.graph, &refits)?;
                 }
                 edit::edit(&mut probe.graph, z, &chosen, true)?;
@@ -163,7 +178,7 @@ impl Prune {
                 g.channels
             ));
         }
-        calibrator.limit_samples(None);
+        calibrator.select_samples(None);
         result.map(|_| notes)
     }
 }

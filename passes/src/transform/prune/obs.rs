@@ -10,7 +10,7 @@
 //! to that site's output energy `tr(Wᵀ C W)`: the costs are shares of an
 //! output's variance, comparable across layers.
 
-use super::refit::{ConsumerSlice, Consumers, SiteData};
+use super::refit::{enough_rows, ConsumerSlice, Consumers, SiteData};
 use super::select::Sequence;
 use crate::linear::solve::{damped, mean_diagonal, output_energy, spd_inverse};
 use crate::linear::SiteStats;
@@ -135,12 +135,18 @@ pub(super) fn sequence(
     damp: f64,
 ) -> Option<Sequence> {
     let slices: &[ConsumerSlice] = consumers.by_group.get(&gi)?;
+    // Without Gram matrices, or with too few rows to trust them, each
+    // channel is judged alone.
+    if slices.iter().any(|s| {
+        data.stats[s.site]
+            .as_ref()
+            .is_some_and(|st| !st.fit[0].full() || !enough_rows(st.fit[0].rows, st.fit[0].k()))
+    }) {
+        return diagonal_sequence(graph, consumers, data, slices, channels, limit);
+    }
     let mut states = Vec::new();
     for slice in slices {
         let st = data.stats[slice.site].as_ref()?;
-        if !st.fit[0].full() {
-            return None;
-        }
         let w = consumers.sites[slice.site].weights(graph).ok()?.remove(0);
         states.push(State::new(st, w, damp, data.stream_energy[slice.site]));
     }
@@ -177,4 +183,43 @@ pub(super) fn sequence(
         left.retain(|c| !taken.contains(c));
     }
     Some(out)
+}
+
+/// Without Gram matrices (the memory cap): each channel's cost on its own,
+/// `Σ var(x_i) ‖W_i‖²` over its rows, relative to the same energy as the
+/// full criterion; no compensation between channels.
+fn diagonal_sequence(
+    graph: &Graph,
+    consumers: &Consumers,
+    data: &SiteData,
+    slices: &[ConsumerSlice],
+    channels: usize,
+    limit: usize,
+) -> Option<Sequence> {
+    let mut cost = vec![0.0f64; channels];
+    for slice in slices {
+        let all = &data.stats[slice.site].as_ref()?.all()[0];
+        let w = consumers.sites[slice.site].weights(graph).ok()?.remove(0);
+        let mu = all.mean();
+        let n = all.rows.max(1.0);
+        let var: Vec<f64> = (0..all.k())
+            .map(|i| (all.sum_sq[i] / n - mu[i] * mu[i]).max(0.0))
+            .collect();
+        let row_energy = |i: usize| (0..w.ncols()).map(|j| w[(i, j)].powi(2)).sum::<f64>() * var[i];
+        let energy = data.stream_energy[slice.site]
+            .unwrap_or_else(|| (0..w.nrows()).map(row_energy).sum())
+            .max(f64::MIN_POSITIVE);
+        for (c, total) in cost.iter_mut().enumerate() {
+            *total += consumers
+                .rows(slice, c)
+                .into_iter()
+                .map(row_energy)
+                .sum::<f64>()
+                / energy;
+        }
+    }
+    let mut sequence = Sequence::by_score(&cost);
+    sequence.channels.truncate(limit);
+    sequence.costs.truncate(limit);
+    Some(sequence)
 }

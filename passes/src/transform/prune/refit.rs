@@ -15,9 +15,7 @@
 //! that site, and the record says so.
 
 use crate::analysis::zero_groups::{Member, ZeroGroups};
-use crate::linear::solve::{
-    damped, inner, mean_diagonal, output_energy, product, select_rows, spd_solve, submatrix,
-};
+use crate::linear::solve::{inner, output_energy, product, select_rows, LeastSquares};
 use crate::linear::{find_sites, LinearSite, Moments, SiteStats};
 use faer::Mat;
 use sculpt_ir::{Graph, IrError};
@@ -168,58 +166,33 @@ impl Reference {
     }
 }
 
-/// One part of a site's statistics, as what the refit and its error
-/// read: `Cov(x)`, `Cov(x, x_ref)·W` and the reference output's energy
-/// `tr(Wᵀ Cov(x_ref) W)`.
-struct Covariances {
-    input: Mat<f64>,
-    cross_w: Mat<f64>,
-    energy: f64,
+/// One part of a site's statistics as the least-squares problem of
+/// refitting `w`.
+fn least_squares(m: &Moments, w: &Mat<f64>) -> LeastSquares {
+    let input = m.covariance();
+    let (cross_w, energy) = if m.reference_sum.is_some() {
+        let cross_w = product(m.cross_covariance().as_ref(), w.as_ref());
+        let reference = m.reference_covariance();
+        (cross_w, output_energy(reference.as_ref(), w.as_ref()))
+    } else {
+        let cross_w = product(input.as_ref(), w.as_ref());
+        let energy = inner(w.as_ref(), cross_w.as_ref()).max(0.0);
+        (cross_w, energy)
+    };
+    LeastSquares {
+        input,
+        cross_w,
+        energy,
+    }
 }
 
-impl Covariances {
-    fn of(m: &Moments, w: &Mat<f64>) -> Covariances {
-        let input = m.covariance();
-        let (cross_w, energy) = if m.reference_sum.is_some() {
-            let cross_w = product(m.cross_covariance().as_ref(), w.as_ref());
-            let reference = m.reference_covariance();
-            (cross_w, output_energy(reference.as_ref(), w.as_ref()))
-        } else {
-            let cross_w = product(input.as_ref(), w.as_ref());
-            let energy = inner(w.as_ref(), cross_w.as_ref()).max(0.0);
-            (cross_w, energy)
-        };
-        Covariances {
-            input,
-            cross_w,
-            energy,
-        }
-    }
+/// Least squares over `inputs` inputs needs this many rows per input to
+/// generalise (fewer: the refit fits the calibration data's noise).
+const ROWS_PER_INPUT: f64 = 2.0;
 
-    /// `(C_SS + λI)⁻¹ (C_S,ref W + λ W_S)` with `λ = damp · mean diag C_SS`.
-    fn refit(&self, w: &Mat<f64>, keep: &[usize], damp: f64) -> Mat<f64> {
-        let c_ss = submatrix(self.input.as_ref(), keep, keep);
-        let lambda = damp * mean_diagonal(c_ss.as_ref()).max(0.0);
-        let mut rhs = select_rows(self.cross_w.as_ref(), keep);
-        for j in 0..rhs.ncols() {
-            for (a, &i) in keep.iter().enumerate() {
-                rhs[(a, j)] += lambda * w[(i, j)];
-            }
-        }
-        spd_solve(damped(c_ss.as_ref(), lambda).as_ref(), rhs.as_ref())
-    }
-
-    /// Mean squared error of `new` (the kept rows) against the reference
-    /// output, relative to that output's energy.
-    fn relative_error(&self, keep: &[usize], new: &Mat<f64>) -> f64 {
-        let c_ss = submatrix(self.input.as_ref(), keep, keep);
-        let quadratic = inner(new.as_ref(), product(c_ss.as_ref(), new.as_ref()).as_ref());
-        let cross = inner(
-            new.as_ref(),
-            select_rows(self.cross_w.as_ref(), keep).as_ref(),
-        );
-        (quadratic - 2.0 * cross + self.energy).max(0.0) / self.energy.max(f64::MIN_POSITIVE)
-    }
+/// Whether `rows` calibration rows can refit `inputs` inputs.
+pub(super) fn enough_rows(rows: f64, inputs: usize) -> bool {
+    rows >= ROWS_PER_INPUT * inputs as f64
 }
 
 /// The ridge used when none is given and there are no held-out samples
@@ -250,22 +223,34 @@ pub(super) fn plan(
         note = "diagonal statistics (memory cap): bias compensation only".into();
     }
     let mut holdout = serde_json::Value::Null;
-    let all_cov = Covariances::of(all, w);
+    let all_ls = least_squares(all, w);
     let mut chosen_damp = damp.unwrap_or(DEFAULT_DAMP);
-    if mode == Reconstruct::Ls && full {
+    let rows = all.rows;
+    if mode == Reconstruct::Ls && full && !enough_rows(rows, keep.len()) {
+        note = format!(
+            "{rows} calibration rows for {} inputs: too few to refit, bias compensation only",
+            keep.len()
+        );
+    }
+    if mode == Reconstruct::Ls && full && enough_rows(rows, keep.len()) {
         let accept = if stats.has_holdout() && (guard || damp.is_none()) {
             // Fitted on the first samples, judged on the held-out ones:
             // the ridge (when not given), and whether to refit at all.
-            let fit = Covariances::of(&stats.fit[0], w);
-            let h = Covariances::of(&stats.holdout[0], w);
+            let fit = least_squares(&stats.fit[0], w);
+            let h = least_squares(&stats.holdout[0], w);
             let candidates = damp.map_or(DAMP_CANDIDATES.to_vec(), |d| vec![d]);
             let (best, with) = candidates
                 .iter()
-                .map(|&d| (d, h.relative_error(&keep, &fit.refit(w, &keep, d))))
+                .map(|&d| {
+                    (
+                        d,
+                        h.relative_error(&keep, fit.solve(w.as_ref(), &keep, d).as_ref()),
+                    )
+                })
                 .min_by(|a, b| a.1.total_cmp(&b.1))
                 .expect("at least one candidate");
             chosen_damp = best;
-            let without = h.relative_error(&keep, &plain);
+            let without = h.relative_error(&keep, plain.as_ref());
             holdout = json!({ "refit": with, "bias_only": without });
             if guard && with > without {
                 note = "refit dropped: worse on held-out samples".into();
@@ -275,7 +260,7 @@ pub(super) fn plan(
             true
         };
         if accept {
-            refit = Some(all_cov.refit(w, &keep, chosen_damp));
+            refit = Some(all_ls.solve(w.as_ref(), &keep, chosen_damp));
         }
     }
     let kept = refit.as_ref().unwrap_or(&plain);
@@ -298,8 +283,8 @@ pub(super) fn plan(
         "rows_removed": removed.len(),
         "refit": refit.is_some(),
         "predicted_error": {
-            "bias_only": all_cov.relative_error(&keep, &plain),
-            "refit": refit.as_ref().map(|r| all_cov.relative_error(&keep, r)),
+            "bias_only": all_ls.relative_error(&keep, plain.as_ref()),
+            "refit": refit.as_ref().map(|r| all_ls.relative_error(&keep, r.as_ref())),
         },
         "held_out_error": holdout,
         "damp": refit.as_ref().map(|_| chosen_damp),
