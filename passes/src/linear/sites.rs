@@ -579,7 +579,7 @@ mod tests {
         assert_eq!(w[(2, 1)], 12.0);
         assert_eq!(site.bias(&g).unwrap().unwrap(), vec![0.25, -0.25]);
         let mut g2 = g.clone();
-        site.set_weights(&mut g2, &[w.clone()]).unwrap();
+        site.set_weights(&mut g2, std::slice::from_ref(&w)).unwrap();
         site.set_bias(&mut g2, &[1.0, 2.0]).unwrap();
         let again = site.refind(&g2).unwrap();
         assert_eq!(again.weights(&g2).unwrap()[0], w);
