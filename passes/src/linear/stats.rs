@@ -665,3 +665,29 @@ fn add_rows(m: &mut Moments, x: MatRef<'_, f32>, r: Option<MatRef<'_, f32>>) {
         }
     }
 }
+
+/// Per index along `axis` of each value: the sum of squares over all
+/// calibration samples (the activation energy of each channel), in one
+/// streamed run.
+pub fn channel_energy(
+    model: &Model,
+    values: &[(String, usize)],
+    calibrator: &mut dyn Calibrator,
+) -> Result<Vec<Vec<f64>>, String> {
+    let names: Vec<String> = values.iter().map(|(n, _)| n.clone()).collect();
+    let mut energy: Vec<Vec<f64>> = vec![Vec::new(); values.len()];
+    calibrator.visit(model, &names, &mut |i, shape, data| {
+        let axis = values[i].1;
+        if axis >= shape.len() {
+            return;
+        }
+        let len = shape[axis];
+        let inner: usize = shape[axis + 1..].iter().product();
+        let e = &mut energy[i];
+        e.resize(len, 0.0);
+        for (k, x) in data.iter().enumerate() {
+            e[(k / inner.max(1)) % len.max(1)] += (*x as f64).powi(2);
+        }
+    })?;
+    Ok(energy)
+}

@@ -5,11 +5,12 @@
 use crate::analysis::residual_blocks::ResidualBlock;
 use crate::analysis::zero_groups::Group;
 use crate::context::PassContext;
+use crate::linear::stats::channel_energy;
 use sculpt_ir::{IrError, Model};
 use std::collections::HashMap;
 
-/// Sum of squares per index along the channel axis of each activation,
-/// over all calibration samples.
+/// Sum of squares per index along the channel axis of each activation
+/// the groups' consumer slices multiply, over all calibration samples.
 pub(super) type ActivationEnergy = HashMap<(String, usize), Vec<f64>>;
 
 pub(super) fn measure_activations(
@@ -23,24 +24,8 @@ pub(super) fn measure_activations(
         .collect();
     wanted.sort();
     wanted.dedup();
-    let names: Vec<String> = wanted.iter().map(|(n, _)| n.clone()).collect();
     let calibrator = cx.calibrator("prune", "measures activations")?;
-    let mut energy: Vec<Vec<f64>> = vec![Vec::new(); wanted.len()];
-    calibrator
-        .visit(model, &names, &mut |i, shape, data| {
-            let axis = wanted[i].1;
-            if axis >= shape.len() {
-                return;
-            }
-            let len = shape[axis];
-            let inner: usize = shape[axis + 1..].iter().product();
-            let e = &mut energy[i];
-            e.resize(len, 0.0);
-            for (k, x) in data.iter().enumerate() {
-                e[(k / inner.max(1)) % len.max(1)] += (*x as f64).powi(2);
-            }
-        })
-        .map_err(calibration_failed)?;
+    let energy = channel_energy(model, &wanted, calibrator).map_err(calibration_failed)?;
     Ok(wanted.into_iter().zip(energy).collect())
 }
 

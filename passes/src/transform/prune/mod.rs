@@ -450,15 +450,21 @@ impl Prune {
         } else {
             (self.damp, self.guard)
         };
-        let mut refits = Vec::new();
-        for (&s, rows) in &removed {
-            let site = &consumers.sites[s];
-            let Some(st) = &stats[s] else { continue };
-            let st = if probe { st.fitted_only() } else { st.clone() };
-            let reference = Reference::of(&model.graph, site)?;
-            refits.push(refit::plan(site, &reference, &st, rows, mode, damp, guard));
-        }
-        Ok(refits)
+        // Sites are independent: planned in parallel.
+        use rayon::prelude::*;
+        removed
+            .par_iter()
+            .filter_map(|(&s, rows)| {
+                let site = &consumers.sites[s];
+                let st = stats[s].as_ref()?;
+                let st = if probe { st.fitted_only() } else { st.clone() };
+                Some(
+                    Reference::of(&model.graph, site).map(|reference| {
+                        refit::plan(site, &reference, &st, rows, mode, damp, guard)
+                    }),
+                )
+            })
+            .collect()
     }
 
     /// Sequential refits: group by group in data-flow order, each on
