@@ -290,7 +290,29 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             manager.canonicalize = !no_cleanup;
             manager.stats_memory = stats_memory;
             manager.row_mask = calib_mask;
+
             let bars = indicatif::MultiProgress::new();
+            // Long work inside passes gets a bar of its own while it runs.
+            let work: std::sync::Mutex<Option<indicatif::ProgressBar>> = Default::default();
+            let work_bars = bars.clone();
+            manager.progress = Some(std::sync::Arc::new(move |what: &str, done, total| {
+                let mut slot = work.lock().unwrap_or_else(|e| e.into_inner());
+                let bar = slot.get_or_insert_with(|| {
+                    let bar = work_bars.add(indicatif::ProgressBar::new(total));
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
+                            .expect("valid template"),
+                    );
+                    bar
+                });
+                bar.set_message(what.to_string());
+                bar.set_length(total);
+                bar.set_position(done);
+                if done >= total {
+                    bar.finish_and_clear();
+                    *slot = None;
+                }
+            }));
             let bar = bars.add(indicatif::ProgressBar::new(manager.steps()?.len() as u64));
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")

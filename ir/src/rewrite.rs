@@ -152,7 +152,7 @@ impl<'g> Patch<'g> {
         node.name = self.fresh_name(&op.to_lowercase());
         node.attributes = attrs;
         let out = self.fresh_name("out");
-        let id = self.graph.add_node(node, inputs.to_vec(), vec![Some(out)]);
+        let id = self.graph.add_node(node, trimmed(inputs), vec![Some(out)]);
         self.type_outputs(id);
         self.graph.node(id).output(0).expect("one output")
     }
@@ -193,7 +193,7 @@ impl<'g> Patch<'g> {
         self.graph.value_mut(out).init = None;
         let id = self
             .graph
-            .add_node_defining(node, inputs.to_vec(), vec![Some(out)]);
+            .add_node_defining(node, trimmed(inputs), vec![Some(out)]);
         let inferred = infer::infer_node(self.graph, id)
             .into_iter()
             .next()
@@ -352,6 +352,16 @@ impl<'g> Patch<'g> {
         ];
         Ok(self.node("Slice", &[Some(x)], attrs))
     }
+}
+
+/// `inputs` without trailing omitted ones (ONNX leaves them out; some
+/// runtimes refuse an explicit empty last input).
+fn trimmed(inputs: &[Option<ValueId>]) -> Vec<Option<ValueId>> {
+    let keep = inputs
+        .iter()
+        .rposition(Option::is_some)
+        .map_or(0, |i| i + 1);
+    inputs[..keep].to_vec()
 }
 
 /// Cast's `to` attribute.

@@ -77,6 +77,10 @@ pub trait Calibrator {
     }
 }
 
+/// Reports the progress of long work: `(what, done, total)`. Called from
+/// any thread.
+pub type Progress = std::sync::Arc<dyn Fn(&str, u64, u64) + Send + Sync>;
+
 /// Cached analyses, shared by the passes of one run, and the calibrator.
 #[derive(Default)]
 pub struct PassContext<'a> {
@@ -87,6 +91,8 @@ pub struct PassContext<'a> {
     /// A model input whose zeros mark padding rows that statistics skip
     /// (`--calib-mask`); `None`: `attention_mask` when the model has it.
     pub row_mask: Option<String>,
+    /// Where long work reports its progress.
+    pub progress: Option<Progress>,
 }
 
 /// The default cap on activation statistics (`--stats-memory`).
@@ -99,6 +105,14 @@ impl<'a> PassContext<'a> {
             calibrator,
             stats_memory: DEFAULT_STATS_MEMORY,
             row_mask: None,
+            progress: None,
+        }
+    }
+
+    /// Reports `done` of `total` steps of `what` (when anyone listens).
+    pub fn report_progress(&self, what: &str, done: u64, total: u64) {
+        if let Some(p) = &self.progress {
+            p(what, done, total);
         }
     }
 

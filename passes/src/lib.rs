@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod context;
 pub mod linear;
 pub mod manager;
+pub mod outputs;
 pub mod pipeline;
 pub mod registry;
 pub mod transform;

@@ -63,6 +63,8 @@ pub struct PassManager {
     /// The model input that marks padding rows for statistics (`none`: no
     /// mask; unset: `attention_mask` where the model has it).
     pub row_mask: Option<String>,
+    /// Where passes report the progress of long work.
+    pub progress: Option<crate::context::Progress>,
 }
 
 /// The label of the `cleanup` steps the manager inserts.
@@ -76,6 +78,7 @@ impl PassManager {
             canonicalize: true,
             stats_memory: crate::context::DEFAULT_STATS_MEMORY,
             row_mask: None,
+            progress: None,
         }
     }
 
@@ -137,6 +140,7 @@ impl PassManager {
         let mut cx = PassContext::new(calibrator);
         cx.stats_memory = self.stats_memory;
         cx.row_mask = self.row_mask.clone();
+        cx.progress = self.progress.clone();
         let initial = ModelStats::of(model, &mut cx);
         let mut before = initial.clone();
         let mut records = Vec::new();

@@ -67,6 +67,26 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
         OptionInfo { name: "seed", kind: "count", default: "0", help: "seed for criterion=random" },
     ],
     build: |o| Ok(Box::new(crate::transform::prune::Prune::from_options(o)?)),
+}, PassInfo {
+    name: "lowrank",
+    summary: "rewrite linear sites (MatMul, Gemm, Conv) as two products through a lower rank: truncated SVD, activation-aware SVD, or whitened SVD (SVD-LLM) with a least-squares refit",
+    options: &[
+        OptionInfo { name: "method", kind: "auto|svd|asvd|whiten", default: "auto", help: "svd: of the weight; asvd: input rows scaled by activation scale; whiten: by the Cholesky factor of the input covariance (least output error), then B refitted; auto = whiten with calibration data, else svd" },
+        OptionInfo { name: "rank", kind: "count|full", default: "none", help: "the rank of every factored site (full: exact, factored even where it does not pay)" },
+        OptionInfo { name: "energy", kind: "share", default: "none", help: "the least rank keeping this share of each site's output energy" },
+        OptionInfo { name: "ratio", kind: "share", default: "none", help: "remove this share of each site's params" },
+        OptionInfo { name: "budget", kind: "share", default: "none", help: "remove this share of all factorable sites' params, ranks allocated by predicted output error" },
+        OptionInfo { name: "allocate", kind: "measured|roles|predicted", default: "measured", help: "budget with calibration data: scale each site's predicted errors by the output error a probe factoring it alone measures (one short calibration run per site), or per role of site (stream writers, attention projections, hidden layers: three runs), or trust the predictions" },
+        OptionInfo { name: "rounds", kind: "count", default: "1", help: "allocate=measured|roles: probe rounds, each at the ranks the last allocation chose" },
+        OptionInfo { name: "round_to", kind: "count", default: "1", help: "round ranks up to multiples of this" },
+        OptionInfo { name: "min_gain", kind: "share", default: "0.1", help: "factor a site only where r·(k+n) <= (1 - min_gain)·k·n" },
+        OptionInfo { name: "include", kind: "patterns", default: "none", help: "only sites whose node name matches one of these |-separated patterns (* wildcards)" },
+        OptionInfo { name: "exclude", kind: "patterns", default: "none", help: "leave sites whose node name matches one of these patterns" },
+        OptionInfo { name: "conv", kind: "channel|spatial", default: "channel", help: "convolutions: r output channels then 1x1, or kh x 1 then 1 x kw (2-d kernels)" },
+        OptionInfo { name: "alpha", kind: "number", default: "0.5", help: "asvd: the exponent of the activation scale" },
+        OptionInfo { name: "damp", kind: "number", default: "0.001", help: "whiten: ridge of B's refit toward the truncated B" },
+    ],
+    build: |o| Ok(Box::new(crate::transform::lowrank::LowRank::from_options(o)?)),
 }];
 
 pub fn lookup(name: &str) -> Option<&'static PassInfo> {

@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod corpus;
 mod erase;
+mod lowrank;
 mod node_suite;
 mod prune;
 

@@ -11,5 +11,5 @@ pub mod solve;
 pub mod stats;
 pub mod twin;
 
-pub use sites::{find_sites, ConvGeometry, LinearSite, SiteBias, SiteOp};
-pub use stats::{collect, Moments, RowLayout, SiteStats, StatsOptions, StatsRequest};
+pub use sites::{find_sites, ConvGeometry, LinearSite, SiteBias, SiteOp, SiteRole};
+pub use stats::{collect, Moments, RowLayout, SiteData, SiteStats, StatsOptions, StatsRequest};

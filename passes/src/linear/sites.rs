@@ -129,6 +129,19 @@ impl ConvGeometry {
     }
 }
 
+/// Where a site's output goes, for judging its errors
+/// ([`LinearSite::role`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteRole {
+    /// Added to a residual stream.
+    Stream,
+    /// Multiplied with another activation (attention).
+    Attention,
+    /// Into the next layer (through an activation function).
+    Hidden,
+}
+
 /// Where a site's bias lives.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SiteBias {
@@ -529,6 +542,46 @@ impl LinearSite {
             }
         }
         out
+    }
+
+    /// What the site's output does next, as far as its errors go: joins a
+    /// residual stream, meets another activation in a product (attention
+    /// queries, keys, values), or feeds the next layer through an
+    /// activation function. Looked up through data movement and
+    /// element-wise ops with constants.
+    pub fn role(&self, graph: &Graph) -> SiteRole {
+        if self.merge_value(graph) != self.output {
+            return SiteRole::Stream;
+        }
+        let mut frontier = vec![self.output];
+        for _ in 0..8 {
+            let mut next = Vec::new();
+            for v in frontier {
+                for (id, _) in graph.consumers(v) {
+                    let n = graph.node(id);
+                    let others_constant = n
+                        .inputs()
+                        .iter()
+                        .flatten()
+                        .filter(|&&i| i != v)
+                        .all(|&i| constant(graph, i).is_some());
+                    match n.op_type.as_str() {
+                        "MatMul" | "Einsum" if !others_constant => return SiteRole::Attention,
+                        "Reshape" | "Transpose" | "Squeeze" | "Unsqueeze" | "Identity" | "Cast"
+                        | "Split" | "Slice" => next.extend(n.outputs().iter().flatten()),
+                        "Mul" | "Div" | "Add" | "Sub" if others_constant => {
+                            next.extend(n.outputs().iter().flatten())
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            frontier = next;
+        }
+        SiteRole::Hidden
     }
 
     /// Input channels per group (rows / window for a Conv).

@@ -86,6 +86,41 @@ pub fn spd_solve(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
     Mat::zeros(a.ncols(), b.ncols())
 }
 
+/// The lower Cholesky factor `L` of a symmetric positive semi-definite
+/// matrix (`a = L Lᵀ`), with jitter (as in [`spd_solve`]) where it is
+/// singular; `None` only for an indefinite or non-finite matrix.
+pub fn cholesky_lower(a: MatRef<'_, f64>) -> Option<Mat<f64>> {
+    let scale = mean_diagonal(a).abs().max(f64::MIN_POSITIVE);
+    let mut jitter = 0.0;
+    for step in 0..12 {
+        if let Ok(llt) = damped(a, jitter).llt(Side::Lower) {
+            let l = llt.L().to_owned();
+            if l.col_iter().all(|c| c.iter().all(|v| v.is_finite())) {
+                return Some(l);
+            }
+        }
+        jitter = scale * 10f64.powi(step * 2 - 10);
+    }
+    None
+}
+
+/// `L⁻ᵀ b` for a lower triangular `L`.
+pub fn solve_lower_transposed(l: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
+    let mut x = b.to_owned();
+    l.transpose().solve_upper_triangular_in_place(x.as_mut());
+    x
+}
+
+/// The thin SVD `a = U diag(s) Vᵀ`, singular values descending.
+pub fn thin_svd(a: MatRef<'_, f64>) -> Option<(Mat<f64>, Vec<f64>, Mat<f64>)> {
+    let svd = a.thin_svd().ok()?;
+    let s: Vec<f64> = svd.S().column_vector().iter().copied().collect();
+    if s.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    Some((svd.U().to_owned(), s, svd.V().to_owned()))
+}
+
 /// The inverse of a symmetric positive semi-definite matrix (jittered as
 /// in [`spd_solve`]).
 pub fn spd_inverse(a: MatRef<'_, f64>) -> Mat<f64> {

@@ -23,6 +23,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
 use rayon::prelude::*;
 use sculpt_ir::Model;
+use std::sync::Arc;
 
 /// How a site's input is read as rows of `k` entries.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,6 +119,23 @@ impl Moments {
         self.sum.len()
     }
 
+    /// The statistics of the rows of `x` (full).
+    pub fn from_rows(x: MatRef<'_, f64>) -> Moments {
+        let (n, k) = (x.nrows(), x.ncols());
+        let mut m = Moments::new(k, true, false);
+        m.rows = n as f64;
+        for i in 0..n {
+            for j in 0..k {
+                m.sum[j] += x[(i, j)];
+                m.sum_sq[j] += x[(i, j)] * x[(i, j)];
+            }
+        }
+        let mut g = Mat::<f64>::zeros(k, k);
+        matmul(g.as_mut(), Accum::Replace, x.transpose(), x, 1.0, Par::Seq);
+        m.gram = Some(g);
+        m
+    }
+
     pub fn mean(&self) -> Vec<f64> {
         let n = self.rows.max(1.0);
         self.sum.iter().map(|s| s / n).collect()
@@ -190,6 +208,15 @@ impl Moments {
             }
         }
         c
+    }
+
+    /// Σ_j Var(x_j): the trace of the covariance.
+    pub fn total_variance(&self) -> f64 {
+        let mu = self.mean();
+        let n = self.rows.max(1.0);
+        (0..self.k())
+            .map(|j| self.sum_sq[j] / n - mu[j] * mu[j])
+            .sum()
     }
 
     /// Whether the Gram matrix was kept.
@@ -288,14 +315,40 @@ impl SiteStats {
 }
 
 /// Gathers the statistics of every request in one pass over the
-/// calibration data. The result is in request order.
+/// calibration data. The result is in request order; requests for the
+/// same activation read the same way (the Q, K and V projections of one
+/// input) share one computation and one result.
 pub fn collect(
     model: &Model,
     requests: &[StatsRequest],
     calibrator: &mut dyn Calibrator,
     options: &StatsOptions,
+) -> Result<Vec<Arc<SiteStats>>, String> {
+    let key = |r: &StatsRequest| format!("{r:?}");
+    let mut unique: Vec<StatsRequest> = Vec::new();
+    let mut index: Vec<usize> = Vec::with_capacity(requests.len());
+    for r in requests {
+        match unique.iter().position(|u| key(u) == key(r)) {
+            Some(i) => index.push(i),
+            None => {
+                index.push(unique.len());
+                unique.push(r.clone());
+            }
+        }
+    }
+    let stats: Vec<Arc<SiteStats>> = collect_unique(model, unique, calibrator, options)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    Ok(index.into_iter().map(|i| stats[i].clone()).collect())
+}
+
+fn collect_unique(
+    model: &Model,
+    mut requests: Vec<StatsRequest>,
+    calibrator: &mut dyn Calibrator,
+    options: &StatsOptions,
 ) -> Result<Vec<SiteStats>, String> {
-    let mut requests = requests.to_vec();
     let mut fallback = vec![false; requests.len()];
     let mut order: Vec<usize> = (0..requests.len()).filter(|&i| requests[i].full).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(requests[i].gram_bytes()));
@@ -690,4 +743,69 @@ pub fn channel_energy(
         }
     })?;
     Ok(energy)
+}
+
+/// What was measured of a list of linear sites (by index in that list):
+/// their input statistics, and the energy of the stream each one's output
+/// joins ([`LinearSite::merge_value`]; `None` where that is the site's own
+/// output): errors at a site are judged against that energy, so that a
+/// branch's error counts by the size of what it is added to.
+pub struct SiteData {
+    pub stats: Vec<Option<Arc<SiteStats>>>,
+    pub stream_energy: Vec<Option<f64>>,
+}
+
+impl SiteData {
+    pub fn none(sites: usize) -> SiteData {
+        SiteData {
+            stats: vec![None; sites],
+            stream_energy: vec![None; sites],
+        }
+    }
+
+    /// Measures `sites` in one calibration run: Gram matrices where `full`.
+    pub fn collect(
+        model: &Model,
+        sites: &[LinearSite],
+        full: bool,
+        calibrator: &mut dyn Calibrator,
+        options: &StatsOptions,
+    ) -> Result<SiteData, String> {
+        let graph = &model.graph;
+        let mut requests: Vec<StatsRequest> = sites
+            .iter()
+            .map(|s| StatsRequest::for_site(model, s, full))
+            .collect();
+        let mut merges: Vec<Option<usize>> = Vec::new();
+        for site in sites {
+            let merge = site.merge_value(graph);
+            if merge == site.output {
+                merges.push(None);
+                continue;
+            }
+            let layout = match site.op {
+                SiteOp::Conv(_) => RowLayout::Channels,
+                _ => RowLayout::Last,
+            };
+            merges.push(Some(requests.len()));
+            requests.push(StatsRequest {
+                value: graph.value(merge).name.clone(),
+                reference: None,
+                layout,
+                k: site.n * site.groups,
+                groups: 1,
+                full: false,
+            });
+        }
+        let mut stats = collect(model, &requests, calibrator, options)?;
+        let stream_energy = merges
+            .iter()
+            .map(|m| m.map(|i| stats[i].all()[0].total_variance()))
+            .collect();
+        stats.truncate(sites.len());
+        Ok(SiteData {
+            stats: stats.into_iter().map(Some).collect(),
+            stream_energy,
+        })
+    }
 }

@@ -2,4 +2,5 @@
 
 pub mod cleanup;
 pub mod erase;
+pub mod lowrank;
 pub mod prune;

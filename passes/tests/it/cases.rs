@@ -54,7 +54,15 @@ fn round_numbers(text: &str, digits: i32) -> String {
         }
         let token = &text[start..i];
         match token.parse::<f64>() {
-            Ok(x) if token.contains('.') && x != 0.0 && x.is_finite() => {
+            // Below the tolerance a number is zero (its sign and last
+            // digits are rounding noise).
+            Ok(x) if x.abs() < 10f64.powi(-digits) && token.contains('.') => {
+                if out.ends_with('-') {
+                    out.pop();
+                }
+                out.push_str("0.0");
+            }
+            Ok(x) if token.contains('.') && x.is_finite() => {
                 let scale = 10f64.powi(digits - 1 - x.abs().log10().floor() as i32);
                 out.push_str(&format!("{:?}", (x * scale).round() / scale));
             }
@@ -218,8 +226,11 @@ fn pass_cases() {
 #[test]
 fn numbers_round_to_significant_digits() {
     assert_eq!(
-        round_numbers("f32[2,3] [0.123456, -12345.678, 1e-7, 7]", 3),
-        "f32[2,3] [0.123, -12300.0, 1e-7, 7]"
+        round_numbers(
+            "f32[2,3] [0.123456, -12345.678, 1e-7, 7, -0.0, -0.00001]",
+            3
+        ),
+        "f32[2,3] [0.123, -12300.0, 1e-7, 7, 0.0, 0.0]"
     );
 }
 

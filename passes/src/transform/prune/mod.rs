@@ -69,16 +69,18 @@ use crate::analysis::residual_blocks::residual_blocks;
 use crate::analysis::zero_groups::{Group, ZeroGroups};
 use crate::context::PassContext;
 use crate::linear::stats::{collect, StatsRequest};
+use crate::linear::SiteData;
 use crate::linear::{find_sites, SiteStats};
 use crate::pipeline::Options;
 use crate::util::glob::any_match;
 use crate::util::rng::Rng;
 use crate::{Pass, PassOutcome};
 use ledger::Ledger;
-use refit::{Consumers, Reconstruct, Reference, SiteData, SiteRefit};
+use refit::{Consumers, Reconstruct, Reference, SiteRefit};
 use sculpt_ir::{IrError, Model};
 use select::{Allocation, Sequence};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -218,65 +220,18 @@ impl Prune {
     }
 }
 
-/// Statistics of every consumer site's input (by index in
-/// `consumers.sites`), and the energy of the stream each site's output
-/// joins (see [`crate::linear::LinearSite::merge_value`]; `None` where that
-/// is the site's own output).
+/// Statistics of every consumer site's input, and the energy of the
+/// stream each site's output joins.
 fn site_statistics(
     model: &Model,
     consumers: &Consumers,
     full: bool,
     cx: &mut PassContext<'_>,
 ) -> Result<SiteData, IrError> {
-    let graph = &model.graph;
-    let mut requests: Vec<StatsRequest> = consumers
-        .sites
-        .iter()
-        .map(|s| StatsRequest::for_site(model, s, full))
-        .collect();
-    let mut merges: Vec<Option<usize>> = Vec::new();
-    for site in &consumers.sites {
-        let merge = site.merge_value(graph);
-        if merge == site.output {
-            merges.push(None);
-            continue;
-        }
-        let layout = match site.op {
-            crate::linear::SiteOp::Conv(_) => crate::linear::RowLayout::Channels,
-            _ => crate::linear::RowLayout::Last,
-        };
-        merges.push(Some(requests.len()));
-        requests.push(StatsRequest {
-            value: graph.value(merge).name.clone(),
-            reference: None,
-            layout,
-            k: site.n * site.groups,
-            groups: 1,
-            full: false,
-        });
-    }
     let options = cx.stats_options(model);
     let calibrator = cx.calibrator("prune", "refits and scores channels")?;
-    let mut stats =
-        collect(model, &requests, calibrator, &options).map_err(measure::calibration_failed)?;
-    let energies = merges
-        .iter()
-        .map(|m| {
-            m.map(|i| {
-                let all = &stats[i].all()[0];
-                let mu = all.mean();
-                let n = all.rows.max(1.0);
-                (0..all.k())
-                    .map(|j| all.sum_sq[j] / n - mu[j] * mu[j])
-                    .sum::<f64>()
-            })
-        })
-        .collect();
-    stats.truncate(consumers.sites.len());
-    Ok(SiteData {
-        stats: stats.into_iter().map(Some).collect(),
-        stream_energy: energies,
-    })
+    SiteData::collect(model, &consumers.sites, full, calibrator, &options)
+        .map_err(measure::calibration_failed)
 }
 
 impl Prune {
@@ -437,7 +392,7 @@ impl Prune {
         &self,
         model: &Model,
         consumers: &Consumers,
-        stats: &[Option<SiteStats>],
+        stats: &[Option<Arc<SiteStats>>],
         chosen: &BTreeMap<usize, Vec<usize>>,
         mode: Reconstruct,
         probe: bool,
@@ -457,7 +412,11 @@ impl Prune {
             .filter_map(|(&s, rows)| {
                 let site = &consumers.sites[s];
                 let st = stats[s].as_ref()?;
-                let st = if probe { st.fitted_only() } else { st.clone() };
+                let st = if probe {
+                    Arc::new(st.fitted_only())
+                } else {
+                    st.clone()
+                };
                 Some(
                     Reference::of(&model.graph, site).map(|reference| {
                         refit::plan(site, &reference, &st, rows, mode, damp, guard)

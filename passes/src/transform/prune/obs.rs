@@ -10,9 +10,10 @@
 //! to that site's output energy `tr(Wᵀ C W)`: the costs are shares of an
 //! output's variance, comparable across layers.
 
-use super::refit::{enough_rows, ConsumerSlice, Consumers, SiteData};
+use super::refit::{enough_rows, ConsumerSlice, Consumers};
 use super::select::Sequence;
 use crate::linear::solve::{damped, mean_diagonal, output_energy, spd_inverse};
+use crate::linear::SiteData;
 use crate::linear::SiteStats;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par};

@@ -122,23 +122,6 @@ impl Consumers {
     }
 }
 
-/// What was measured of the consumer sites (by index in
-/// [`Consumers::sites`]): their input statistics, and the energy of the
-/// stream each one's output joins (`None` where that is its own output).
-pub(crate) struct SiteData {
-    pub stats: Vec<Option<SiteStats>>,
-    pub stream_energy: Vec<Option<f64>>,
-}
-
-impl SiteData {
-    pub fn none(sites: usize) -> SiteData {
-        SiteData {
-            stats: vec![None; sites],
-            stream_energy: vec![None; sites],
-        }
-    }
-}
-
 /// The new weights and bias of one site.
 pub(crate) struct SiteRefit {
     pub site: String,

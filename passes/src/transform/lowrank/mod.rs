@@ -1,0 +1,795 @@
+//! `lowrank`: rewrites linear sites (constant-weight MatMul, Gemm, Conv)
+//! as two products through a lower rank, `x·W ≈ (x·A)·B`, where that
+//! lowers the parameter count (and FLOPs).
+//!
+//! The factors ([`factor`]): `method=svd` (truncated SVD of the weight),
+//! `asvd` (the SVD of the weight with its input rows scaled by their
+//! activation scale), `whiten` (SVD-LLM: the SVD of the weight whitened by
+//! the Cholesky factor of its input covariance, which minimises the output
+//! error, then `B` refitted by least squares on the same statistics). The
+//! data-aware methods read activation statistics (calibration data) and
+//! move the mean of what truncation removes into the bias; `auto` is
+//! `whiten` with calibration data and `svd` without.
+//!
+//! The rank: `rank=R` (or `rank=full`: the exact factors `(W, I)` or
+//! `(I, W)`, written even where they do not pay, to check the rewrite),
+//! `energy=E` (the least rank keeping
+//! that share of the output energy), `ratio=Q` (that share of each site's
+//! params removed) or `budget=B` (that share of all the factorable sites'
+//! params removed, the ranks allocated across sites by the output error
+//! each truncation is predicted to cause, judged against the energy of the
+//! stream the site's output joins: a Lagrangian search). `round_to=N`
+//! rounds ranks up to multiples of N. A site is factored only where
+//! `r·(k+n) ≤ (1 − min_gain)·k·n`. `include=`/`exclude=` select sites by
+//! node name (`*` wildcards).
+//!
+//! Convolutions ([`rewrite`]): `conv=channel` (a Conv with `r` output
+//! channels, then a 1×1 Conv) or `conv=spatial` (a `kh×1` then a `1×kw`
+//! Conv, for 2-d kernels); grouped convolutions are left alone.
+//!
+//! Preserves: with `rank=full`, the model's function up to float
+//! rounding. Otherwise the report gives, per site, the rank, the params
+//! before and after, and the predicted (all calibration samples) and
+//! held-out relative output error; and the whole model's output error on
+//! calibration samples.
+
+mod factor;
+mod rewrite;
+
+pub use factor::Method;
+pub use rewrite::ConvSplit;
+
+use crate::context::PassContext;
+use crate::linear::stats::{collect, held_out, StatsRequest};
+use crate::linear::{find_sites, LinearSite, Moments, RowLayout, SiteOp, SiteRole, SiteStats};
+use crate::outputs::OutputReference;
+use crate::pipeline::Options;
+use crate::util::glob::any_match;
+use crate::{Pass, PassOutcome};
+use factor::{refit_b, relative_error, Spectrum};
+use faer::Mat;
+use rayon::prelude::*;
+use sculpt_ir::ops::infer::constant;
+use sculpt_ir::{IrError, Model};
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// How ranks are chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Amount {
+    Rank(usize),
+    Full,
+    Energy(f64),
+    Ratio(f64),
+    Budget(f64),
+}
+
+pub struct LowRank {
+    /// `None`: whiten with calibration data, svd without.
+    method: Option<Method>,
+    amount: Amount,
+    round_to: usize,
+    min_gain: f64,
+    include: Vec<String>,
+    exclude: Vec<String>,
+    split: ConvSplit,
+    alpha: f64,
+    damp: f64,
+    /// How the budget's errors are calibrated.
+    allocate: Allocate,
+    /// Probe rounds of a measured allocation.
+    rounds: usize,
+}
+
+/// How a budget allocation weighs the sites' predicted errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Allocate {
+    /// Each site probed alone.
+    Measured,
+    /// The sites of each role probed together.
+    Roles,
+    /// The predictions as they are.
+    Predicted,
+}
+
+impl LowRank {
+    pub fn from_options(options: &Options) -> crate::Result<LowRank> {
+        let method = match options.choice("method")? {
+            "svd" => Some(Method::Svd),
+            "asvd" => Some(Method::Asvd),
+            "whiten" => Some(Method::Whiten),
+            _ => None,
+        };
+        let share = |key: &str| -> crate::Result<f64> {
+            let v = options.f64(key)?;
+            if !(0.0..1.0).contains(&v) {
+                return Err(options.invalid(key, "a share, at least 0 and below 1"));
+            }
+            Ok(v)
+        };
+        let given: Vec<&str> = ["rank", "energy", "ratio", "budget"]
+            .into_iter()
+            .filter(|k| options.given(k))
+            .collect();
+        let amount = match given[..] {
+            ["rank"] if options.get("rank") == Some("full") => Amount::Full,
+            ["rank"] => match options.usize("rank")? {
+                0 => return Err(options.invalid("rank", "must be at least 1")),
+                r => Amount::Rank(r),
+            },
+            ["energy"] => {
+                let e = options.f64("energy")?;
+                if !(e > 0.0 && e <= 1.0) {
+                    return Err(options.invalid("energy", "a share above 0, at most 1"));
+                }
+                Amount::Energy(e)
+            }
+            ["ratio"] => Amount::Ratio(share("ratio")?),
+            ["budget"] => Amount::Budget(share("budget")?),
+            [] => {
+                return Err(options.invalid(
+                    "rank",
+                    "say how far to go: rank=R (or full), energy=E, ratio=Q or budget=B",
+                ))
+            }
+            _ => {
+                return Err(options.invalid(
+                    given[1],
+                    format!(
+                        "give one of rank, energy, ratio, budget (got {})",
+                        given.join(", ")
+                    ),
+                ))
+            }
+        };
+        let round_to = options.usize("round_to")?;
+        if round_to == 0 {
+            return Err(options.invalid("round_to", "must be at least 1"));
+        }
+        let min_gain = options.f64("min_gain")?;
+        if min_gain >= 1.0 {
+            return Err(options.invalid("min_gain", "a share below 1"));
+        }
+        let alpha = options.f64("alpha")?;
+        let damp = options.f64("damp")?;
+        if damp < 0.0 {
+            return Err(options.invalid("damp", "must not be negative"));
+        }
+        Ok(LowRank {
+            method,
+            amount,
+            round_to,
+            min_gain,
+            include: options.patterns("include"),
+            exclude: options.patterns("exclude"),
+            split: if options.choice("conv")? == "spatial" {
+                ConvSplit::Spatial
+            } else {
+                ConvSplit::Channel
+            },
+            alpha,
+            damp,
+            allocate: match options.choice("allocate")? {
+                "measured" => Allocate::Measured,
+                "roles" => Allocate::Roles,
+                _ => Allocate::Predicted,
+            },
+            rounds: options.usize("rounds")?.max(1),
+        })
+    }
+}
+
+/// One site to factor: its matrix `[k, n]` (for a spatial split, the
+/// rearranged kernel) and what was measured of its input.
+struct Candidate {
+    site: LinearSite,
+    w: Mat<f64>,
+    spatial: bool,
+    stats: Option<Arc<SiteStats>>,
+    /// The energy of the stream the site's output joins.
+    stream: Option<f64>,
+}
+
+impl Candidate {
+    fn k(&self) -> usize {
+        self.w.nrows()
+    }
+
+    fn n(&self) -> usize {
+        self.w.ncols()
+    }
+
+    fn params(&self) -> usize {
+        self.k() * self.n()
+    }
+
+    fn factored_params(&self, rank: usize) -> usize {
+        rank * (self.k() + self.n())
+    }
+
+    /// The largest rank at which factoring pays `min_gain`.
+    fn max_rank(&self, min_gain: f64) -> usize {
+        let limit = (1.0 - min_gain) * self.params() as f64 / (self.k() + self.n()) as f64;
+        (limit.floor().max(0.0) as usize).min(self.k().min(self.n()))
+    }
+
+    /// All the statistics of the site's input, when there are enough
+    /// rows to trust them (twice as many as inputs): with fewer, a
+    /// covariance is rank-deficient and fits the calibration data's noise.
+    fn all(&self) -> Option<Moments> {
+        self.stats
+            .as_ref()
+            .map(|s| s.all().remove(0))
+            .filter(|m| m.rows >= 2.0 * m.k() as f64)
+    }
+}
+
+/// A site's decision and its numbers.
+struct Plan {
+    rank: usize,
+    a: Mat<f64>,
+    b: Mat<f64>,
+    bias_delta: Option<Vec<f64>>,
+    record: serde_json::Value,
+}
+
+impl LowRank {
+    fn eligible(&self, site: &LinearSite) -> Result<(), String> {
+        if site.groups != 1 {
+            return Err(format!("grouped convolution (group={})", site.groups));
+        }
+        if !self.include.is_empty() && !any_match(&self.include, &site.name) {
+            return Err("not included".into());
+        }
+        if any_match(&self.exclude, &site.name) {
+            return Err("excluded".into());
+        }
+        Ok(())
+    }
+
+    /// The matrix a site factors: its weight, or for a spatial split of a
+    /// 2-d convolution the rearranged kernel.
+    fn matrix(&self, model: &Model, site: &LinearSite) -> Result<(Mat<f64>, bool), IrError> {
+        let spatial = self.split == ConvSplit::Spatial
+            && matches!(&site.op, SiteOp::Conv(g) if g.kernel.len() == 2 && g.kernel.iter().all(|&k| k > 1));
+        if spatial {
+            let t = constant(&model.graph, site.weight).expect("a site's weight is constant");
+            return Ok((rewrite::spatial_matrix(t)?, true));
+        }
+        Ok((site.weights(&model.graph)?.remove(0), false))
+    }
+
+    /// The statistics each candidate needs, in one calibration run.
+    fn measure(
+        &self,
+        model: &Model,
+        candidates: &mut [Candidate],
+        cx: &mut PassContext<'_>,
+    ) -> Result<(), IrError> {
+        let graph = &model.graph;
+        let mut requests: Vec<StatsRequest> = candidates
+            .iter()
+            .map(|c| {
+                let mut r = StatsRequest::for_site(model, &c.site, true);
+                if let (true, SiteOp::Conv(g)) = (c.spatial, &c.site.op) {
+                    r.layout = RowLayout::Patches(rewrite::vertical_geometry(g));
+                    r.k = c.k();
+                }
+                r
+            })
+            .collect();
+        let mut merges = Vec::new();
+        for c in candidates.iter() {
+            let merge = c.site.merge_value(graph);
+            if merge == c.site.output {
+                merges.push(None);
+                continue;
+            }
+            merges.push(Some(requests.len()));
+            requests.push(StatsRequest {
+                value: graph.value(merge).name.clone(),
+                reference: None,
+                layout: match c.site.op {
+                    SiteOp::Conv(_) => RowLayout::Channels,
+                    _ => RowLayout::Last,
+                },
+                k: c.site.n * c.site.groups,
+                groups: 1,
+                full: false,
+            });
+        }
+        let options = cx.stats_options(model);
+        let calibrator = cx.calibrator("lowrank", "measures activations")?;
+        let stats = collect(model, &requests, calibrator, &options)
+            .map_err(|e| IrError::Invalid(format!("lowrank: calibration run failed: {e}")))?;
+        for (i, c) in candidates.iter_mut().enumerate() {
+            c.stats = Some(stats[i].clone());
+            c.stream = merges[i].map(|m: usize| stats[m].all()[0].total_variance());
+        }
+        Ok(())
+    }
+
+    /// Ranks for every candidate (`None`: left as it is); `scales` weigh
+    /// each candidate's errors in a budget allocation.
+    fn ranks(
+        &self,
+        candidates: &[Candidate],
+        spectra: &[Option<Spectrum>],
+        scales: &[f64],
+    ) -> Vec<Option<usize>> {
+        let round = |r: usize, c: &Candidate| {
+            let up = r.div_ceil(self.round_to) * self.round_to;
+            up.min(c.k().min(c.n())).max(1)
+        };
+        let pays = |r: usize, c: &Candidate| {
+            (c.factored_params(r) as f64) <= (1.0 - self.min_gain) * c.params() as f64
+        };
+        if let Amount::Budget(share) = self.amount {
+            let chosen = allocate(candidates, spectra, scales, share, self.min_gain);
+            return chosen
+                .into_iter()
+                .zip(candidates)
+                .map(|(r, c)| r.map(|r| round(r, c)).filter(|&r| pays(r, c)))
+                .collect();
+        }
+        candidates
+            .iter()
+            .zip(spectra)
+            .map(|(c, spectrum)| {
+                let spectrum = spectrum.as_ref()?;
+                let r = match self.amount {
+                    Amount::Full => return Some(spectrum.len()),
+                    Amount::Rank(r) => r.min(spectrum.len()),
+                    Amount::Energy(e) => spectrum.rank_for_energy(e),
+                    Amount::Ratio(q) => {
+                        (((1.0 - q) * c.params() as f64) / (c.k() + c.n()) as f64).floor() as usize
+                    }
+                    Amount::Budget(_) => unreachable!("handled above"),
+                };
+                let r = round(r.max(1), c);
+                pays(r, c).then_some(r)
+            })
+            .collect()
+    }
+
+    /// The factors of `c` at `rank`, refitted and bias-compensated where
+    /// the method reads data.
+    fn plan(&self, c: &Candidate, spectrum: &Spectrum, method: Method, rank: usize) -> Plan {
+        let (a, mut b) = spectrum.factors(rank);
+        // Full rank is exact as it is.
+        let all = c.all().filter(|m| m.full() && self.amount != Amount::Full);
+        let method = if c.all().is_none() && self.amount != Amount::Full {
+            Method::Svd
+        } else {
+            method
+        };
+        let mut bias_delta = None;
+        let (mut predicted, mut held) = (None, None);
+        if let Some(m) = &all {
+            let cov = m.covariance();
+            if method == Method::Whiten {
+                b = refit_b(
+                    cov.as_ref(),
+                    c.w.as_ref(),
+                    a.as_ref(),
+                    b.as_ref(),
+                    self.damp,
+                );
+            }
+            if method != Method::Svd && !c.spatial {
+                // The mean of what the truncation drops goes into the bias.
+                let ab = crate::linear::solve::product(a.as_ref(), b.as_ref());
+                let mu = m.mean();
+                bias_delta = Some(
+                    (0..c.n())
+                        .map(|j| (0..c.k()).map(|i| mu[i] * (c.w[(i, j)] - ab[(i, j)])).sum())
+                        .collect(),
+                );
+            }
+            predicted = Some(relative_error(
+                cov.as_ref(),
+                c.w.as_ref(),
+                a.as_ref(),
+                b.as_ref(),
+            ));
+            if let Some(stats) = c.stats.as_ref().filter(|s| s.has_holdout()) {
+                let h = stats.holdout[0].covariance();
+                held = Some(relative_error(
+                    h.as_ref(),
+                    c.w.as_ref(),
+                    a.as_ref(),
+                    b.as_ref(),
+                ));
+            }
+        }
+        let record = json!({
+            "site": c.site.name,
+            "method": format!("{method:?}").to_lowercase(),
+            "rank": rank,
+            "shape": [c.k(), c.n()],
+            "params_before": c.params(),
+            "params_after": c.factored_params(rank),
+            "predicted_error": predicted.unwrap_or(spectrum.relative_error(rank)),
+            "held_out_error": held,
+            "split": if c.spatial { "spatial" } else { "channel" },
+        });
+        Plan {
+            rank,
+            a,
+            b,
+            bias_delta,
+            record,
+        }
+    }
+}
+
+/// Rewrites every planned site of `model`.
+fn apply(
+    model: &mut Model,
+    candidates: &[Candidate],
+    plans: &[Option<Plan>],
+) -> Result<(), IrError> {
+    for (c, plan) in candidates.iter().zip(plans) {
+        let Some(plan) = plan else { continue };
+        if let Some(delta) = &plan.bias_delta {
+            let bias = c
+                .site
+                .bias(&model.graph)?
+                .unwrap_or_else(|| vec![0.0; delta.len()]);
+            let biased: Vec<f64> = bias.iter().zip(delta).map(|(b, d)| b + d).collect();
+            c.site.set_bias(&mut model.graph, &biased)?;
+        }
+        let site = c.site.refind(&model.graph).ok_or_else(|| {
+            IrError::Invalid(format!("lowrank: linear site '{}' is gone", c.site.name))
+        })?;
+        let split = if c.spatial {
+            ConvSplit::Spatial
+        } else {
+            ConvSplit::Channel
+        };
+        let opset = model.onnx_opset();
+        rewrite::factor_site(&mut model.graph, &site, &plan.a, &plan.b, split, opset)?;
+    }
+    Ok(())
+}
+
+/// The error of every rank of `c` (index = rank), in allocation units: its
+/// spectrum's tail, against the stream the site joins, times `scale`.
+fn tail_errors(c: &Candidate, s: &Spectrum, scale: f64) -> Vec<f64> {
+    let unit = c.stream.unwrap_or(s.energy).max(f64::MIN_POSITIVE);
+    let mut tail = vec![0.0; s.len() + 1];
+    for r in (0..s.len()).rev() {
+        tail[r] = tail[r + 1] + scale * s.errors[r] / unit;
+    }
+    tail
+}
+
+impl LowRank {
+    /// Measured sensitivities: each site (or, with `allocate=roles`, all
+    /// the sites of one role: stream writers, attention projections,
+    /// hidden layers) factored at the budget's share of its params (or at
+    /// the ranks `at` gives), the model's output error on held-out
+    /// calibration samples divided by what the spectra predicted scales
+    /// those sites' errors in the allocation.
+    #[allow(clippy::too_many_arguments)]
+    fn measure_sensitivities(
+        &self,
+        model: &Model,
+        candidates: &[Candidate],
+        spectra: &[Option<Spectrum>],
+        method: Method,
+        share: f64,
+        at: Option<&[Option<usize>]>,
+        scales: &mut [f64],
+        cx: &mut PassContext<'_>,
+    ) -> Result<Vec<String>, IrError> {
+        // Probed together: the sites of one role, or each site alone.
+        let roles: Vec<(SiteRole, usize)> = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let role = c.site.role(&model.graph);
+                (
+                    role,
+                    if self.allocate == Allocate::Roles {
+                        0
+                    } else {
+                        i
+                    },
+                )
+            })
+            .collect();
+        let mut distinct = roles.clone();
+        distinct.sort();
+        distinct.dedup();
+        let calibrator = cx.calibrator("lowrank", "measures the sites' effect on the outputs")?;
+        let held = held_out(calibrator.samples(), 0.125);
+        calibrator.select_samples(Some(if held.len() >= 32 { held } else { 0..64 }));
+        let reference = OutputReference::new(&mut *calibrator, model);
+        let mut notes = Vec::new();
+        let mut result = Ok(());
+        if let Ok(reference) = &reference {
+            for role in distinct {
+                let mut predicted = 0.0;
+                let plans: Vec<Option<Plan>> = candidates
+                    .iter()
+                    .zip(spectra)
+                    .zip(&roles)
+                    .enumerate()
+                    .map(|(i, ((c, s), r))| {
+                        let s = s.as_ref().filter(|_| *r == role)?;
+                        let rank = match at {
+                            Some(ranks) => ranks[i]?,
+                            None => ((((1.0 - share) * c.params() as f64) / (c.k() + c.n()) as f64)
+                                .floor() as usize)
+                                .clamp(1, s.len()),
+                        };
+                        predicted += tail_errors(c, s, 1.0)[rank];
+                        Some(self.plan(c, s, method, rank))
+                    })
+                    .collect();
+                if predicted <= 0.0 {
+                    continue;
+                }
+                let mut probe = model.clone();
+                let measured = apply(&mut probe, candidates, &plans)
+                    .and_then(|_| reference.relative_error(&mut *calibrator, &probe));
+                let measured = match measured {
+                    Ok(m) => m,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                };
+                for (scale, r) in scales.iter_mut().zip(&roles) {
+                    if *r == role {
+                        *scale = measured / predicted;
+                    }
+                }
+                let what = match (self.allocate, roles.iter().position(|r| *r == role)) {
+                    (Allocate::Roles, _) | (_, None) => format!("{:?} sites", role.0),
+                    (_, Some(i)) => candidates[i].site.name.clone(),
+                };
+                notes.push(format!(
+                    "  {what}: output error {measured:.3e} (predicted {predicted:.3e})"
+                ));
+            }
+        }
+        calibrator.select_samples(None);
+        reference?;
+        result.map(|_| {
+            let mut all = vec!["measured sensitivities by site role:".to_string()];
+            all.extend(notes);
+            all
+        })
+    }
+}
+
+/// Budget allocation: ranks that remove `share` of the candidates' params
+/// with the least total predicted error, each site's error judged against
+/// the energy of the stream it joins. For a price `λ` per parameter each
+/// site takes the rank (or none) minimising `error + λ·params`; `λ` is
+/// searched until the params removed reach the target.
+fn allocate(
+    candidates: &[Candidate],
+    spectra: &[Option<Spectrum>],
+    scales: &[f64],
+    share: f64,
+    min_gain: f64,
+) -> Vec<Option<usize>> {
+    let total: usize = candidates.iter().map(Candidate::params).sum();
+    let target = share * total as f64;
+    // Per site, the error of each rank in the stream's units.
+    let tails: Vec<Option<Vec<f64>>> = candidates
+        .iter()
+        .zip(spectra)
+        .zip(scales)
+        .map(|((c, s), scale)| s.as_ref().map(|s| tail_errors(c, s, *scale)))
+        .collect();
+    let choose = |lambda: f64| -> Vec<Option<usize>> {
+        candidates
+            .iter()
+            .zip(&tails)
+            .map(|(c, tail)| {
+                let tail = tail.as_ref()?;
+                let unfactored = (lambda * c.params() as f64, None);
+                let max = c.max_rank(min_gain).min(tail.len() - 1);
+                tail.iter()
+                    .enumerate()
+                    .take(max + 1)
+                    .skip(1)
+                    .map(|(r, err)| (err + lambda * c.factored_params(r) as f64, Some(r)))
+                    .fold(unfactored, |best, x| if x.0 < best.0 { x } else { best })
+                    .1
+            })
+            .collect()
+    };
+    let removed = |ranks: &[Option<usize>]| -> f64 {
+        candidates
+            .iter()
+            .zip(ranks)
+            .map(|(c, r)| r.map_or(0.0, |r| (c.params() - c.factored_params(r)) as f64))
+            .sum()
+    };
+    let (mut lo, mut hi) = (-40.0f64, 10.0f64);
+    for _ in 0..60 {
+        let mid = (lo + hi) / 2.0;
+        if removed(&choose(10f64.powf(mid))) >= target {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    choose(10f64.powf(hi))
+}
+
+impl Pass for LowRank {
+    fn name(&self) -> &'static str {
+        "lowrank"
+    }
+
+    fn needs_canonical(&self) -> bool {
+        true
+    }
+
+    fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<PassOutcome, IrError> {
+        let started = std::time::Instant::now();
+        let method = match self.method {
+            Some(m) => m,
+            None if cx.calibrator.is_some() => Method::Whiten,
+            None => Method::Svd,
+        };
+        if method != Method::Svd && cx.calibrator.is_none() {
+            return Err(IrError::Invalid(format!(
+                "lowrank method={} reads activation statistics: give --calib DATA.npz or --calib-random N",
+                format!("{method:?}").to_lowercase()
+            )));
+        }
+        let mut outcome_notes: Vec<String> = Vec::new();
+        let (sites, mut skipped) = find_sites(&model.graph);
+        let mut candidates = Vec::new();
+        for site in sites {
+            match self.eligible(&site) {
+                Ok(()) => {
+                    let (w, spatial) = self.matrix(model, &site)?;
+                    candidates.push(Candidate {
+                        site,
+                        w,
+                        spatial,
+                        stats: None,
+                        stream: None,
+                    });
+                }
+                Err(why) if why != "not included" && why != "excluded" => {
+                    skipped.push((site.name.clone(), why))
+                }
+                Err(_) => {}
+            }
+        }
+        if cx.calibrator.is_some() {
+            self.measure(model, &mut candidates, cx)?;
+        }
+        let stats_seconds = started.elapsed().as_secs_f64();
+        // The spectra, in parallel over sites.
+        let done = AtomicU64::new(0);
+        let total = candidates.len() as u64;
+        let progress = cx.progress.clone();
+        let spectra: Vec<Option<Spectrum>> = candidates
+            .par_iter()
+            .map(|c| {
+                let all = c.all();
+                let spectrum = if self.amount == Amount::Full {
+                    Some(Spectrum::identity(c.w.as_ref()))
+                } else if all.is_none() && method != Method::Svd {
+                    // Too few calibration rows: the weight alone.
+                    Spectrum::new(c.w.as_ref(), Method::Svd, None, self.alpha)
+                } else {
+                    Spectrum::new(c.w.as_ref(), method, all.as_ref(), self.alpha)
+                };
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(p) = &progress {
+                    p("lowrank: factoring sites", d, total);
+                }
+                spectrum
+            })
+            .collect();
+        for (c, s) in candidates.iter().zip(&spectra) {
+            if s.is_none() {
+                skipped.push((
+                    c.site.name.clone(),
+                    "the factorisation failed (statistics singular or missing)".into(),
+                ));
+            }
+        }
+        let mut scales = vec![1.0; candidates.len()];
+        if let Amount::Budget(share) = self.amount {
+            if self.allocate != Allocate::Predicted && cx.calibrator.is_some() {
+                // Each round probes at the ranks the previous allocation
+                // chose (the first at the budget's share of every site).
+                let mut at: Option<Vec<Option<usize>>> = None;
+                for _ in 0..self.rounds {
+                    let notes = self.measure_sensitivities(
+                        model,
+                        &candidates,
+                        &spectra,
+                        method,
+                        share,
+                        at.as_deref(),
+                        &mut scales,
+                        cx,
+                    )?;
+                    outcome_notes.extend(notes);
+                    at = Some(self.ranks(&candidates, &spectra, &scales));
+                }
+            }
+        }
+        let ranks = self.ranks(&candidates, &spectra, &scales);
+        let plans: Vec<Option<Plan>> = candidates
+            .par_iter()
+            .zip(spectra.par_iter())
+            .zip(ranks.par_iter())
+            .map(|((c, s), r)| Some(self.plan(c, s.as_ref()?, method, (*r)?)))
+            .collect();
+        let reference = model.clone();
+        let mut outcome = PassOutcome::default();
+        apply(model, &candidates, &plans)?;
+        // The replaced weights are read by nothing now.
+        crate::transform::cleanup::dead_code::remove_dead_code(&mut model.graph);
+        let (mut before, mut after) = (0usize, 0usize);
+        for (c, plan) in candidates.iter().zip(&plans) {
+            let Some(plan) = plan else { continue };
+            before += c.params();
+            after += c.factored_params(plan.rank);
+            outcome.records.push(plan.record.clone());
+        }
+        let factored = outcome.records.len();
+        outcome.changed = factored > 0;
+        outcome.stat("sites_factored", factored);
+        outcome.stat("params_before", before);
+        outcome.stat("params_after", after);
+        outcome.details.push(format!(
+            "method={}: {factored} of {} sites factored, {before} -> {after} params; statistics {stats_seconds:.2} s, total {:.2} s",
+            format!("{method:?}").to_lowercase(),
+            candidates.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        for r in &outcome.records {
+            outcome.details.push(format!(
+                "  {}: rank {} ({} -> {} params), predicted error {:.3e}{}",
+                r["site"].as_str().unwrap_or("?"),
+                r["rank"],
+                r["params_before"],
+                r["params_after"],
+                r["predicted_error"].as_f64().unwrap_or(0.0),
+                r["held_out_error"]
+                    .as_f64()
+                    .map_or(String::new(), |h| format!(", held-out {h:.3e}"))
+            ));
+        }
+        outcome.details.extend(outcome_notes);
+        for (name, why) in &skipped {
+            outcome
+                .details
+                .push(format!("  not factored: {name}: {why}"));
+        }
+        if factored > 0 {
+            if let Some(calibrator) = cx.calibrator.as_deref_mut() {
+                // The whole model's output error, on the held-out samples
+                // (or the first ones, when too few are held out).
+                let held = held_out(calibrator.samples(), 0.125);
+                let samples = if held.len() >= 32 { held } else { 0..64 };
+                calibrator.select_samples(Some(samples));
+                let measured = OutputReference::new(&mut *calibrator, &reference)
+                    .and_then(|r| r.relative_error(&mut *calibrator, model));
+                calibrator.select_samples(None);
+                let measured = measured?;
+                outcome.stat("output_rel_error", measured);
+                outcome.details.push(format!(
+                    "measured output error on calibration samples: relative squared {measured:.3e}"
+                ));
+            }
+        }
+        Ok(outcome)
+    }
+}
