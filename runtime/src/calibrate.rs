@@ -177,12 +177,19 @@ impl CalibrationSet {
                 .iter()
                 .map(|o| ValueChunk {
                     shape: o.shape.clone(),
-                    data: o
-                        .to_f64()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|x| x as f32)
-                        .collect(),
+                    data: match o.dtype {
+                        sculpt_ir::DataType::F32 => o
+                            .data
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect(),
+                        _ => o
+                            .to_f64()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|x| x as f32)
+                            .collect(),
+                    },
                 })
                 .collect();
             visit(&values);

@@ -681,28 +681,19 @@ fn add_rows(m: &mut Moments, x: MatRef<'_, f32>, r: Option<MatRef<'_, f32>>) {
             }
         }
     }
-    let product = |a: MatRef<'_, f32>, b: MatRef<'_, f32>| {
+    if let Some(g) = &mut m.gram {
+        add_gram(g, x);
+    }
+    if let (Some(c), Some(r)) = (&mut m.cross, r) {
         let mut p = Mat::<f32>::zeros(k, k);
         matmul(
             p.as_mut(),
             Accum::Replace,
-            a.transpose(),
-            b,
+            x.transpose(),
+            r,
             1.0f32,
             Par::Seq,
         );
-        p
-    };
-    if let Some(g) = &mut m.gram {
-        let p = product(x, x);
-        for j in 0..k {
-            for i in 0..k {
-                g[(i, j)] += p[(i, j)] as f64;
-            }
-        }
-    }
-    if let (Some(c), Some(r)) = (&mut m.cross, r) {
-        let p = product(x, r);
         for j in 0..k {
             for i in 0..k {
                 c[(i, j)] += p[(i, j)] as f64;
@@ -710,11 +701,25 @@ fn add_rows(m: &mut Moments, x: MatRef<'_, f32>, r: Option<MatRef<'_, f32>>) {
         }
     }
     if let (Some(g), Some(r)) = (&mut m.reference_gram, r) {
-        let p = product(r, r);
-        for j in 0..k {
-            for i in 0..k {
-                g[(i, j)] += p[(i, j)] as f64;
-            }
+        add_gram(g, r);
+    }
+}
+
+/// `g += xᵀx`, the product in f32, summed in f64.
+fn add_gram(g: &mut Mat<f64>, x: MatRef<'_, f32>) {
+    let k = x.ncols();
+    let mut p = Mat::<f32>::zeros(k, k);
+    matmul(
+        p.as_mut(),
+        Accum::Replace,
+        x.transpose(),
+        x,
+        1.0f32,
+        Par::Seq,
+    );
+    for j in 0..k {
+        for i in 0..k {
+            g[(i, j)] += p[(i, j)] as f64;
         }
     }
 }

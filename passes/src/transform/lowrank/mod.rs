@@ -82,6 +82,9 @@ pub struct LowRank {
     rounds: usize,
 }
 
+/// How far one site's measured sensitivity may stray from its role's.
+const SITE_SPREAD: f64 = 3.0;
+
 /// How a budget allocation weighs the sites' predicted errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Allocate {
@@ -481,6 +484,7 @@ impl LowRank {
         method: Method,
         share: f64,
         at: Option<&[Option<usize>]>,
+        per_site: bool,
         scales: &mut [f64],
         cx: &mut PassContext<'_>,
     ) -> Result<Vec<String>, IrError> {
@@ -490,14 +494,7 @@ impl LowRank {
             .enumerate()
             .map(|(i, c)| {
                 let role = c.site.role(&model.graph);
-                (
-                    role,
-                    if self.allocate == Allocate::Roles {
-                        0
-                    } else {
-                        i
-                    },
-                )
+                (role, if per_site { i } else { 0 })
             })
             .collect();
         let mut distinct = roles.clone();
@@ -547,9 +544,9 @@ impl LowRank {
                         *scale = measured / predicted;
                     }
                 }
-                let what = match (self.allocate, roles.iter().position(|r| *r == role)) {
-                    (Allocate::Roles, _) | (_, None) => format!("{:?} sites", role.0),
-                    (_, Some(i)) => candidates[i].site.name.clone(),
+                let what = match (per_site, roles.iter().position(|r| *r == role)) {
+                    (true, Some(i)) => candidates[i].site.name.clone(),
+                    _ => format!("{:?} sites", role.0),
                 };
                 notes.push(format!(
                     "  {what}: output error {measured:.3e} (predicted {predicted:.3e})"
@@ -716,10 +713,31 @@ impl Pass for LowRank {
                         method,
                         share,
                         at.as_deref(),
+                        false,
                         &mut scales,
                         cx,
                     )?;
                     outcome_notes.extend(notes);
+                    if self.allocate == Allocate::Measured {
+                        // Each site's own probe, kept within a factor of
+                        // its role's (one probe alone is noisy).
+                        let mut own = scales.clone();
+                        let notes = self.measure_sensitivities(
+                            model,
+                            &candidates,
+                            &spectra,
+                            method,
+                            share,
+                            at.as_deref(),
+                            true,
+                            &mut own,
+                            cx,
+                        )?;
+                        outcome_notes.extend(notes);
+                        for (scale, own) in scales.iter_mut().zip(own) {
+                            *scale = own.clamp(*scale / SITE_SPREAD, *scale * SITE_SPREAD);
+                        }
+                    }
                     at = Some(self.ranks(&candidates, &spectra, &scales));
                 }
             }
