@@ -24,26 +24,11 @@ import tempfile
 import time
 
 import numpy as np
-import onnxruntime as ort
+
+from common import cosine, latency, session
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.environ.get("SCULPT_CORPUS", os.path.join(REPO, "..", "shared", "corpus"))
-
-
-def session(path, threads=1):
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-
-
-def cosine(a, b):
-    a = a.reshape(len(a), -1).astype(np.float64)
-    b = b.reshape(len(b), -1).astype(np.float64)
-    num = (a * b).sum(1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(np.mean(num / np.maximum(den, 1e-12)))
 
 
 def run(sculpt, model, pipeline, calib, out):
@@ -56,18 +41,6 @@ def run(sculpt, model, pipeline, calib, out):
     peak = int(r.stderr.rsplit("peak_kb", 1)[1].split()[0]) / 1024
     s = json.loads(subprocess.run([sculpt, "inspect", out, "--json"], check=True, capture_output=True).stdout)
     return s["params"], s["flops"], seconds, peak
-
-
-def latency(path, feeds, runs=30):
-    s = session(path)
-    for _ in range(3):
-        s.run(None, feeds)
-    t = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        s.run(None, feeds)
-        t.append(time.perf_counter() - start)
-    return 1000 * float(np.median(t))
 
 
 def minilm(sculpt, tmp, quick):

@@ -52,9 +52,9 @@ enum Command {
         check: bool,
         #[arg(long)]
         inputs: Option<PathBuf>,
-        #[arg(long, default_value_t = 1e-4)]
+        #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance)]
         rtol: f64,
-        #[arg(long, default_value_t = 1e-5)]
+        #[arg(long, default_value_t = 1e-5, value_parser = parse_tolerance)]
         atol: f64,
         /// Write a JSON report of the run.
         #[arg(long)]
@@ -103,9 +103,9 @@ enum Command {
         b: PathBuf,
         #[arg(long)]
         inputs: Option<PathBuf>,
-        #[arg(long, default_value_t = 1e-4)]
+        #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance)]
         rtol: f64,
-        #[arg(long, default_value_t = 1e-5)]
+        #[arg(long, default_value_t = 1e-5, value_parser = parse_tolerance)]
         atol: f64,
         #[arg(long)]
         json: bool,
@@ -199,6 +199,17 @@ fn parse_dim(s: &str) -> Result<(String, usize), String> {
         k.to_string(),
         v.parse().map_err(|_| format!("'{v}' is not a size"))?,
     ))
+}
+
+/// A tolerance: a finite number, zero or more (NaN would pass anything).
+fn parse_tolerance(v: &str) -> std::result::Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        Ok(_) => Err(format!(
+            "'{v}' is not a tolerance: give a finite number, 0 or more"
+        )),
+        Err(_) => Err(format!("'{v}' is not a number")),
+    }
 }
 
 pub fn load(path: &Path) -> Result<Model> {
@@ -353,8 +364,35 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                         bad.name, bad.max_abs_err, bad.mismatches, bad.elements, output.display()
                     );
                 }
+                let worst = cmp
+                    .outputs
+                    .iter()
+                    .max_by(|x, y| x.max_abs_err.total_cmp(&y.max_abs_err));
+                eprintln!(
+                    "--check: {} output(s) of the input and optimized models agree within rtol={rtol} atol={atol} on {}{}",
+                    cmp.outputs.len(),
+                    inputs
+                        .as_ref()
+                        .map_or("generated inputs".to_string(), |p| p.display().to_string()),
+                    worst.map_or(String::new(), |w| format!(
+                        "; worst max abs err {:.3e} ('{}')",
+                        w.max_abs_err, w.name
+                    ))
+                );
                 comparison = Some(cmp);
             }
+            // The report is staged before the model is written, so that a
+            // report that cannot be written leaves no output behind.
+            let staged_report = match &report {
+                Some(path) => {
+                    let json = serde_json::json!({ "run": &run, "check": &comparison });
+                    Some(stage(
+                        path,
+                        serde_json::to_string_pretty(&json)?.as_bytes(),
+                    )?)
+                }
+                None => None,
+            };
             if text {
                 let s = sculpt_ir::text::print(
                     &m,
@@ -378,11 +416,10 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 sculpt_ir::onnx::save(&m, &output, &options)
                     .with_context(|| format!("cannot write {}", output.display()))?;
             }
-            print_run_table(&run);
-            if let Some(path) = report {
-                let json = serde_json::json!({ "run": run, "check": comparison });
-                write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+            if let (Some(path), Some(staged)) = (&report, staged_report) {
+                persist(staged, path)?;
             }
+            print_run_table(&run);
         }
         Command::Run {
             model,
@@ -569,6 +606,12 @@ fn print_run_table(run: &sculpt_passes::RunReport) {
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    persist(stage(path, bytes)?, path)
+}
+
+/// `bytes` written to a temporary file beside `path` (removed if it is
+/// never persisted).
+fn stage(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     use std::io::Write;
     let dir = path
         .parent()
@@ -576,8 +619,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or(Path::new("."));
     let mut tmp = sculpt_ir::output_tempfile(dir)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path)
+    tmp.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(tmp)
+}
+
+/// Moves a staged file to `path`.
+fn persist(staged: tempfile::NamedTempFile, path: &Path) -> Result<()> {
+    staged
+        .persist(path)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())

@@ -1,11 +1,16 @@
 //! Measuring a changed model against its reference on calibration data:
-//! the relative squared error of all its outputs, `Σ‖y − y₀‖² / Σ‖y₀‖²`,
-//! on the samples the calibrator visits. The reference's outputs are run
+//! the relative squared error of each output, `Σ‖y − y₀‖² / Σ‖y₀‖²` on
+//! the samples the calibrator visits, averaged over the outputs (so that
+//! a small output, a pooled and normalised embedding beside the hidden
+//! states it came from, counts as much as a large one). Rows of padding
+//! (the zeros of the row mask, `attention_mask` by default) are left out
+//! of the outputs laid out by token. The reference's outputs are run
 //! once and kept when they are small enough; otherwise each measurement
 //! runs the two models side by side ([`crate::linear::twin`]), so memory
 //! stays bounded either way.
 
 use crate::context::{Calibrator, ValueChunk};
+use crate::linear::stats::held_out;
 use crate::linear::twin::{reference_name, twin};
 use sculpt_ir::{IrError, Model};
 
@@ -17,6 +22,8 @@ pub struct OutputReference<'m> {
     model: &'m Model,
     /// The reference's outputs, chunk by chunk, when they fit.
     stored: Option<Vec<Vec<ValueChunk>>>,
+    /// The model input whose zeros mark padding rows.
+    mask: Option<String>,
 }
 
 fn failed(e: String) -> IrError {
@@ -32,11 +39,19 @@ pub fn output_names(model: &Model) -> Vec<String> {
         .collect()
 }
 
-/// Adds the squared differences and the reference's squares of one chunk.
-fn add_error(y: &[ValueChunk], y0: &[ValueChunk], diff: &mut f64, norm: &mut f64) {
-    for (y, y0) in y.iter().zip(y0) {
-        for (a, b) in y.data.iter().zip(&y0.data) {
-            if a.is_finite() && b.is_finite() {
+/// Per output, the sum of squared differences and of the reference's
+/// squares.
+type ErrorSums = Vec<(f64, f64)>;
+
+/// Adds one chunk's squared differences and the reference's squares to
+/// `sums`, per output, leaving out the rows `mask` marks as padding.
+fn add_error(y: &[ValueChunk], y0: &[ValueChunk], mask: Option<&ValueChunk>, sums: &mut ErrorSums) {
+    sums.resize(y.len().max(sums.len()), (0.0, 0.0));
+    for ((y, y0), (diff, norm)) in y.iter().zip(y0).zip(sums.iter_mut()) {
+        let row = mask.and_then(|m| padding_rows(y0, m));
+        for (i, (a, b)) in y.data.iter().zip(&y0.data).enumerate() {
+            let padding = row.as_ref().is_some_and(|(width, keep)| !keep[i / width]);
+            if !padding && a.is_finite() && b.is_finite() {
                 *diff += ((a - b) as f64).powi(2);
                 *norm += (*b as f64).powi(2);
             }
@@ -44,11 +59,42 @@ fn add_error(y: &[ValueChunk], y0: &[ValueChunk], diff: &mut f64, norm: &mut f64
     }
 }
 
+/// Where `y` has one row per mask entry (`[batch, tokens, …]` beside a
+/// `[batch, tokens]` mask): the row width and which rows count.
+fn padding_rows(y: &ValueChunk, mask: &ValueChunk) -> Option<(usize, Vec<bool>)> {
+    let rows = mask.data.len();
+    if rows == 0
+        || !y.data.len().is_multiple_of(rows)
+        || y.shape.get(..mask.shape.len())? != mask.shape
+    {
+        return None;
+    }
+    let width = y.data.len() / rows;
+    Some((width, mask.data.iter().map(|&m| m != 0.0).collect()))
+}
+
+/// The mean over outputs of each output's relative squared error (outputs
+/// that are zero in the reference and the changed model alike left out).
+fn mean_relative(sums: &ErrorSums) -> f64 {
+    let errors: Vec<f64> = sums
+        .iter()
+        .filter(|(diff, norm)| *diff > 0.0 || *norm > 0.0)
+        .map(|(diff, norm)| diff / norm.max(f64::MIN_POSITIVE))
+        .collect();
+    errors.iter().sum::<f64>() / errors.len().max(1) as f64
+}
+
 impl<'m> OutputReference<'m> {
     /// Runs `model` once on the calibrator's samples, keeping its outputs
-    /// when they fit in [`STORED_OUTPUTS`].
-    pub fn new(calibrator: &mut dyn Calibrator, model: &'m Model) -> Result<Self, IrError> {
-        let names = output_names(model);
+    /// when they fit in [`STORED_OUTPUTS`]; `mask` names the input whose
+    /// zeros mark padding rows (see [`crate::context::PassContext::stats_options`]).
+    pub fn new(
+        calibrator: &mut dyn Calibrator,
+        model: &'m Model,
+        mask: Option<String>,
+    ) -> Result<Self, IrError> {
+        let mut names = output_names(model);
+        names.extend(mask.clone());
         let mut chunks = Vec::new();
         let mut bytes = 0usize;
         let mut fits = true;
@@ -64,24 +110,28 @@ impl<'m> OutputReference<'m> {
         Ok(OutputReference {
             model,
             stored: fits.then_some(chunks),
+            mask,
         })
     }
 
-    /// The relative squared error of `changed`'s outputs (same samples).
+    /// The mean relative squared error of `changed`'s outputs (same
+    /// samples).
     pub fn relative_error(
         &self,
         calibrator: &mut dyn Calibrator,
         changed: &Model,
     ) -> Result<f64, IrError> {
         let outputs = output_names(changed);
-        let (mut diff, mut norm) = (0.0f64, 0.0f64);
+        let count = outputs.len();
+        let mut sums = ErrorSums::new();
         match &self.stored {
             Some(stored) => {
                 let mut at = 0;
                 calibrator
                     .visit_chunks(changed, &outputs, &mut |chunk| {
                         if let Some(y0) = stored.get(at) {
-                            add_error(chunk, y0, &mut diff, &mut norm);
+                            let mask = self.mask.as_ref().and_then(|_| y0.get(count));
+                            add_error(chunk, &y0[..count], mask, &mut sums);
                         }
                         at += 1;
                     })
@@ -91,14 +141,42 @@ impl<'m> OutputReference<'m> {
                 let paired = twin(changed, self.model)?;
                 let mut names = outputs.clone();
                 names.extend(outputs.iter().map(|n| reference_name(n)));
-                let half = outputs.len();
+                names.extend(self.mask.clone());
                 calibrator
                     .visit_chunks(&paired, &names, &mut |chunk| {
-                        add_error(&chunk[..half], &chunk[half..], &mut diff, &mut norm)
+                        let mask = chunk.get(2 * count);
+                        add_error(&chunk[..count], &chunk[count..2 * count], mask, &mut sums)
                     })
                     .map_err(failed)?;
             }
         }
-        Ok(diff / norm.max(f64::MIN_POSITIVE))
+        Ok(mean_relative(&sums))
     }
+}
+
+/// The samples a pass judges its result on: the held-out eighth of the
+/// calibration samples, or the first 64 when fewer than 32 are held out.
+pub fn judging_samples(samples: usize) -> std::ops::Range<usize> {
+    let held = held_out(samples, 0.125);
+    if held.len() >= 32 {
+        held
+    } else {
+        0..64
+    }
+}
+
+/// `changed`'s mean relative output error against `reference` on the
+/// judging samples (see [`judging_samples`]); the calibrator visits all
+/// its samples again afterwards.
+pub fn judged_error(
+    calibrator: &mut dyn Calibrator,
+    reference: &Model,
+    changed: &Model,
+    mask: Option<String>,
+) -> Result<f64, IrError> {
+    calibrator.select_samples(Some(judging_samples(calibrator.samples())));
+    let measured = OutputReference::new(&mut *calibrator, reference, mask)
+        .and_then(|r| r.relative_error(&mut *calibrator, changed));
+    calibrator.select_samples(None);
+    measured
 }

@@ -78,6 +78,7 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
         OptionInfo { name: "budget", kind: "share", default: "none", help: "remove this share of all factorable sites' params, ranks allocated by predicted output error" },
         OptionInfo { name: "allocate", kind: "measured|roles|predicted", default: "measured", help: "budget with calibration data: scale each site's predicted errors by the output error a probe factoring it alone measures (one short calibration run per site), or per role of site (stream writers, attention projections, hidden layers: three runs), or trust the predictions" },
         OptionInfo { name: "rounds", kind: "count", default: "1", help: "allocate=measured|roles: probe rounds, each at the ranks the last allocation chose" },
+        OptionInfo { name: "lookahead", kind: "bool", default: "true", help: "data-aware methods: weigh the output errors of a site that feeds another through an activation (an FFN's first matrix) by what they cost after it" },
         OptionInfo { name: "round_to", kind: "count", default: "1", help: "round ranks up to multiples of this" },
         OptionInfo { name: "min_gain", kind: "share", default: "0.1", help: "factor a site only where r·(k+n) <= (1 - min_gain)·k·n" },
         OptionInfo { name: "include", kind: "patterns", default: "none", help: "only sites whose node name matches one of these |-separated patterns (* wildcards)" },
@@ -87,6 +88,21 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
         OptionInfo { name: "damp", kind: "number", default: "0.001", help: "whiten: ridge of B's refit toward the truncated B" },
     ],
     build: |o| Ok(Box::new(crate::transform::lowrank::LowRank::from_options(o)?)),
+}, PassInfo {
+    name: "quantize",
+    summary: "weight-only int4 for MatMul and Gemm sites as onnxruntime's com.microsoft::MatMulNBits (block scales, optional zero points), rounded by GPTQ on calibration statistics or to nearest",
+    options: &[
+        OptionInfo { name: "policy", kind: "int4", default: "int4", help: "the precision of the weights (int8 QDQ, fp16 and mixed policies are not built yet)" },
+        OptionInfo { name: "format", kind: "nbits", default: "nbits", help: "nbits: com.microsoft::MatMulNBits (onnxruntime, tract)" },
+        OptionInfo { name: "block", kind: "count", default: "32", help: "rows of W per scale, along the input axis (a power of two, 16 or more)" },
+        OptionInfo { name: "symmetric", kind: "bool", default: "false", help: "false: a 4-bit zero point per block, the block's min and max spanning the codes; true: the middle code is zero, scales only" },
+        OptionInfo { name: "round", kind: "gptq|rtn", default: "gptq", help: "gptq: row by row, each row's rounding error spread over the rows left through the inverse input second moment (needs calibration data, else rtn); rtn: round to nearest" },
+        OptionInfo { name: "damp", kind: "number", default: "0.01", help: "gptq: added to the second moment's diagonal, times its mean" },
+        OptionInfo { name: "accuracy_level", kind: "count", default: "0", help: "MatMulNBits' accuracy_level: the least precision onnxruntime may compute in (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8)" },
+        OptionInfo { name: "include", kind: "patterns", default: "none", help: "only sites whose node name matches one of these |-separated patterns (* wildcards)" },
+        OptionInfo { name: "exclude", kind: "patterns", default: "none", help: "leave sites whose node name matches one of these patterns" },
+    ],
+    build: |o| Ok(Box::new(crate::transform::quantize::Quantize::from_options(o)?)),
 }];
 
 pub fn lookup(name: &str) -> Option<&'static PassInfo> {

@@ -165,42 +165,88 @@ impl CalibrationSet {
             indicatif::ProgressStyle::with_template("calibration {bar:30} {pos}/{len} samples")
                 .expect("valid template"),
         );
-        let mut session: Option<(usize, Session)> = None;
-        for start in range.clone().step_by(chunk) {
-            let end = (start + chunk).min(range.end);
-            let inputs = self.chunk(start, end);
-            if session.as_ref().is_none_or(|(len, _)| *len != end - start) {
-                session = Some((end - start, Session::new(&probe, &inputs)?));
+        // The model runs one chunk ahead on its own thread while the
+        // visitor reads the last one (two chunks in memory at most).
+        let (sender, receiver) =
+            std::sync::mpsc::sync_channel::<Result<(usize, Vec<ValueChunk>)>>(1);
+        std::thread::scope(|scope| {
+            let producer = scope.spawn(|| {
+                let sender = sender;
+                let mut session: Option<(usize, Session)> = None;
+                for start in range.clone().step_by(chunk) {
+                    let end = (start + chunk).min(range.end);
+                    let values = self
+                        .run_chunk(&probe, &mut session, start, end)
+                        .map(|v| (end - start, v));
+                    let failed = values.is_err();
+                    if sender.send(values).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            let mut outcome = Ok(());
+            for values in receiver.iter() {
+                match values {
+                    Ok((count, values)) => {
+                        visit(&values);
+                        bar.inc(count as u64);
+                    }
+                    Err(e) => {
+                        outcome = Err(e);
+                        break;
+                    }
+                }
             }
-            let outs = session.as_ref().expect("built above").1.run(&inputs)?;
-            let values: Vec<ValueChunk> = outs
-                .iter()
-                .map(|o| ValueChunk {
-                    shape: o.shape.clone(),
-                    data: match o.dtype {
-                        sculpt_ir::DataType::F32 => o
-                            .data
-                            .chunks_exact(4)
-                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                            .collect(),
-                        _ => o
-                            .to_f64()
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|x| x as f32)
-                            .collect(),
-                    },
-                })
-                .collect();
-            visit(&values);
-            bar.inc((end - start) as u64);
-        }
+            drop(receiver);
+            if producer.join().is_err() {
+                outcome = Err(RuntimeError::Tract {
+                    stage: "run",
+                    message: "the calibration thread panicked".into(),
+                });
+            }
+            outcome
+        })?;
         bar.finish_and_clear();
         Ok(())
     }
 }
 
 impl CalibrationSet {
+    /// Runs samples `start..end` (building the session again when the
+    /// chunk's size changes) and returns the requested values as f32.
+    fn run_chunk(
+        &self,
+        probe: &Model,
+        session: &mut Option<(usize, Session)>,
+        start: usize,
+        end: usize,
+    ) -> Result<Vec<ValueChunk>> {
+        let inputs = self.chunk(start, end);
+        if session.as_ref().is_none_or(|(len, _)| *len != end - start) {
+            *session = Some((end - start, Session::new(probe, &inputs)?));
+        }
+        let outs = session.as_ref().expect("built above").1.run(&inputs)?;
+        Ok(outs
+            .iter()
+            .map(|o| ValueChunk {
+                shape: o.shape.clone(),
+                data: match o.dtype {
+                    sculpt_ir::DataType::F32 => o
+                        .data
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
+                    _ => o
+                        .to_f64()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|x| x as f32)
+                        .collect(),
+                },
+            })
+            .collect())
+    }
+
     /// The samples visited: the selected range, within the set.
     fn visited(&self) -> std::ops::Range<usize> {
         match &self.range {

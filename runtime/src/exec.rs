@@ -196,7 +196,13 @@ impl Session {
                 .map_err(tract_err("read inputs for"))?;
             values.push(t.into_tvalue());
         }
-        let outputs = self.plan.run(values).map_err(tract_err("run"))?;
+        // tract's matrix products share rayon's pool with sculpt's own
+        // parallel work (RAYON_NUM_THREADS sets both).
+        let outputs = tract_linalg::multithread::multithread_tract_scope(
+            tract_linalg::multithread::Executor::RayonGlobal,
+            || self.plan.run(values),
+        )
+        .map_err(tract_err("run"))?;
         outputs
             .into_iter()
             .zip(&self.output_names)

@@ -26,6 +26,10 @@ fn npz_err(path: &Path, reason: impl std::fmt::Display) -> RuntimeError {
 }
 
 pub fn read_npz(path: &Path) -> Result<Vec<Array>> {
+    let meta = std::fs::metadata(path).map_err(|e| npz_err(path, e))?;
+    if !meta.is_file() {
+        return Err(npz_err(path, "not a regular file"));
+    }
     let file = std::fs::File::open(path).map_err(|e| npz_err(path, e))?;
     let mut zip = zip::ZipArchive::new(file)
         .map_err(|e| npz_err(path, format!("not an npz archive ({e})")))?;

@@ -132,3 +132,110 @@ fn failed_check_writes_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("input 'x'"));
     assert!(!out_path.exists());
 }
+
+#[test]
+fn a_report_that_cannot_be_written_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo().join("examples/models/tiny_cnn.onnx");
+    let copy = dir.path().join("model.onnx");
+    std::fs::copy(&model, &copy).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    let missing = dir.path().join("missing").join("r.json");
+    for out_path in [dir.path().join("o.onnx"), copy.clone()] {
+        let out = sculpt(&[
+            "opt",
+            path_str(&copy),
+            "-p",
+            "cleanup",
+            "-o",
+            path_str(&out_path),
+            "--report",
+            path_str(&missing),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("r.json"), "{stderr}");
+    }
+    assert!(!dir.path().join("o.onnx").exists());
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        before,
+        "the input was replaced"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "left files behind"
+    );
+}
+
+#[test]
+fn tolerances_that_would_pass_anything_are_refused() {
+    let model = repo().join("examples/models/tiny_cnn.onnx");
+    for flag in ["--rtol=nan", "--atol=-1", "--rtol=inf"] {
+        let out = sculpt(&["check", path_str(&model), path_str(&model), flag]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains("not a tolerance"), "{stderr}");
+    }
+}
+
+#[test]
+fn check_says_what_it_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo().join("examples/models/tiny_cnn.onnx");
+    let out_path = dir.path().join("o.onnx");
+    let out = sculpt(&[
+        "opt",
+        path_str(&model),
+        "-p",
+        "cleanup",
+        "-o",
+        path_str(&out_path),
+        "--check",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--check: 1 output(s)") && stderr.contains("worst max abs err"),
+        "{stderr}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_named_pipe_is_refused_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.onnx");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        return;
+    }
+    let out = sculpt(&["inspect", path_str(&fifo)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+}
+
+#[test]
+fn integer_overflow_in_constants_is_not_folded() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("div.sculpt");
+    std::fs::write(
+        &p,
+        "graph \"g\" (%x: i64[1]) -> (%y) {\n  init %a = i64[1] [-9223372036854775808]\n  init %b = i64[1] [-1]\n  %q = Div(%a, %b)\n  %y = Add(%x, %q)\n}\n",
+    )
+    .unwrap();
+    let out_path = dir.path().join("o.onnx");
+    let out = sculpt(&[
+        "opt",
+        path_str(&p),
+        "-p",
+        "cleanup",
+        "-o",
+        path_str(&out_path),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+}

@@ -4,7 +4,7 @@
 //! data) at their full rank on the models of moderate size; in tract and
 //! onnxruntime. And a budget run reports every site it factored.
 
-use crate::{corpus_models, path_str, python_has_onnxruntime, repo, sculpt};
+use crate::{corpus_models, pass_report, path_str, python_has_onnxruntime, repo, sculpt};
 
 fn opt(args: &[&str]) {
     let r = sculpt(args);
@@ -135,13 +135,7 @@ fn budget_run_reports_every_factored_site() {
         "--report",
         path_str(&report),
     ]);
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    let pass = v["run"]["passes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["pass"] == "lowrank")
-        .unwrap();
+    let pass = pass_report(&report, "lowrank");
     let records = pass["outcome"]["records"].as_array().unwrap();
     assert!(!records.is_empty());
     let (mut before, mut after) = (0u64, 0u64);

@@ -8,6 +8,7 @@ mod erase;
 mod lowrank;
 mod node_suite;
 mod prune;
+mod quantize;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -62,4 +63,16 @@ pub fn python_has_onnxruntime() -> bool {
         eprintln!("skipping onnxruntime cross-check: python3 lacks onnx/onnxruntime");
     }
     ok
+}
+
+/// The entry of pass `name` in the JSON report `path` (`opt --report`).
+pub fn pass_report(path: &Path, name: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    v["run"]["passes"]
+        .as_array()
+        .expect("a run report")
+        .iter()
+        .find(|p| p["pass"] == name)
+        .unwrap_or_else(|| panic!("no pass '{name}' in the report"))
+        .clone()
 }

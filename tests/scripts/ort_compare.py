@@ -1,8 +1,11 @@
 """Cross-check two ONNX models with onnxruntime and the ONNX checker.
 
 usage: ort_compare.py ORIGINAL CANDIDATE INPUTS.npz [--exact] [--rtol R --atol A]
+                      [--reference-npz OUTPUTS.npz]
 
-Runs both models on the inputs with onnxruntime (CPU), compares every output,
+Runs both models on the inputs with onnxruntime (CPU), compares every output
+(with --reference-npz, the candidate's against those outputs, by name, in
+place of the original's: what another runtime computed),
 and runs onnx.checker.check_model(candidate, full_check=True). Prints one
 JSON line; exits 1 when the checker fails or outputs differ.
 """
@@ -32,6 +35,7 @@ def main():
     ap.add_argument("--rtol", type=float, default=1e-4)
     ap.add_argument("--atol", type=float, default=1e-5)
     ap.add_argument("--no-checker", action="store_true")
+    ap.add_argument("--reference-npz")
     a = ap.parse_args()
     result = {"model": a.candidate}
     if not a.no_checker:
@@ -41,8 +45,13 @@ def main():
         except Exception as e:  # noqa: BLE001 - report any checker failure
             result["checker"] = f"failed: {str(e).splitlines()[0]}"
     feeds = dict(np.load(a.inputs))
-    names_a, outs_a = run(a.original, feeds)
     names_b, outs_b = run(a.candidate, feeds)
+    if a.reference_npz:
+        reference = dict(np.load(a.reference_npz))
+        names_a = [n for n in names_b if n in reference]
+        outs_a = [reference[n] for n in names_a]
+    else:
+        names_a, outs_a = run(a.original, feeds)
     ok = names_a == names_b
     worst = 0.0
     identical = True

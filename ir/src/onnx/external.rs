@@ -97,6 +97,9 @@ impl ExternalData {
         if !real.starts_with(&real_base) {
             return Err(format!("location '{location}' leaves the model's folder"));
         }
+        if !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) {
+            return Err(format!("'{}' is not a regular file", real.display()));
+        }
         let file = std::fs::File::open(&real).map_err(|e| format!("'{}': {e}", real.display()))?;
         let len = file.metadata().map_err(|e| e.to_string())?.len();
         if len == 0 {

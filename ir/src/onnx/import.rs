@@ -22,14 +22,22 @@ pub fn load(path: &Path) -> Result<Model> {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
+    // Looked at before opening: opening a named pipe would wait for a
+    // writer.
+    let meta = std::fs::metadata(path).map_err(read_err)?;
     if meta.is_dir() {
         return Err(IrError::Invalid(format!(
             "{} is a directory, not a model",
             path.display()
         )));
     }
+    if !meta.is_file() {
+        return Err(IrError::Invalid(format!(
+            "{} is not a regular file (a pipe or device?); give a model file",
+            path.display()
+        )));
+    }
+    let file = std::fs::File::open(path).map_err(read_err)?;
     if meta.len() == 0 {
         return Err(IrError::Empty {
             path: path.to_path_buf(),

@@ -519,7 +519,7 @@ fn eval_one<'a>(
                             "Add" => x.checked_add(y),
                             "Sub" => x.checked_sub(y),
                             "Mul" => x.checked_mul(y),
-                            "Div" => (y != 0).then(|| x / y),
+                            "Div" => x.checked_div(y),
                             "Mod" if y > 0 && node.attr_i64("fmod").unwrap_or(0) == 0 => {
                                 Some(x.rem_euclid(y))
                             }

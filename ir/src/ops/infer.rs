@@ -251,7 +251,7 @@ fn eval_shape_op(
                         "Add" => x.checked_add(y),
                         "Sub" => x.checked_sub(y),
                         "Mul" => x.checked_mul(y),
-                        "Div" => (y != 0).then(|| x.div_euclid(y)),
+                        "Div" => x.checked_div_euclid(y),
                         "Max" => Some(x.max(y)),
                         "Min" => Some(x.min(y)),
                         _ => Some((x == y) as i64),
@@ -607,9 +607,16 @@ fn infer_node_with(graph: &Graph, id: NodeId, known: &Known) -> Vec<Option<Type>
     if !node.is_onnx()
         && !matches!(
             node.op_type.as_str(),
-            "FastGelu" | "BiasGelu" | "SkipLayerNormalization" | "SimplifiedLayerNormalization"
+            "FastGelu"
+                | "BiasGelu"
+                | "SkipLayerNormalization"
+                | "SimplifiedLayerNormalization"
+                | "MatMulNBits"
         )
     {
+        return out;
+    }
+    if n_out == 0 {
         return out;
     }
     let c = Ctx { graph, node, known };
@@ -672,6 +679,12 @@ fn infer_node_with(graph: &Graph, id: NodeId, known: &Known) -> Vec<Option<Type>
 fn infer_first(c: &Ctx) -> Option<Type> {
     let node = c.node;
     let op = node.op_type.as_str();
+    if op == "MatMulNBits" {
+        // com.microsoft: A [..., K] times the dequantized B [N, K]ᵀ.
+        let mut shape = c.shape(0)?;
+        *shape.last_mut()? = Dim::Known(node.attr_i64("N")?);
+        return tensor(c.dtype(0)?, shape);
+    }
     if UNARY.contains(&op) {
         let dt = c.dtype(0)?;
         let dt = if op == "QuantizeLinear" {

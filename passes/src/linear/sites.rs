@@ -15,6 +15,7 @@ use faer::Mat;
 use sculpt_ir::ops::infer::{constant, value_type};
 use sculpt_ir::rewrite::Patch;
 use sculpt_ir::{AttrValue, Attribute, Graph, IrError, Node, NodeId, Tensor, ValueId};
+use std::collections::HashSet;
 
 /// What the site computes.
 #[derive(Clone, Debug, PartialEq)]
@@ -584,6 +585,41 @@ impl LinearSite {
         SiteRole::Hidden
     }
 
+    /// The site that reads this one's output through element-wise ops
+    /// alone (`act(x·W1)·W2`, the activation any function of the output
+    /// and constants), by its index in `sites`; `None` where the output,
+    /// or a value computed from it on the way, has other readers.
+    pub fn next_through_activation(&self, graph: &Graph, sites: &[LinearSite]) -> Option<usize> {
+        let order = graph.topo_order().ok()?;
+        let mut reached: HashSet<ValueId> = HashSet::from([self.output]);
+        let mut chain: HashSet<NodeId> = HashSet::new();
+        for id in order {
+            let n = graph.node(id);
+            if !n.is_onnx() || !ELEMENT_WISE.contains(&n.op_type.as_str()) {
+                continue;
+            }
+            let mut from_output = false;
+            let function_of_output = n.inputs().iter().flatten().all(|&v| {
+                let here = reached.contains(&v);
+                from_output |= here;
+                here || constant(graph, v).is_some()
+            });
+            if from_output && function_of_output && n.outputs().len() == 1 {
+                chain.insert(id);
+                reached.extend(n.outputs().iter().flatten());
+            }
+        }
+        let next = sites.iter().position(|s| reached.contains(&s.input))?;
+        let only_readers = reached.iter().all(|&v| {
+            !graph.outputs.contains(&v)
+                && graph
+                    .consumers(v)
+                    .iter()
+                    .all(|(node, _)| chain.contains(node) || *node == sites[next].node)
+        });
+        only_readers.then_some(next)
+    }
+
     /// Input channels per group (rows / window for a Conv).
     pub fn channels_per_group(&self) -> usize {
         match &self.op {
@@ -592,6 +628,38 @@ impl LinearSite {
         }
     }
 }
+
+/// Ops applied entry by entry (with broadcast constants): the parts of an
+/// activation function.
+const ELEMENT_WISE: &[&str] = &[
+    "Relu",
+    "LeakyRelu",
+    "PRelu",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Gelu",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Erf",
+    "Softplus",
+    "Softsign",
+    "Mish",
+    "Clip",
+    "Exp",
+    "Neg",
+    "Abs",
+    "Sqrt",
+    "Pow",
+    "Mul",
+    "Div",
+    "Add",
+    "Sub",
+    "Max",
+    "Min",
+];
 
 fn set_float_attr(n: &mut Node, name: &str, value: f32) {
     n.attributes.retain(|a| a.name != name);
@@ -653,6 +721,41 @@ mod tests {
         // Group 1, output 0 is output channel 3: [7, 8].
         assert_eq!((w[1][(0, 0)], w[1][(1, 0)]), (7.0, 8.0));
         assert_eq!(site.rows_of_channel(3), (1, 1..2));
+    }
+
+    #[test]
+    fn the_next_site_is_found_through_an_activation_alone() {
+        // fc1 → GELU (as exported: x·0.5·(1 + erf(x/√2))) → fc2.
+        let ffn = r#"graph "g" (%x: f32[2,3]) -> (%y) {
+  init %w1 = f32[3,4] [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0]
+  init %w2 = f32[4,3] [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0]
+  init %s = f32[] [1.4142135]
+  init %one = f32[] [1.0]
+  init %half = f32[] [0.5]
+  %z = MatMul(%x, %w1) @"fc1"
+  %d = Div(%z, %s)
+  %e = Erf(%d)
+  %p = Add(%e, %one)
+  %g = Mul(%z, %p)
+  %h = Mul(%g, %half)
+  %y = MatMul(%h, %w2) @"fc2"
+}"#;
+        let g = graph(ffn);
+        let sites = find_sites(&g).0;
+        assert_eq!(sites[0].next_through_activation(&g, &sites), Some(1));
+        assert_eq!(sites[1].next_through_activation(&g, &sites), None);
+        // With the pre-activation also a graph output, errors in it count
+        // as they are: no next site.
+        let g = graph(&ffn.replace("-> (%y)", "-> (%y, %z)"));
+        let sites = find_sites(&g).0;
+        assert_eq!(sites[0].next_through_activation(&g, &sites), None);
+        // Nor when the activation meets another activation (a gate).
+        let g = graph(
+            &ffn.replace("%g = Mul(%z, %p)", "%g = Mul(%x2, %p)")
+                .replace("%d = Div(%z, %s)", "%x2 = Relu(%x)\n  %d = Div(%z, %s)"),
+        );
+        let sites = find_sites(&g).0;
+        assert_eq!(sites[0].next_through_activation(&g, &sites), None);
     }
 
     #[test]

@@ -121,6 +121,20 @@ pub fn thin_svd(a: MatRef<'_, f64>) -> Option<(Mat<f64>, Vec<f64>, Mat<f64>)> {
     Some((svd.U().to_owned(), s, svd.V().to_owned()))
 }
 
+/// The eigendecomposition `a = V diag(λ) Vᵀ` of a symmetric matrix (its
+/// lower half read), eigenvalues descending.
+pub fn symmetric_eigen(a: MatRef<'_, f64>) -> Option<(Vec<f64>, Mat<f64>)> {
+    let evd = a.self_adjoint_eigen(faer::Side::Lower).ok()?;
+    let ascending: Vec<f64> = evd.S().column_vector().iter().copied().collect();
+    if ascending.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let n = ascending.len();
+    let u = evd.U();
+    let vectors = Mat::from_fn(u.nrows(), n, |i, j| u[(i, n - 1 - j)]);
+    Some((ascending.into_iter().rev().collect(), vectors))
+}
+
 /// The inverse of a symmetric positive semi-definite matrix (jittered as
 /// in [`spd_solve`]).
 pub fn spd_inverse(a: MatRef<'_, f64>) -> Mat<f64> {

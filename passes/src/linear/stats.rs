@@ -20,6 +20,7 @@
 use super::sites::{ConvGeometry, LinearSite, SiteOp};
 use crate::context::{Calibrator, ValueChunk};
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, MatRef, Par};
 use rayon::prelude::*;
 use sculpt_ir::Model;
@@ -169,8 +170,8 @@ impl Moments {
     pub fn covariance(&self) -> Mat<f64> {
         let mu = self.mean();
         let mut c = self.second_moment();
-        for i in 0..c.nrows() {
-            for j in 0..c.ncols() {
+        for j in 0..c.ncols() {
+            for i in 0..c.nrows() {
                 c[(i, j)] -= mu[i] * mu[j];
             }
         }
@@ -202,8 +203,8 @@ impl Moments {
     pub fn cross_covariance(&self) -> Mat<f64> {
         let (mu, nu) = (self.mean(), self.reference_mean());
         let mut c = self.cross_moment();
-        for i in 0..c.nrows() {
-            for j in 0..c.ncols() {
+        for j in 0..c.ncols() {
+            for i in 0..c.nrows() {
                 c[(i, j)] -= mu[i] * nu[j];
             }
         }
@@ -417,6 +418,12 @@ fn collect_unique(
     for (stats, flag) in acc.iter_mut().zip(fallback) {
         stats.diagonal_fallback = flag;
     }
+    acc.par_iter_mut().for_each(|stats| {
+        for m in stats.fit.iter_mut().chain(stats.holdout.iter_mut()) {
+            m.gram.iter_mut().for_each(mirror_lower);
+            m.reference_gram.iter_mut().for_each(mirror_lower);
+        }
+    });
     Ok(acc)
 }
 
@@ -464,15 +471,15 @@ fn accumulate(
                 .map(|r| rows(request, r, range.clone(), group, at, options))
                 .transpose()?;
             if let Some(kept) = &kept {
-                rows_x = pick_rows(&rows_x, kept);
-                rows_r = rows_r.map(|r| pick_rows(&r, kept));
+                rows_x = rows_x.pick(kept);
+                rows_r = rows_r.map(|r| r.pick(kept));
             }
             let part = if held {
                 &mut stats.holdout[group]
             } else {
                 &mut stats.fit[group]
             };
-            add_rows(part, rows_x.as_ref(), rows_r.as_ref().map(Mat::as_ref));
+            add_rows(part, rows_x.view(), rows_r.as_ref().map(Rows::view));
         }
     }
     Ok(())
@@ -504,12 +511,44 @@ fn kept_rows(
     Some((0..data.len()).filter(|&i| data[i] != 0.0).collect())
 }
 
-fn pick_rows(m: &Mat<f32>, rows: &[usize]) -> Mat<f32> {
-    Mat::from_fn(rows.len(), m.ncols(), |i, j| m[(rows[i], j)])
+/// Rows of `k` entries, stored row after row.
+struct Rows {
+    data: Vec<f32>,
+    k: usize,
 }
 
-/// The rows of samples `range` of a chunk, for one group, as an f32
-/// matrix; `first` is the index of the range's first sample overall.
+impl Rows {
+    fn zeros(rows: usize, k: usize) -> Rows {
+        Rows {
+            data: vec![0.0; rows * k],
+            k,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.data.len() / self.k.max(1)
+    }
+
+    fn view(&self) -> MatRef<'_, f32> {
+        MatRef::from_row_major_slice(&self.data, self.count(), self.k)
+    }
+
+    fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        &mut self.data[i * self.k..(i + 1) * self.k]
+    }
+
+    /// Only rows `kept`.
+    fn pick(&self, kept: &[usize]) -> Rows {
+        let mut data = Vec::with_capacity(kept.len() * self.k);
+        for &r in kept {
+            data.extend_from_slice(&self.data[r * self.k..(r + 1) * self.k]);
+        }
+        Rows { data, k: self.k }
+    }
+}
+
+/// The rows of samples `range` of a chunk, for one group; `first` is the
+/// index of the range's first sample overall.
 fn rows(
     request: &StatsRequest,
     x: &ValueChunk,
@@ -517,7 +556,7 @@ fn rows(
     group: usize,
     first: usize,
     options: &StatsOptions,
-) -> Result<Mat<f32>, String> {
+) -> Result<Rows, String> {
     let k = request.k;
     let bad = || {
         format!(
@@ -532,8 +571,8 @@ fn rows(
             if !per_sample.is_multiple_of(k) || *x.shape.last().unwrap_or(&0) != k {
                 return Err(bad());
             }
-            let data = &x.data[range.start * per_sample..range.end * per_sample];
-            Ok(MatRef::from_row_major_slice(data, data.len() / k, k).to_owned())
+            let data = x.data[range.start * per_sample..range.end * per_sample].to_vec();
+            Ok(Rows { data, k })
         }
         RowLayout::First => {
             let [rows_k, m] = x.shape[..] else {
@@ -542,9 +581,13 @@ fn rows(
             if rows_k != k {
                 return Err(bad());
             }
-            Ok(Mat::from_fn(range.len(), k, |r, i| {
-                x.data[i * m + range.start + r]
-            }))
+            let mut out = Rows::zeros(range.len(), k);
+            for (r, sample) in range.enumerate() {
+                for (i, v) in out.row_mut(r).iter_mut().enumerate() {
+                    *v = x.data[i * m + sample];
+                }
+            }
+            Ok(out)
         }
         RowLayout::Channels => {
             let samples = x.shape.first().copied().unwrap_or(1).max(1);
@@ -553,39 +596,27 @@ fn rows(
             }
             let per_sample = x.data.len() / samples;
             let plane = per_sample / k.max(1);
-            let n = range.len();
-            let start = range.start * per_sample;
-            Ok(Mat::from_fn(n * plane, k, |r, c| {
-                let (s, p) = (r / plane, r % plane);
-                x.data[start + s * per_sample + c * plane + p]
-            }))
+            let mut out = Rows::zeros(range.len() * plane, k);
+            for (s, sample) in range.enumerate() {
+                let image = &x.data[sample * per_sample..(sample + 1) * per_sample];
+                for c in 0..k {
+                    for p in 0..plane {
+                        out.data[(s * plane + p) * k + c] = image[c * plane + p];
+                    }
+                }
+            }
+            Ok(out)
         }
         RowLayout::Patches(geometry) => {
             let samples = x.shape.first().copied().unwrap_or(1).max(1);
             let per_sample = x.data.len() / samples;
-            let mut all: Vec<Mat<f32>> = Vec::new();
+            let mut data = Vec::new();
             for (i, s) in range.enumerate() {
                 let image = &x.data[s * per_sample..(s + 1) * per_sample];
-                all.push(patches(
-                    request,
-                    geometry,
-                    x,
-                    image,
-                    group,
-                    first + i,
-                    options,
-                )?);
+                let one = patches(request, geometry, x, image, group, first + i, options)?;
+                data.extend_from_slice(&one.data);
             }
-            let total: usize = all.iter().map(Mat::nrows).sum();
-            let mut out = Mat::<f32>::zeros(total, k);
-            let mut at = 0;
-            for m in all {
-                out.as_mut()
-                    .submatrix_mut(at, 0, m.nrows(), k)
-                    .copy_from(&m);
-                at += m.nrows();
-            }
-            Ok(out)
+            Ok(Rows { data, k })
         }
     }
 }
@@ -600,7 +631,7 @@ fn patches(
     group: usize,
     sample_index: usize,
     options: &StatsOptions,
-) -> Result<Mat<f32>, String> {
+) -> Result<Rows, String> {
     let spatial = geometry.kernel.len();
     if x.shape.len() != spatial + 2 {
         return Err(format!(
@@ -625,7 +656,7 @@ fn patches(
     let step = positions.div_ceil(options.max_positions.max(1)).max(1);
     let start = sample_index % step;
     let kept: Vec<usize> = (start..positions).step_by(step).collect();
-    let mut m = Mat::<f32>::zeros(kept.len(), request.k);
+    let mut m = Rows::zeros(kept.len(), request.k);
     let offsets: Vec<Vec<usize>> = (0..window).map(|w| unravel(w, &geometry.kernel)).collect();
     let mut at = vec![0i64; spatial];
     for (row, &p) in kept.iter().enumerate() {
@@ -644,9 +675,10 @@ fn patches(
             for a in 0..spatial {
                 flat = flat * dims[a] + at[a] as usize;
             }
+            let out = m.row_mut(row);
             for ci in 0..per_group {
                 let c = group * per_group + ci;
-                m[(row, ci * window + wi)] = image[c * plane + flat];
+                out[ci * window + wi] = image[c * plane + flat];
             }
         }
     }
@@ -668,16 +700,16 @@ fn add_rows(m: &mut Moments, x: MatRef<'_, f32>, r: Option<MatRef<'_, f32>>) {
     let k = x.ncols();
     m.rows += x.nrows() as f64;
     for i in 0..x.nrows() {
-        for j in 0..k {
+        for (j, (sum, sum_sq)) in m.sum.iter_mut().zip(&mut m.sum_sq).enumerate() {
             let v = x[(i, j)] as f64;
-            m.sum[j] += v;
-            m.sum_sq[j] += v * v;
+            *sum += v;
+            *sum_sq += v * v;
         }
     }
     if let (Some(sum), Some(r)) = (&mut m.reference_sum, r) {
         for i in 0..r.nrows() {
-            for j in 0..k {
-                sum[j] += r[(i, j)] as f64;
+            for (j, sum) in sum.iter_mut().enumerate() {
+                *sum += r[(i, j)] as f64;
             }
         }
     }
@@ -705,21 +737,35 @@ fn add_rows(m: &mut Moments, x: MatRef<'_, f32>, r: Option<MatRef<'_, f32>>) {
     }
 }
 
-/// `g += xᵀx`, the product in f32, summed in f64.
+/// `g += xᵀx` on the lower half (the upper is copied once all rows are
+/// in: [`mirror_lower`]), the product in f32, summed in f64.
 fn add_gram(g: &mut Mat<f64>, x: MatRef<'_, f32>) {
     let k = x.ncols();
     let mut p = Mat::<f32>::zeros(k, k);
-    matmul(
+    triangular::matmul(
         p.as_mut(),
+        BlockStructure::TriangularLower,
         Accum::Replace,
         x.transpose(),
+        BlockStructure::Rectangular,
         x,
+        BlockStructure::Rectangular,
         1.0f32,
         Par::Seq,
     );
     for j in 0..k {
-        for i in 0..k {
+        for i in j..k {
             g[(i, j)] += p[(i, j)] as f64;
+        }
+    }
+}
+
+/// Copies the lower half of `g` (what [`add_gram`] sums) onto its upper
+/// half.
+fn mirror_lower(g: &mut Mat<f64>) {
+    for j in 0..g.ncols() {
+        for i in 0..j {
+            g[(i, j)] = g[(j, i)];
         }
     }
 }

@@ -4,3 +4,4 @@ pub mod cleanup;
 pub mod erase;
 pub mod lowrank;
 pub mod prune;
+pub mod quantize;

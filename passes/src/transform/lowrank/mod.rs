@@ -9,7 +9,13 @@
 //! error, then `B` refitted by least squares on the same statistics). The
 //! data-aware methods read activation statistics (calibration data) and
 //! move the mean of what truncation removes into the bias; `auto` is
-//! `whiten` with calibration data and `svd` without.
+//! `whiten` with calibration data and `svd` without. With `lookahead`
+//! (the default), they weigh the output errors of a site that feeds
+//! another through an activation alone (an FFN's first matrix) by what
+//! each output's error costs after it: the activation's gain (the
+//! output's second moment after it over before it) times the energy of
+//! the next weight's row; those errors are then judged against the
+//! stream the next site joins.
 //!
 //! The rank: `rank=R` (or `rank=full`: the exact factors `(W, I)` or
 //! `(I, W)`, written even where they do not pay, to check the rewrite),
@@ -40,13 +46,14 @@ pub use factor::Method;
 pub use rewrite::ConvSplit;
 
 use crate::context::PassContext;
-use crate::linear::stats::{collect, held_out, StatsRequest};
+use crate::linear::solve::output_energy;
+use crate::linear::stats::{collect, StatsRequest};
 use crate::linear::{find_sites, LinearSite, Moments, RowLayout, SiteOp, SiteRole, SiteStats};
-use crate::outputs::OutputReference;
+use crate::outputs::{judged_error, judging_samples, OutputReference};
 use crate::pipeline::Options;
 use crate::util::glob::any_match;
 use crate::{Pass, PassOutcome};
-use factor::{refit_b, relative_error, Spectrum};
+use factor::{relative_error, InputStats, Spectrum, Through};
 use faer::Mat;
 use rayon::prelude::*;
 use sculpt_ir::ops::infer::constant;
@@ -80,10 +87,13 @@ pub struct LowRank {
     allocate: Allocate,
     /// Probe rounds of a measured allocation.
     rounds: usize,
+    /// Errors of a site feeding another through an activation weighed by
+    /// what they cost after it.
+    lookahead: bool,
 }
 
 /// How far one site's measured sensitivity may stray from its role's.
-const SITE_SPREAD: f64 = 3.0;
+const SITE_SPREAD: f64 = 10.0;
 
 /// How a budget allocation weighs the sites' predicted errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +189,7 @@ impl LowRank {
                 _ => Allocate::Predicted,
             },
             rounds: options.usize("rounds")?.max(1),
+            lookahead: options.bool("lookahead")?,
         })
     }
 }
@@ -189,9 +200,14 @@ struct Candidate {
     site: LinearSite,
     w: Mat<f64>,
     spatial: bool,
-    stats: Option<Arc<SiteStats>>,
     /// The energy of the stream the site's output joins.
     stream: Option<f64>,
+    /// What an error in each output costs further on (see `lookahead`).
+    output_weights: Option<Vec<f64>>,
+    /// What was measured of the site's input (see `read_stats`), shared
+    /// by the sites that read the same activation.
+    input: Option<Arc<InputStats>>,
+    held_out: HeldOut,
 }
 
 impl Candidate {
@@ -217,16 +233,35 @@ impl Candidate {
         (limit.floor().max(0.0) as usize).min(self.k().min(self.n()))
     }
 
-    /// All the statistics of the site's input, when there are enough
-    /// rows to trust them (twice as many as inputs): with fewer, a
-    /// covariance is rank-deficient and fits the calibration data's noise.
-    fn all(&self) -> Option<Moments> {
-        self.stats
-            .as_ref()
-            .map(|s| s.all().remove(0))
+    /// The statistics of the site's input it factors with.
+    fn request(&self, model: &Model) -> StatsRequest {
+        let mut r = StatsRequest::for_site(model, &self.site, true);
+        if let (true, SiteOp::Conv(g)) = (self.spatial, &self.site.op) {
+            r.layout = RowLayout::Patches(rewrite::vertical_geometry(g));
+            r.k = self.k();
+        }
+        r
+    }
+
+    /// What the site reads of its input's statistics: all of them (fitted
+    /// and held out) when there are enough rows to trust them (twice as
+    /// many as inputs: with fewer, a covariance is rank-deficient and fits
+    /// the calibration data's noise), and the held-out covariance.
+    fn read_stats(stats: &SiteStats) -> (Option<InputStats>, Option<Mat<f64>>) {
+        let input = Some(stats.all().remove(0))
             .filter(|m| m.rows >= 2.0 * m.k() as f64)
+            .map(InputStats::new);
+        let held_out = stats
+            .has_holdout()
+            .then(|| &stats.holdout[0])
+            .filter(|m| m.full())
+            .map(Moments::covariance);
+        (input, held_out)
     }
 }
+
+/// The covariance of a site's held-out calibration rows.
+type HeldOut = Option<Arc<Mat<f64>>>;
 
 /// A site's decision and its numbers.
 struct Plan {
@@ -268,20 +303,11 @@ impl LowRank {
         &self,
         model: &Model,
         candidates: &mut [Candidate],
+        method: Method,
         cx: &mut PassContext<'_>,
     ) -> Result<(), IrError> {
         let graph = &model.graph;
-        let mut requests: Vec<StatsRequest> = candidates
-            .iter()
-            .map(|c| {
-                let mut r = StatsRequest::for_site(model, &c.site, true);
-                if let (true, SiteOp::Conv(g)) = (c.spatial, &c.site.op) {
-                    r.layout = RowLayout::Patches(rewrite::vertical_geometry(g));
-                    r.k = c.k();
-                }
-                r
-            })
-            .collect();
+        let mut requests: Vec<StatsRequest> = candidates.iter().map(|c| c.request(model)).collect();
         let mut merges = Vec::new();
         for c in candidates.iter() {
             let merge = c.site.merge_value(graph);
@@ -302,13 +328,65 @@ impl LowRank {
                 full: false,
             });
         }
+        // Sites feeding another through an activation: their errors are
+        // weighed by what they cost after it (the activation's gain from
+        // the second moments on both sides, and the next weight's rows).
+        let mut lookahead = Vec::new();
+        if self.lookahead && method != Method::Svd {
+            let sites: Vec<LinearSite> = candidates.iter().map(|c| c.site.clone()).collect();
+            for (i, c) in candidates.iter().enumerate() {
+                let dense = |c: &Candidate| !matches!(c.site.op, SiteOp::Conv(_)) && !c.spatial;
+                let Some(next) = c.site.next_through_activation(graph, &sites) else {
+                    continue;
+                };
+                if !dense(c) || !dense(&candidates[next]) || candidates[next].k() != c.n() {
+                    continue;
+                }
+                lookahead.push((i, next, requests.len()));
+                requests.push(StatsRequest {
+                    value: graph.value(c.site.output).name.clone(),
+                    reference: None,
+                    layout: RowLayout::Last,
+                    k: c.n(),
+                    groups: 1,
+                    full: false,
+                });
+            }
+        }
         let options = cx.stats_options(model);
         let calibrator = cx.calibrator("lowrank", "measures activations")?;
         let stats = collect(model, &requests, calibrator, &options)
             .map_err(|e| IrError::Invalid(format!("lowrank: calibration run failed: {e}")))?;
+        // Read once per activation (the Q, K and V projections share one).
+        let mut distinct: Vec<&Arc<SiteStats>> = stats[..candidates.len()].iter().collect();
+        distinct.sort_by_key(|s| Arc::as_ptr(s));
+        distinct.dedup_by_key(|s| Arc::as_ptr(s));
+        let read: Vec<(Option<Arc<InputStats>>, HeldOut)> = distinct
+            .par_iter()
+            .map(|s| {
+                let (input, held) = Candidate::read_stats(s);
+                (input.map(Arc::new), held.map(Arc::new))
+            })
+            .collect();
         for (i, c) in candidates.iter_mut().enumerate() {
-            c.stats = Some(stats[i].clone());
+            let at = distinct
+                .iter()
+                .position(|s| Arc::ptr_eq(s, &stats[i]))
+                .expect("read above");
+            let (input, held) = &read[at];
+            c.input = input.clone();
+            c.held_out = held.clone();
             c.stream = merges[i].map(|m: usize| stats[m].all()[0].total_variance());
+        }
+        for (i, next, request) in lookahead {
+            let Some(after) = candidates[next].input.clone() else {
+                continue;
+            };
+            let before = stats[request].all().remove(0);
+            if let Some(weights) = lookahead_weights(&before, &after.moments, &candidates[next].w) {
+                candidates[i].output_weights = Some(weights);
+                candidates[i].stream = candidates[next].stream.or(candidates[i].stream);
+            }
         }
         Ok(())
     }
@@ -359,26 +437,22 @@ impl LowRank {
     /// The factors of `c` at `rank`, refitted and bias-compensated where
     /// the method reads data.
     fn plan(&self, c: &Candidate, spectrum: &Spectrum, method: Method, rank: usize) -> Plan {
+        // Components with no output energy are not in the spectrum.
+        let rank = rank.min(spectrum.len());
         let (a, mut b) = spectrum.factors(rank);
         // Full rank is exact as it is.
-        let all = c.all().filter(|m| m.full() && self.amount != Amount::Full);
-        let method = if c.all().is_none() && self.amount != Amount::Full {
+        let input = c.input.as_ref().filter(|_| self.amount != Amount::Full);
+        let method = if c.input.is_none() && self.amount != Amount::Full {
             Method::Svd
         } else {
             method
         };
         let mut bias_delta = None;
         let (mut predicted, mut held) = (None, None);
-        if let Some(m) = &all {
-            let cov = m.covariance();
+        if let Some((m, cov)) = input.and_then(|i| Some((&i.moments, i.covariance.as_ref()?))) {
+            let through = Through::new(cov.as_ref(), a.as_ref());
             if method == Method::Whiten {
-                b = refit_b(
-                    cov.as_ref(),
-                    c.w.as_ref(),
-                    a.as_ref(),
-                    b.as_ref(),
-                    self.damp,
-                );
+                b = through.refit_b(c.w.as_ref(), b.as_ref(), self.damp);
             }
             if method != Method::Svd && !c.spatial {
                 // The mean of what the truncation drops goes into the bias.
@@ -390,21 +464,17 @@ impl LowRank {
                         .collect(),
                 );
             }
-            predicted = Some(relative_error(
-                cov.as_ref(),
-                c.w.as_ref(),
-                a.as_ref(),
-                b.as_ref(),
-            ));
-            if let Some(stats) = c.stats.as_ref().filter(|s| s.has_holdout()) {
-                let h = stats.holdout[0].covariance();
-                held = Some(relative_error(
-                    h.as_ref(),
-                    c.w.as_ref(),
-                    a.as_ref(),
-                    b.as_ref(),
-                ));
-            }
+            let energy = match &c.output_weights {
+                // The spectrum's energy is of the weighted outputs.
+                Some(_) => output_energy(cov.as_ref(), c.w.as_ref()),
+                None => spectrum.energy,
+            };
+            predicted = Some(through.relative_error(energy, c.w.as_ref(), b.as_ref()));
+            let error = |h: &Mat<f64>| {
+                let energy = output_energy(h.as_ref(), c.w.as_ref());
+                relative_error(h.as_ref(), energy, c.w.as_ref(), a.as_ref(), b.as_ref())
+            };
+            held = c.held_out.as_deref().map(error);
         }
         let record = json!({
             "site": c.site.name,
@@ -425,6 +495,27 @@ impl LowRank {
             record,
         }
     }
+}
+
+/// What an error in each output `j` of a site costs after the activation
+/// and the next site `w2` read it: `d_j² = gain_j · ‖w2[j, :]‖²`, the
+/// activation's gain `E[act(z_j)²] / E[z_j²]` from the second moments
+/// `before` and `after` it (about the share of the time it passes `z_j`
+/// on). Kept at least 1/1000 of the largest, so that no output is free.
+fn lookahead_weights(before: &Moments, after: &Moments, w2: &Mat<f64>) -> Option<Vec<f64>> {
+    if before.k() != w2.nrows() || after.k() != w2.nrows() {
+        return None;
+    }
+    let weights: Vec<f64> = (0..w2.nrows())
+        .map(|j| {
+            let gain = (after.sum_sq[j] / after.rows.max(1.0))
+                / (before.sum_sq[j] / before.rows.max(1.0)).max(f64::MIN_POSITIVE);
+            let reach: f64 = (0..w2.ncols()).map(|m| w2[(j, m)].powi(2)).sum();
+            (gain.min(1e6) * reach).sqrt()
+        })
+        .collect();
+    let largest = weights.iter().copied().fold(0.0, f64::max);
+    (largest > 0.0).then(|| weights.iter().map(|d| d.max(1e-3 * largest)).collect())
 }
 
 /// Rewrites every planned site of `model`.
@@ -500,10 +591,10 @@ impl LowRank {
         let mut distinct = roles.clone();
         distinct.sort();
         distinct.dedup();
+        let mask = cx.stats_options(model).row_mask;
         let calibrator = cx.calibrator("lowrank", "measures the sites' effect on the outputs")?;
-        let held = held_out(calibrator.samples(), 0.125);
-        calibrator.select_samples(Some(if held.len() >= 32 { held } else { 0..64 }));
-        let reference = OutputReference::new(&mut *calibrator, model);
+        calibrator.select_samples(Some(judging_samples(calibrator.samples())));
+        let reference = OutputReference::new(&mut *calibrator, model, mask);
         let mut notes = Vec::new();
         let mut result = Ok(());
         if let Ok(reference) = &reference {
@@ -654,8 +745,10 @@ impl Pass for LowRank {
                         site,
                         w,
                         spatial,
-                        stats: None,
                         stream: None,
+                        output_weights: None,
+                        input: None,
+                        held_out: None,
                     });
                 }
                 Err(why) if why != "not included" && why != "excluded" => {
@@ -665,7 +758,7 @@ impl Pass for LowRank {
             }
         }
         if cx.calibrator.is_some() {
-            self.measure(model, &mut candidates, cx)?;
+            self.measure(model, &mut candidates, method, cx)?;
         }
         let stats_seconds = started.elapsed().as_secs_f64();
         // The spectra, in parallel over sites.
@@ -675,14 +768,19 @@ impl Pass for LowRank {
         let spectra: Vec<Option<Spectrum>> = candidates
             .par_iter()
             .map(|c| {
-                let all = c.all();
                 let spectrum = if self.amount == Amount::Full {
                     Some(Spectrum::identity(c.w.as_ref()))
-                } else if all.is_none() && method != Method::Svd {
+                } else if c.input.is_none() && method != Method::Svd {
                     // Too few calibration rows: the weight alone.
                     Spectrum::new(c.w.as_ref(), Method::Svd, None, self.alpha)
                 } else {
-                    Spectrum::new(c.w.as_ref(), method, all.as_ref(), self.alpha)
+                    Spectrum::weighted(
+                        c.w.as_ref(),
+                        method,
+                        c.input.as_deref(),
+                        self.alpha,
+                        c.output_weights.as_deref(),
+                    )
                 };
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if let Some(p) = &progress {
@@ -743,15 +841,15 @@ impl Pass for LowRank {
             }
         }
         let ranks = self.ranks(&candidates, &spectra, &scales);
+        let reference = model.clone();
         let plans: Vec<Option<Plan>> = candidates
             .par_iter()
             .zip(spectra.par_iter())
             .zip(ranks.par_iter())
             .map(|((c, s), r)| Some(self.plan(c, s.as_ref()?, method, (*r)?)))
             .collect();
-        let reference = model.clone();
-        let mut outcome = PassOutcome::default();
         apply(model, &candidates, &plans)?;
+        let mut outcome = PassOutcome::default();
         // The replaced weights are read by nothing now.
         crate::transform::cleanup::dead_code::remove_dead_code(&mut model.graph);
         let (mut before, mut after) = (0usize, 0usize);
@@ -792,19 +890,12 @@ impl Pass for LowRank {
                 .push(format!("  not factored: {name}: {why}"));
         }
         if factored > 0 {
+            let mask = cx.stats_options(model).row_mask;
             if let Some(calibrator) = cx.calibrator.as_deref_mut() {
-                // The whole model's output error, on the held-out samples
-                // (or the first ones, when too few are held out).
-                let held = held_out(calibrator.samples(), 0.125);
-                let samples = if held.len() >= 32 { held } else { 0..64 };
-                calibrator.select_samples(Some(samples));
-                let measured = OutputReference::new(&mut *calibrator, &reference)
-                    .and_then(|r| r.relative_error(&mut *calibrator, model));
-                calibrator.select_samples(None);
-                let measured = measured?;
+                let measured = judged_error(calibrator, &reference, model, mask)?;
                 outcome.stat("output_rel_error", measured);
                 outcome.details.push(format!(
-                    "measured output error on calibration samples: relative squared {measured:.3e}"
+                    "measured output error on held-out calibration samples: mean relative squared {measured:.3e}"
                 ));
             }
         }

@@ -39,6 +39,7 @@ impl Prune {
         mode: Option<Reconstruct>,
         cx: &mut PassContext<'_>,
     ) -> Result<Vec<String>, IrError> {
+        let mask = cx.stats_options(model).row_mask;
         let calibrator = cx.calibrator("prune", "measures each group's effect on the outputs")?;
         let held = held_out(calibrator.samples(), StatsOptions::default().holdout);
         // Too few held-out samples make a noisy judge: then the probes
@@ -49,7 +50,7 @@ impl Prune {
             (held, true)
         };
         calibrator.select_samples(Some(probe_samples));
-        let reference = match OutputReference::new(&mut *calibrator, model) {
+        let reference = match OutputReference::new(&mut *calibrator, model, mask) {
             Ok(r) => r,
             Err(e) => {
                 calibrator.select_samples(None);

@@ -1,0 +1,36 @@
+"""What the fidelity benches share: onnxruntime sessions, the mean cosine
+of two batches of outputs, and median latency."""
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+
+def session(path, threads=1):
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def cosine(a, b):
+    """Mean cosine similarity of the rows of a and b (one row per sample)."""
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    num = (a * b).sum(1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return float(np.mean(num / np.maximum(den, 1e-12)))
+
+
+def latency(path, feeds, threads=1, runs=30, warmup=3):
+    """Median milliseconds of one run of the model on feeds."""
+    s = session(path, threads)
+    for _ in range(warmup):
+        s.run(None, feeds)
+    t = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        s.run(None, feeds)
+        t.append(time.perf_counter() - start)
+    return 1000 * float(np.median(t))

@@ -1,0 +1,347 @@
+//! `quantize`: weight-only int4 for linear sites, as onnxruntime's
+//! `com.microsoft::MatMulNBits` (which tract runs too).
+//!
+//! Every constant-weight MatMul, and Gemm with an untransposed input, has
+//! its weight `W [k, n]` cut along `k` into blocks of `block` rows per
+//! output (16 or more, a power of two), each with an f32 scale and, when
+//! `symmetric=false`, a 4-bit zero point ([`blocks`]). `round=gptq` (with
+//! calibration data) rounds row after row and spreads each row's error
+//! over the rows left through the inverse of the input's second moment
+//! (GPTQ), so that the output error stays small; `round=rtn` (and any run
+//! without data) rounds to nearest. A Gemm's bias becomes an Add after the
+//! new node. `include=`/`exclude=` select sites by node name.
+//!
+//! Other precisions (int8 QDQ, fp16, mixed policies) are not built yet:
+//! `policy` takes `int4` only. Convolutions and grouped or transposed-input
+//! sites are left alone and listed in the report with the reason.
+//!
+//! Preserves: the model's function up to the rounding of its weights. The
+//! report gives per site the block count and the relative output error of
+//! the quantized weight, predicted on the calibration statistics (on the
+//! held-out part too), and the whole model's measured output error.
+
+mod blocks;
+
+use crate::context::PassContext;
+use crate::linear::solve::output_energy;
+use crate::linear::stats::{collect, StatsRequest};
+use crate::linear::{find_sites, LinearSite, SiteOp, SiteStats};
+use crate::outputs::judged_error;
+use crate::pipeline::Options;
+use crate::util::glob::any_match;
+use crate::{Pass, PassOutcome};
+use blocks::{quantize, Format, Quantized};
+use faer::Mat;
+use rayon::prelude::*;
+use sculpt_ir::rewrite::Patch;
+use sculpt_ir::{AttrValue, Attribute, DataType, IrError, Model, OpsetImport, Tensor};
+use serde_json::json;
+use std::sync::Arc;
+
+/// The domain of onnxruntime's contrib ops.
+const CONTRIB: &str = "com.microsoft";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rounding {
+    Gptq,
+    Rtn,
+}
+
+pub struct Quantize {
+    format: Format,
+    rounding: Rounding,
+    damp: f64,
+    accuracy_level: i64,
+    include: Vec<String>,
+    exclude: Vec<String>,
+}
+
+impl Quantize {
+    pub fn from_options(options: &Options) -> crate::Result<Quantize> {
+        options.choice("policy")?;
+        options.choice("format")?;
+        let block = options.usize("block")?;
+        if block < 16 || !block.is_power_of_two() {
+            return Err(options.invalid("block", "a power of two, 16 or more"));
+        }
+        let damp = options.f64("damp")?;
+        if damp <= 0.0 {
+            return Err(options.invalid("damp", "must be above 0"));
+        }
+        let accuracy_level = options.usize("accuracy_level")?;
+        if accuracy_level > 4 {
+            return Err(options.invalid("accuracy_level", "0 to 4"));
+        }
+        Ok(Quantize {
+            format: Format {
+                bits: 4,
+                block,
+                symmetric: options.bool("symmetric")?,
+            },
+            rounding: match options.choice("round")? {
+                "rtn" => Rounding::Rtn,
+                _ => Rounding::Gptq,
+            },
+            damp,
+            accuracy_level: accuracy_level as i64,
+            include: options.patterns("include"),
+            exclude: options.patterns("exclude"),
+        })
+    }
+
+    /// Why `site` is left alone, if it is.
+    fn refusal(&self, model: &Model, site: &LinearSite) -> Option<String> {
+        if !self.include.is_empty() && !any_match(&self.include, &site.name) {
+            return Some("not included".into());
+        }
+        if any_match(&self.exclude, &site.name) {
+            return Some("excluded".into());
+        }
+        match site.op {
+            SiteOp::Conv(_) => {
+                return Some("a convolution (MatMulNBits is a matrix product)".into())
+            }
+            SiteOp::Gemm { trans_a: true, .. } => {
+                return Some("Gemm with transA=1 (its input is not row by row)".into())
+            }
+            _ => {}
+        }
+        let g = &model.graph;
+        // A MatMul's input has its weight's type (which is known).
+        let weight_type = sculpt_ir::ops::infer::value_type(g, site.weight).and_then(|t| t.dtype());
+        if weight_type != Some(DataType::F32) {
+            return Some("the weight is not f32".into());
+        }
+        if matches!(site.op, SiteOp::Gemm { .. }) && site.bias.is_some() {
+            if let Ok(None) | Err(_) = site.bias(g) {
+                return Some("Gemm whose C is not one value per output".into());
+            }
+        }
+        None
+    }
+}
+
+/// One site's quantized weight and its numbers.
+struct Plan {
+    site: LinearSite,
+    quantized: Quantized,
+    record: serde_json::Value,
+}
+
+/// The relative output error `tr(ΔᵀCΔ) / tr(WᵀCW)` of replacing `w` by
+/// `d`, under the covariance `c`.
+fn relative_error(c: &Mat<f64>, w: &Mat<f64>, d: &Mat<f64>) -> f64 {
+    let diff = Mat::from_fn(w.nrows(), w.ncols(), |i, j| w[(i, j)] - d[(i, j)]);
+    output_energy(c.as_ref(), diff.as_ref())
+        / output_energy(c.as_ref(), w.as_ref()).max(f64::MIN_POSITIVE)
+}
+
+impl Quantize {
+    fn plan(
+        &self,
+        model: &Model,
+        site: LinearSite,
+        stats: Option<&SiteStats>,
+    ) -> Result<Plan, IrError> {
+        let w = site.weights(&model.graph)?.remove(0);
+        let all = stats.map(|s| s.all().remove(0)).filter(|m| m.full());
+        // GPTQ reads the uncentered second moment: the bias does not
+        // absorb the mean of the rounding error.
+        let second = all.as_ref().map(|m| m.second_moment());
+        let h = match self.rounding {
+            Rounding::Gptq => second.as_ref().map(|h| h.as_ref()),
+            Rounding::Rtn => None,
+        };
+        let quantized = quantize(w.as_ref(), self.format, h, self.damp);
+        let d = quantized.dequantized();
+        let held = stats
+            .filter(|s| s.has_holdout())
+            .map(|s| s.holdout[0].second_moment())
+            .map(|h| relative_error(&h, &w, &d));
+        let record = json!({
+            "site": site.name,
+            "shape": [w.nrows(), w.ncols()],
+            "bits": self.format.bits,
+            "block": self.format.block,
+            "rounding": if h.is_some() { "gptq" } else { "rtn" },
+            "predicted_error": second.as_ref().map(|c| relative_error(c, &w, &d)),
+            "held_out_error": held,
+        });
+        Ok(Plan {
+            site,
+            quantized,
+            record,
+        })
+    }
+}
+
+/// Replaces `plan`'s site by a `MatMulNBits` node (and an Add for a
+/// Gemm's bias).
+fn rewrite(model: &mut Model, plan: &Plan, accuracy_level: i64) -> Result<(), IrError> {
+    let graph = &mut model.graph;
+    let site = plan.site.refind(graph).ok_or_else(|| {
+        IrError::Invalid(format!(
+            "quantize: linear site '{}' is gone",
+            plan.site.name
+        ))
+    })?;
+    let q = &plan.quantized;
+    let bias = match site.op {
+        SiteOp::Gemm { .. } => site.bias(graph)?,
+        _ => None,
+    };
+    let out = graph
+        .node(site.node)
+        .output(0)
+        .expect("a linear site has an output");
+    let mut patch = Patch::replacing(graph, site.node);
+    let blob = q.format.block * q.format.bits as usize / 8;
+    let u8_tensor =
+        |dims: Vec<i64>, bytes: Vec<u8>| Tensor::from_raw(DataType::U8, dims, bytes.into());
+    let codes = patch.initializer_named(
+        "q4",
+        u8_tensor(
+            vec![q.n as i64, q.blocks as i64, blob as i64],
+            q.packed_codes(),
+        ),
+    );
+    let scales = patch.initializer_named(
+        "scales",
+        Tensor::from_f32(vec![(q.n * q.blocks) as i64], &q.scales),
+    );
+    let mut inputs = vec![Some(site.input), Some(codes), Some(scales)];
+    if !q.format.symmetric {
+        let zeros = q.packed_zeros();
+        let len = zeros.len() as i64;
+        inputs.push(Some(
+            patch.initializer_named("zero_points", u8_tensor(vec![len], zeros)),
+        ));
+    }
+    let attrs = vec![
+        Attribute::new("K", AttrValue::Int(q.k as i64)),
+        Attribute::new("N", AttrValue::Int(q.n as i64)),
+        Attribute::new("bits", AttrValue::Int(q.format.bits as i64)),
+        Attribute::new("block_size", AttrValue::Int(q.format.block as i64)),
+        Attribute::new("accuracy_level", AttrValue::Int(accuracy_level)),
+    ];
+    let product = match &bias {
+        None => {
+            patch.define("MatMulNBits", &inputs, attrs, out)?;
+            out
+        }
+        Some(b) => {
+            let values: Vec<f32> = b.iter().map(|&x| x as f32).collect();
+            let bias =
+                patch.initializer_named("bias", Tensor::from_f32(vec![b.len() as i64], &values));
+            let product = patch.node("MatMulNBits", &inputs, attrs);
+            patch.define("Add", &[Some(product), Some(bias)], Vec::new(), out)?;
+            product
+        }
+    };
+    drop(patch);
+    let (node, _) = graph.value(product).producer.expect("defined above");
+    graph.node_mut(node).domain = CONTRIB.into();
+    Ok(())
+}
+
+impl Pass for Quantize {
+    fn name(&self) -> &'static str {
+        "quantize"
+    }
+
+    fn needs_canonical(&self) -> bool {
+        true
+    }
+
+    fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<PassOutcome, IrError> {
+        let (sites, mut skipped) = find_sites(&model.graph);
+        let mut chosen = Vec::new();
+        for site in sites {
+            match self.refusal(model, &site) {
+                None => chosen.push(site),
+                Some(why) if why == "not included" || why == "excluded" => {}
+                Some(why) => skipped.push((site.name.clone(), why)),
+            }
+        }
+        let stats: Vec<Option<Arc<SiteStats>>> = if self.rounding == Rounding::Gptq
+            && cx.calibrator.is_some()
+            && !chosen.is_empty()
+        {
+            let requests: Vec<StatsRequest> = chosen
+                .iter()
+                .map(|s| StatsRequest::for_site(model, s, true))
+                .collect();
+            let options = cx.stats_options(model);
+            let calibrator = cx.calibrator("quantize", "measures activations")?;
+            collect(model, &requests, calibrator, &options)
+                .map_err(|e| IrError::Invalid(format!("quantize: calibration run failed: {e}")))?
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            vec![None; chosen.len()]
+        };
+        let plans: Vec<Plan> = chosen
+            .into_par_iter()
+            .zip(stats.par_iter())
+            .map(|(site, s)| self.plan(model, site, s.as_deref()))
+            .collect::<Result<_, _>>()?;
+        let reference = model.clone();
+        if !model.opset_imports.iter().any(|o| o.domain == CONTRIB) && !plans.is_empty() {
+            model.opset_imports.push(OpsetImport {
+                domain: CONTRIB.into(),
+                version: 1,
+            });
+        }
+        let mut outcome = PassOutcome::default();
+        let (mut before, mut after) = (0u64, 0u64);
+        for plan in &plans {
+            rewrite(model, plan, self.accuracy_level)?;
+            let q = &plan.quantized;
+            before += (q.k * q.n * 4) as u64;
+            after += (q.n * q.blocks * q.format.block / 2 + q.scales.len() * 4) as u64;
+            outcome.records.push(plan.record.clone());
+        }
+        crate::transform::cleanup::dead_code::remove_dead_code(&mut model.graph);
+        outcome.changed = !plans.is_empty();
+        outcome.stat("sites_quantized", plans.len());
+        outcome.stat("weight_bytes_before", before);
+        outcome.stat("weight_bytes_after", after);
+        outcome.details.push(format!(
+            "int4 (block {}, {}): {} sites, their weights {before} -> {after} bytes",
+            self.format.block,
+            if self.format.symmetric {
+                "symmetric"
+            } else {
+                "with zero points"
+            },
+            plans.len()
+        ));
+        for r in &outcome.records {
+            outcome.details.push(format!(
+                "  {}: {}, predicted output error {}",
+                r["site"].as_str().unwrap_or("?"),
+                r["rounding"].as_str().unwrap_or("?"),
+                r["predicted_error"]
+                    .as_f64()
+                    .map_or("-".into(), |e| format!("{e:.3e}"))
+            ));
+        }
+        for (name, why) in &skipped {
+            outcome
+                .details
+                .push(format!("  not quantized: {name}: {why}"));
+        }
+        if outcome.changed {
+            let mask = cx.stats_options(model).row_mask;
+            if let Some(calibrator) = cx.calibrator.as_deref_mut() {
+                let measured = judged_error(calibrator, &reference, model, mask)?;
+                outcome.stat("output_rel_error", measured);
+                outcome.details.push(format!(
+                    "measured output error on held-out calibration samples: mean relative squared {measured:.3e}"
+                ));
+            }
+        }
+        Ok(outcome)
+    }
+}
