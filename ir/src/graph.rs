@@ -325,6 +325,18 @@ impl Graph {
             .expect("a free name")
     }
 
+    /// A node name not used in this graph, `base` if free.
+    pub fn unique_node_name(&self, base: &str) -> String {
+        let taken: HashSet<&str> = self.nodes().map(|(_, n)| n.name.as_str()).collect();
+        if !taken.contains(base) {
+            return base.to_string();
+        }
+        (1..)
+            .map(|i| format!("{base}_{i}"))
+            .find(|n| !taken.contains(n.as_str()))
+            .expect("a free name")
+    }
+
     /// Re-points outputs of `node` at existing values (used by the importer,
     /// which creates values before nodes so that unsorted graphs import).
     pub(crate) fn bind_outputs(&mut self, node: NodeId, outputs: Vec<Option<ValueId>>) {

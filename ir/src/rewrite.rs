@@ -115,6 +115,13 @@ impl<'g> Patch<'g> {
         self.graph.unique_name(&format!("{}_{suffix}", self.base))
     }
 
+    /// A node name not used in the graph: `<base>_<suffix>`, numbered if
+    /// taken.
+    pub fn fresh_node_name(&self, suffix: &str) -> String {
+        self.graph
+            .unique_node_name(&format!("{}_{suffix}", self.base))
+    }
+
     /// A new initializer holding `t`, named `<base>_<suffix>`.
     pub fn initializer_named(&mut self, suffix: &str, t: Tensor) -> ValueId {
         let mut v = Value::new(self.fresh_name(suffix));
@@ -149,7 +156,7 @@ impl<'g> Patch<'g> {
     /// is inferred at once.
     pub fn node(&mut self, op: &str, inputs: &[Option<ValueId>], attrs: Vec<Attribute>) -> ValueId {
         let mut node = Node::new(op);
-        node.name = self.fresh_name(&op.to_lowercase());
+        node.name = self.fresh_node_name(&op.to_lowercase());
         node.attributes = attrs;
         let out = self.fresh_name("out");
         let id = self.graph.add_node(node, trimmed(inputs), vec![Some(out)]);
@@ -181,7 +188,7 @@ impl<'g> Patch<'g> {
         let mut node = Node::new(op);
         node.name = match self.replaced {
             Some(_) => self.origin.name.clone(),
-            None => self.fresh_name(&op.to_lowercase()),
+            None => self.fresh_node_name(&op.to_lowercase()),
         };
         node.attributes = attrs;
         if let Some((p, _)) = self.graph.value(out).producer {
@@ -245,7 +252,7 @@ impl<'g> Patch<'g> {
         let mut inputs = vec![Some(computed)];
         inputs.extend_from_slice(others);
         let mut next = Node::new(op);
-        next.name = self.fresh_name(&op.to_lowercase());
+        next.name = self.fresh_node_name(&op.to_lowercase());
         next.attributes = attrs;
         let before = value_type(self.graph, out);
         self.graph.add_node_defining(next, inputs, vec![Some(out)]);

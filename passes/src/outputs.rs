@@ -20,8 +20,9 @@ const STORED_OUTPUTS: usize = 256 << 20;
 /// What a changed model's outputs are measured against.
 pub struct OutputReference<'m> {
     model: &'m Model,
-    /// The reference's outputs, chunk by chunk, when they fit.
-    stored: Option<Vec<Vec<ValueChunk>>>,
+    /// The reference's outputs, each concatenated over the samples, when
+    /// they fit.
+    stored: Option<Vec<Vec<f32>>>,
     /// The model input whose zeros mark padding rows.
     mask: Option<String>,
 }
@@ -45,11 +46,11 @@ type ErrorSums = Vec<(f64, f64)>;
 
 /// Adds one chunk's squared differences and the reference's squares to
 /// `sums`, per output, leaving out the rows `mask` marks as padding.
-fn add_error(y: &[ValueChunk], y0: &[ValueChunk], mask: Option<&ValueChunk>, sums: &mut ErrorSums) {
+fn add_error(y: &[ValueChunk], y0: &[&[f32]], mask: Option<&ValueChunk>, sums: &mut ErrorSums) {
     sums.resize(y.len().max(sums.len()), (0.0, 0.0));
     for ((y, y0), (diff, norm)) in y.iter().zip(y0).zip(sums.iter_mut()) {
-        let row = mask.and_then(|m| padding_rows(y0, m));
-        for (i, (a, b)) in y.data.iter().zip(&y0.data).enumerate() {
+        let row = mask.and_then(|m| padding_rows(y, m));
+        for (i, (a, b)) in y.data.iter().zip(y0.iter()).enumerate() {
             let padding = row.as_ref().is_some_and(|(width, keep)| !keep[i / width]);
             if !padding && a.is_finite() && b.is_finite() {
                 *diff += ((a - b) as f64).powi(2);
@@ -93,9 +94,8 @@ impl<'m> OutputReference<'m> {
         model: &'m Model,
         mask: Option<String>,
     ) -> Result<Self, IrError> {
-        let mut names = output_names(model);
-        names.extend(mask.clone());
-        let mut chunks = Vec::new();
+        let names = output_names(model);
+        let mut stored: Vec<Vec<f32>> = vec![Vec::new(); names.len()];
         let mut bytes = 0usize;
         let mut fits = true;
         calibrator
@@ -103,15 +103,27 @@ impl<'m> OutputReference<'m> {
                 bytes += chunk.iter().map(|c| c.data.len() * 4).sum::<usize>();
                 fits &= bytes <= STORED_OUTPUTS;
                 if fits {
-                    chunks.push(chunk.to_vec());
+                    for (all, c) in stored.iter_mut().zip(chunk) {
+                        all.extend_from_slice(&c.data);
+                    }
                 }
             })
             .map_err(failed)?;
         Ok(OutputReference {
             model,
-            stored: fits.then_some(chunks),
+            stored: fits.then_some(stored),
             mask,
         })
+    }
+
+    /// The reference's outputs as already computed (each concatenated
+    /// over the samples the calibrator will visit).
+    pub fn from_outputs(model: &'m Model, outputs: Vec<Vec<f32>>, mask: Option<String>) -> Self {
+        OutputReference {
+            model,
+            stored: Some(outputs),
+            mask,
+        }
     }
 
     /// The mean relative squared error of `changed`'s outputs (same
@@ -126,16 +138,31 @@ impl<'m> OutputReference<'m> {
         let mut sums = ErrorSums::new();
         match &self.stored {
             Some(stored) => {
-                let mut at = 0;
+                let mut names = outputs.clone();
+                names.extend(self.mask.clone());
+                let mut at = vec![0usize; count];
+                let mut short = false;
                 calibrator
-                    .visit_chunks(changed, &outputs, &mut |chunk| {
-                        if let Some(y0) = stored.get(at) {
-                            let mask = self.mask.as_ref().and_then(|_| y0.get(count));
-                            add_error(chunk, &y0[..count], mask, &mut sums);
+                    .visit_chunks(changed, &names, &mut |chunk| {
+                        let mut y0: Vec<&[f32]> = Vec::with_capacity(count);
+                        for (i, y) in chunk[..count].iter().enumerate() {
+                            let end = at[i] + y.data.len();
+                            match stored.get(i).and_then(|s| s.get(at[i]..end)) {
+                                Some(part) => y0.push(part),
+                                None => short = true,
+                            }
+                            at[i] = end;
                         }
-                        at += 1;
+                        if !short {
+                            add_error(&chunk[..count], &y0, chunk.get(count), &mut sums);
+                        }
                     })
                     .map_err(failed)?;
+                if short {
+                    return Err(IrError::Invalid(
+                        "the changed model gives more outputs than its reference did".into(),
+                    ));
+                }
             }
             None => {
                 let paired = twin(changed, self.model)?;
@@ -144,8 +171,11 @@ impl<'m> OutputReference<'m> {
                 names.extend(self.mask.clone());
                 calibrator
                     .visit_chunks(&paired, &names, &mut |chunk| {
-                        let mask = chunk.get(2 * count);
-                        add_error(&chunk[..count], &chunk[count..2 * count], mask, &mut sums)
+                        let y0: Vec<&[f32]> = chunk[count..2 * count]
+                            .iter()
+                            .map(|c| &c.data[..])
+                            .collect();
+                        add_error(&chunk[..count], &y0, chunk.get(2 * count), &mut sums)
                     })
                     .map_err(failed)?;
             }
@@ -166,17 +196,23 @@ pub fn judging_samples(samples: usize) -> std::ops::Range<usize> {
 }
 
 /// `changed`'s mean relative output error against `reference` on the
-/// judging samples (see [`judging_samples`]); the calibrator visits all
+/// judging samples (see [`judging_samples`]), its outputs there run now or
+/// `kept` from an earlier run (see
+/// [`crate::linear::stats::collect_keeping`]); the calibrator visits all
 /// its samples again afterwards.
 pub fn judged_error(
     calibrator: &mut dyn Calibrator,
     reference: &Model,
     changed: &Model,
     mask: Option<String>,
+    kept: Option<Vec<Vec<f32>>>,
 ) -> Result<f64, IrError> {
     calibrator.select_samples(Some(judging_samples(calibrator.samples())));
-    let measured = OutputReference::new(&mut *calibrator, reference, mask)
-        .and_then(|r| r.relative_error(&mut *calibrator, changed));
+    let reference = match kept {
+        Some(outputs) => Ok(OutputReference::from_outputs(reference, outputs, mask)),
+        None => OutputReference::new(&mut *calibrator, reference, mask),
+    };
+    let measured = reference.and_then(|r| r.relative_error(&mut *calibrator, changed));
     calibrator.select_samples(None);
     measured
 }

@@ -98,6 +98,8 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
         OptionInfo { name: "symmetric", kind: "bool", default: "false", help: "false: a 4-bit zero point per block, the block's min and max spanning the codes; true: the middle code is zero, scales only" },
         OptionInfo { name: "round", kind: "gptq|rtn", default: "gptq", help: "gptq: row by row, each row's rounding error spread over the rows left through the inverse input second moment (needs calibration data, else rtn); rtn: round to nearest" },
         OptionInfo { name: "damp", kind: "number", default: "0.01", help: "gptq: added to the second moment's diagonal, times its mean" },
+        OptionInfo { name: "tables", kind: "bool", default: "true", help: "embedding tables too (Gathers of constant f32 tables, see min_table): int4 rows with block scales and zero points, gathered then dequantized with standard ops" },
+        OptionInfo { name: "min_table", kind: "count", default: "4096", help: "tables: only those of at least this many elements" },
         OptionInfo { name: "accuracy_level", kind: "count", default: "0", help: "MatMulNBits' accuracy_level: the least precision onnxruntime may compute in (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8)" },
         OptionInfo { name: "include", kind: "patterns", default: "none", help: "only sites whose node name matches one of these |-separated patterns (* wildcards)" },
         OptionInfo { name: "exclude", kind: "patterns", default: "none", help: "leave sites whose node name matches one of these patterns" },

@@ -1,8 +1,8 @@
 //! `quantize` end to end on minilm_l6_v2: int4 weights (GPTQ on the
 //! calibration data) as com.microsoft::MatMulNBits, which tract and
-//! onnxruntime both run and agree on; the sentence embeddings stay close
-//! to the original's, every MatMul site is reported, and the weights
-//! shrink.
+//! onnxruntime both run and agree on, with the embedding tables in int4
+//! too; the sentence embeddings stay close to the original's, every
+//! MatMul site and table is reported, and the weights shrink.
 
 use crate::{pass_report, path_str, python_has_onnxruntime, repo, sculpt};
 
@@ -29,8 +29,11 @@ fn int4_minilm_runs_in_tract_and_onnxruntime() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let pass = pass_report(&report, "quantize");
     let records = pass["outcome"]["records"].as_array().unwrap();
-    assert_eq!(records.len(), 36, "every linear site of the 6 layers");
-    for rec in records {
+    let (sites, tables): (Vec<_>, Vec<_>) = records.iter().partition(|r| r["site"].is_string());
+    assert_eq!(sites.len(), 36, "every linear site of the 6 layers");
+    // The word and position embeddings (the 2-row token types stay f32).
+    assert_eq!(tables.len(), 2, "{tables:?}");
+    for rec in sites {
         assert_eq!(rec["rounding"], "gptq");
         let e = rec["predicted_error"].as_f64().unwrap();
         assert!(e > 0.0 && e < 0.05, "{rec}");
@@ -63,7 +66,7 @@ fn int4_minilm_runs_in_tract_and_onnxruntime() {
         .find(|o| o["name"] == "sentence_embedding")
         .unwrap();
     assert!(embedding["cosine"].as_f64().unwrap() > 0.98, "{embedding}");
-    // onnxruntime runs the same model to what tract computes.
+    // onnxruntime computes what tract does on the same model.
     if python_has_onnxruntime() {
         let tract = dir.path().join("tract.npz");
         let run = sculpt(&[
@@ -87,10 +90,12 @@ fn int4_minilm_runs_in_tract_and_onnxruntime() {
                 path_str(&inputs),
                 "--reference-npz",
                 path_str(&tract),
+                // Their int4 kernels sum in other orders, through six
+                // layers: agreement to a few thousandths.
                 "--rtol",
                 "1e-3",
                 "--atol",
-                "1e-3",
+                "5e-3",
             ])
             .output()
             .unwrap();

@@ -325,6 +325,26 @@ pub fn collect(
     calibrator: &mut dyn Calibrator,
     options: &StatsOptions,
 ) -> Result<Vec<Arc<SiteStats>>, String> {
+    collect_keeping(model, requests, calibrator, options, &[], 0..0).map(|(stats, _)| stats)
+}
+
+/// Values kept from a statistics run: per value, its data concatenated
+/// over the samples kept.
+pub type KeptValues = Vec<Vec<f32>>;
+
+/// [`collect`], keeping beside the statistics the values `keep` take on
+/// the samples `samples` (of those the calibrator visits), each
+/// concatenated over them: a pass's reference outputs on its judging
+/// samples, without another run. `None` when one of them does not have
+/// the sample axis first.
+pub fn collect_keeping(
+    model: &Model,
+    requests: &[StatsRequest],
+    calibrator: &mut dyn Calibrator,
+    options: &StatsOptions,
+    keep: &[String],
+    samples: std::ops::Range<usize>,
+) -> Result<(Vec<Arc<SiteStats>>, Option<KeptValues>), String> {
     let key = |r: &StatsRequest| format!("{r:?}");
     let mut unique: Vec<StatsRequest> = Vec::new();
     let mut index: Vec<usize> = Vec::with_capacity(requests.len());
@@ -337,11 +357,9 @@ pub fn collect(
             }
         }
     }
-    let stats: Vec<Arc<SiteStats>> = collect_unique(model, unique, calibrator, options)?
-        .into_iter()
-        .map(Arc::new)
-        .collect();
-    Ok(index.into_iter().map(|i| stats[i].clone()).collect())
+    let (stats, kept) = collect_unique(model, unique, calibrator, options, keep, samples)?;
+    let stats: Vec<Arc<SiteStats>> = stats.into_iter().map(Arc::new).collect();
+    Ok((index.into_iter().map(|i| stats[i].clone()).collect(), kept))
 }
 
 fn collect_unique(
@@ -349,7 +367,9 @@ fn collect_unique(
     mut requests: Vec<StatsRequest>,
     calibrator: &mut dyn Calibrator,
     options: &StatsOptions,
-) -> Result<Vec<SiteStats>, String> {
+    keep: &[String],
+    samples: std::ops::Range<usize>,
+) -> Result<(Vec<SiteStats>, Option<KeptValues>), String> {
     let mut fallback = vec![false; requests.len()];
     let mut order: Vec<usize> = (0..requests.len()).filter(|&i| requests[i].full).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(requests[i].gram_bytes()));
@@ -375,6 +395,8 @@ fn collect_unique(
         .map(|r| (slot(&r.value), r.reference.as_deref().map(&mut slot)))
         .collect();
     let mask_slot = options.row_mask.as_deref().map(&mut slot);
+    let keep_slots: Vec<usize> = keep.iter().map(|n| slot(n)).collect();
+    let mut kept: Option<KeptValues> = Some(vec![Vec::new(); keep.len()]);
     let fit_samples = held_out(calibrator.samples(), options.holdout).start;
     let mut acc: Vec<SiteStats> = requests
         .iter()
@@ -410,6 +432,23 @@ fn collect_unique(
         if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
             problem.get_or_insert(e);
         }
+        let wanted = samples.start.max(first_sample)..samples.end.min(first_sample + count);
+        let by_sample = keep_slots
+            .iter()
+            .all(|&at| chunk[at].shape.first() == Some(&count));
+        match kept.as_mut() {
+            // Not laid out by sample: nothing is kept.
+            Some(_) if !by_sample => kept = None,
+            Some(values) if !wanted.is_empty() => {
+                for (&at, values) in keep_slots.iter().zip(values.iter_mut()) {
+                    let v = &chunk[at];
+                    let per = v.data.len() / count.max(1);
+                    let from = (wanted.start - first_sample) * per;
+                    values.extend_from_slice(&v.data[from..from + wanted.len() * per]);
+                }
+            }
+            _ => {}
+        }
         first_sample += count;
     })?;
     if let Some(e) = problem {
@@ -424,7 +463,7 @@ fn collect_unique(
             m.reference_gram.iter_mut().for_each(mirror_lower);
         }
     });
-    Ok(acc)
+    Ok((acc, kept))
 }
 
 /// One chunk of a request's input, its reference, and the row mask.

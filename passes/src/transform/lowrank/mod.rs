@@ -47,9 +47,9 @@ pub use rewrite::ConvSplit;
 
 use crate::context::PassContext;
 use crate::linear::solve::output_energy;
-use crate::linear::stats::{collect, StatsRequest};
+use crate::linear::stats::{collect_keeping, StatsRequest};
 use crate::linear::{find_sites, LinearSite, Moments, RowLayout, SiteOp, SiteRole, SiteStats};
-use crate::outputs::{judged_error, judging_samples, OutputReference};
+use crate::outputs::{judged_error, judging_samples, output_names, OutputReference};
 use crate::pipeline::Options;
 use crate::util::glob::any_match;
 use crate::{Pass, PassOutcome};
@@ -298,14 +298,16 @@ impl LowRank {
         Ok((site.weights(&model.graph)?.remove(0), false))
     }
 
-    /// The statistics each candidate needs, in one calibration run.
+    /// The statistics each candidate needs, in one calibration run, which
+    /// also keeps the model's outputs on the judging samples (`None` where
+    /// they are not laid out by sample).
     fn measure(
         &self,
         model: &Model,
         candidates: &mut [Candidate],
         method: Method,
         cx: &mut PassContext<'_>,
-    ) -> Result<(), IrError> {
+    ) -> Result<Option<Vec<Vec<f32>>>, IrError> {
         let graph = &model.graph;
         let mut requests: Vec<StatsRequest> = candidates.iter().map(|c| c.request(model)).collect();
         let mut merges = Vec::new();
@@ -355,8 +357,11 @@ impl LowRank {
         }
         let options = cx.stats_options(model);
         let calibrator = cx.calibrator("lowrank", "measures activations")?;
-        let stats = collect(model, &requests, calibrator, &options)
-            .map_err(|e| IrError::Invalid(format!("lowrank: calibration run failed: {e}")))?;
+        let judging = judging_samples(calibrator.samples());
+        let outputs = output_names(model);
+        let (stats, kept) =
+            collect_keeping(model, &requests, calibrator, &options, &outputs, judging)
+                .map_err(|e| IrError::Invalid(format!("lowrank: calibration run failed: {e}")))?;
         // Read once per activation (the Q, K and V projections share one).
         let mut distinct: Vec<&Arc<SiteStats>> = stats[..candidates.len()].iter().collect();
         distinct.sort_by_key(|s| Arc::as_ptr(s));
@@ -388,7 +393,7 @@ impl LowRank {
                 candidates[i].stream = candidates[next].stream.or(candidates[i].stream);
             }
         }
-        Ok(())
+        Ok(kept)
     }
 
     /// Ranks for every candidate (`None`: left as it is); `scales` weigh
@@ -577,6 +582,7 @@ impl LowRank {
         at: Option<&[Option<usize>]>,
         per_site: bool,
         scales: &mut [f64],
+        kept: Option<&Vec<Vec<f32>>>,
         cx: &mut PassContext<'_>,
     ) -> Result<Vec<String>, IrError> {
         // Probed together: the sites of one role, or each site alone.
@@ -594,7 +600,10 @@ impl LowRank {
         let mask = cx.stats_options(model).row_mask;
         let calibrator = cx.calibrator("lowrank", "measures the sites' effect on the outputs")?;
         calibrator.select_samples(Some(judging_samples(calibrator.samples())));
-        let reference = OutputReference::new(&mut *calibrator, model, mask);
+        let reference = match kept {
+            Some(outputs) => Ok(OutputReference::from_outputs(model, outputs.clone(), mask)),
+            None => OutputReference::new(&mut *calibrator, model, mask),
+        };
         let mut notes = Vec::new();
         let mut result = Ok(());
         if let Ok(reference) = &reference {
@@ -757,9 +766,10 @@ impl Pass for LowRank {
                 Err(_) => {}
             }
         }
-        if cx.calibrator.is_some() {
-            self.measure(model, &mut candidates, method, cx)?;
-        }
+        let kept = match cx.calibrator {
+            Some(_) => self.measure(model, &mut candidates, method, cx)?,
+            None => None,
+        };
         let stats_seconds = started.elapsed().as_secs_f64();
         // The spectra, in parallel over sites.
         let done = AtomicU64::new(0);
@@ -813,6 +823,7 @@ impl Pass for LowRank {
                         at.as_deref(),
                         false,
                         &mut scales,
+                        kept.as_ref(),
                         cx,
                     )?;
                     outcome_notes.extend(notes);
@@ -829,6 +840,7 @@ impl Pass for LowRank {
                             at.as_deref(),
                             true,
                             &mut own,
+                            kept.as_ref(),
                             cx,
                         )?;
                         outcome_notes.extend(notes);
@@ -892,7 +904,7 @@ impl Pass for LowRank {
         if factored > 0 {
             let mask = cx.stats_options(model).row_mask;
             if let Some(calibrator) = cx.calibrator.as_deref_mut() {
-                let measured = judged_error(calibrator, &reference, model, mask)?;
+                let measured = judged_error(calibrator, &reference, model, mask, kept)?;
                 outcome.stat("output_rel_error", measured);
                 outcome.details.push(format!(
                     "measured output error on held-out calibration samples: mean relative squared {measured:.3e}"

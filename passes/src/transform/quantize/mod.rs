@@ -9,11 +9,13 @@
 //! over the rows left through the inverse of the input's second moment
 //! (GPTQ), so that the output error stays small; `round=rtn` (and any run
 //! without data) rounds to nearest. A Gemm's bias becomes an Add after the
-//! new node. `include=`/`exclude=` select sites by node name.
+//! new node. With `tables=true` (the default) embedding tables go to int4
+//! as well ([`tables`]): gathered packed, dequantized after the lookup.
+//! `include=`/`exclude=` select sites and tables by node name.
 //!
 //! Other precisions (int8 QDQ, fp16, mixed policies) are not built yet:
-//! `policy` takes `int4` only. Convolutions and grouped or transposed-input
-//! sites are left alone and listed in the report with the reason.
+//! `policy` takes `int4` only. Convolutions and transposed-input sites
+//! are left alone and listed in the report with the reason.
 //!
 //! Preserves: the model's function up to the rounding of its weights. The
 //! report gives per site the block count and the relative output error of
@@ -21,12 +23,13 @@
 //! held-out part too), and the whole model's measured output error.
 
 mod blocks;
+mod tables;
 
 use crate::context::PassContext;
 use crate::linear::solve::output_energy;
-use crate::linear::stats::{collect, StatsRequest};
+use crate::linear::stats::{collect_keeping, StatsRequest};
 use crate::linear::{find_sites, LinearSite, SiteOp, SiteStats};
-use crate::outputs::judged_error;
+use crate::outputs::{judged_error, judging_samples, output_names};
 use crate::pipeline::Options;
 use crate::util::glob::any_match;
 use crate::{Pass, PassOutcome};
@@ -54,6 +57,10 @@ pub struct Quantize {
     accuracy_level: i64,
     include: Vec<String>,
     exclude: Vec<String>,
+    /// Embedding tables (Gathers of constant tables) in int4 too.
+    tables: bool,
+    /// Tables of fewer elements stay f32 (a token-type table of two rows).
+    min_table: usize,
 }
 
 impl Quantize {
@@ -86,6 +93,8 @@ impl Quantize {
             accuracy_level: accuracy_level as i64,
             include: options.patterns("include"),
             exclude: options.patterns("exclude"),
+            tables: options.bool("tables")?,
+            min_table: options.usize("min_table")?,
         })
     }
 
@@ -263,23 +272,26 @@ impl Pass for Quantize {
                 Some(why) => skipped.push((site.name.clone(), why)),
             }
         }
-        let stats: Vec<Option<Arc<SiteStats>>> = if self.rounding == Rounding::Gptq
-            && cx.calibrator.is_some()
-            && !chosen.is_empty()
-        {
+        // GPTQ's statistics, and the model's outputs on the judging
+        // samples from the same run.
+        let gptq = self.rounding == Rounding::Gptq && cx.calibrator.is_some();
+        let (stats, kept): (Vec<Option<Arc<SiteStats>>>, _) = if gptq && !chosen.is_empty() {
             let requests: Vec<StatsRequest> = chosen
                 .iter()
                 .map(|s| StatsRequest::for_site(model, s, true))
                 .collect();
             let options = cx.stats_options(model);
             let calibrator = cx.calibrator("quantize", "measures activations")?;
-            collect(model, &requests, calibrator, &options)
-                .map_err(|e| IrError::Invalid(format!("quantize: calibration run failed: {e}")))?
-                .into_iter()
-                .map(Some)
-                .collect()
+            let judging = judging_samples(calibrator.samples());
+            let outputs = output_names(model);
+            let (stats, kept) =
+                collect_keeping(model, &requests, calibrator, &options, &outputs, judging)
+                    .map_err(|e| {
+                        IrError::Invalid(format!("quantize: calibration run failed: {e}"))
+                    })?;
+            (stats.into_iter().map(Some).collect(), kept)
         } else {
-            vec![None; chosen.len()]
+            (vec![None; chosen.len()], None)
         };
         let plans: Vec<Plan> = chosen
             .into_par_iter()
@@ -302,13 +314,44 @@ impl Pass for Quantize {
             after += (q.n * q.blocks * q.format.block / 2 + q.scales.len() * 4) as u64;
             outcome.records.push(plan.record.clone());
         }
+        let mut quantized_tables = 0;
+        if self.tables {
+            let (found, refused) = tables::find_tables(&model.graph, self.format, self.min_table);
+            let found: Vec<_> = found
+                .into_iter()
+                .filter(|t| {
+                    (self.include.is_empty() || any_match(&self.include, &t.name))
+                        && !any_match(&self.exclude, &t.name)
+                })
+                .collect();
+            let graph = &model.graph;
+            let codes: Vec<Quantized> = found
+                .par_iter()
+                .map(|t| tables::quantize_table(graph, t, self.format))
+                .collect::<Result<_, _>>()?;
+            for (t, q) in found.iter().zip(&codes) {
+                tables::rewrite(&mut model.graph, t, q)?;
+                before += (t.rows * t.width * 4) as u64;
+                after += (t.rows * t.width / 2 + q.scales.len() * 4 + q.zeros.len()) as u64;
+                outcome.records.push(json!({
+                    "table": t.name,
+                    "shape": [t.rows, t.width],
+                    "bits": self.format.bits,
+                    "block": self.format.block,
+                    "rounding": "rtn",
+                }));
+            }
+            quantized_tables = found.len();
+            skipped.extend(refused);
+        }
         crate::transform::cleanup::dead_code::remove_dead_code(&mut model.graph);
-        outcome.changed = !plans.is_empty();
+        outcome.changed = !plans.is_empty() || quantized_tables > 0;
         outcome.stat("sites_quantized", plans.len());
+        outcome.stat("tables_quantized", quantized_tables);
         outcome.stat("weight_bytes_before", before);
         outcome.stat("weight_bytes_after", after);
         outcome.details.push(format!(
-            "int4 (block {}, {}): {} sites, their weights {before} -> {after} bytes",
+            "int4 (block {}, {}): {} sites and {quantized_tables} tables, their weights {before} -> {after} bytes",
             self.format.block,
             if self.format.symmetric {
                 "symmetric"
@@ -317,7 +360,7 @@ impl Pass for Quantize {
             },
             plans.len()
         ));
-        for r in &outcome.records {
+        for r in outcome.records.iter().filter(|r| r["site"].is_string()) {
             outcome.details.push(format!(
                 "  {}: {}, predicted output error {}",
                 r["site"].as_str().unwrap_or("?"),
@@ -335,7 +378,7 @@ impl Pass for Quantize {
         if outcome.changed {
             let mask = cx.stats_options(model).row_mask;
             if let Some(calibrator) = cx.calibrator.as_deref_mut() {
-                let measured = judged_error(calibrator, &reference, model, mask)?;
+                let measured = judged_error(calibrator, &reference, model, mask, kept)?;
                 outcome.stat("output_rel_error", measured);
                 outcome.details.push(format!(
                     "measured output error on held-out calibration samples: mean relative squared {measured:.3e}"
