@@ -114,6 +114,21 @@ impl Quantized {
         })
     }
 
+    /// Quantized weights of the same `k` and format side by side: their
+    /// output columns one after another.
+    pub fn columns(parts: Vec<Quantized>) -> Quantized {
+        let mut parts = parts.into_iter();
+        let mut all = parts.next().expect("at least one part");
+        for p in parts {
+            assert_eq!((p.k, p.blocks), (all.k, all.blocks), "parts of one weight");
+            all.n += p.n;
+            all.codes.extend(p.codes);
+            all.scales.extend(p.scales);
+            all.zeros.extend(p.zeros);
+        }
+        all
+    }
+
     /// The codes packed low bits first, `8 / bits` to a byte:
     /// `[n, blocks, block · bits / 8]`.
     pub fn packed_codes(&self) -> Vec<u8> {
@@ -280,6 +295,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn rounding_columns_in_parts_is_rounding_them_together() {
+        let w = matrix(20, 6, 5);
+        let whole = quantize(w.as_ref(), INT4, None, 0.0);
+        let parts = [0..2, 2..6]
+            .map(|c| quantize(w.as_ref().subcols(c.start, c.len()), INT4, None, 0.0))
+            .into_iter()
+            .collect();
+        let joined = Quantized::columns(parts);
+        assert_eq!(joined.codes, whole.codes);
+        assert_eq!(joined.scales, whole.scales);
+        assert_eq!(joined.zeros, whole.zeros);
     }
 
     #[test]

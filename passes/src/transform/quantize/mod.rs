@@ -18,7 +18,7 @@
 //! are left alone and listed in the report with the reason.
 //!
 //! Preserves: the model's function up to the rounding of its weights. The
-//! report gives per site the block count and the relative output error of
+//! report gives per site the block size and the relative output error of
 //! the quantized weight, predicted on the calibration statistics (on the
 //! held-out part too), and the whole model's measured output error.
 
@@ -120,6 +120,11 @@ impl Quantize {
         let weight_type = sculpt_ir::ops::infer::value_type(g, site.weight).and_then(|t| t.dtype());
         if weight_type != Some(DataType::F32) {
             return Some("the weight is not f32".into());
+        }
+        let input_rank = sculpt_ir::ops::infer::value_type(g, site.input)
+            .and_then(|t| t.shape().map(|s| s.len()));
+        if input_rank.is_some_and(|r| r < 2) {
+            return Some("a vector input (MatMulNBits takes a matrix or a batch of them)".into());
         }
         if matches!(site.op, SiteOp::Gemm { .. }) && site.bias.is_some() {
             if let Ok(None) | Err(_) = site.bias(g) {

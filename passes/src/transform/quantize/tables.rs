@@ -15,6 +15,7 @@
 //! no input statistics to weigh the error with.
 
 use super::blocks::{quantize, Format, Quantized};
+use rayon::prelude::*;
 use sculpt_ir::ops::infer::{constant, value_type};
 use sculpt_ir::rewrite::{cast_to, Patch};
 use sculpt_ir::{AttrValue, Attribute, DataType, Graph, IrError, NodeId, Tensor};
@@ -77,16 +78,25 @@ pub fn find_tables(
     (tables, skipped)
 }
 
+/// Table rows quantized together (in parallel across such parts).
+const ROWS_PER_PART: usize = 2048;
+
 /// The table of `table`'s Gather in int4 (its transpose is what
-/// [`quantize`] cuts into blocks along the rows).
+/// [`quantize`] cuts into blocks along the rows), rows in parallel parts.
 pub fn quantize_table(graph: &Graph, table: &Table, format: Format) -> Result<Quantized, IrError> {
     let n = graph.node(table.node);
     let t = constant(graph, n.input(0).expect("a table")).expect("a constant table");
     let values = t.to_f32_vec()?;
-    let w = faer::Mat::from_fn(table.width, table.rows, |i, j| {
-        values[j * table.width + i] as f64
-    });
-    Ok(quantize(w.as_ref(), format, None, 0.0))
+    let width = table.width;
+    let parts: Vec<Quantized> = values
+        .par_chunks(ROWS_PER_PART * width)
+        .map(|part| {
+            let w =
+                faer::Mat::from_fn(width, part.len() / width, |i, j| part[j * width + i] as f64);
+            quantize(w.as_ref(), format, None, 0.0)
+        })
+        .collect();
+    Ok(Quantized::columns(parts))
 }
 
 /// Replaces `table`'s Gather by the gather-then-dequantize of `q`.
