@@ -30,7 +30,8 @@ import tempfile
 import time
 
 import numpy as np
-import onnxruntime as ort
+
+from common import cosine, session
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.environ.get("SCULPT_CORPUS", os.path.join(REPO, "..", "shared", "corpus"))
@@ -46,21 +47,6 @@ BUDGETS = {
     "resnet18": [0.1, 0.3],
     "mobilenet_v3_small": [0.1, 0.3],
 }
-
-
-def session(path):
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = 2
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-
-
-def cosine(a, b):
-    a = a.reshape(len(a), -1).astype(np.float64)
-    b = b.reshape(len(b), -1).astype(np.float64)
-    num = (a * b).sum(1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(np.mean(num / np.maximum(den, 1e-12)))
 
 
 def prune(sculpt, model, pipeline, calib, out):
@@ -95,7 +81,7 @@ def evaluate(name, folder, tmp):
         ref = np.load(os.path.join(folder, "eval_outputs.npz"))["sentence_embedding"]
 
         def score(path):
-            emb = session(path).run(["sentence_embedding"], feeds)[0]
+            emb = session(path, 2).run(["sentence_embedding"], feeds)[0]
             return {"cosine": cosine(emb, ref)}
         return os.path.join(folder, "calib.npz"), score
     if name == "ppocr_mobile_v2_cls":
@@ -104,7 +90,7 @@ def evaluate(name, folder, tmp):
         labels = np.array([int(r[2]) for r in rows if r[0] == "eval"])
 
         def logits(path):
-            s = session(path)
+            s = session(path, 2)
             n = s.get_inputs()[0].name
             return np.concatenate([s.run(None, {n: x[i:i + 1]})[0] for i in range(len(x))])
         base = logits(os.path.join(folder, "model.onnx"))
@@ -116,14 +102,14 @@ def evaluate(name, folder, tmp):
                     "cosine": cosine(out, base)}
         return os.path.join(folder, "calib.npz"), score
     model = os.path.join(folder, "model.onnx")
-    s0 = session(model)
+    s0 = session(model, 2)
     input_name = s0.get_inputs()[0].name
     calib = os.path.join(tmp, f"{name}_calib.npz")
     np.savez(calib, **{input_name: images(99, 32)})
     test = images(1234, 64)
 
     def logits(path):
-        s = session(path)
+        s = session(path, 2)
         return np.concatenate([s.run(None, {input_name: test[i:i + 16]})[0] for i in range(0, 64, 16)])
     base = logits(model)
 
