@@ -239,3 +239,41 @@ fn integer_overflow_in_constants_is_not_folded() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success(), "{stderr}");
 }
+
+/// A model whose If bodies nest `depth` deep, in the text form.
+fn nested_ifs(depth: usize) -> String {
+    let mut body = "graph \"g0\" () -> (%y0) {\n  %y0 = Identity(%x)\n}".to_string();
+    for d in 1..depth {
+        body = format!(
+            "graph \"g{d}\" () -> (%y{d}) {{\n  %y{d} = If(%c) {{then_branch={body}, else_branch=graph \"e{d}\" () -> (%z{d}) {{\n  %z{d} = Identity(%x)\n}}}}\n}}"
+        );
+    }
+    format!(
+        "ir_version 8\nopset \"\" 17\ngraph \"main\" (%x: f32[1], %c: bool[]) -> (%y) {{\n  %y = If(%c) {{then_branch={body}, else_branch=graph \"e\" () -> (%z) {{\n  %z = Identity(%x)\n}}}}\n}}\n"
+    )
+}
+
+#[test]
+fn deep_subgraphs_load_up_to_a_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    for (depth, loads) in [(40, true), (300, false)] {
+        let text = dir.path().join(format!("if{depth}.sculpt"));
+        std::fs::write(&text, nested_ifs(depth)).unwrap();
+        let model = dir.path().join(format!("if{depth}.onnx"));
+        let out = sculpt(&["opt", path_str(&text), "-p", "", "-o", path_str(&model)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = sculpt(&["inspect", path_str(&model)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        if loads {
+            assert!(out.status.success(), "depth {depth}: {stderr}");
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(stderr.contains("nest more than"), "{stderr}");
+        }
+    }
+}

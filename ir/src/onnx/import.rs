@@ -59,6 +59,8 @@ pub fn load(path: &Path) -> Result<Model> {
 /// files are looked up (none: external data is refused).
 pub fn from_bytes(bytes: Bytes, base_dir: Option<&Path>) -> Result<Model> {
     sniff_foreign_format(&bytes)?;
+    // The decoder has no depth limit of its own (see `nesting`).
+    super::nesting::check(&bytes).map_err(IrError::Decode)?;
     let proto = proto::ModelProto::decode(bytes).map_err(|e| IrError::Decode(e.to_string()))?;
     from_proto(proto, base_dir)
 }

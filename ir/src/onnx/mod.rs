@@ -4,6 +4,7 @@
 pub mod export;
 pub mod external;
 pub mod import;
+pub mod nesting;
 mod stream;
 
 /// Generated ONNX protobuf types (onnx 1.23.2).

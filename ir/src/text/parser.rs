@@ -194,6 +194,9 @@ impl Parser {
 
     fn decode<M: Message + Default>(&mut self, what: &str) -> PResult<M> {
         let bytes = self.hex()?;
+        // The decoder has no depth limit of its own.
+        crate::onnx::nesting::check_any(&bytes)
+            .map_err(|e| self.error(format!("bad encoded {what}: {e}")))?;
         M::decode(bytes).map_err(|e| self.error(format!("bad encoded {what}: {e}")))
     }
 
