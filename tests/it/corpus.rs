@@ -2,24 +2,7 @@
 //! bit-identical outputs for R and M, and onnx.checker (full_check) passes.
 //! tract (in-process, `sculpt check`) agrees too, and so does `cleanup`.
 
-use crate::{corpus_models, path_str, python_has_onnxruntime, repo, sculpt};
-
-fn ort_compare(original: &str, candidate: &str, inputs: &str, extra: &[&str]) -> String {
-    let script = repo().join("tests/scripts/ort_compare.py");
-    let out = std::process::Command::new("python3")
-        .arg(&script)
-        .args([original, candidate, inputs])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{candidate}: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
+use crate::{corpus_models, ort_compare, path_str, python_has_onnxruntime, sculpt};
 
 #[test]
 fn round_trip_is_bit_identical_in_onnxruntime() {

@@ -4,7 +4,7 @@
 //! data) at their full rank on the models of moderate size; in tract and
 //! onnxruntime. And a budget run reports every site it factored.
 
-use crate::{corpus_models, pass_report, path_str, python_has_onnxruntime, repo, sculpt};
+use crate::{corpus_models, ort_compare, pass_report, path_str, python_has_onnxruntime, sculpt};
 
 fn opt(args: &[&str]) {
     let r = sculpt(args);
@@ -94,23 +94,11 @@ fn full_rank_reproduces_every_corpus_model() {
             let what = format!("{name}, {tag} factors at full rank");
             close(&base, &out, &inputs, &what);
             if ort {
-                let o = std::process::Command::new("python3")
-                    .arg(repo().join("tests/scripts/ort_compare.py"))
-                    .args([
-                        path_str(&base),
-                        path_str(&out),
-                        path_str(&inputs),
-                        "--rtol",
-                        "1e-3",
-                        "--atol",
-                        "1e-4",
-                    ])
-                    .output()
-                    .unwrap();
-                assert!(
-                    o.status.success(),
-                    "{what}: {}",
-                    String::from_utf8_lossy(&o.stdout)
+                ort_compare(
+                    path_str(&base),
+                    path_str(&out),
+                    path_str(&inputs),
+                    &["--rtol", "1e-3", "--atol", "1e-4"],
                 );
             }
         }

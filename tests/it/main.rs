@@ -76,3 +76,23 @@ pub fn pass_report(path: &Path, name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no pass '{name}' in the report"))
         .clone()
 }
+
+/// Runs `tests/scripts/ort_compare.py` (onnxruntime and the ONNX checker)
+/// on `candidate` against `original`; fails the test, saying why, unless
+/// they agree. Returns the script's JSON line.
+pub fn ort_compare(original: &str, candidate: &str, inputs: &str, extra: &[&str]) -> String {
+    let script = repo().join("tests/scripts/ort_compare.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .args([original, candidate, inputs])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{candidate}: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

@@ -4,7 +4,7 @@
 //! And `criterion=zero` on a model whose groups were zeroed is lossless and
 //! removes them all.
 
-use crate::{corpus_models, path_str, python_has_onnxruntime, repo, sculpt};
+use crate::{corpus_models, ort_compare, path_str, python_has_onnxruntime, repo, sculpt};
 
 fn opt(input: &std::path::Path, pipeline: &str, output: &std::path::Path) {
     let r = sculpt(&[
@@ -96,32 +96,16 @@ fn extra_models(dir: &std::path::Path) -> Vec<(String, std::path::PathBuf, std::
     vec![(name.to_string(), model, inputs)]
 }
 
-fn ort_same_outputs(
-    a: &std::path::Path,
-    b: &std::path::Path,
-    inputs: &std::path::Path,
-    what: &str,
-) {
-    let script = repo().join("tests/scripts/ort_compare.py");
-    let o = std::process::Command::new("python3")
-        .arg(&script)
-        .args([
-            path_str(a),
-            path_str(b),
-            path_str(inputs),
-            // Removing channels changes onnxruntime's summation order:
-            // float32 noise through 6 transformer layers.
-            "--rtol",
-            "1e-4",
-            "--atol",
-            "1e-5",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&o.stdout)
+/// onnxruntime gives the masked and the removed model the same outputs.
+/// Removing channels changes its summation order: float32 noise through
+/// 6 transformer layers.
+fn ort_same_outputs(masked: &std::path::Path, removed: &std::path::Path, inputs: &std::path::Path) {
+    let tolerance = ["--rtol", "1e-4", "--atol", "1e-5"];
+    ort_compare(
+        path_str(masked),
+        path_str(removed),
+        path_str(inputs),
+        &tolerance,
     );
 }
 
@@ -147,7 +131,7 @@ fn masked_equals_removed_on_every_corpus_model() {
             opt(&base, &pipeline("remove"), &removed);
             assert_same_outputs(&masked, &removed, &inputs, &format!("{name} seed {seed}"));
             if ort {
-                ort_same_outputs(&masked, &removed, &inputs, &format!("{name} seed {seed}"));
+                ort_same_outputs(&masked, &removed, &inputs);
             }
             let ((pm, fm), (pr, fr)) = (stats(&masked), stats(&removed));
             if seed == 0 {
@@ -214,7 +198,7 @@ fn refitted_removal_equals_refitted_mask() {
             let what = format!("{name} {criterion}, refitted");
             assert_close_outputs(&masked, &removed, &inputs, &what, "1e-4", "1e-5");
             if ort {
-                ort_same_outputs(&masked, &removed, &inputs, &what);
+                ort_same_outputs(&masked, &removed, &inputs);
             }
         }
     }

@@ -4,7 +4,7 @@
 //! too; the sentence embeddings stay close to the original's, every
 //! MatMul site and table is reported, and the weights shrink.
 
-use crate::{pass_report, path_str, python_has_onnxruntime, repo, sculpt};
+use crate::{ort_compare, pass_report, path_str, python_has_onnxruntime, sculpt};
 
 #[test]
 fn int4_minilm_runs_in_tract_and_onnxruntime() {
@@ -82,23 +82,20 @@ fn int4_minilm_runs_in_tract_and_onnxruntime() {
             "{}",
             String::from_utf8_lossy(&run.stderr)
         );
-        let o = std::process::Command::new("python3")
-            .arg(repo().join("tests/scripts/ort_compare.py"))
-            .args([
-                path_str(&out),
-                path_str(&out),
-                path_str(&inputs),
+        ort_compare(
+            path_str(&out),
+            path_str(&out),
+            path_str(&inputs),
+            // Their int4 kernels sum in other orders, through six layers:
+            // agreement to a few thousandths.
+            &[
                 "--reference-npz",
                 path_str(&tract),
-                // Their int4 kernels sum in other orders, through six
-                // layers: agreement to a few thousandths.
                 "--rtol",
                 "1e-3",
                 "--atol",
                 "5e-3",
-            ])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+            ],
+        );
     }
 }

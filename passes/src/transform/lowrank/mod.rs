@@ -564,27 +564,41 @@ fn tail_errors(c: &Candidate, s: &Spectrum, scale: f64) -> Vec<f64> {
     tail
 }
 
+/// What every sensitivity probe of a budget allocation shares: the
+/// candidates, their spectra, the budget, and the model's outputs on the
+/// judging samples (run once).
+struct Probes<'a> {
+    model: &'a Model,
+    candidates: &'a [Candidate],
+    spectra: &'a [Option<Spectrum>],
+    method: Method,
+    share: f64,
+    reference: OutputReference<'a>,
+}
+
 impl LowRank {
-    /// Measured sensitivities: each site (or, with `allocate=roles`, all
+    /// Measured sensitivities: each site (or, with `per_site=false`, all
     /// the sites of one role: stream writers, attention projections,
     /// hidden layers) factored at the budget's share of its params (or at
     /// the ranks `at` gives), the model's output error on held-out
     /// calibration samples divided by what the spectra predicted scales
     /// those sites' errors in the allocation.
-    #[allow(clippy::too_many_arguments)]
     fn measure_sensitivities(
         &self,
-        model: &Model,
-        candidates: &[Candidate],
-        spectra: &[Option<Spectrum>],
-        method: Method,
-        share: f64,
+        probes: &Probes<'_>,
         at: Option<&[Option<usize>]>,
         per_site: bool,
         scales: &mut [f64],
-        kept: Option<&Vec<Vec<f32>>>,
         cx: &mut PassContext<'_>,
     ) -> Result<Vec<String>, IrError> {
+        let Probes {
+            model,
+            candidates,
+            spectra,
+            method,
+            share,
+            reference,
+        } = probes;
         // Probed together: the sites of one role, or each site alone.
         let roles: Vec<(SiteRole, usize)> = candidates
             .iter()
@@ -597,69 +611,57 @@ impl LowRank {
         let mut distinct = roles.clone();
         distinct.sort();
         distinct.dedup();
-        let mask = cx.stats_options(model).row_mask;
         let calibrator = cx.calibrator("lowrank", "measures the sites' effect on the outputs")?;
         calibrator.select_samples(Some(judging_samples(calibrator.samples())));
-        let reference = match kept {
-            Some(outputs) => Ok(OutputReference::from_outputs(model, outputs.clone(), mask)),
-            None => OutputReference::new(&mut *calibrator, model, mask),
-        };
-        let mut notes = Vec::new();
+        let mut notes = vec!["measured sensitivities by site role:".to_string()];
         let mut result = Ok(());
-        if let Ok(reference) = &reference {
-            for role in distinct {
-                let mut predicted = 0.0;
-                let plans: Vec<Option<Plan>> = candidates
-                    .iter()
-                    .zip(spectra)
-                    .zip(&roles)
-                    .enumerate()
-                    .map(|(i, ((c, s), r))| {
-                        let s = s.as_ref().filter(|_| *r == role)?;
-                        let rank = match at {
-                            Some(ranks) => ranks[i]?,
-                            None => ((((1.0 - share) * c.params() as f64) / (c.k() + c.n()) as f64)
-                                .floor() as usize)
-                                .clamp(1, s.len()),
-                        };
-                        predicted += tail_errors(c, s, 1.0)[rank];
-                        Some(self.plan(c, s, method, rank))
-                    })
-                    .collect();
-                if predicted <= 0.0 {
-                    continue;
-                }
-                let mut probe = model.clone();
-                let measured = apply(&mut probe, candidates, &plans)
-                    .and_then(|_| reference.relative_error(&mut *calibrator, &probe));
-                let measured = match measured {
-                    Ok(m) => m,
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                };
-                for (scale, r) in scales.iter_mut().zip(&roles) {
-                    if *r == role {
-                        *scale = measured / predicted;
-                    }
-                }
-                let what = match (per_site, roles.iter().position(|r| *r == role)) {
-                    (true, Some(i)) => candidates[i].site.name.clone(),
-                    _ => format!("{:?} sites", role.0),
-                };
-                notes.push(format!(
-                    "  {what}: output error {measured:.3e} (predicted {predicted:.3e})"
-                ));
+        for role in distinct {
+            let mut predicted = 0.0;
+            let plans: Vec<Option<Plan>> = candidates
+                .iter()
+                .zip(spectra.iter())
+                .zip(&roles)
+                .enumerate()
+                .map(|(i, ((c, s), r))| {
+                    let s = s.as_ref().filter(|_| *r == role)?;
+                    let rank = match at {
+                        Some(ranks) => ranks[i]?,
+                        None => ((((1.0 - share) * c.params() as f64) / (c.k() + c.n()) as f64)
+                            .floor() as usize)
+                            .clamp(1, s.len()),
+                    };
+                    predicted += tail_errors(c, s, 1.0)[rank];
+                    Some(self.plan(c, s, *method, rank))
+                })
+                .collect();
+            if predicted <= 0.0 {
+                continue;
             }
+            let mut probe = (*model).clone();
+            let measured = apply(&mut probe, candidates, &plans)
+                .and_then(|_| reference.relative_error(&mut *calibrator, &probe));
+            let measured = match measured {
+                Ok(m) => m,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            for (scale, r) in scales.iter_mut().zip(&roles) {
+                if *r == role {
+                    *scale = measured / predicted;
+                }
+            }
+            let what = match (per_site, roles.iter().position(|r| *r == role)) {
+                (true, Some(i)) => candidates[i].site.name.clone(),
+                _ => format!("{:?} sites", role.0),
+            };
+            notes.push(format!(
+                "  {what}: output error {measured:.3e} (predicted {predicted:.3e})"
+            ));
         }
         calibrator.select_samples(None);
-        reference?;
-        result.map(|_| {
-            let mut all = vec!["measured sensitivities by site role:".to_string()];
-            all.extend(notes);
-            all
-        })
+        result.map(|_| notes)
     }
 }
 
@@ -812,37 +814,34 @@ impl Pass for LowRank {
             if self.allocate != Allocate::Predicted && cx.calibrator.is_some() {
                 // Each round probes at the ranks the previous allocation
                 // chose (the first at the budget's share of every site).
+                let mask = cx.stats_options(model).row_mask;
+                let calibrator = cx.calibrator("lowrank", "measures the model's outputs")?;
+                calibrator.select_samples(Some(judging_samples(calibrator.samples())));
+                let reference = match kept.clone() {
+                    Some(outputs) => Ok(OutputReference::from_outputs(model, outputs, mask)),
+                    None => OutputReference::new(&mut *calibrator, model, mask),
+                };
+                calibrator.select_samples(None);
+                let probes = Probes {
+                    model,
+                    candidates: &candidates,
+                    spectra: &spectra,
+                    method,
+                    share,
+                    reference: reference?,
+                };
                 let mut at: Option<Vec<Option<usize>>> = None;
                 for _ in 0..self.rounds {
-                    let notes = self.measure_sensitivities(
-                        model,
-                        &candidates,
-                        &spectra,
-                        method,
-                        share,
-                        at.as_deref(),
-                        false,
-                        &mut scales,
-                        kept.as_ref(),
-                        cx,
-                    )?;
+                    // By role; then (allocate=measured) each site's own
+                    // probe, kept within a factor of its role's (one probe
+                    // alone is noisy).
+                    let notes =
+                        self.measure_sensitivities(&probes, at.as_deref(), false, &mut scales, cx)?;
                     outcome_notes.extend(notes);
                     if self.allocate == Allocate::Measured {
-                        // Each site's own probe, kept within a factor of
-                        // its role's (one probe alone is noisy).
                         let mut own = scales.clone();
-                        let notes = self.measure_sensitivities(
-                            model,
-                            &candidates,
-                            &spectra,
-                            method,
-                            share,
-                            at.as_deref(),
-                            true,
-                            &mut own,
-                            kept.as_ref(),
-                            cx,
-                        )?;
+                        let notes =
+                            self.measure_sensitivities(&probes, at.as_deref(), true, &mut own, cx)?;
                         outcome_notes.extend(notes);
                         for (scale, own) in scales.iter_mut().zip(own) {
                             *scale = own.clamp(*scale / SITE_SPREAD, *scale * SITE_SPREAD);
