@@ -23,6 +23,7 @@ mod graph;
 mod model;
 pub mod onnx;
 pub mod ops;
+pub mod opset;
 mod output;
 pub mod rewrite;
 mod shape;

@@ -105,6 +105,13 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
         OptionInfo { name: "exclude", kind: "patterns", default: "none", help: "leave sites whose node name matches one of these patterns" },
     ],
     build: |o| Ok(Box::new(crate::transform::quantize::Quantize::from_options(o)?)),
+}, PassInfo {
+    name: "opset",
+    summary: "raise the default-domain opset, node by node: attributes that became inputs are moved, Softmax's pre-13 flattening is written out, what cannot be converted is refused with the node",
+    options: &[
+        OptionInfo { name: "to", kind: "count", default: "21", help: "the opset to raise to (7 to 21; a model already there is left alone)" },
+    ],
+    build: |o| Ok(Box::new(crate::transform::raise_opset::RaiseOpset::from_options(o)?)),
 }];
 
 pub fn lookup(name: &str) -> Option<&'static PassInfo> {

@@ -108,3 +108,47 @@ fn node_suite_still_passes_after_round_trip() {
     assert!(regressions.is_empty(), "round-trip broke: {regressions:?}");
     assert!(before > 500, "suspiciously few passing cases: {before}");
 }
+
+/// Every case below opset 21 that tract passes still passes after
+/// `raise_opset` to 21, or is refused with a reason: never a wrong result.
+#[test]
+fn node_suite_still_passes_after_raising_the_opset() {
+    let Some(dir) = suite_dir() else { return };
+    let cases = sculpt_runtime::test_cases(&dir).unwrap();
+    let (mut raised, mut refused) = (0, Vec::new());
+    let mut broken = Vec::new();
+    std::panic::set_hook(Box::new(|_| {}));
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let original = std::fs::read(case.join("model.onnx")).unwrap();
+        let Ok(model) = sculpt_ir::onnx::from_bytes(original.clone().into(), Some(case)) else {
+            continue;
+        };
+        if model.onnx_opset() >= 21 {
+            continue;
+        }
+        let Ok((inputs, expected)) = sculpt_runtime::read_test_data_set(case, 0) else {
+            continue;
+        };
+        if !tract_passes(&model, &original, &inputs, &expected) {
+            continue;
+        }
+        let mut upgraded = model.clone();
+        if let Err(e) = sculpt_ir::opset::raise_opset(&mut upgraded, 21) {
+            refused.push(format!("{name}: {e}"));
+            continue;
+        }
+        raised += 1;
+        let bytes = sculpt_ir::onnx::to_bytes(&upgraded);
+        if !tract_passes(&upgraded, &bytes, &inputs, &expected) {
+            broken.push(name);
+        }
+    }
+    let _ = std::panic::take_hook();
+    eprintln!(
+        "node suite: {raised} cases raised to opset 21, {} refused: {refused:?}",
+        refused.len()
+    );
+    assert!(broken.is_empty(), "raising the opset broke: {broken:?}");
+    assert!(raised > 300, "suspiciously few raised cases: {raised}");
+}

@@ -1032,6 +1032,14 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             } else {
                 node.ints_attr("axes").or_else(|| c.ints(1))
             };
+            let unknown_axes = axes.is_none() && !op.starts_with("Arg") && node.input(1).is_some();
+            if unknown_axes {
+                // Axes computed at run time: only the rank is known, and
+                // only when it is kept.
+                return keep
+                    .then(|| tensor(dt, vec![Dim::Unknown; x.len()]))
+                    .flatten();
+            }
             let axes: Vec<usize> = match axes {
                 Some(a) if !a.is_empty() => a
                     .iter()

@@ -5,3 +5,4 @@ pub mod erase;
 pub mod lowrank;
 pub mod prune;
 pub mod quantize;
+pub mod raise_opset;

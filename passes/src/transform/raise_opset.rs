@@ -1,0 +1,53 @@
+//! `opset{to=N}`: raises the model's default-domain opset to `N`, node by
+//! node ([`sculpt_ir::opset::raise_opset`]): attributes that became
+//! inputs are moved, ops whose meaning changed are written out in the new
+//! form, and what cannot be carried over is refused with the node and the
+//! reason. A model at `N` or above is left as it is.
+//!
+//! Preserves: the model's function exactly.
+
+use crate::context::PassContext;
+use crate::pipeline::Options;
+use crate::{Pass, PassOutcome};
+use sculpt_ir::{IrError, Model};
+
+/// The newest default-domain opset sculpt writes.
+pub const NEWEST_OPSET: i64 = 21;
+
+pub struct RaiseOpset {
+    target: i64,
+}
+
+impl RaiseOpset {
+    pub fn from_options(options: &Options) -> crate::Result<RaiseOpset> {
+        let target = options.usize("to")? as i64;
+        if !(sculpt_ir::opset::OLDEST_RAISED..=NEWEST_OPSET).contains(&target) {
+            return Err(options.invalid(
+                "to",
+                format!("{} to {NEWEST_OPSET}", sculpt_ir::opset::OLDEST_RAISED),
+            ));
+        }
+        Ok(RaiseOpset { target })
+    }
+}
+
+impl Pass for RaiseOpset {
+    fn name(&self) -> &'static str {
+        "opset"
+    }
+
+    fn run(&mut self, model: &mut Model, _: &mut PassContext<'_>) -> Result<PassOutcome, IrError> {
+        let from = model.onnx_opset();
+        sculpt_ir::opset::raise_opset(model, self.target)?;
+        let mut outcome = PassOutcome::default();
+        outcome.changed = from < self.target;
+        outcome.stat("opset_before", from as u64);
+        outcome.stat("opset_after", model.onnx_opset() as u64);
+        outcome.details.push(if outcome.changed {
+            format!("default-domain opset {from} -> {}", self.target)
+        } else {
+            format!("opset {from} is already at or above {}", self.target)
+        });
+        Ok(outcome)
+    }
+}
