@@ -39,8 +39,10 @@ impl Pass for RaiseOpset {
     fn run(&mut self, model: &mut Model, _: &mut PassContext<'_>) -> Result<PassOutcome, IrError> {
         let from = model.onnx_opset();
         sculpt_ir::opset::raise_opset(model, self.target)?;
-        let mut outcome = PassOutcome::default();
-        outcome.changed = from < self.target;
+        let mut outcome = PassOutcome {
+            changed: from < self.target,
+            ..Default::default()
+        };
         outcome.stat("opset_before", from as u64);
         outcome.stat("opset_after", model.onnx_opset() as u64);
         outcome.details.push(if outcome.changed {
