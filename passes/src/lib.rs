@@ -12,6 +12,7 @@ pub mod linear;
 pub mod manager;
 pub mod outputs;
 pub mod pipeline;
+pub mod ranges;
 pub mod registry;
 pub mod transform;
 pub mod util;

@@ -216,3 +216,24 @@ pub fn judged_error(
     calibrator.select_samples(None);
     measured
 }
+
+/// Measures `changed` against `reference` as [`judged_error`] does, when
+/// there is calibration data, and puts the figure in `outcome`
+/// (`output_rel_error` and a line of details).
+pub fn report_judged_error(
+    outcome: &mut crate::PassOutcome,
+    cx: &mut crate::context::PassContext<'_>,
+    reference: &Model,
+    changed: &Model,
+    kept: Option<Vec<Vec<f32>>>,
+) -> Result<(), IrError> {
+    let mask = cx.stats_options(changed).row_mask;
+    if let Some(calibrator) = cx.calibrator.as_deref_mut() {
+        let measured = judged_error(calibrator, reference, changed, mask, kept)?;
+        outcome.stat("output_rel_error", measured);
+        outcome.details.push(format!(
+            "measured output error on held-out calibration samples: mean relative squared {measured:.3e}"
+        ));
+    }
+    Ok(())
+}

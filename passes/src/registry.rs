@@ -92,7 +92,12 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
     name: "quantize",
     summary: "weight-only int4 for MatMul and Gemm sites as onnxruntime's com.microsoft::MatMulNBits (block scales, optional zero points), rounded by GPTQ on calibration statistics or to nearest",
     options: &[
-        OptionInfo { name: "policy", kind: "int4", default: "int4", help: "the precision of the weights (int8 QDQ, fp16 and mixed policies are not built yet)" },
+        OptionInfo { name: "policy", kind: "int4|int8", default: "int4", help: "int4: weight-only int4 for MatMul/Gemm (and embedding tables); int8: int8 weights (per channel, symmetric) and activations (per tensor) as QuantizeLinear/DequantizeLinear pairs, ranged on calibration data" },
+        OptionInfo { name: "calib", kind: "minmax|percentile|entropy|mse", default: "minmax", help: "int8: how an activation's range is chosen from its histogram: whole range, a percentile each side, least KL divergence, least squared error" },
+        OptionInfo { name: "percentile", kind: "number", default: "99.999", help: "int8, calib=percentile: the share (%) of values kept on each side" },
+        OptionInfo { name: "smooth", kind: "number", default: "0.5", help: "int8: SmoothQuant strength α (0 to 1, or none): each LayerNormalization output feeding only MatMul/Gemm sites is divided per channel by rms(x)^α / max|W|^(1-α), folded into the norm, the weights multiplied (exact), so outlier channels stop setting the activation scale" },
+        OptionInfo { name: "activations", kind: "int8|uint8", default: "int8", help: "int8: activation codes (S8S8 or U8S8 with int8 weights)" },
+        OptionInfo { name: "ops", kind: "patterns", default: "none", help: "int8: the op types to quantize (|-separated; default those onnxruntime's quantizer takes: Conv, MatMul, Gemm, Add, Mul, pooling, Concat, Resize, data movement...)" },
         OptionInfo { name: "format", kind: "nbits", default: "nbits", help: "nbits: com.microsoft::MatMulNBits (onnxruntime, tract)" },
         OptionInfo { name: "block", kind: "count", default: "32", help: "rows of W per scale, along the input axis (a power of two, 16 or more)" },
         OptionInfo { name: "symmetric", kind: "bool", default: "false", help: "false: a 4-bit zero point per block, the block's min and max spanning the codes; true: the middle code is zero, scales only" },

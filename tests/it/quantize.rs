@@ -99,3 +99,109 @@ fn int4_minilm_runs_in_tract_and_onnxruntime() {
         );
     }
 }
+
+/// int8 QDQ on corpus models with their calibration data (the OCR
+/// model's real crops; for mobilenet, whose input is a standard normal
+/// image, seeded normal samples): onnxruntime loads and runs the result
+/// (the opset-11 OCR model raised to 13 first) and its outputs stay close
+/// to the original's.
+#[test]
+fn int8_qdq_runs_in_onnxruntime() {
+    if !python_has_onnxruntime() {
+        eprintln!("skipping: no onnxruntime (nor numpy) in python3");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, cosine_floor) in [("ppocr_mobile_v2_cls", 0.98), ("mobilenet_v3_small", 0.95)] {
+        let folder = crate::corpus_dir().join(name);
+        let model = folder.join("model.onnx");
+        let out = dir.path().join(format!("{name}.onnx"));
+        let report = dir.path().join(format!("{name}.json"));
+        let mut calib = folder.join("calib.npz");
+        if !calib.exists() {
+            calib = dir.path().join(format!("{name}_calib.npz"));
+            let made = std::process::Command::new("python3")
+                .args(["-c", "import sys, numpy as np; np.savez(sys.argv[1], input=np.random.default_rng(0).standard_normal([8, 3, 224, 224]).astype(np.float32))"])
+                .arg(&calib)
+                .status()
+                .unwrap();
+            assert!(made.success());
+        }
+        let calib_args: Vec<String> = vec!["--calib".into(), path_str(&calib).into()];
+        let mut args = vec![
+            "opt",
+            path_str(&model),
+            "-p",
+            "quantize{policy=int8 calib=mse}",
+            "-o",
+            path_str(&out),
+            "--report",
+            path_str(&report),
+        ];
+        args.extend(calib_args.iter().map(String::as_str));
+        let r = sculpt(&args);
+        assert!(
+            r.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let pass = pass_report(&report, "quantize");
+        let stat = |k: &str| {
+            pass["outcome"]["statistics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s[0] == k)
+                .map(|s| s[1].as_f64().unwrap())
+                .unwrap()
+        };
+        assert!(stat("weights_quantized") > 10.0, "{name}");
+        assert!(
+            stat("weight_bytes_after") < 0.4 * stat("weight_bytes_before"),
+            "{name}"
+        );
+        let line = ort_compare(
+            path_str(&model),
+            path_str(&out),
+            path_str(&folder.join("inputs.npz")),
+            &["--min-cosine", &cosine_floor.to_string()],
+        );
+        eprintln!("{name}: {}", line.trim());
+    }
+}
+
+/// SmoothQuant's rescaling alone (no op quantized) keeps minilm's
+/// function: the norms are divided, the weights multiplied, the residual
+/// restored.
+#[test]
+fn int8_smoothing_alone_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = crate::corpus_dir().join("minilm_l6_v2");
+    let model = folder.join("model.onnx");
+    let out = dir.path().join("smoothed.onnx");
+    let r = sculpt(&[
+        "opt",
+        path_str(&model),
+        "-p",
+        "quantize{policy=int8 ops=NoSuchOp smooth=0.5}",
+        "--calib",
+        path_str(&folder.join("calib.npz")),
+        "-o",
+        path_str(&out),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(stderr.contains("12 inputs smoothed"), "{stderr}");
+    let c = sculpt(&[
+        "check",
+        path_str(&model),
+        path_str(&out),
+        "--inputs",
+        path_str(&folder.join("inputs.npz")),
+        "--rtol",
+        "1e-3",
+        "--atol",
+        "1e-4",
+    ]);
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stdout));
+}

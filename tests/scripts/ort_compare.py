@@ -1,7 +1,7 @@
 """Cross-check two ONNX models with onnxruntime and the ONNX checker.
 
 usage: ort_compare.py ORIGINAL CANDIDATE INPUTS.npz [--exact] [--rtol R --atol A]
-                      [--reference-npz OUTPUTS.npz]
+                      [--reference-npz OUTPUTS.npz] [--min-cosine C]
 
 Runs both models on the inputs with onnxruntime (CPU), compares every output
 (with --reference-npz, the candidate's against those outputs, by name, in
@@ -36,6 +36,8 @@ def main():
     ap.add_argument("--atol", type=float, default=1e-5)
     ap.add_argument("--no-checker", action="store_true")
     ap.add_argument("--reference-npz")
+    ap.add_argument("--min-cosine", type=float,
+                    help="lossy results: pass when every float output's cosine to the original's is at least this")
     a = ap.parse_args()
     result = {"model": a.candidate}
     if not a.no_checker:
@@ -54,6 +56,7 @@ def main():
         names_a, outs_a = run(a.original, feeds)
     ok = names_a == names_b
     worst = 0.0
+    least_cosine = 1.0
     identical = True
     for x, y in zip(outs_a, outs_b):
         if x.shape != y.shape:
@@ -63,11 +66,19 @@ def main():
         if x.dtype.kind in "fc":
             diff = float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)))) if x.size else 0.0
             worst = max(worst, diff)
-            ok &= bool(np.allclose(y, x, rtol=a.rtol, atol=a.atol, equal_nan=True))
+            if a.min_cosine is not None:
+                u, v = x.astype(np.float64).ravel(), y.astype(np.float64).ravel()
+                cos = float(u @ v / max(np.linalg.norm(u) * np.linalg.norm(v), 1e-30))
+                least_cosine = min(least_cosine, cos)
+                ok &= cos >= a.min_cosine
+            else:
+                ok &= bool(np.allclose(y, x, rtol=a.rtol, atol=a.atol, equal_nan=True))
         else:
             ok &= bool(np.array_equal(x, y))
     if a.exact:
         ok &= identical
+    if a.min_cosine is not None:
+        result["least_cosine"] = least_cosine
     result.update(outputs=names_b, identical=identical, max_abs_err=worst, ok=bool(ok and result.get("checker", "ok") == "ok"))
     print(json.dumps(result))
     sys.exit(0 if result["ok"] else 1)

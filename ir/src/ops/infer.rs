@@ -1140,7 +1140,22 @@ fn infer_first(c: &Ctx) -> Option<Type> {
         }
         "Expand" => {
             let x = c.shape(0)?;
-            let target: Vec<Dim> = c.ints(1)?.into_iter().map(Dim::Known).collect();
+            let target: Vec<Dim> = match c.ints(1) {
+                Some(dims) => dims.into_iter().map(Dim::Known).collect(),
+                // A shape computed at run time, of known length: the rank
+                // is known, and so is every dim of x that is not 1.
+                None => {
+                    let length = c.shape(1)?.first()?.known()? as usize;
+                    let rank = length.max(x.len());
+                    let mut dims = vec![Dim::Unknown; rank];
+                    for (d, xd) in dims[rank - x.len()..].iter_mut().zip(&x) {
+                        if xd.known().is_some_and(|v| v != 1) {
+                            *d = xd.clone();
+                        }
+                    }
+                    return tensor(c.dtype(0)?, dims);
+                }
+            };
             tensor(c.dtype(0)?, broadcast(&[x, target])?)
         }
         "Tile" => {

@@ -49,7 +49,7 @@ use crate::context::PassContext;
 use crate::linear::solve::output_energy;
 use crate::linear::stats::{collect_keeping, StatsRequest};
 use crate::linear::{find_sites, LinearSite, Moments, RowLayout, SiteOp, SiteRole, SiteStats};
-use crate::outputs::{judged_error, judging_samples, output_names, OutputReference};
+use crate::outputs::{judging_samples, output_names, report_judged_error, OutputReference};
 use crate::pipeline::Options;
 use crate::util::glob::any_match;
 use crate::{Pass, PassOutcome};
@@ -901,14 +901,7 @@ impl Pass for LowRank {
                 .push(format!("  not factored: {name}: {why}"));
         }
         if factored > 0 {
-            let mask = cx.stats_options(model).row_mask;
-            if let Some(calibrator) = cx.calibrator.as_deref_mut() {
-                let measured = judged_error(calibrator, &reference, model, mask, kept)?;
-                outcome.stat("output_rel_error", measured);
-                outcome.details.push(format!(
-                    "measured output error on held-out calibration samples: mean relative squared {measured:.3e}"
-                ));
-            }
+            report_judged_error(&mut outcome, cx, &reference, model, kept)?;
         }
         Ok(outcome)
     }

@@ -42,7 +42,7 @@ impl Format {
     /// The scale and zero point of a block holding `values`: of the
     /// block's range (or a range shrunk by one of [`CLIPS`]), the one
     /// whose codes stand for the values with the least squared error.
-    fn fit(&self, values: &[f64]) -> (f64, f64) {
+    pub(super) fn fit(&self, values: &[f64]) -> (f64, f64) {
         let (mut lo, mut hi) = (0.0f64, 0.0f64);
         for &v in values {
             lo = lo.min(v);

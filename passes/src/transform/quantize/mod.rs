@@ -23,14 +23,17 @@
 //! held-out part too), and the whole model's measured output error.
 
 mod blocks;
+mod qdq;
+mod smooth;
 mod tables;
 
 use crate::context::PassContext;
 use crate::linear::solve::output_energy;
 use crate::linear::stats::{collect_keeping, StatsRequest};
 use crate::linear::{find_sites, LinearSite, SiteOp, SiteStats};
-use crate::outputs::{judged_error, judging_samples, output_names};
+use crate::outputs::{judging_samples, output_names, report_judged_error};
 use crate::pipeline::Options;
+use crate::ranges::{collect_histograms, RangeMethod};
 use crate::util::glob::any_match;
 use crate::{Pass, PassOutcome};
 use blocks::{quantize, Format, Quantized};
@@ -44,6 +47,15 @@ use std::sync::Arc;
 /// The domain of onnxruntime's contrib ops.
 const CONTRIB: &str = "com.microsoft";
 
+/// The precision the pass writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Policy {
+    /// Weight-only int4 (MatMulNBits).
+    Int4,
+    /// int8 weights and activations (QDQ).
+    Int8,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Rounding {
     Gptq,
@@ -51,6 +63,10 @@ enum Rounding {
 }
 
 pub struct Quantize {
+    policy: Policy,
+    /// SmoothQuant's α for int8 (`None`: no smoothing).
+    smooth: Option<f64>,
+    qdq: qdq::QdqSpec,
     format: Format,
     rounding: Rounding,
     damp: f64,
@@ -65,8 +81,29 @@ pub struct Quantize {
 
 impl Quantize {
     pub fn from_options(options: &Options) -> crate::Result<Quantize> {
-        options.choice("policy")?;
+        let policy = match options.choice("policy")? {
+            "int8" => Policy::Int8,
+            _ => Policy::Int4,
+        };
         options.choice("format")?;
+        let percentile = options.f64("percentile")?;
+        if !(50.0..=100.0).contains(&percentile) {
+            return Err(options.invalid("percentile", "50 to 100"));
+        }
+        let method = match options.choice("calib")? {
+            "percentile" => RangeMethod::Percentile(percentile),
+            "entropy" => RangeMethod::Entropy,
+            "mse" => RangeMethod::Mse,
+            _ => RangeMethod::MinMax,
+        };
+        let codes = match options.choice("activations")? {
+            "uint8" => qdq::Codes::Uint8,
+            _ => qdq::Codes::Int8,
+        };
+        let ops = match options.patterns("ops") {
+            given if given.is_empty() => qdq::default_ops(),
+            given => given,
+        };
         let block = options.usize("block")?;
         if block < 16 || !block.is_power_of_two() {
             return Err(options.invalid("block", "a power of two, 16 or more"));
@@ -79,7 +116,17 @@ impl Quantize {
         if accuracy_level > 4 {
             return Err(options.invalid("accuracy_level", "0 to 4"));
         }
+        let smooth = match options.get("smooth") {
+            Some("none") => None,
+            _ => options.opt_f64("smooth")?,
+        };
+        if smooth.is_some_and(|a| !(0.0..=1.0).contains(&a)) {
+            return Err(options.invalid("smooth", "0 to 1 (or none)"));
+        }
         Ok(Quantize {
+            policy,
+            smooth,
+            qdq: qdq::QdqSpec { codes, method, ops },
             format: Format {
                 bits: 4,
                 block,
@@ -268,6 +315,115 @@ impl Pass for Quantize {
     }
 
     fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<PassOutcome, IrError> {
+        match self.policy {
+            Policy::Int4 => self.weight_only(model, cx),
+            Policy::Int8 => self.int8(model, cx),
+        }
+    }
+}
+
+impl Quantize {
+    fn selects(&self, name: &str) -> bool {
+        (self.include.is_empty() || any_match(&self.include, name))
+            && !any_match(&self.exclude, name)
+    }
+
+    /// `policy=int8`: QDQ around the chosen ops, activations ranged on
+    /// the calibration samples but the judging ones.
+    fn int8(
+        &mut self,
+        model: &mut Model,
+        cx: &mut PassContext<'_>,
+    ) -> Result<PassOutcome, IrError> {
+        let before = model.graph.param_bytes();
+        let reference = model.clone();
+        sculpt_ir::opset::raise_opset(model, 13)?;
+        sculpt_ir::ops::infer::infer_graph(&mut model.graph)?;
+        let options = cx.stats_options(model);
+        let calibrator = cx.calibrator("quantize policy=int8", "ranges activations")?;
+        let samples = calibrator.samples();
+        let fitted = crate::linear::stats::held_out(samples, 0.125).start;
+        calibrator.select_samples((fitted >= 32).then_some(0..fitted));
+        let smoothed = match self.smooth {
+            Some(alpha) => {
+                let (sites, _) = find_sites(&model.graph);
+                let sites: Vec<LinearSite> = sites
+                    .into_iter()
+                    .filter(|s| self.selects(&s.name))
+                    .collect();
+                smooth::smooth(model, &sites, alpha, calibrator, &options)?
+            }
+            None => 0,
+        };
+        let graph = &model.graph;
+        let plan = qdq::plan(graph, &self.qdq, |id| {
+            self.selects(graph.node(id).display_name())
+        });
+        let mut outcome = PassOutcome::default();
+        if plan.nodes.is_empty() {
+            calibrator.select_samples(None);
+            outcome.changed = smoothed > 0;
+            outcome.stat("inputs_smoothed", smoothed);
+            outcome.details.push(format!(
+                "int8: no node to quantize ({smoothed} inputs smoothed)"
+            ));
+            return Ok(outcome);
+        }
+        let names: Vec<String> = plan
+            .ranged
+            .iter()
+            .map(|&v| model.graph.value(v).name.clone())
+            .collect();
+        let records: Vec<serde_json::Value> = plan
+            .nodes
+            .iter()
+            .map(|&id| {
+                let n = model.graph.node(id);
+                json!({"node": n.display_name(), "op": n.op_type, "precision": "int8"})
+            })
+            .collect();
+        let histograms = collect_histograms(model, &names, calibrator);
+        calibrator.select_samples(None);
+        let histograms = histograms
+            .map_err(|e| IrError::Invalid(format!("quantize: calibration run failed: {e}")))?;
+        let done = qdq::rewrite(&mut model.graph, &plan, &histograms, &self.qdq)?;
+        let (activations, weights) = (done.activations, done.weights);
+        crate::transform::cleanup::dead_code::remove_dead_code(&mut model.graph);
+        let after = model.graph.param_bytes();
+        outcome.changed = true;
+        outcome.records = records;
+        outcome.stat("nodes_quantized", plan.nodes.len());
+        outcome.stat("activations_quantized", activations);
+        outcome.stat("weights_quantized", weights);
+        outcome.stat("weight_bytes_before", before);
+        outcome.stat("weight_bytes_after", after);
+        outcome.details.push(format!(
+            "int8 QDQ ({:?} activations, ranges by {:?}): {} nodes, {activations} activations and {weights} weights; weights {before} -> {after} bytes",
+            self.qdq.codes,
+            self.qdq.method,
+            plan.nodes.len()
+        ));
+        outcome.stat("activations_kept_f32", done.kept.len());
+        outcome.stat("inputs_smoothed", smoothed);
+        if smoothed > 0 {
+            outcome.details.push(format!(
+                "  {smoothed} LayerNormalization outputs smoothed into the weights reading them (SmoothQuant α {})",
+                self.smooth.unwrap_or(0.0)
+            ));
+        }
+        for (name, why) in &done.kept {
+            outcome.details.push(format!("  kept f32: {name}: {why}"));
+        }
+        report_judged_error(&mut outcome, cx, &reference, model, None)?;
+        Ok(outcome)
+    }
+
+    /// `policy=int4`: MatMulNBits for the linear sites, int4 tables.
+    fn weight_only(
+        &mut self,
+        model: &mut Model,
+        cx: &mut PassContext<'_>,
+    ) -> Result<PassOutcome, IrError> {
         let (sites, mut skipped) = find_sites(&model.graph);
         let mut chosen = Vec::new();
         for site in sites {
@@ -381,14 +537,7 @@ impl Pass for Quantize {
                 .push(format!("  not quantized: {name}: {why}"));
         }
         if outcome.changed {
-            let mask = cx.stats_options(model).row_mask;
-            if let Some(calibrator) = cx.calibrator.as_deref_mut() {
-                let measured = judged_error(calibrator, &reference, model, mask, kept)?;
-                outcome.stat("output_rel_error", measured);
-                outcome.details.push(format!(
-                    "measured output error on held-out calibration samples: mean relative squared {measured:.3e}"
-                ));
-            }
+            report_judged_error(&mut outcome, cx, &reference, model, kept)?;
         }
         Ok(outcome)
     }
