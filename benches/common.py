@@ -1,5 +1,6 @@
 """What the fidelity benches share: onnxruntime sessions, the mean cosine
-of two batches of outputs, and median latency."""
+of two batches of outputs, median latency, and timed tool runs."""
+import subprocess
 import time
 
 import numpy as np
@@ -34,3 +35,10 @@ def latency(path, feeds, threads=1, runs=30, warmup=3):
         s.run(None, feeds)
         t.append(time.perf_counter() - start)
     return 1000 * float(np.median(t))
+
+
+def timed(cmd):
+    """(wall seconds, completed process) of running cmd, output captured."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    return time.perf_counter() - start, proc

@@ -21,14 +21,12 @@ usage: benches/quantize_fidelity.py [--sculpt target/release/sculpt] [--block 32
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
-from common import cosine, latency, session
+from common import cosine, latency, session, timed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.environ.get("SCULPT_CORPUS", os.path.join(REPO, "..", "shared", "corpus"))
@@ -44,20 +42,17 @@ def ort_quantize(model, out, block, symmetric):
         "q.process()\n"
         "q.model.save_model_to_file(sys.argv[2], False)\n"
     )
-    start = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", code, model, out], capture_output=True, text=True)
+    seconds, r = timed([sys.executable, "-c", code, model, out])
     if r.returncode != 0:
         raise SystemExit(f"onnxruntime quantizer failed: {r.stderr[-2000:]}")
-    return time.perf_counter() - start
+    return seconds
 
 
 def sculpt_quantize(sculpt, model, pipeline, calib, out):
-    start = time.perf_counter()
-    r = subprocess.run([sculpt, "opt", model, "-p", pipeline, "--calib", calib, "-o", out],
-                       capture_output=True, text=True)
+    seconds, r = timed([sculpt, "opt", model, "-p", pipeline, "--calib", calib, "-o", out])
     if r.returncode != 0:
         raise SystemExit(f"{pipeline}: {r.stderr}")
-    return time.perf_counter() - start
+    return seconds
 
 
 def main():

@@ -21,14 +21,12 @@ usage: benches/quantize_int8.py [--sculpt target/release/sculpt] [--models a,b] 
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
-from common import cosine, latency, session
+from common import cosine, latency, session, timed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.environ.get("SCULPT_CORPUS", os.path.join(REPO, "..", "shared", "corpus"))
@@ -70,20 +68,17 @@ def ort_quantize(model, calib, out):
         "    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,\n"
         "    calibrate_method=CalibrationMethod.MinMax)\n"
     )
-    start = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", code, model, calib, out], capture_output=True, text=True)
+    seconds, r = timed([sys.executable, "-c", code, model, calib, out])
     if r.returncode != 0:
         return None, r.stderr.strip().splitlines()[-1][:200]
-    return time.perf_counter() - start, None
+    return seconds, None
 
 
 def sculpt_quantize(sculpt, model, pipeline, calib, out):
-    start = time.perf_counter()
-    r = subprocess.run([sculpt, "opt", model, "-p", pipeline, "--calib", calib, "-o", out],
-                       capture_output=True, text=True)
+    seconds, r = timed([sculpt, "opt", model, "-p", pipeline, "--calib", calib, "-o", out])
     if r.returncode != 0:
         return None, r.stderr.strip()[-300:]
-    return time.perf_counter() - start, None
+    return seconds, None
 
 
 def run_all(path, feeds):

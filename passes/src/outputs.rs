@@ -195,6 +195,13 @@ pub fn judging_samples(samples: usize) -> std::ops::Range<usize> {
     }
 }
 
+/// The samples a pass fits on when its result is judged afterwards: all
+/// but the held-out eighth where at least 32 remain, else all (`None`).
+pub fn fitting_samples(samples: usize) -> Option<std::ops::Range<usize>> {
+    let fitted = held_out(samples, 0.125).start;
+    (fitted >= 32).then_some(0..fitted)
+}
+
 /// `changed`'s mean relative output error against `reference` on the
 /// judging samples (see [`judging_samples`]), its outputs there run now or
 /// `kept` from an earlier run (see

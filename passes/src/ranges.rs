@@ -47,9 +47,11 @@ pub struct Histogram {
 impl Histogram {
     pub fn add(&mut self, values: &[f32]) {
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let mut finite = 0u64;
         for &v in values.iter().filter(|v| v.is_finite()) {
             lo = lo.min(v as f64);
             hi = hi.max(v as f64);
+            finite += 1;
         }
         if lo > hi {
             return;
@@ -76,9 +78,9 @@ impl Histogram {
                 self.counts[i] += 1;
             }
         } else {
-            self.zeros += values.iter().filter(|v| v.is_finite()).count() as u64;
+            self.zeros += finite;
         }
-        self.count += values.iter().filter(|v| v.is_finite()).count() as u64;
+        self.count += finite;
     }
 
     /// Widens the bins until `first..=last` fits, then extends to it.
@@ -162,17 +164,15 @@ impl Histogram {
     /// The value below which (or, `from_top`, above which) `cut` of the
     /// counted values lie, at a bin edge.
     fn quantile(&self, cut: f64, from_top: bool) -> f64 {
+        let mut bins = self.bins();
+        if from_top {
+            bins.reverse();
+        }
         let mut seen = 0.0;
-        let bins = self.bins();
-        let ordered: Box<dyn Iterator<Item = &(f64, f64)>> = if from_top {
-            Box::new(bins.iter().rev())
-        } else {
-            Box::new(bins.iter())
-        };
-        for &(centre, count) in ordered {
+        let half = self.width / 2.0;
+        for (centre, count) in bins {
             seen += count;
             if seen > cut {
-                let half = self.width / 2.0;
                 return if from_top {
                     centre + half
                 } else {

@@ -44,6 +44,19 @@ pub fn sculpt(args: &[&str]) -> Output {
         .expect("run sculpt")
 }
 
+/// Runs sculpt and fails the test, with its stderr, unless it succeeds.
+pub fn sculpt_ok(args: &[&str]) -> Output {
+    let out = sculpt(args);
+    assert!(
+        out.status.success(),
+        "sculpt {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}
+
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -75,6 +88,18 @@ pub fn pass_report(path: &Path, name: &str) -> serde_json::Value {
         .find(|p| p["pass"] == name)
         .unwrap_or_else(|| panic!("no pass '{name}' in the report"))
         .clone()
+}
+
+/// The statistic `name` of a pass's entry in a run report (see
+/// [`pass_report`]).
+pub fn pass_stat(pass: &serde_json::Value, name: &str) -> f64 {
+    pass["outcome"]["statistics"]
+        .as_array()
+        .expect("pass statistics")
+        .iter()
+        .find(|s| s[0] == name)
+        .and_then(|s| s[1].as_f64())
+        .unwrap_or_else(|| panic!("no statistic {name}"))
 }
 
 /// Runs `tests/scripts/ort_compare.py` (onnxruntime and the ONNX checker)

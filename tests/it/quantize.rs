@@ -4,7 +4,9 @@
 //! too; the sentence embeddings stay close to the original's, every
 //! MatMul site and table is reported, and the weights shrink.
 
-use crate::{ort_compare, pass_report, path_str, python_has_onnxruntime, sculpt};
+use crate::{
+    ort_compare, pass_report, pass_stat, path_str, python_has_onnxruntime, sculpt, sculpt_ok,
+};
 
 #[test]
 fn int4_minilm_runs_in_tract_and_onnxruntime() {
@@ -14,7 +16,7 @@ fn int4_minilm_runs_in_tract_and_onnxruntime() {
     let inputs = folder.join("inputs.npz");
     let out = dir.path().join("int4.onnx");
     let report = dir.path().join("report.json");
-    let r = sculpt(&[
+    sculpt_ok(&[
         "opt",
         path_str(&model),
         "-p",
@@ -26,7 +28,6 @@ fn int4_minilm_runs_in_tract_and_onnxruntime() {
         "--report",
         path_str(&report),
     ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let pass = pass_report(&report, "quantize");
     let records = pass["outcome"]["records"].as_array().unwrap();
     let (sites, tables): (Vec<_>, Vec<_>) = records.iter().partition(|r| r["site"].is_string());
@@ -38,15 +39,7 @@ fn int4_minilm_runs_in_tract_and_onnxruntime() {
         let e = rec["predicted_error"].as_f64().unwrap();
         assert!(e > 0.0 && e < 0.05, "{rec}");
     }
-    let stat = |name: &str| {
-        pass["outcome"]["statistics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s[0] == name)
-            .and_then(|s| s[1].as_f64())
-            .unwrap_or_else(|| panic!("no statistic {name}"))
-    };
+    let stat = |name: &str| pass_stat(&pass, name);
     let (before, after) = (stat("weight_bytes_before"), stat("weight_bytes_after"));
     assert!(after < before / 6.0, "{before} -> {after}");
     // tract: close to the original model (int4 weights, not exact).
@@ -69,7 +62,7 @@ fn int4_minilm_runs_in_tract_and_onnxruntime() {
     // onnxruntime computes what tract does on the same model.
     if python_has_onnxruntime() {
         let tract = dir.path().join("tract.npz");
-        let run = sculpt(&[
+        sculpt_ok(&[
             "run",
             path_str(&out),
             "--inputs",
@@ -77,11 +70,6 @@ fn int4_minilm_runs_in_tract_and_onnxruntime() {
             "-o",
             path_str(&tract),
         ]);
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
         ort_compare(
             path_str(&out),
             path_str(&out),
@@ -139,22 +127,9 @@ fn int8_qdq_runs_in_onnxruntime() {
             path_str(&report),
         ];
         args.extend(calib_args.iter().map(String::as_str));
-        let r = sculpt(&args);
-        assert!(
-            r.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&r.stderr)
-        );
+        sculpt_ok(&args);
         let pass = pass_report(&report, "quantize");
-        let stat = |k: &str| {
-            pass["outcome"]["statistics"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|s| s[0] == k)
-                .map(|s| s[1].as_f64().unwrap())
-                .unwrap()
-        };
+        let stat = |k: &str| pass_stat(&pass, k);
         assert!(stat("weights_quantized") > 10.0, "{name}");
         assert!(
             stat("weight_bytes_after") < 0.4 * stat("weight_bytes_before"),
@@ -179,7 +154,7 @@ fn int8_smoothing_alone_is_exact() {
     let folder = crate::corpus_dir().join("minilm_l6_v2");
     let model = folder.join("model.onnx");
     let out = dir.path().join("smoothed.onnx");
-    let r = sculpt(&[
+    let r = sculpt_ok(&[
         "opt",
         path_str(&model),
         "-p",
@@ -189,10 +164,9 @@ fn int8_smoothing_alone_is_exact() {
         "-o",
         path_str(&out),
     ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert!(stderr.contains("12 inputs smoothed"), "{stderr}");
-    let c = sculpt(&[
+    sculpt_ok(&[
         "check",
         path_str(&model),
         path_str(&out),
@@ -203,5 +177,4 @@ fn int8_smoothing_alone_is_exact() {
         "--atol",
         "1e-4",
     ]);
-    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stdout));
 }

@@ -68,6 +68,57 @@ fn depth_any(bytes: &[u8], level: usize) -> Result<usize, String> {
         return Err(format!("messages nest more than {MAX_DEPTH} deep"));
     }
     let mut deepest = level;
+    let walk = walk_fields(bytes, |_, payload| {
+        // A payload that does not read as a message is a leaf; one that
+        // nests too deep is refused.
+        match depth_any(payload, level + 1) {
+            Ok(d) => deepest = deepest.max(d),
+            Err(e) if e.contains("nest more than") => return Err(e),
+            Err(_) => {}
+        }
+        Ok(())
+    })?;
+    match walk {
+        Walk::Whole => Ok(deepest),
+        Walk::Group => Err("not a message".into()),
+        Walk::Overrun => Err("a field runs past the end of the data".into()),
+    }
+}
+
+fn depth(bytes: &[u8], kind: Kind, level: usize) -> Result<usize, String> {
+    if level > MAX_DEPTH {
+        return Err(format!(
+            "messages nest more than {MAX_DEPTH} deep (subgraphs or types within each other)"
+        ));
+    }
+    let mut deepest = level;
+    // Groups (unused by ONNX) and a last fixed-size field cut short are
+    // left to the decoder to judge.
+    walk_fields(bytes, |field, payload| {
+        if let Some(inner) = child(kind, field) {
+            deepest = deepest.max(depth(payload, inner, level + 1)?);
+        }
+        Ok(())
+    })?;
+    Ok(deepest)
+}
+
+/// How [`walk_fields`] ended.
+enum Walk {
+    /// Every field read.
+    Whole,
+    /// Stopped at a group or unknown wire type.
+    Group,
+    /// A fixed-size field ran past the end.
+    Overrun,
+}
+
+/// Reads the fields of one message, handing each length-delimited one
+/// (field number, payload) to `on_field`.
+fn walk_fields(
+    bytes: &[u8],
+    mut on_field: impl FnMut(u64, &[u8]) -> Result<(), String>,
+) -> Result<Walk, String> {
     let mut at = 0;
     while at < bytes.len() {
         let key = varint(bytes, &mut at)?;
@@ -79,22 +130,17 @@ fn depth_any(bytes: &[u8], level: usize) -> Result<usize, String> {
             5 => at += 4,
             2 => {
                 let end = length_end(bytes, &mut at)?;
-                // A payload that does not read as a message is a leaf;
-                // one that nests too deep is refused.
-                match depth_any(&bytes[at..end], level + 1) {
-                    Ok(d) => deepest = deepest.max(d),
-                    Err(e) if e.contains("nest more than") => return Err(e),
-                    Err(_) => {}
-                }
+                on_field(key >> 3, &bytes[at..end])?;
                 at = end;
             }
-            _ => return Err("not a message".into()),
+            _ => return Ok(Walk::Group),
         }
     }
-    if at > bytes.len() {
-        return Err("a field runs past the end of the data".into());
-    }
-    Ok(deepest)
+    Ok(if at > bytes.len() {
+        Walk::Overrun
+    } else {
+        Walk::Whole
+    })
 }
 
 /// Reads a length and returns where the field it starts ends.
@@ -103,37 +149,6 @@ fn length_end(bytes: &[u8], at: &mut usize) -> Result<usize, String> {
     at.checked_add(len)
         .filter(|&e| e <= bytes.len())
         .ok_or_else(|| "a field runs past the end of the data".to_string())
-}
-
-fn depth(bytes: &[u8], kind: Kind, level: usize) -> Result<usize, String> {
-    if level > MAX_DEPTH {
-        return Err(format!(
-            "messages nest more than {MAX_DEPTH} deep (subgraphs or types within each other)"
-        ));
-    }
-    let mut deepest = level;
-    let mut at = 0;
-    while at < bytes.len() {
-        let key = varint(bytes, &mut at)?;
-        let (field, wire) = (key >> 3, key & 7);
-        match wire {
-            0 => {
-                varint(bytes, &mut at)?;
-            }
-            1 => at += 8,
-            5 => at += 4,
-            2 => {
-                let end = length_end(bytes, &mut at)?;
-                if let Some(inner) = child(kind, field) {
-                    deepest = deepest.max(depth(&bytes[at..end], inner, level + 1)?);
-                }
-                at = end;
-            }
-            // Groups (3, 4) are not used by ONNX; the decoder judges them.
-            _ => return Ok(deepest),
-        }
-    }
-    Ok(deepest)
 }
 
 fn varint(bytes: &[u8], at: &mut usize) -> Result<u64, String> {

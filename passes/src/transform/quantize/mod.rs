@@ -31,7 +31,7 @@ use crate::context::PassContext;
 use crate::linear::solve::output_energy;
 use crate::linear::stats::{collect_keeping, StatsRequest};
 use crate::linear::{find_sites, LinearSite, SiteOp, SiteStats};
-use crate::outputs::{judging_samples, output_names, report_judged_error};
+use crate::outputs::{fitting_samples, judging_samples, output_names, report_judged_error};
 use crate::pipeline::Options;
 use crate::ranges::{collect_histograms, RangeMethod};
 use crate::util::glob::any_match;
@@ -341,9 +341,7 @@ impl Quantize {
         sculpt_ir::ops::infer::infer_graph(&mut model.graph)?;
         let options = cx.stats_options(model);
         let calibrator = cx.calibrator("quantize policy=int8", "ranges activations")?;
-        let samples = calibrator.samples();
-        let fitted = crate::linear::stats::held_out(samples, 0.125).start;
-        calibrator.select_samples((fitted >= 32).then_some(0..fitted));
+        calibrator.select_samples(fitting_samples(calibrator.samples()));
         let smoothed = match self.smooth {
             Some(alpha) => {
                 let (sites, _) = find_sites(&model.graph);

@@ -354,6 +354,12 @@ fn quantize_weights(graph: &mut Graph, plan: &QdqPlan, params: &Params) -> Resul
         let Some(v) = graph.node(node).input(slot) else {
             continue;
         };
+        // A weight several nodes share is quantized once (biases never
+        // are shared: their scale is their node's).
+        if let Some(&dq) = done.get(&(v, kind)) {
+            graph.set_input(node, slot, Some(dq));
+            continue;
+        }
         let t = constant(graph, v).expect("planned as constant").clone();
         if t.dtype != DataType::F32 {
             continue;
@@ -373,12 +379,6 @@ fn quantize_weights(graph: &mut Graph, plan: &QdqPlan, params: &Params) -> Resul
             }
             _ => None,
         };
-        if let Some(&dq) = done.get(&(v, kind)) {
-            if kind != WeightKind::Bias {
-                graph.set_input(node, slot, Some(dq));
-                continue;
-            }
-        }
         let mut patch = Patch::new(graph, &name);
         let (codes, scales, axis) = match kind {
             WeightKind::PerChannel(axis) => {
@@ -427,29 +427,15 @@ fn quantize_weights(graph: &mut Graph, plan: &QdqPlan, params: &Params) -> Resul
             "quantized",
             Tensor::from_ints(DataType::I8, t.dims.clone(), &codes)?,
         );
-        let (s, z) = match axis {
-            Some(_) => (
-                patch.initializer_named(
-                    "scale",
-                    Tensor::from_f32(vec![scales.len() as i64], &scales),
-                ),
-                patch.initializer_named(
-                    "zero_point",
-                    Tensor::from_ints(
-                        DataType::I8,
-                        vec![scales.len() as i64],
-                        &vec![0; scales.len()],
-                    )?,
-                ),
-            ),
-            None => (
-                patch.initializer_named("scale", Tensor::from_f32(vec![], &scales)),
-                patch.initializer_named(
-                    "zero_point",
-                    Tensor::from_ints(DataType::I8, vec![], &[0])?,
-                ),
-            ),
+        let scale_dims = match axis {
+            Some(_) => vec![scales.len() as i64],
+            None => vec![],
         };
+        let s = patch.initializer_named("scale", Tensor::from_f32(scale_dims.clone(), &scales));
+        let z = patch.initializer_named(
+            "zero_point",
+            Tensor::from_ints(DataType::I8, scale_dims, &vec![0; scales.len()])?,
+        );
         let attrs = axis
             .map(|a| vec![Attribute::new("axis", AttrValue::Int(a as i64))])
             .unwrap_or_default();
