@@ -11,8 +11,15 @@ use clap::Parser;
 fn main() {
     let args = cli::Cli::parse();
     if let Err(e) = cli::dispatch(args) {
-        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        eprintln!("error: {}", chain.join(": "));
+        // Each cause once: a message that already ends with its cause's
+        // text (thiserror's `{source}`) does not repeat it.
+        let mut text = e.to_string();
+        for cause in e.chain().skip(1).map(|c| c.to_string()) {
+            if !text.ends_with(&cause) {
+                text = format!("{text}: {cause}");
+            }
+        }
+        eprintln!("error: {text}");
         std::process::exit(1);
     }
 }
