@@ -1,5 +1,7 @@
 """What the fidelity benches share: onnxruntime sessions, the mean cosine
-of two batches of outputs, median latency, and timed tool runs."""
+of two batches of outputs, median latency, timed tool runs, and the
+minilm_l6_v2 corpus data."""
+import os
 import subprocess
 import time
 
@@ -42,3 +44,16 @@ def timed(cmd):
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     return time.perf_counter() - start, proc
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = os.environ.get("SCULPT_CORPUS", os.path.join(REPO, "..", "shared", "corpus"))
+
+
+def minilm():
+    """minilm_l6_v2: (model path, calib.npz path, eval feeds, the original's
+    sentence embeddings on them)."""
+    folder = os.path.join(CORPUS, "minilm_l6_v2")
+    feeds = dict(np.load(os.path.join(folder, "eval.npz")))
+    reference = np.load(os.path.join(folder, "eval_outputs.npz"))["sentence_embedding"]
+    return os.path.join(folder, "model.onnx"), os.path.join(folder, "calib.npz"), feeds, reference

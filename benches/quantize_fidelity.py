@@ -26,10 +26,8 @@ import tempfile
 
 import numpy as np
 
-from common import cosine, latency, session, timed
+from common import REPO, cosine, latency, minilm, session, timed
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORPUS = os.environ.get("SCULPT_CORPUS", os.path.join(REPO, "..", "shared", "corpus"))
 
 
 def ort_quantize(model, out, block, symmetric):
@@ -61,11 +59,7 @@ def main():
     ap.add_argument("--block", type=int, default=32)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    folder = os.path.join(CORPUS, "minilm_l6_v2")
-    model = os.path.join(folder, "model.onnx")
-    calib = os.path.join(folder, "calib.npz")
-    feeds = dict(np.load(os.path.join(folder, "eval.npz")))
-    reference = np.load(os.path.join(folder, "eval_outputs.npz"))["sentence_embedding"]
+    model, calib, feeds, reference = minilm()
     one = {k: v[:1] for k, v in feeds.items()}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -393,6 +393,13 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 }
                 None => None,
             };
+            // So are the files passes asked for (a search's plot and policy).
+            let staged_files = run
+                .passes
+                .iter()
+                .flat_map(|p| &p.outcome.files)
+                .map(|(path, bytes)| Ok((path, stage(path, bytes)?)))
+                .collect::<Result<Vec<_>>>()?;
             if text {
                 let s = sculpt_ir::text::print(
                     &m,
@@ -417,6 +424,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                     .with_context(|| format!("cannot write {}", output.display()))?;
             }
             if let (Some(path), Some(staged)) = (&report, staged_report) {
+                persist(staged, path)?;
+            }
+            for (path, staged) in staged_files {
                 persist(staged, path)?;
             }
             print_run_table(&run);

@@ -6,6 +6,7 @@
 //! run by the [`manager::PassManager`], which times each pass, records what
 //! changed, and can verify the IR after each one.
 
+pub mod allocate;
 pub mod analysis;
 pub mod context;
 pub mod linear;
@@ -101,6 +102,10 @@ pub struct PassOutcome {
     /// Per-item records for machines (per site, per block), as JSON.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<serde_json::Value>,
+    /// Files the pass asks for beside the model (a plot, a policy): the
+    /// CLI writes them only when the whole command succeeds.
+    #[serde(skip)]
+    pub files: Vec<(std::path::PathBuf, Vec<u8>)>,
 }
 
 impl PassOutcome {

@@ -8,6 +8,9 @@
 //! - other 4-bit constants are widened to 8 bits (same values), which is
 //!   exact for the ops that read quantized data (DequantizeLinear and
 //!   friends take 8-bit data alike);
+//! - `com.microsoft::MatMulNBits` with 8-bit codes (tract reads 2 and 4
+//!   bits) becomes a MatMul of its weight dequantized into an f32
+//!   constant: exactly the product the op computes;
 //! - bf16 constants, values and Casts become f32: tract then computes in
 //!   f32 where a bf16 runtime rounds each result to bf16 (differences of
 //!   bf16's precision, about 3 significant digits).
@@ -46,6 +49,7 @@ pub fn for_tract(model: &Model) -> Result<Model> {
 
 fn map_graph(g: &mut Graph) -> Result<()> {
     fold_dequantize(g)?;
+    widen_matmul_nbits(g)?;
     let ids: Vec<_> = g.values().map(|(id, _)| id).collect();
     for id in ids {
         let value = g.value_mut(id);
@@ -146,6 +150,85 @@ fn fold_dequantize(g: &mut Graph) -> Result<()> {
         let v = g.value_mut(out_value);
         v.init = Some(Initializer::Dense(out));
         v.ty = None;
+    }
+    Ok(())
+}
+
+/// The weight of a `MatMulNBits` node with constant codes, scales and
+/// zero points, as `[K, N]` f32 values.
+fn matmul_nbits_weight(g: &Graph, node: &sculpt_ir::Node) -> Option<Tensor> {
+    let (k, n) = (
+        node.int_attr("K", 0) as usize,
+        node.int_attr("N", 0) as usize,
+    );
+    let bits = node.int_attr("bits", 4) as usize;
+    let block = node.int_attr("block_size", 0) as usize;
+    if k == 0 || n == 0 || block == 0 || !matches!(bits, 2 | 4 | 8) {
+        return None;
+    }
+    let blocks = k.div_ceil(block);
+    let input = |i: usize| node.input(i).and_then(|v| constant(g, v));
+    let codes = input(1)?.raw_bytes().ok()?;
+    let scales = input(2)?.to_f64_vec().ok()?;
+    let zeros = match node.input(3) {
+        Some(v) => Some(constant(g, v)?.raw_bytes().ok()?),
+        None => None,
+    };
+    let per_byte = 8 / bits;
+    let mask = (1u32 << bits) - 1;
+    let unpack = |bytes: &[u8], i: usize| -> Option<f64> {
+        let byte = *bytes.get(i / per_byte)? as u32;
+        Some(((byte >> ((i % per_byte) * bits)) & mask) as f64)
+    };
+    let zero_bytes_per_column = blocks.div_ceil(per_byte);
+    let mut values = vec![0f64; k * n];
+    for j in 0..n {
+        for i in 0..k {
+            let b = i / block;
+            let code = unpack(&codes, (j * blocks + b) * block + i % block)?;
+            let zero = match &zeros {
+                Some(z) => unpack(&z[j * zero_bytes_per_column..], b)?,
+                None => (1u32 << (bits - 1)) as f64,
+            };
+            values[i * n + j] = (code - zero) * scales.get(j * blocks + b)?;
+        }
+    }
+    Tensor::from_floats(DataType::F32, vec![k as i64, n as i64], &values).ok()
+}
+
+/// `MatMulNBits` nodes whose bits tract does not take (8), as a MatMul of
+/// their dequantized weight.
+fn widen_matmul_nbits(g: &mut Graph) -> Result<()> {
+    for id in g.node_ids() {
+        let node = g.node(id);
+        if node.op_type != "MatMulNBits" || node.domain != "com.microsoft" {
+            continue;
+        }
+        if matches!(node.int_attr("bits", 4), 2 | 4) {
+            continue;
+        }
+        let unsupported = |reason: &str| RuntimeError::Tract {
+            stage: "read",
+            message: format!("MatMulNBits '{}': {reason}", node.display_name()),
+        };
+        if node.input(5).is_some() || node.input(4).is_some() {
+            return Err(unsupported(
+                "g_idx and bias inputs are not supported with 8 bits",
+            ));
+        }
+        let weight = matmul_nbits_weight(g, node).ok_or_else(|| {
+            unsupported("its codes, scales and zero points are not constants of the declared sizes")
+        })?;
+        let x = node.input(0);
+        let name = format!("{}::dequantized", node.display_name());
+        let mut value = sculpt_ir::Value::new(name);
+        value.init = Some(Initializer::Dense(weight));
+        let w = g.add_value(value);
+        g.set_inputs(id, vec![x, Some(w)]);
+        let node = g.node_mut(id);
+        node.op_type = "MatMul".into();
+        node.domain = String::new();
+        node.attributes.clear();
     }
     Ok(())
 }

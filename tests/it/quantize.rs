@@ -178,3 +178,136 @@ fn int8_smoothing_alone_is_exact() {
         "1e-4",
     ]);
 }
+
+/// The other precisions load and run in onnxruntime close to the
+/// original: fp16 regions on the OCR model (convolutions) and on minilm
+/// (Softmax and LayerNormalization kept f32), bf16 weights, int8 weights
+/// only as MatMulNBits, and int4 as standard blocked DequantizeLinear
+/// (opset 21). `policy=fp32` changes nothing.
+#[test]
+fn other_precisions_run_in_onnxruntime() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("ppocr_mobile_v2_cls", "quantize{policy=fp16}", 0.9999),
+        ("minilm_l6_v2", "quantize{policy=fp16}", 0.9999),
+        ("minilm_l6_v2", "quantize{policy=bf16 half=weights}", 0.999),
+        ("minilm_l6_v2", "quantize{policy=w8 round=rtn}", 0.999),
+        (
+            "minilm_l6_v2",
+            "quantize{policy=int4 format=dq round=rtn symmetric=true}",
+            0.95,
+        ),
+    ];
+    for (i, (name, pipeline, floor)) in cases.iter().enumerate() {
+        let folder = crate::corpus_dir().join(name);
+        let model = folder.join("model.onnx");
+        let out = dir.path().join(format!("{i}.onnx"));
+        let report = dir.path().join(format!("{i}.json"));
+        sculpt_ok(&[
+            "opt",
+            path_str(&model),
+            "-p",
+            pipeline,
+            "-o",
+            path_str(&out),
+            "--report",
+            path_str(&report),
+        ]);
+        let pass = pass_report(&report, "quantize");
+        let (before, after) = (
+            pass_stat(&pass, "weight_bytes_before"),
+            pass_stat(&pass, "weight_bytes_after"),
+        );
+        assert!(after < 0.6 * before, "{pipeline}: {before} -> {after}");
+        if python_has_onnxruntime() {
+            let line = ort_compare(
+                path_str(&model),
+                path_str(&out),
+                path_str(&folder.join("inputs.npz")),
+                &["--min-cosine", &floor.to_string()],
+            );
+            eprintln!("{name} {pipeline}: {}", line.trim());
+        }
+    }
+    let model = crate::corpus_dir().join("ppocr_mobile_v2_cls/model.onnx");
+    let same = dir.path().join("fp32.onnx");
+    let r = sculpt_ok(&[
+        "opt",
+        path_str(&model),
+        "-p",
+        "quantize{policy=fp32}",
+        "-o",
+        path_str(&same),
+    ]);
+    let original = sculpt_ok(&["opt", path_str(&model), "-p", "", "-o", path_str(&same)]);
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout).lines().last(),
+        String::from_utf8_lossy(&original.stdout).lines().last(),
+        "the fp32 policy leaves the model as cleanup does"
+    );
+}
+
+/// `search=true` within a size budget: every weight-only site and table
+/// gets one of the choices, the weights fit the budget, the plot and the
+/// policy are written, and the policy applied again picks the same
+/// precisions. A search without a budget is refused.
+#[test]
+fn search_meets_its_budget_and_its_policy_reapplies() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = crate::corpus_dir().join("minilm_l6_v2/model.onnx");
+    let (out, report) = (dir.path().join("s.onnx"), dir.path().join("s.json"));
+    let (svg, toml) = (dir.path().join("s.svg"), dir.path().join("s.toml"));
+    let budget = 14_000_000.0;
+    sculpt_ok(&[
+        "opt",
+        path_str(&model),
+        "-p",
+        &format!(
+            "quantize{{search=true budget=size:{budget} choices=int4/128|w8/128 probe_samples=2 round=rtn plot={} policy_out={}}}",
+            path_str(&svg),
+            path_str(&toml)
+        ),
+        "--calib-random",
+        "4",
+        "-o",
+        path_str(&out),
+        "--report",
+        path_str(&report),
+    ]);
+    let pass = pass_report(&report, "quantize");
+    assert!(pass_stat(&pass, "weight_bytes_after") <= budget);
+    let picked = |pass: &serde_json::Value| -> Vec<String> {
+        pass["outcome"]["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["precision"].as_str().map(String::from))
+            .collect()
+    };
+    let first = picked(&pass);
+    assert_eq!(first.len(), 38, "36 sites and 2 tables");
+    assert!(first.iter().any(|p| p == "w8/128") && first.iter().any(|p| p == "int4/128"));
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let again = dir.path().join("again.json");
+    sculpt_ok(&[
+        "opt",
+        path_str(&model),
+        "-p",
+        &format!("quantize{{policy={} round=rtn}}", path_str(&toml)),
+        "-o",
+        path_str(&dir.path().join("again.onnx")),
+        "--report",
+        path_str(&again),
+    ]);
+    assert_eq!(picked(&pass_report(&again, "quantize")), first);
+    let refused = sculpt(&[
+        "opt",
+        path_str(&model),
+        "-p",
+        "quantize{search=true}",
+        "-o",
+        path_str(&out),
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("needs budget"));
+}

@@ -28,10 +28,28 @@ pub struct Known {
 }
 
 fn infer_graph_with_known(graph: &mut Graph) -> crate::Result<(usize, Known)> {
+    infer_scoped(graph, &Scope::new())
+}
+
+/// The types of the values enclosing scopes define, by name, as a
+/// subgraph body sees them.
+type Scope = std::collections::HashMap<String, Type>;
+
+fn infer_scoped(graph: &mut Graph, scope: &Scope) -> crate::Result<(usize, Known)> {
+    let untyped_outer: Vec<(ValueId, Type)> = graph
+        .values()
+        .filter(|(_, x)| x.outer && x.ty.is_none())
+        .filter_map(|(v, x)| Some((v, scope.get(&x.name)?.clone())))
+        .collect();
+    // Typed while inference runs; a body does not declare what it captures.
+    for (v, t) in &untyped_outer {
+        graph.value_mut(*v).ty = Some(t.clone());
+    }
     let order = graph.topo_order()?;
     let mut changed = 0;
     let mut known = Known::default();
     for id in order {
+        changed += infer_bodies(graph, id, scope)?;
         let inferred = infer_node_with(graph, id, &known);
         if let Some((v, values)) = eval_shape_op(graph, id, &known, &inferred) {
             known.ints.insert(v, values);
@@ -50,7 +68,76 @@ fn infer_graph_with_known(graph: &mut Graph) -> crate::Result<(usize, Known)> {
             }
         }
     }
+    for (v, _) in untyped_outer {
+        graph.value_mut(v).ty = None;
+    }
     Ok((changed, known))
+}
+
+/// Inference inside the subgraphs of node `id`, the values they capture
+/// typed as `graph` (and the scopes around it) has them.
+fn infer_bodies(graph: &mut Graph, id: NodeId, scope: &Scope) -> crate::Result<usize> {
+    let captured: Vec<String> = graph
+        .node(id)
+        .subgraphs()
+        .flat_map(|g| g.captured_names())
+        .collect();
+    if captured.is_empty() && graph.node(id).subgraphs().next().is_none() {
+        return Ok(0);
+    }
+    let mut inner = scope.clone();
+    for name in captured {
+        if let Some(t) = graph
+            .value_by_name(&name)
+            .and_then(|v| value_type(graph, v))
+        {
+            inner.insert(name, t);
+        }
+    }
+    let mut changed = 0;
+    for attribute in &mut graph.node_mut(id).attributes {
+        for body in attribute.value.graphs_mut() {
+            changed += infer_scoped(body, &inner)?.0;
+        }
+    }
+    Ok(changed)
+}
+
+/// The type both `a` and `b` have: equal, or the element type with the
+/// dims they agree on (`None` when the element types differ).
+fn common_type(a: &Type, b: &Type) -> Option<Type> {
+    if a == b {
+        return Some(a.clone());
+    }
+    let dtype = a.dtype().filter(|d| Some(*d) == b.dtype())?;
+    let shape = match (a.shape(), b.shape()) {
+        (Some(x), Some(y)) if x.len() == y.len() => Some(
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| if p == q { p.clone() } else { Dim::Unknown })
+                .collect(),
+        ),
+        _ => None,
+    };
+    Some(Type::Tensor { dtype, shape })
+}
+
+/// An If's outputs: the types its branches' outputs share.
+fn infer_if(node: &Node) -> Option<Vec<Option<Type>>> {
+    let branch = |name: &str| match node.attr(name) {
+        Some(AttrValue::Graph(g)) => Some(g),
+        _ => None,
+    };
+    let (then, other) = (branch("then_branch")?, branch("else_branch")?);
+    let types =
+        |g: &Graph| -> Vec<Option<Type>> { g.outputs.iter().map(|&v| value_type(g, v)).collect() };
+    let (a, b) = (types(then), types(other));
+    (a.len() == node.outputs().len() && b.len() == a.len()).then(|| {
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| common_type(x.as_ref()?, y.as_ref()?))
+            .collect()
+    })
 }
 
 /// A new type is better when the old one is missing or less specific.
@@ -618,6 +705,9 @@ fn infer_node_with(graph: &Graph, id: NodeId, known: &Known) -> Vec<Option<Type>
     }
     if n_out == 0 {
         return out;
+    }
+    if node.op_type == "If" {
+        return infer_if(node).unwrap_or(out);
     }
     let c = Ctx { graph, node, known };
     let first = infer_first(&c);

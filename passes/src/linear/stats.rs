@@ -328,6 +328,23 @@ pub fn collect(
     collect_keeping(model, requests, calibrator, options, &[], 0..0).map(|(stats, _)| stats)
 }
 
+/// The statistics of `requests` on `cx`'s calibration data, and the
+/// model's outputs on the judging samples from the same run (for
+/// [`crate::outputs::judged_error`]); `pass` names who asks, in errors.
+pub fn collect_with_judging_outputs(
+    model: &Model,
+    requests: &[StatsRequest],
+    cx: &mut crate::context::PassContext<'_>,
+    pass: &'static str,
+) -> Result<(Vec<Arc<SiteStats>>, Option<KeptValues>), sculpt_ir::IrError> {
+    let options = cx.stats_options(model);
+    let calibrator = cx.calibrator(pass, "measures activations")?;
+    let judging = crate::outputs::judging_samples(calibrator.samples());
+    let outputs = crate::outputs::output_names(model);
+    collect_keeping(model, requests, calibrator, &options, &outputs, judging)
+        .map_err(|e| sculpt_ir::IrError::Invalid(format!("{pass}: calibration run failed: {e}")))
+}
+
 /// Values kept from a statistics run: per value, its data concatenated
 /// over the samples kept.
 pub type KeptValues = Vec<Vec<f32>>;

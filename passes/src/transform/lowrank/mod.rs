@@ -45,11 +45,12 @@ mod rewrite;
 pub use factor::Method;
 pub use rewrite::ConvSplit;
 
+use crate::allocate::Alternative;
 use crate::context::PassContext;
 use crate::linear::solve::output_energy;
-use crate::linear::stats::{collect_keeping, StatsRequest};
+use crate::linear::stats::{collect_with_judging_outputs, StatsRequest};
 use crate::linear::{find_sites, LinearSite, Moments, RowLayout, SiteOp, SiteRole, SiteStats};
-use crate::outputs::{judging_samples, output_names, report_judged_error, OutputReference};
+use crate::outputs::{judging_samples, report_judged_error, OutputReference};
 use crate::pipeline::Options;
 use crate::util::glob::any_match;
 use crate::{Pass, PassOutcome};
@@ -355,13 +356,7 @@ impl LowRank {
                 });
             }
         }
-        let options = cx.stats_options(model);
-        let calibrator = cx.calibrator("lowrank", "measures activations")?;
-        let judging = judging_samples(calibrator.samples());
-        let outputs = output_names(model);
-        let (stats, kept) =
-            collect_keeping(model, &requests, calibrator, &options, &outputs, judging)
-                .map_err(|e| IrError::Invalid(format!("lowrank: calibration run failed: {e}")))?;
+        let (stats, kept) = collect_with_judging_outputs(model, &requests, cx, "lowrank")?;
         // Read once per activation (the Q, K and V projections share one).
         let mut distinct: Vec<&Arc<SiteStats>> = stats[..candidates.len()].iter().collect();
         distinct.sort_by_key(|s| Arc::as_ptr(s));
@@ -667,9 +662,8 @@ impl LowRank {
 
 /// Budget allocation: ranks that remove `share` of the candidates' params
 /// with the least total predicted error, each site's error judged against
-/// the energy of the stream it joins. For a price `λ` per parameter each
-/// site takes the rank (or none) minimising `error + λ·params`; `λ` is
-/// searched until the params removed reach the target.
+/// the energy of the stream it joins ([`crate::allocate`]: a site either
+/// stays whole or takes one of its ranks).
 fn allocate(
     candidates: &[Candidate],
     spectra: &[Option<Spectrum>],
@@ -678,49 +672,36 @@ fn allocate(
     min_gain: f64,
 ) -> Vec<Option<usize>> {
     let total: usize = candidates.iter().map(Candidate::params).sum();
-    let target = share * total as f64;
-    // Per site, the error of each rank in the stream's units.
-    let tails: Vec<Option<Vec<f64>>> = candidates
+    // Per site: whole, then its ranks 1..=max.
+    let items: Vec<Vec<Alternative>> = candidates
         .iter()
         .zip(spectra)
         .zip(scales)
-        .map(|((c, s), scale)| s.as_ref().map(|s| tail_errors(c, s, *scale)))
-        .collect();
-    let choose = |lambda: f64| -> Vec<Option<usize>> {
-        candidates
-            .iter()
-            .zip(&tails)
-            .map(|(c, tail)| {
-                let tail = tail.as_ref()?;
-                let unfactored = (lambda * c.params() as f64, None);
+        .map(|((c, s), scale)| {
+            let whole = Alternative {
+                cost: c.params() as f64,
+                error: 0.0,
+            };
+            let ranks = s.as_ref().map(|s| {
+                let tail = tail_errors(c, s, *scale);
                 let max = c.max_rank(min_gain).min(tail.len() - 1);
-                tail.iter()
-                    .enumerate()
-                    .take(max + 1)
-                    .skip(1)
-                    .map(|(r, err)| (err + lambda * c.factored_params(r) as f64, Some(r)))
-                    .fold(unfactored, |best, x| if x.0 < best.0 { x } else { best })
-                    .1
-            })
-            .collect()
-    };
-    let removed = |ranks: &[Option<usize>]| -> f64 {
-        candidates
-            .iter()
-            .zip(ranks)
-            .map(|(c, r)| r.map_or(0.0, |r| (c.params() - c.factored_params(r)) as f64))
-            .sum()
-    };
-    let (mut lo, mut hi) = (-40.0f64, 10.0f64);
-    for _ in 0..60 {
-        let mid = (lo + hi) / 2.0;
-        if removed(&choose(10f64.powf(mid))) >= target {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    choose(10f64.powf(hi))
+                (1..=max)
+                    .map(|r| Alternative {
+                        cost: c.factored_params(r) as f64,
+                        error: tail[r],
+                    })
+                    .collect::<Vec<_>>()
+            });
+            std::iter::once(whole)
+                .chain(ranks.into_iter().flatten())
+                .collect()
+        })
+        .collect();
+    let kept = (1.0 - share) * total as f64;
+    let picks = crate::allocate::within_cost(&items, kept)
+        .unwrap_or_else(|| crate::allocate::at_price(&items, f64::INFINITY))
+        .picks;
+    picks.into_iter().map(|p| (p > 0).then_some(p)).collect()
 }
 
 impl Pass for LowRank {

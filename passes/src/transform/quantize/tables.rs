@@ -1,4 +1,4 @@
-//! Embedding tables in int4: a `Gather` (axis 0) of a constant f32 table
+//! Embedding tables in int4 (or int8): a `Gather` (axis 0) of a constant f32 table
 //! `[V, D]` becomes a gather of packed 4-bit rows and their block scales
 //! and zero points, dequantized after the gather, so that only the rows
 //! looked up are ever widened. Standard ONNX ops only (Gather, Cast, Mod,
@@ -9,6 +9,8 @@
 //! c = Concat(Mod(p, 16), Div(p, 16)) → [..., D/block, block], as f32
 //! y = (c − Gather(zero_points, ids)) · Gather(scales, ids) → [..., D]
 //! ```
+//!
+//! With 8 bits the codes are a byte each and only cast.
 //!
 //! The codes are those of [`super::blocks`], with the table's rows as the
 //! blocks' columns (blocks run along `D`), rounded to nearest: a lookup has
@@ -21,6 +23,7 @@ use sculpt_ir::rewrite::{cast_to, Patch};
 use sculpt_ir::{AttrValue, Attribute, DataType, Graph, IrError, NodeId, Tensor};
 
 /// A table to quantize: the Gather node, its table and indices.
+#[derive(Clone)]
 pub struct Table {
     pub node: NodeId,
     pub name: String,
@@ -118,9 +121,13 @@ pub fn rewrite(graph: &mut Graph, table: &Table, q: &Quantized) -> Result<(), Ir
     let u8_table =
         |dims: Vec<i64>, bytes: Vec<u8>| Tensor::from_raw(DataType::U8, dims, bytes.into());
     // `q` is per row of the table (its columns), blocks along D.
+    let per_byte = 8 / q.format.bits as usize;
     let codes = patch.initializer_named(
-        "q4",
-        u8_table(vec![rows as i64, (width / 2) as i64], q.packed_codes()),
+        if per_byte == 2 { "q4" } else { "q8" },
+        u8_table(
+            vec![rows as i64, (width / per_byte) as i64],
+            q.packed_codes(),
+        ),
     );
     let scales = patch.initializer_named(
         "scales",
@@ -132,19 +139,23 @@ pub fn rewrite(graph: &mut Graph, table: &Table, q: &Quantized) -> Result<(), Ir
     );
     let axis0 = || vec![Attribute::new("axis", AttrValue::Int(0))];
     let packed = patch.node("Gather", &[Some(codes), Some(ids)], axis0());
-    let packed = patch.node("Cast", &[Some(packed)], vec![cast_to(DataType::I32)]);
-    let sixteen = patch.initializer(Tensor::from_raw(
-        DataType::I32,
-        vec![],
-        16i32.to_le_bytes().to_vec().into(),
-    ));
-    let low = patch.node("Mod", &[Some(packed), Some(sixteen)], vec![]);
-    let high = patch.node("Div", &[Some(packed), Some(sixteen)], vec![]);
-    let low = patch.reshape(low, &keep(&[(width / 2) as i64, 1]))?;
-    let high = patch.reshape(high, &keep(&[(width / 2) as i64, 1]))?;
-    let last = vec![Attribute::new("axis", AttrValue::Int(-1))];
-    let pairs = patch.node("Concat", &[Some(low), Some(high)], last);
-    let codes = patch.reshape(pairs, &keep(&[blocks as i64, block as i64]))?;
+    let codes = if per_byte == 2 {
+        let packed = patch.node("Cast", &[Some(packed)], vec![cast_to(DataType::I32)]);
+        let sixteen = patch.initializer(Tensor::from_raw(
+            DataType::I32,
+            vec![],
+            16i32.to_le_bytes().to_vec().into(),
+        ));
+        let low = patch.node("Mod", &[Some(packed), Some(sixteen)], vec![]);
+        let high = patch.node("Div", &[Some(packed), Some(sixteen)], vec![]);
+        let low = patch.reshape(low, &keep(&[(width / 2) as i64, 1]))?;
+        let high = patch.reshape(high, &keep(&[(width / 2) as i64, 1]))?;
+        let last = vec![Attribute::new("axis", AttrValue::Int(-1))];
+        patch.node("Concat", &[Some(low), Some(high)], last)
+    } else {
+        packed
+    };
+    let codes = patch.reshape(codes, &keep(&[blocks as i64, block as i64]))?;
     let codes = patch.node("Cast", &[Some(codes)], vec![cast_to(DataType::F32)]);
     let zero = patch.node("Gather", &[Some(zeros), Some(ids)], axis0());
     let zero = patch.node("Cast", &[Some(zero)], vec![cast_to(DataType::F32)]);
