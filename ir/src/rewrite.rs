@@ -155,13 +155,36 @@ impl<'g> Patch<'g> {
     /// A new node with one output, named after the base; its output's type
     /// is inferred at once.
     pub fn node(&mut self, op: &str, inputs: &[Option<ValueId>], attrs: Vec<Attribute>) -> ValueId {
+        self.node_with_outputs(op, inputs, attrs, 1)[0]
+    }
+
+    /// A new node with `outputs` outputs (TopK's values and indices),
+    /// named after the base; their types are inferred at once.
+    pub fn node_with_outputs(
+        &mut self,
+        op: &str,
+        inputs: &[Option<ValueId>],
+        attrs: Vec<Attribute>,
+        outputs: usize,
+    ) -> Vec<ValueId> {
         let mut node = Node::new(op);
         node.name = self.fresh_node_name(&op.to_lowercase());
         node.attributes = attrs;
-        let out = self.fresh_name("out");
-        let id = self.graph.add_node(node, trimmed(inputs), vec![Some(out)]);
+        let names = (0..outputs)
+            .map(|i| match i {
+                0 => Some(self.fresh_name("out")),
+                _ => Some(self.fresh_name(&format!("out{i}"))),
+            })
+            .collect();
+        let id = self.graph.add_node(node, trimmed(inputs), names);
         self.type_outputs(id);
-        self.graph.node(id).output(0).expect("one output")
+        self.graph
+            .node(id)
+            .outputs()
+            .iter()
+            .flatten()
+            .copied()
+            .collect()
     }
 
     fn type_outputs(&mut self, id: NodeId) {

@@ -6,6 +6,7 @@ mod cli;
 mod corpus;
 mod erase;
 mod lowrank;
+mod moe;
 mod node_suite;
 mod prune;
 mod quantize;
@@ -92,6 +93,23 @@ pub fn pass_report(path: &Path, name: &str) -> serde_json::Value {
 
 /// The statistic `name` of a pass's entry in a run report (see
 /// [`pass_report`]).
+/// `sculpt opt MODEL -p PIPELINE ARGS… -o OUT --report OUT.json` (which
+/// must succeed), and the report's record of pass `pass`.
+pub fn opt_and_report(
+    model: &Path,
+    pipeline: &str,
+    args: &[&str],
+    out: &Path,
+    pass: &str,
+) -> serde_json::Value {
+    let report = out.with_extension("json");
+    let mut all = vec!["opt", path_str(model), "-p", pipeline];
+    all.extend_from_slice(args);
+    all.extend(["-o", path_str(out), "--report", path_str(&report)]);
+    sculpt_ok(&all);
+    pass_report(&report, pass)
+}
+
 pub fn pass_stat(pass: &serde_json::Value, name: &str) -> f64 {
     pass["outcome"]["statistics"]
         .as_array()

@@ -5,7 +5,8 @@
 //! MatMul site and table is reported, and the weights shrink.
 
 use crate::{
-    ort_compare, pass_report, pass_stat, path_str, python_has_onnxruntime, sculpt, sculpt_ok,
+    opt_and_report, ort_compare, pass_report, pass_stat, path_str, python_has_onnxruntime, sculpt,
+    sculpt_ok,
 };
 
 #[test]
@@ -15,20 +16,14 @@ fn int4_minilm_runs_in_tract_and_onnxruntime() {
     let model = folder.join("model.onnx");
     let inputs = folder.join("inputs.npz");
     let out = dir.path().join("int4.onnx");
-    let report = dir.path().join("report.json");
-    sculpt_ok(&[
-        "opt",
-        path_str(&model),
-        "-p",
+    let calib = folder.join("calib.npz");
+    let pass = opt_and_report(
+        &model,
         "quantize{block=32}",
-        "--calib",
-        path_str(&folder.join("calib.npz")),
-        "-o",
-        path_str(&out),
-        "--report",
-        path_str(&report),
-    ]);
-    let pass = pass_report(&report, "quantize");
+        &["--calib", path_str(&calib)],
+        &out,
+        "quantize",
+    );
     let records = pass["outcome"]["records"].as_array().unwrap();
     let (sites, tables): (Vec<_>, Vec<_>) = records.iter().partition(|r| r["site"].is_string());
     assert_eq!(sites.len(), 36, "every linear site of the 6 layers");

@@ -1,0 +1,621 @@
+//! `moe`: each dense FFN as a mixture of experts with a router, so that a
+//! token computes only k of E slices of the FFN (MoEfication; no
+//! retraining).
+//!
+//! - The FFNs are found from the graph ([`find`]): linear → activation →
+//!   linear, or the gated form, with biases, in any layout (the input is
+//!   flattened to tokens).
+//! - The hidden neurons are split into E experts of equal size
+//!   ([`partition`]): balanced k-means on the neurons' weight vectors
+//!   (`partition=cluster`), on their co-activation over calibration data
+//!   (`coactivation`, the default), or at random; `shared=S` keeps the S
+//!   neurons with the largest mean square activation always on.
+//! - The router is a linear map from the FFN input to E scores
+//!   ([`router`]): least squares on each expert's contribution per token
+//!   (`router=fitted`), the experts' mean input weights (`centroid`), or
+//!   random. With `skip=mean` a skipped expert gives its calibration-mean
+//!   output (MoE++'s constant experts), and the router is fitted to the
+//!   deviation from it; `skip=zero` drops it (MoEfication).
+//! - The experts are written with standard ops or onnxruntime's MoE op
+//!   ([`emit`]).
+//!
+//! Preserves: with k = E the function exactly (every expert computes
+//! every token: the dense FFN, summed in another order). With k < E the
+//! output error is measured on held-out calibration samples and reported,
+//! with per FFN the expert sizes, the router's recall of the oracle's top
+//! k on held-out samples, and the FLOPs saved per token.
+
+mod emit;
+mod find;
+mod partition;
+mod router;
+
+use crate::context::PassContext;
+use crate::linear::find_sites;
+use crate::outputs::{fitting_samples, judging_samples, report_judged_error};
+use crate::pipeline::Options;
+use crate::util::glob::any_match;
+use crate::util::rng::Rng;
+use crate::{Pass, PassOutcome};
+use emit::{Form, Plan, Weights};
+use faer::Mat;
+use find::{find_ffns, Ffn};
+use router::{Experts, Fit, Hidden, Refit};
+use sculpt_ir::{IrError, Model, OpsetImport};
+use serde_json::json;
+
+/// The dampings the refit tries (times the mean of its Gram diagonal).
+const REFIT_DAMPING: [f64; 7] = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PartitionBy {
+    Cluster,
+    Coactivation,
+    Random,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RouterKind {
+    Fitted,
+    Centroid,
+    Random,
+}
+
+pub struct Moe {
+    experts: usize,
+    k: usize,
+    partition: PartitionBy,
+    router: RouterKind,
+    skip_mean: bool,
+    form: Form,
+    include: Vec<String>,
+    shared: usize,
+    seed: u64,
+    damp: f64,
+    refit: bool,
+    /// Router fit and refit alternations.
+    rounds: usize,
+}
+
+impl Moe {
+    pub fn from_options(options: &Options) -> crate::Result<Moe> {
+        let experts = options.usize("experts")?;
+        let k = options.usize("k")?;
+        if experts < 2 {
+            return Err(options.invalid("experts", "2 or more"));
+        }
+        if k == 0 || k > experts {
+            return Err(options.invalid("k", format!("1 to experts ({experts})")));
+        }
+        let damp = options.f64("damp")?;
+        if !(damp > 0.0 && damp.is_finite()) {
+            return Err(options.invalid("damp", "must be above 0"));
+        }
+        Ok(Moe {
+            experts,
+            k,
+            partition: match options.choice("partition")? {
+                "cluster" => PartitionBy::Cluster,
+                "random" => PartitionBy::Random,
+                _ => PartitionBy::Coactivation,
+            },
+            router: match options.choice("router")? {
+                "centroid" => RouterKind::Centroid,
+                "random" => RouterKind::Random,
+                _ => RouterKind::Fitted,
+            },
+            skip_mean: options.choice("skip")? == "mean",
+            form: if options.choice("form")? == "ort" {
+                Form::Ort
+            } else {
+                Form::Onnx
+            },
+            include: options.patterns("include"),
+            shared: options.usize("shared")?,
+            seed: options.usize("seed")? as u64,
+            damp,
+            refit: options.bool("refit")?,
+            rounds: options.usize("rounds")?.max(1),
+        })
+    }
+
+    /// Whether the calibration data is needed at all.
+    fn needs_data(&self) -> bool {
+        self.partition == PartitionBy::Coactivation
+            || self.router == RouterKind::Fitted
+            || self.skip_mean
+            || self.shared > 0
+            || (self.refit && self.k < self.experts)
+    }
+}
+
+/// Unit-norm rows.
+fn normalized(rows: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+    rows.into_iter()
+        .map(|r| {
+            let n = r
+                .iter()
+                .map(|x| x * x)
+                .sum::<f64>()
+                .sqrt()
+                .max(f64::MIN_POSITIVE);
+            r.into_iter().map(|x| x / n).collect()
+        })
+        .collect()
+}
+
+/// FLOPs per token of the dense FFN and of its experts at k of E.
+fn flops(ffn: &Ffn, out: usize, plan: &Plan) -> (f64, f64) {
+    let (d, width) = (ffn.up.k as f64, ffn.width() as f64);
+    let per_neuron = 2.0 * d * if ffn.gate.is_some() { 2.0 } else { 1.0 } + 2.0 * out as f64;
+    let dense = per_neuron * width;
+    let experts = plan.groups.len() as f64;
+    let routed: f64 = plan.groups.iter().map(Vec::len).sum::<usize>() as f64 * per_neuron;
+    let moe = 2.0 * (d + 1.0) * experts
+        + plan.shared.len() as f64 * per_neuron
+        + routed * plan.k as f64 / experts;
+    (dense, moe)
+}
+
+/// What the calibration runs read: the model, its FFNs, the row mask.
+struct Data<'a> {
+    model: &'a Model,
+    ffns: &'a [Ffn],
+    mask: Option<&'a str>,
+}
+
+impl Data<'_> {
+    /// Visits every FFN's rows on `samples` of the calibration data.
+    fn visit(
+        &self,
+        cx: &mut PassContext<'_>,
+        why: &str,
+        samples: Option<std::ops::Range<usize>>,
+        visit: &mut dyn FnMut(&[router::Rows]),
+    ) -> Result<(), IrError> {
+        let calibrator = cx.calibrator("moe", why)?;
+        calibrator.select_samples(samples);
+        let run = router::visit_rows(calibrator, self.model, self.ffns, self.mask, visit);
+        calibrator.select_samples(None);
+        run
+    }
+}
+
+/// Per expert, what its contribution is measured from (its mean, or 0).
+fn offsets(plan: &Plan, out: usize) -> Vec<Vec<f64>> {
+    let experts = plan.groups.len();
+    match &plan.means {
+        Some(m) => (0..experts)
+            .map(|e| (0..out).map(|o| m[(e, o)]).collect())
+            .collect(),
+        None => vec![vec![0.0; out]; experts],
+    }
+}
+
+impl Moe {
+    /// The routers: fitted to the experts' contributions as `experts`
+    /// computes them, or from the weights, or random.
+    fn set_routers(
+        &self,
+        data: &Data<'_>,
+        cx: &mut PassContext<'_>,
+        plans: &mut [Plan],
+        experts: &[Weights],
+        rng: &mut Rng,
+    ) -> Result<(), IrError> {
+        match self.router {
+            RouterKind::Fitted => {
+                let offsets: Vec<_> = plans
+                    .iter()
+                    .zip(experts)
+                    .map(|(p, w)| offsets(p, w.down.ncols()))
+                    .collect();
+                let mut fits: Vec<Fit> = data
+                    .ffns
+                    .iter()
+                    .map(|f| Fit::new(f.up.k, self.experts))
+                    .collect();
+                let samples = fitting_samples(cx.calibrator("moe", "fits the routers")?.samples());
+                data.visit(cx, "fits the routers", samples, &mut |rows| {
+                    for (i, r) in rows.iter().enumerate() {
+                        let e = Experts {
+                            groups: &plans[i].groups,
+                            down: &experts[i].down,
+                            offsets: &offsets[i],
+                        };
+                        fits[i].add(&r.x, &e.contributions(&r.h));
+                    }
+                })?;
+                for (p, fit) in plans.iter_mut().zip(&fits) {
+                    p.router = fit.solve(self.damp);
+                }
+            }
+            RouterKind::Centroid => {
+                for (p, w) in plans.iter_mut().zip(experts) {
+                    let (activated, bias) = w
+                        .gate
+                        .as_ref()
+                        .map_or((&w.up, &w.up_bias), |g| (&g.0, &g.1));
+                    let d = activated.nrows();
+                    p.router = Mat::from_fn(d + 1, self.experts, |i, e| {
+                        let g = &p.groups[e];
+                        let v: f64 = g
+                            .iter()
+                            .map(|&j| if i < d { activated[(i, j)] } else { bias[j] })
+                            .sum();
+                        v / g.len().max(1) as f64
+                    });
+                }
+            }
+            RouterKind::Random => {
+                for p in plans.iter_mut() {
+                    p.router = Mat::from_fn(p.ffn.up.k + 1, self.experts, |_, _| rng.normal());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The experts' down projections, skipped means and bias refitted to
+    /// the dense FFN's output (`original`'s) knowing the routing: fitted
+    /// on the fitting samples, the damping chosen on the held-out ones.
+    /// Sets the plans' means; returns per FFN the refitted weights and
+    /// the damping.
+    fn refit_experts(
+        &self,
+        data: &Data<'_>,
+        cx: &mut PassContext<'_>,
+        plans: &mut [Plan],
+        original: &[Weights],
+    ) -> Result<Vec<(Weights, f64)>, IrError> {
+        let total = cx.calibrator("moe", "refits the experts")?.samples();
+        let mut parts: Vec<Vec<Refit>> = Vec::new();
+        for samples in [fitting_samples(total), Some(judging_samples(total))] {
+            let mut refits: Vec<Refit> = plans
+                .iter()
+                .zip(original)
+                .map(|(p, w)| {
+                    Refit::new(p.ffn.width(), self.experts, w.down.ncols(), self.skip_mean)
+                })
+                .collect();
+            data.visit(cx, "refits the experts", samples, &mut |rows| {
+                for (i, r) in rows.iter().enumerate() {
+                    let scores = router::with_ones(&r.x) * &plans[i].router;
+                    let chosen = router::top_k(&scores, self.k);
+                    let w = &original[i];
+                    refits[i].add(&r.h, &chosen, &plans[i].groups, &w.down, &w.down_bias);
+                }
+            })?;
+            parts.push(refits);
+        }
+        let held = parts.pop().expect("two parts");
+        let fits = parts.pop().expect("two parts");
+        Ok(plans
+            .iter_mut()
+            .zip(original)
+            .zip(fits.iter().zip(&held))
+            .map(|((p, w), (fit, held))| {
+                let ((down, means, bias), damp) = fit.solve(held, &REFIT_DAMPING);
+                p.means = means;
+                let mut w = w.clone();
+                w.down = down;
+                w.down_bias = bias;
+                (w, damp)
+            })
+            .collect())
+    }
+
+    /// Per FFN, the share of the oracle's top k experts (by contribution)
+    /// the router picks, on the held-out samples.
+    fn recalls(
+        &self,
+        data: &Data<'_>,
+        cx: &mut PassContext<'_>,
+        plans: &[Plan],
+        experts: &[Weights],
+    ) -> Result<Vec<Option<f64>>, IrError> {
+        let Some(calibrator) = cx.calibrator.as_deref_mut() else {
+            return Ok(vec![None; plans.len()]);
+        };
+        let samples = Some(judging_samples(calibrator.samples()));
+        let offsets: Vec<_> = plans
+            .iter()
+            .zip(experts)
+            .map(|(p, w)| offsets(p, w.down.ncols()))
+            .collect();
+        let mut sums = vec![(0.0, 0.0); plans.len()];
+        data.visit(cx, "measures the routers' recall", samples, &mut |rows| {
+            for (i, r) in rows.iter().enumerate() {
+                let e = Experts {
+                    groups: &plans[i].groups,
+                    down: &experts[i].down,
+                    offsets: &offsets[i],
+                };
+                let scores = router::with_ones(&r.x) * &plans[i].router;
+                let (hits, total) = router::recall(&scores, &e.contributions(&r.h), self.k);
+                sums[i].0 += hits;
+                sums[i].1 += total;
+            }
+        })?;
+        Ok(sums
+            .into_iter()
+            .map(|(h, t)| (t > 0.0).then(|| h / t))
+            .collect())
+    }
+}
+
+impl Pass for Moe {
+    fn name(&self) -> &'static str {
+        "moe"
+    }
+
+    fn needs_canonical(&self) -> bool {
+        true
+    }
+
+    fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<PassOutcome, IrError> {
+        let reference = model.clone();
+        let mut outcome = PassOutcome::default();
+        let (sites, _) = find_sites(&model.graph);
+        let ffns: Vec<Ffn> = find_ffns(&model.graph, &sites)
+            .into_iter()
+            .filter(|f| {
+                self.include.is_empty()
+                    || any_match(&self.include, f.name())
+                    || any_match(&self.include, &f.up.name)
+            })
+            .collect();
+        if ffns.is_empty() {
+            outcome
+                .details
+                .push("no FFN found (linear → activation → linear, or gated)".into());
+            return Ok(outcome);
+        }
+        // ScatterND's reduction is opset 16's.
+        sculpt_ir::opset::raise_opset(model, 18)?;
+        sculpt_ir::ops::infer::infer_graph(&mut model.graph)?;
+        let (sites, _) = find_sites(&model.graph);
+        let ffns: Vec<Ffn> = find_ffns(&model.graph, &sites)
+            .into_iter()
+            .filter(|f| ffns.iter().any(|g| g.down.name == f.down.name))
+            .collect();
+        let weights: Vec<Weights> = ffns
+            .iter()
+            .map(|f| Weights::read(&model.graph, f))
+            .collect::<Result<_, _>>()?;
+        for f in &ffns {
+            if f.width() < self.experts + self.shared {
+                return Err(IrError::node(
+                    model.graph.node(f.down.node),
+                    format!(
+                        "moe: {} neurons cannot make {} experts and {} shared",
+                        f.width(),
+                        self.experts,
+                        self.shared
+                    ),
+                ));
+            }
+        }
+        let mask = cx.stats_options(model).row_mask;
+        let mut rng = Rng::new(self.seed);
+        // Hidden statistics on the fitting samples.
+        let hidden: Option<Vec<Hidden>> = if self.needs_data() {
+            let calibrator = cx.calibrator("moe", "measures the FFNs' activations")?;
+            calibrator.select_samples(fitting_samples(calibrator.samples()));
+            let mut acc: Vec<Hidden> = ffns
+                .iter()
+                .map(|f| {
+                    Hidden::new(
+                        f.width(),
+                        self.partition == PartitionBy::Coactivation || self.shared > 0,
+                    )
+                })
+                .collect();
+            let run = router::visit_rows(calibrator, model, &ffns, mask.as_deref(), &mut |rows| {
+                for (a, r) in acc.iter_mut().zip(rows) {
+                    a.add(&r.h);
+                }
+            });
+            calibrator.select_samples(None);
+            run?;
+            Some(acc)
+        } else {
+            None
+        };
+        // Partitions (and shared neurons), then the skipped experts' means.
+        let mut plans: Vec<Plan> = Vec::new();
+        for (i, (f, w)) in ffns.iter().zip(&weights).enumerate() {
+            let h = hidden.as_ref().map(|h| &h[i]);
+            let usage: Vec<f64> = match h.and_then(|h| h.gram.as_ref().map(|g| (g, h.rows))) {
+                Some((g, rows)) => (0..f.width()).map(|j| g[(j, j)] / rows.max(1.0)).collect(),
+                None => vec![0.0; f.width()],
+            };
+            let mut by_usage: Vec<usize> = (0..f.width()).collect();
+            by_usage.sort_by(|&a, &b| usage[b].total_cmp(&usage[a]));
+            let shared: Vec<usize> = {
+                let mut s = by_usage[..self.shared].to_vec();
+                s.sort();
+                s
+            };
+            let routed: Vec<usize> = (0..f.width()).filter(|j| !shared.contains(j)).collect();
+            let features: Vec<Vec<f64>> = match self.partition {
+                PartitionBy::Cluster => normalized(
+                    routed
+                        .iter()
+                        .map(|&j| {
+                            let activated = w.gate.as_ref().map_or(&w.up, |g| &g.0);
+                            (0..f.up.k).map(|i| activated[(i, j)]).collect()
+                        })
+                        .collect(),
+                ),
+                PartitionBy::Coactivation => {
+                    let g = h
+                        .and_then(|h| h.gram.as_ref())
+                        .expect("collected for co-activation");
+                    normalized(
+                        routed
+                            .iter()
+                            .map(|&j| routed.iter().map(|&l| g[(j, l)]).collect())
+                            .collect(),
+                    )
+                }
+                PartitionBy::Random => Vec::new(),
+            };
+            let assignment = match self.partition {
+                PartitionBy::Random => partition::random(routed.len(), self.experts, &mut rng),
+                _ => partition::balanced_kmeans(&features, self.experts, 8, &mut rng),
+            };
+            let groups: Vec<Vec<usize>> = partition::groups(&assignment, self.experts)
+                .into_iter()
+                .map(|g| g.into_iter().map(|j| routed[j]).collect())
+                .collect();
+            let out = w.down.ncols();
+            let means = match (self.skip_mean, h) {
+                (true, Some(h)) => {
+                    let mean = h.mean();
+                    Some(Mat::from_fn(self.experts, out, |e, o| {
+                        groups[e].iter().map(|&j| mean[j] * w.down[(j, o)]).sum()
+                    }))
+                }
+                _ => None,
+            };
+            plans.push(Plan {
+                ffn: f.clone(),
+                groups,
+                shared,
+                router: Mat::zeros(f.up.k + 1, self.experts),
+                means,
+                k: self.k,
+            });
+        }
+        let data = Data {
+            model: &*model,
+            ffns: &ffns,
+            mask: mask.as_deref(),
+        };
+        // The experts as refitted (the original weights stay the targets).
+        let mut fitted: Vec<Weights> = weights.clone();
+        let mut refit_damping = vec![None; plans.len()];
+        // With k = E every expert computes every token: nothing to refit.
+        let refit = self.refit && self.k < self.experts;
+        let rounds = if refit && self.router == RouterKind::Fitted {
+            self.rounds
+        } else {
+            1
+        };
+        for _ in 0..rounds {
+            self.set_routers(&data, cx, &mut plans, &fitted, &mut rng)?;
+            if refit {
+                for (i, (w, damp)) in self
+                    .refit_experts(&data, cx, &mut plans, &weights)?
+                    .into_iter()
+                    .enumerate()
+                {
+                    fitted[i] = w;
+                    refit_damping[i] = Some(damp);
+                }
+            }
+        }
+        let recalls = self.recalls(&data, cx, &plans, &fitted)?;
+        let weights = fitted;
+        if self.form == Form::Ort
+            && !model
+                .opset_imports
+                .iter()
+                .any(|o| o.domain == "com.microsoft")
+        {
+            model.opset_imports.push(OpsetImport {
+                domain: "com.microsoft".into(),
+                version: 1,
+            });
+        }
+        // tract has no MoE op: the error is measured on the same experts
+        // and routers written with standard ops.
+        let mut judged = (self.form == Form::Ort).then(|| model.clone());
+        let (mut dense_total, mut moe_total) = (0.0, 0.0);
+        for (i, ((p, w), recall)) in plans.iter().zip(&weights).zip(&recalls).enumerate() {
+            if let Some(j) = judged.as_mut() {
+                if !emit::activation_type(&model.graph, &p.ffn)?.1 {
+                    outcome.details.push(format!(
+                        "  {}: exact (erf) GELU, which onnxruntime's MoE computes with the tanh approximation (about 1e-3 apart)",
+                        p.ffn.name()
+                    ));
+                }
+                emit::rewrite(&mut j.graph, p, w, Form::Onnx)?;
+            }
+            emit::rewrite(&mut model.graph, p, w, self.form)?;
+            let (dense, moe) = flops(&p.ffn, w.down.ncols(), p);
+            dense_total += dense;
+            moe_total += moe;
+            let sizes: Vec<usize> = p.groups.iter().map(Vec::len).collect();
+            outcome.details.push(format!(
+                "  {}: {} neurons → {} experts of {}{}, top {}; router recall of the oracle's top {} on held-out samples {}; FFN FLOPs per token {:.0} → {:.0} ({:.0}% saved)",
+                p.ffn.name(),
+                p.ffn.width(),
+                self.experts,
+                match (sizes.iter().min(), sizes.iter().max()) {
+                    (Some(a), Some(b)) if a != b => format!("{a}–{b}"),
+                    (Some(a), _) => a.to_string(),
+                    _ => "0".into(),
+                },
+                if p.shared.is_empty() { String::new() } else { format!(" + {} shared", p.shared.len()) },
+                self.k,
+                self.k,
+                recall.map_or("-".into(), |r| format!("{:.3}", r)),
+                dense,
+                moe,
+                100.0 * (1.0 - moe / dense)
+            ));
+            outcome.records.push(json!({
+                "ffn": p.ffn.name(),
+                "up": p.ffn.up.name,
+                "gated": p.ffn.gate.is_some(),
+                "width": p.ffn.width(),
+                "expert_sizes": sizes,
+                "shared": p.shared.len(),
+                "k": self.k,
+                "router_recall": recall,
+                "refit_damping": refit_damping[i],
+                "flops_dense": dense,
+                "flops_routed": moe,
+            }));
+        }
+        crate::transform::cleanup::dead_code::remove_dead_code(&mut model.graph);
+        if let Some(j) = judged.as_mut() {
+            crate::transform::cleanup::dead_code::remove_dead_code(&mut j.graph);
+        }
+        outcome.changed = true;
+        outcome.stat("ffns_factored", plans.len());
+        outcome.stat("ffn_flops_per_token_before", dense_total);
+        outcome.stat("ffn_flops_per_token_after", moe_total);
+        outcome.details.insert(
+            0,
+            format!(
+                "{} FFNs as {} experts, top {} ({:?} partition, {:?} router, skipped experts {}, form {:?}): FFN FLOPs per token {:.0} → {:.0}",
+                plans.len(),
+                self.experts,
+                self.k,
+                self.partition,
+                self.router,
+                if self.skip_mean { "give their mean" } else { "give zero" },
+                self.form,
+                dense_total,
+                moe_total
+            ),
+        );
+        report_judged_error(
+            &mut outcome,
+            cx,
+            &reference,
+            judged.as_ref().unwrap_or(model),
+            None,
+        )?;
+        if judged.is_some() {
+            outcome.details.push(
+                "  (measured on the same experts and routers in standard ops: tract has no MoE op)"
+                    .into(),
+            );
+        }
+        Ok(outcome)
+    }
+}
