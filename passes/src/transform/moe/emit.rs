@@ -3,7 +3,7 @@
 //! experts (a mask: the scores at or above the k-th largest), and:
 //!
 //! - `form=onnx` (standard ops, opset 18): per expert, the tokens that
-//!   chose it are gathered (`NonZero`, `Gather`), its slice of the FFN
+//!   chose it are gathered (`NonZero`, `GatherND`), its slice of the FFN
 //!   computed (the activation's own nodes copied), and the result added
 //!   back at those rows (`ScatterND` with `reduction=add`);
 //! - `form=ort`: onnxruntime's `com.microsoft::MoE`, the router logits 0
@@ -172,8 +172,7 @@ fn slice_output(
     let project = |patch: &mut Patch<'_>, m: &Mat<f64>, b: &[f64]| {
         let wv = columns(patch, m, neurons, 1.0);
         let bv = vector(patch, b, neurons);
-        let p = patch.node("MatMul", &[Some(x), Some(wv)], vec![]);
-        patch.node("Add", &[Some(p), Some(bv)], vec![])
+        patch.node("Gemm", &[Some(x), Some(wv), Some(bv)], vec![])
     };
     let hidden = match &w.gate {
         None => {
@@ -486,18 +485,19 @@ pub fn rewrite(graph: &mut Graph, plan: &Plan, w: &Weights, form: Form) -> Resul
         }
         _ => {
             let mut acc = base;
+            // The chosen mask transposed once: row e holds expert e's tokens.
+            let by_expert = patch.node("Transpose", &[Some(chosen)], vec![]);
             for (e, g) in plan.groups.iter().enumerate() {
-                let column =
-                    patch.slice(chosen, &[0, e as i64], &[i64::MAX, e as i64 + 1], &[1, 1])?;
-                let column = patch.reshape(column, &[-1])?;
-                let at = patch.node("NonZero", &[Some(column)], vec![]);
-                let at = patch.node("Transpose", &[Some(at)], vec![]);
-                let flat = patch.reshape(at, &[-1])?;
-                let rows_e = patch.node(
+                let expert = patch.initializer(Tensor::from_i64(vec![], &[e as i64]));
+                let column = patch.node(
                     "Gather",
-                    &[Some(tokens), Some(flat)],
+                    &[Some(by_expert), Some(expert)],
                     vec![Attribute::new("axis", AttrValue::Int(0))],
                 );
+                let at = patch.node("NonZero", &[Some(column)], vec![]);
+                // [1, n] → [n, 1]: the rows of this expert's tokens.
+                let at = patch.reshape(at, &[-1, 1])?;
+                let rows_e = patch.node("GatherND", &[Some(tokens), Some(at)], vec![]);
                 let y = slice_output(&mut patch, plan, w, rows_e, g, 1.0)?;
                 acc = patch.node(
                     "ScatterND",
