@@ -73,7 +73,9 @@ pub struct Quantize {
     qdq: qdq::QdqSpec,
     block: usize,
     symmetric: bool,
-    form: Form,
+    /// How weight-only sites are written (`None`: by precision, see
+    /// [`Quantize::form_of`]).
+    form: Option<Form>,
     rounding: Rounding,
     damp: f64,
     accuracy_level: i64,
@@ -180,10 +182,10 @@ impl Quantize {
             qdq: qdq::QdqSpec { codes, method, ops },
             block,
             symmetric: options.bool("symmetric")?,
-            form: if format == "dq" {
-                Form::Dq
-            } else {
-                Form::Nbits
+            form: match format {
+                "dq" => Some(Form::Dq),
+                "nbits" => Some(Form::Nbits),
+                _ => None,
             },
             rounding: match options.choice("round")? {
                 "rtn" => Rounding::Rtn,
@@ -196,6 +198,30 @@ impl Quantize {
             keep: options.patterns("keep"),
             half_weights: options.choice("half")? == "weights",
         })
+    }
+
+    /// How a weight-only site of `precision` is written: as asked, or
+    /// int4 as MatMulNBits and int8 as blocked DequantizeLinear →
+    /// MatMul (onnxruntime's 8-bit MatMulNBits kernel is slower than
+    /// f32 on x86, the DequantizeLinear form faster).
+    fn form_of(&self, precision: Precision) -> Form {
+        match (self.form, precision) {
+            (Some(form), _) => form,
+            (None, Precision::W8) => Form::Dq,
+            (None, _) => Form::Nbits,
+        }
+    }
+
+    /// Whether some weight may be written as blocked DequantizeLinear.
+    fn may_write_dq(&self) -> bool {
+        let mut precisions = self.policy.precisions();
+        if let Some(spec) = &self.search {
+            precisions.extend(spec.choices.iter().map(|c| c.precision));
+        }
+        precisions
+            .into_iter()
+            .filter(|p| p.is_weight_only())
+            .any(|p| self.form_of(p) == Form::Dq)
     }
 
     /// The block format of a weight-only choice.
@@ -365,7 +391,7 @@ impl Quantize {
         cx: &mut PassContext<'_>,
         outcome: &mut PassOutcome,
     ) -> Result<Option<Vec<Vec<f32>>>, IrError> {
-        if self.form == Form::Dq {
+        if self.may_write_dq() {
             // Blocked DequantizeLinear and 4-bit codes are opset 21's.
             sculpt_ir::opset::raise_opset(model, 21)?;
         }
@@ -466,7 +492,10 @@ impl Quantize {
             }
             return Ok(kept);
         }
-        if self.form == Form::Nbits && !model.opset_imports.iter().any(|o| o.domain == CONTRIB) {
+        let nbits = chosen
+            .iter()
+            .any(|(_, (c, _))| self.form_of(c.precision) == Form::Nbits);
+        if nbits && !model.opset_imports.iter().any(|o| o.domain == CONTRIB) {
             model.opset_imports.push(OpsetImport {
                 domain: CONTRIB.into(),
                 version: 1,
@@ -483,7 +512,10 @@ impl Quantize {
         }
         for (w, (choice, q)) in &chosen {
             let q = q.as_ref().expect("filtered above");
-            let form = self.form;
+            let form = match w {
+                Weight::Site(..) => self.form_of(choice.precision),
+                Weight::Table(_) => Form::Nbits,
+            };
             w.rewrite(&mut model.graph, &q.quantized, form, self.accuracy_level)?;
             match w {
                 Weight::Site(..) => sites += 1,
@@ -511,8 +543,9 @@ impl Quantize {
             format!(
                 "weight-only ({}, {}): {sites} sites and {tables} tables",
                 match self.form {
-                    Form::Nbits => "MatMulNBits",
-                    Form::Dq => "blocked DequantizeLinear",
+                    Some(Form::Nbits) => "MatMulNBits",
+                    Some(Form::Dq) => "blocked DequantizeLinear",
+                    None => "int4 as MatMulNBits, int8 as blocked DequantizeLinear",
                 },
                 if self.symmetric {
                     "symmetric"
@@ -554,7 +587,8 @@ impl Quantize {
                         }
                         let weight = Weight::Site(site, None);
                         let q = weight.quantize(body, self.format(choice), None)?;
-                        weight.rewrite(body, &q.quantized, self.form, self.accuracy_level)?;
+                        let form = self.form_of(choice.precision);
+                        weight.rewrite(body, &q.quantized, form, self.accuracy_level)?;
                         let mut record = q.record;
                         record["precision"] = json!(choice.to_string());
                         record["in_subgraph"] = json!(true);
