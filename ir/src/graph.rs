@@ -306,7 +306,8 @@ impl Graph {
         let id = self.add_node(node, inputs, Vec::new());
         self.bind_outputs(id, outputs.clone());
         for v in outputs.into_iter().flatten() {
-            for (consumer, _) in self.consumers(v) {
+            // The new producer has no edges yet: its readers by a scan.
+            for (consumer, _) in self.consumers_by_scan(v) {
                 self.link(v, consumer);
             }
         }
@@ -479,6 +480,37 @@ impl Graph {
 
     /// (node, input slot) pairs that read `value`, in node insertion order.
     pub fn consumers(&self, value: ValueId) -> Vec<(NodeId, usize)> {
+        // A value a node defines is read along that node's edges; others
+        // (graph inputs, initializers) by a scan of every node.
+        let Some((producer, _)) = self.values[value.index()]
+            .producer
+            .filter(|(p, _)| self.topology.contains_node(p.0))
+        else {
+            return self.consumers_by_scan(value);
+        };
+        let mut readers: Vec<NodeIndex> = self
+            .topology
+            .edges_directed(producer.0, Direction::Outgoing)
+            .filter(|e| *e.weight() == value)
+            .map(|e| e.target())
+            .collect();
+        readers.sort();
+        readers.dedup();
+        let mut uses = Vec::new();
+        for reader in readers {
+            for (slot, v) in self.topology[reader].inputs.iter().enumerate() {
+                if *v == Some(value) {
+                    uses.push((NodeId(reader), slot));
+                }
+            }
+        }
+        uses.sort();
+        debug_assert_eq!(uses, self.consumers_by_scan(value), "edges out of step");
+        uses
+    }
+
+    /// [`Graph::consumers`] by looking at every node.
+    fn consumers_by_scan(&self, value: ValueId) -> Vec<(NodeId, usize)> {
         let mut uses = Vec::new();
         for (id, node) in self.nodes() {
             for (slot, v) in node.inputs.iter().enumerate() {
