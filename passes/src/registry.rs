@@ -125,7 +125,7 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
     options: &[
         OptionInfo { name: "experts", kind: "count", default: "16", help: "experts per FFN (E)" },
         OptionInfo { name: "k", kind: "count", default: "8", help: "experts each token computes (k = E is exact)" },
-        OptionInfo { name: "partition", kind: "cluster|coactivation|random", default: "coactivation", help: "balanced k-means of the neurons on their input weights, or on their co-activation over calibration data; or at random" },
+        OptionInfo { name: "partition", kind: "cluster|coactivation|random", default: "coactivation", help: "balanced k-means of the neurons on their input weights, or on their co-activation (how often two are active together) over calibration data; or at random" },
         OptionInfo { name: "router", kind: "fitted|centroid|random", default: "fitted", help: "least squares from the FFN input to each expert's contribution per token; the experts' mean input weights; or random" },
         OptionInfo { name: "skip", kind: "zero|mean", default: "mean", help: "what a skipped expert gives: nothing, or its calibration-mean output (the router then fitted to the deviation from it)" },
         OptionInfo { name: "form", kind: "onnx|ort", default: "onnx", help: "onnx: standard ops (TopK, per expert its tokens gathered, computed, scattered back); ort: onnxruntime's com.microsoft::MoE" },
@@ -133,7 +133,7 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
         OptionInfo { name: "include", kind: "patterns", default: "none", help: "only FFNs whose down or up projection's node name matches one of these |-separated patterns" },
         OptionInfo { name: "seed", kind: "count", default: "0", help: "seed of the k-means starts and of random partitions and routers" },
         OptionInfo { name: "refit", kind: "bool", default: "true", help: "refit the experts' down projections, the skipped experts' means and the bias by least squares on calibration data, knowing which experts each token chose (with k = E the refit is the identity up to rounding)" },
-        OptionInfo { name: "rounds", kind: "count", default: "2", help: "router=fitted with refit: how many times the router is fitted to the experts as refitted, and the experts refitted to the new routing" },
+        OptionInfo { name: "rounds", kind: "count", default: "3", help: "router=fitted with refit: how many times the router is fitted to the experts as refitted, and the experts refitted to the new routing" },
         OptionInfo { name: "damp", kind: "number", default: "0.1", help: "router fit: added to the input Gram matrix's diagonal, times its mean" },
     ],
     build: |o| Ok(Box::new(crate::transform::moe::Moe::from_options(o)?)),

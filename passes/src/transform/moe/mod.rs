@@ -8,8 +8,9 @@
 //! - The hidden neurons are split into E experts of equal size
 //!   ([`partition`]): balanced k-means on the neurons' weight vectors
 //!   (`partition=cluster`), on their co-activation over calibration data
-//!   (`coactivation`, the default), or at random; `shared=S` keeps the S
-//!   neurons with the largest mean square activation always on.
+//!   (how often two are active together; `coactivation`, the default), or
+//!   at random; `shared=S` keeps the S neurons with the largest mean
+//!   square activation always on.
 //! - The router is a linear map from the FFN input to E scores
 //!   ([`router`]): least squares on each expert's contribution per token
 //!   (`router=fitted`), the experts' mean input weights (`centroid`), or
@@ -426,8 +427,9 @@ impl Pass for Moe {
         let mut plans: Vec<Plan> = Vec::new();
         for (i, (f, w)) in ffns.iter().zip(&weights).enumerate() {
             let h = hidden.as_ref().map(|h| &h[i]);
-            let usage: Vec<f64> = match h.and_then(|h| h.gram.as_ref().map(|g| (g, h.rows))) {
-                Some((g, rows)) => (0..f.width()).map(|j| g[(j, j)] / rows.max(1.0)).collect(),
+            // Used: the mean square activation on calibration data.
+            let usage: Vec<f64> = match h {
+                Some(h) => h.squares.clone(),
                 None => vec![0.0; f.width()],
             };
             let mut by_usage: Vec<usize> = (0..f.width()).collect();

@@ -66,10 +66,13 @@ pub fn visit_rows(
         .map_err(failed)
 }
 
-/// The hidden activations' mean and (when asked) second moment.
+/// The hidden activations' mean and mean square, and (when asked) their
+/// co-activation: how often two neurons are active (above 0) together,
+/// as MoEfication counts it.
 pub struct Hidden {
     pub rows: f64,
     pub sum: Vec<f64>,
+    pub squares: Vec<f64>,
     pub gram: Option<Mat<f64>>,
 }
 
@@ -78,6 +81,7 @@ impl Hidden {
         Hidden {
             rows: 0.0,
             sum: vec![0.0; width],
+            squares: vec![0.0; width],
             gram: gram.then(|| Mat::zeros(width, width)),
         }
     }
@@ -86,9 +90,13 @@ impl Hidden {
         self.rows += h.nrows() as f64;
         for j in 0..h.ncols() {
             self.sum[j] += (0..h.nrows()).map(|i| h[(i, j)]).sum::<f64>();
+            self.squares[j] += (0..h.nrows()).map(|i| h[(i, j)] * h[(i, j)]).sum::<f64>();
         }
         if let Some(g) = &mut self.gram {
-            *g += h.transpose() * h;
+            let active = Mat::from_fn(h.nrows(), h.ncols(), |i, j| {
+                f64::from(u8::from(h[(i, j)] > 0.0))
+            });
+            *g += active.transpose() * &active;
         }
     }
 
