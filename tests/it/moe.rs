@@ -80,3 +80,63 @@ fn routed_experts_are_reported_and_run() {
         );
     }
 }
+
+/// Decoder-style FFNs (GPT-2's tanh-GELU spelled out, LLaMA's gated SiLU)
+/// are found from the graph; with k = E both equal the dense model in
+/// tract and onnxruntime, and onnxruntime's MoE op computes GPT-2's
+/// exactly while the gated FFN is refused with its node named.
+#[test]
+fn decoder_ffns_are_found_and_exact_with_all_experts() {
+    if !python_has_onnxruntime() {
+        eprintln!("skipping: no onnx/onnxruntime in python3");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (model, inputs) = (dir.path().join("dec.onnx"), dir.path().join("dec.npz"));
+    let made = std::process::Command::new("python3")
+        .arg(crate::repo().join("tests/scripts/decoder_ffns.py"))
+        .args([&model, &inputs])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let all = "partition=random router=random skip=zero";
+    let out = dir.path().join("onnx.onnx");
+    let pass = opt_and_report(
+        &model,
+        &format!("moe{{experts=4 k=4 {all}}}"),
+        &[],
+        &out,
+        "moe",
+    );
+    let gated: Vec<bool> = pass["outcome"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["gated"].as_bool().unwrap())
+        .collect();
+    assert_eq!(gated, vec![false, true]);
+    let (model_s, inputs_s) = (path_str(&model), path_str(&inputs));
+    let tolerance = ["--rtol", "1e-4", "--atol", "1e-4"];
+    let mut check = vec!["check", model_s, path_str(&out), "--inputs", inputs_s];
+    check.extend(tolerance);
+    sculpt_ok(&check);
+    ort_compare(model_s, path_str(&out), inputs_s, &tolerance);
+    let ort = dir.path().join("ort.onnx");
+    let p = format!("moe{{experts=4 k=4 {all} form=ort include=mlp/c_proj*}}");
+    opt_and_report(&model, &p, &[], &ort, "moe");
+    ort_compare(model_s, path_str(&ort), inputs_s, &tolerance);
+    let refused = crate::sculpt(&[
+        "opt",
+        model_s,
+        "-p",
+        &format!("moe{{experts=4 k=4 {all} form=ort}}"),
+        "-o",
+        path_str(&ort),
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("mlp/down_proj/MatMul") && stderr.contains("gated"),
+        "{stderr}"
+    );
+}

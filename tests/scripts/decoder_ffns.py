@@ -1,0 +1,31 @@
+"""Writes a decoder-style model with the two FFN forms decoder-only LLMs
+use, seeded random weights: GPT-2's (MatMul, bias, tanh-GELU spelled out
+with Pow/Tanh, MatMul, bias) and LLaMA's gated one (SiLU(x·Wg) ⊙ (x·Wu) →
+Wd), each in a residual. usage: decoder_ffns.py MODEL.onnx INPUTS.npz"""
+import sys
+
+import numpy as np
+import onnx
+from onnx import helper as h, TensorProto as T, numpy_helper as nh
+r=np.random.default_rng(0)
+d,hid=32,128
+def c(name, a): return nh.from_array(np.asarray(a,np.float32), name)
+inits=[c('w1',r.standard_normal((d,hid))*0.2),c('b1',r.standard_normal(hid)*0.1),c('w2',r.standard_normal((hid,d))*0.2),c('b2',r.standard_normal(d)*0.1),
+       c('wg',r.standard_normal((d,hid))*0.2),c('wu',r.standard_normal((d,hid))*0.2),c('wd',r.standard_normal((hid,d))*0.2),
+       c('half',0.5),c('one',1.0),c('k0',np.sqrt(2/np.pi)),c('k1',0.044715),c('three',3.0)]
+n=[]
+# GPT-2 style tanh-GELU FFN
+n+= [h.make_node('MatMul',['x','w1'],['a0'],name='mlp/c_fc/MatMul'), h.make_node('Add',['a0','b1'],['a'],name='mlp/c_fc/Add'),
+     h.make_node('Pow',['a','three'],['a3']), h.make_node('Mul',['a3','k1'],['a4']), h.make_node('Add',['a','a4'],['a5']),
+     h.make_node('Mul',['a5','k0'],['a6']), h.make_node('Tanh',['a6'],['a7']), h.make_node('Add',['a7','one'],['a8']),
+     h.make_node('Mul',['a','half'],['a9']), h.make_node('Mul',['a9','a8'],['g']),
+     h.make_node('MatMul',['g','w2'],['o0'],name='mlp/c_proj/MatMul'), h.make_node('Add',['o0','b2'],['o'],name='mlp/c_proj/Add'),
+     h.make_node('Add',['x','o'],['y1'])]
+# LLaMA style gated SiLU FFN
+n+= [h.make_node('MatMul',['y1','wg'],['gp'],name='mlp/gate_proj/MatMul'), h.make_node('Sigmoid',['gp'],['gs']), h.make_node('Mul',['gp','gs'],['ga']),
+     h.make_node('MatMul',['y1','wu'],['up'],name='mlp/up_proj/MatMul'), h.make_node('Mul',['ga','up'],['gu']),
+     h.make_node('MatMul',['gu','wd'],['dn'],name='mlp/down_proj/MatMul'), h.make_node('Add',['y1','dn'],['y'])]
+g=h.make_graph(n,'dec',[h.make_tensor_value_info('x',T.FLOAT,['B','S',d])],[h.make_tensor_value_info('y',T.FLOAT,['B','S',d])],inits)
+onnx.save(h.make_model(g,opset_imports=[h.make_opsetid('',17)]),sys.argv[1])
+np.savez(sys.argv[2], x=r.standard_normal((2,5,d)).astype(np.float32))
+
