@@ -400,25 +400,26 @@ impl Pass for Moe {
         let mask = cx.stats_options(model).row_mask;
         let mut rng = Rng::new(self.seed);
         // Hidden statistics on the fitting samples.
+        let data = Data {
+            model: &*model,
+            ffns: &ffns,
+            mask: mask.as_deref(),
+        };
         let hidden: Option<Vec<Hidden>> = if self.needs_data() {
-            let calibrator = cx.calibrator("moe", "measures the FFNs' activations")?;
-            calibrator.select_samples(fitting_samples(calibrator.samples()));
+            let coactivation = self.partition == PartitionBy::Coactivation;
             let mut acc: Vec<Hidden> = ffns
                 .iter()
-                .map(|f| {
-                    Hidden::new(
-                        f.width(),
-                        self.partition == PartitionBy::Coactivation || self.shared > 0,
-                    )
-                })
+                .map(|f| Hidden::new(f.width(), coactivation))
                 .collect();
-            let run = router::visit_rows(calibrator, model, &ffns, mask.as_deref(), &mut |rows| {
+            let samples = fitting_samples(
+                cx.calibrator("moe", "measures the FFNs' activations")?
+                    .samples(),
+            );
+            data.visit(cx, "measures the FFNs' activations", samples, &mut |rows| {
                 for (a, r) in acc.iter_mut().zip(rows) {
                     a.add(&r.h);
                 }
-            });
-            calibrator.select_samples(None);
-            run?;
+            })?;
             Some(acc)
         } else {
             None
@@ -490,11 +491,6 @@ impl Pass for Moe {
                 k: self.k,
             });
         }
-        let data = Data {
-            model: &*model,
-            ffns: &ffns,
-            mask: mask.as_deref(),
-        };
         // The experts as refitted (the original weights stay the targets).
         let mut fitted: Vec<Weights> = weights.clone();
         let mut refit_damping = vec![None; plans.len()];

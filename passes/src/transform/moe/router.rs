@@ -7,7 +7,7 @@
 
 use super::find::Ffn;
 use crate::context::{Calibrator, ValueChunk};
-use crate::linear::solve::{damped, mean_diagonal, product, spd_solve};
+use crate::linear::solve::{damped, inner, mean_diagonal, product, spd_solve};
 use faer::Mat;
 use rayon::prelude::*;
 use sculpt_ir::{IrError, Model};
@@ -144,34 +144,57 @@ pub fn with_ones(x: &Mat<f64>) -> Mat<f64> {
     })
 }
 
-/// Least-squares router: accumulates `AᵀA` and `AᵀT` for `A = [x, 1]`
-/// and targets `T`, then solves (damped).
-pub struct Fit {
-    ata: Mat<f64>,
-    att: Mat<f64>,
+/// Damped least squares `min ‖Z·W − Y‖² + λ‖W‖²` from rows added one
+/// chunk at a time: `ZᵀZ` and `ZᵀY` are all that is kept.
+pub struct NormalEquations {
+    gram: Mat<f64>,
+    cross: Mat<f64>,
 }
 
-impl Fit {
-    pub fn new(inputs: usize, experts: usize) -> Fit {
-        Fit {
-            ata: Mat::zeros(inputs + 1, inputs + 1),
-            att: Mat::zeros(inputs + 1, experts),
+impl NormalEquations {
+    pub fn new(inputs: usize, outputs: usize) -> NormalEquations {
+        NormalEquations {
+            gram: Mat::zeros(inputs, inputs),
+            cross: Mat::zeros(inputs, outputs),
         }
     }
 
+    pub fn add(&mut self, z: &Mat<f64>, y: &Mat<f64>) {
+        self.gram += z.transpose() * z;
+        self.cross += z.transpose() * y;
+    }
+
+    /// `W = (ZᵀZ + λI)⁻¹ ZᵀY`, `λ = damp · mean diag ZᵀZ`.
+    pub fn solve(&self, damp: f64) -> Mat<f64> {
+        let lambda = damp * mean_diagonal(self.gram.as_ref()).max(f64::MIN_POSITIVE);
+        spd_solve(
+            damped(self.gram.as_ref(), lambda).as_ref(),
+            self.cross.as_ref(),
+        )
+    }
+
+    /// `‖Z·W − Y‖²` on these rows, less the targets' energy.
+    fn error(&self, w: &Mat<f64>) -> f64 {
+        inner(w.as_ref(), product(self.gram.as_ref(), w.as_ref()).as_ref())
+            - 2.0 * inner(w.as_ref(), self.cross.as_ref())
+    }
+}
+
+/// Least-squares router: `[x, 1]` to the experts' contributions.
+pub struct Fit(NormalEquations);
+
+impl Fit {
+    pub fn new(inputs: usize, experts: usize) -> Fit {
+        Fit(NormalEquations::new(inputs + 1, experts))
+    }
+
     pub fn add(&mut self, x: &Mat<f64>, targets: &Mat<f64>) {
-        let a = with_ones(x);
-        self.ata += a.transpose() * &a;
-        self.att += a.transpose() * targets;
+        self.0.add(&with_ones(x), targets);
     }
 
     /// `R` `[inputs + 1, experts]`.
     pub fn solve(&self, damp: f64) -> Mat<f64> {
-        let lambda = damp * mean_diagonal(self.ata.as_ref()).max(f64::MIN_POSITIVE);
-        spd_solve(
-            damped(self.ata.as_ref(), lambda).as_ref(),
-            self.att.as_ref(),
-        )
+        self.0.solve(damp)
     }
 }
 
@@ -205,8 +228,7 @@ pub fn recall(router: &Mat<f64>, oracle: &Mat<f64>, k: usize) -> (f64, f64) {
 /// chosen experts (and shared neurons), an indicator per skipped expert
 /// (its mean, when skipped experts give one) and 1 (the bias).
 pub struct Refit {
-    ztz: Mat<f64>,
-    zty: Mat<f64>,
+    equations: NormalEquations,
     width: usize,
     means: bool,
 }
@@ -215,8 +237,7 @@ impl Refit {
     pub fn new(width: usize, experts: usize, out: usize, means: bool) -> Refit {
         let cols = width + if means { experts } else { 0 } + 1;
         Refit {
-            ztz: Mat::zeros(cols, cols),
-            zty: Mat::zeros(cols, out),
+            equations: NormalEquations::new(cols, out),
             width,
             means,
         }
@@ -238,7 +259,7 @@ impl Refit {
                 expert_of[j] = e;
             }
         }
-        let cols = self.ztz.nrows();
+        let cols = self.equations.gram.nrows();
         let z = Mat::from_fn(h.nrows(), cols, |i, c| {
             if c < self.width {
                 let e = expert_of[c];
@@ -259,28 +280,7 @@ impl Refit {
                 y[(i, o)] += b;
             }
         }
-        self.ztz += z.transpose() * &z;
-        self.zty += z.transpose() * &y;
-    }
-
-    fn solve_at(&self, damp: f64) -> Mat<f64> {
-        let lambda = damp * mean_diagonal(self.ztz.as_ref()).max(f64::MIN_POSITIVE);
-        spd_solve(
-            damped(self.ztz.as_ref(), lambda).as_ref(),
-            self.zty.as_ref(),
-        )
-    }
-
-    /// The squared error of `w` on these rows, less their targets' energy.
-    fn error(&self, w: &Mat<f64>) -> f64 {
-        let aw = &self.ztz * w;
-        (0..w.ncols())
-            .map(|o| {
-                (0..w.nrows())
-                    .map(|j| w[(j, o)] * (aw[(j, o)] - 2.0 * self.zty[(j, o)]))
-                    .sum::<f64>()
-            })
-            .sum()
+        self.equations.add(&z, &y);
     }
 
     /// The solution at the damping among `damps` whose solution fits the
@@ -288,8 +288,11 @@ impl Refit {
     pub fn solve(&self, held: &Refit, damps: &[f64]) -> (RefitWeights, f64) {
         let (w, damp) = damps
             .iter()
-            .map(|&d| (self.solve_at(d), d))
-            .min_by(|a, b| held.error(&a.0).total_cmp(&held.error(&b.0)))
+            .map(|&d| (self.equations.solve(d), d))
+            .min_by(|a, b| {
+                let error = |w| held.equations.error(w);
+                error(&a.0).total_cmp(&error(&b.0))
+            })
             .expect("damping candidates");
         (self.split(w), damp)
     }

@@ -106,21 +106,19 @@ pub fn search(
                 .collect()
         })
         .collect();
+    let within_size = |total: u64| {
+        let room = total as f64 - fixed as f64;
+        allocate::within_cost(&items, room).ok_or_else(|| {
+            let cheapest = allocate::at_price(&items, f64::INFINITY).cost as u64 + fixed;
+            IrError::Invalid(format!(
+                "quantize search: budget {total} bytes is below the smallest the choices reach ({cheapest} bytes)"
+            ))
+        })
+    };
     let picked = match spec.budget {
         Budget::Error(e) => allocate::within_error(&items, e),
-        Budget::Bytes(_) | Budget::Share(_) => {
-            let total = match spec.budget {
-                Budget::Bytes(b) => b,
-                _ => (weight_bytes as f64 * share(spec.budget)) as u64,
-            };
-            let room = total as f64 - fixed as f64;
-            allocate::within_cost(&items, room).ok_or_else(|| {
-                let cheapest = allocate::at_price(&items, f64::INFINITY).cost as u64 + fixed;
-                IrError::Invalid(format!(
-                    "quantize search: budget {total} bytes is below the smallest the choices reach ({cheapest} bytes)"
-                ))
-            })?
-        }
+        Budget::Bytes(total) => within_size(total)?,
+        Budget::Share(share) => within_size((weight_bytes as f64 * share) as u64)?,
     };
     let points = allocate::frontier(&items, 400);
     let mut policy = base.clone();
@@ -192,13 +190,6 @@ pub fn search(
         details,
         records,
     })
-}
-
-fn share(budget: Budget) -> f64 {
-    match budget {
-        Budget::Share(s) => s,
-        _ => 1.0,
-    }
 }
 
 /// Per weight and candidate, the model's relative output error with only
