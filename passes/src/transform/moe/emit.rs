@@ -236,32 +236,39 @@ fn apply(node: &sculpt_ir::Node, a: f64, b: Option<f64>) -> Option<f64> {
     })
 }
 
-/// The MoE op's activation_type for the FFN's activation: its chain is
-/// evaluated on sample points and compared with each candidate.
-/// An activation onnxruntime's MoE takes: its name, whether the op
-/// computes it exactly, and the function.
+/// How onnxruntime's MoE op computes an FFN's activation: its
+/// `activation_type`, and whether that is exact (false for an exact, erf
+/// GELU, which the op computes with the tanh approximation).
+#[derive(Clone, Copy, Debug)]
+pub struct OrtActivation {
+    pub name: &'static str,
+    pub exact: bool,
+}
+
+/// A candidate activation: its `activation_type`, exactness, function.
 type Candidate = (&'static str, bool, fn(f64) -> f64);
 
-/// `exact` is false for an exact (erf) GELU, which onnxruntime's MoE
-/// computes with the tanh approximation.
-pub fn activation_type(graph: &Graph, ffn: &Ffn) -> Result<(&'static str, bool), IrError> {
-    if ffn.gate.is_some() {
-        return Err(IrError::node(
-            graph.node(ffn.down.node),
-            "moe form=ort: a gated FFN (onnxruntime's CPU MoE has no gated experts); use form=onnx",
-        ));
-    }
+fn silu(x: f64) -> f64 {
+    x / (1.0 + (-x).exp())
+}
+
+/// The activation onnxruntime's MoE computes for `ffn`, or why it has
+/// none: the chain is evaluated on sample points and compared with the
+/// op's activations (ReLU, SiLU, tanh GELU; an erf GELU as the tanh one;
+/// a SiLU-gated FFN as SwiGLU).
+pub fn ort_activation(graph: &Graph, ffn: &Ffn) -> Result<OrtActivation, String> {
     let points: Vec<f64> = (-40..=40).map(|i| i as f64 / 8.0).collect();
     let unknown = |node: &sculpt_ir::Node| {
-        IrError::node(
-            node,
-            "moe form=ort: the activation could not be evaluated (use form=onnx)",
+        format!(
+            "its activation (node {}, {}) could not be evaluated",
+            node.name, node.op_type
         )
     };
     let got: Vec<f64> = points
         .iter()
         .map(|&p| {
-            let mut values: HashMap<ValueId, f64> = HashMap::from([(ffn.up.output, p)]);
+            let mut values: HashMap<ValueId, f64> =
+                HashMap::from([(ffn.activated_site().output, p)]);
             for &id in &ffn.chain {
                 let node = graph.node(id);
                 let args: Vec<f64> = node
@@ -287,30 +294,38 @@ pub fn activation_type(graph: &Graph, ffn: &Ffn) -> Result<(&'static str, bool),
                 .ok_or_else(|| unknown(graph.node(ffn.down.node)))
         })
         .collect::<Result<_, _>>()?;
-    let candidates: [Candidate; 4] = [
-        ("relu", true, |x| x.max(0.0)),
-        ("silu", true, |x| x / (1.0 + (-x).exp())),
-        ("gelu", true, |x| {
-            let c = (2.0 / std::f64::consts::PI).sqrt();
-            0.5 * x * (1.0 + (c * (x + 0.044715 * x.powi(3))).tanh())
-        }),
-        ("gelu", false, |x| {
-            0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
-        }),
-    ];
-    for (name, exact, f) in candidates {
-        if points
-            .iter()
-            .zip(&got)
-            .all(|(&x, &y)| (f(x) - y).abs() <= 1e-6 * (1.0 + y.abs()))
-        {
-            return Ok((name, exact));
-        }
-    }
-    Err(IrError::node(
-        graph.node(ffn.down.node),
-        "moe form=ort: the activation is not ReLU, GELU or SiLU (the ones onnxruntime's MoE takes); use form=onnx",
-    ))
+    let tanh_gelu = |x: f64| {
+        let c = (2.0 / std::f64::consts::PI).sqrt();
+        0.5 * x * (1.0 + (c * (x + 0.044715 * x.powi(3))).tanh())
+    };
+    let candidates: Vec<Candidate> = if ffn.gate.is_some() {
+        vec![("swiglu", true, silu)]
+    } else {
+        vec![
+            ("relu", true, |x| x.max(0.0)),
+            ("silu", true, silu),
+            ("gelu", true, tanh_gelu),
+            ("gelu", false, |x| {
+                0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
+            }),
+        ]
+    };
+    candidates
+        .into_iter()
+        .find(|(_, _, f)| {
+            points
+                .iter()
+                .zip(&got)
+                .all(|(&x, &y)| (f(x) - y).abs() <= 1e-6 * (1.0 + y.abs()))
+        })
+        .map(|(name, exact, _)| OrtActivation { name, exact })
+        .ok_or_else(|| {
+            if ffn.gate.is_some() {
+                "its gate's activation is not SiLU (onnxruntime's MoE gates with SwiGLU only)".into()
+            } else {
+                "its activation is not ReLU, GELU or SiLU (the ones onnxruntime's MoE takes)".into()
+            }
+        })
 }
 
 /// The error function: its series for small arguments, the continued
@@ -337,12 +352,15 @@ fn erf(x: f64) -> f64 {
 }
 
 /// Replaces `plan`'s FFN by its routed experts.
-pub fn rewrite(graph: &mut Graph, plan: &Plan, w: &Weights, form: Form) -> Result<(), IrError> {
+/// `ort` writes them as onnxruntime's MoE op with that activation,
+/// `None` with standard ops.
+pub fn rewrite(
+    graph: &mut Graph,
+    plan: &Plan,
+    w: &Weights,
+    ort: Option<OrtActivation>,
+) -> Result<(), IrError> {
     let ffn = &plan.ffn;
-    let act = match form {
-        Form::Ort => Some(activation_type(graph, ffn)?.0),
-        Form::Onnx => None,
-    };
     let (d, out, experts) = (ffn.up.k, w.down.ncols(), plan.groups.len());
     let result = ffn.down.output;
     let name = ffn.name().to_string();
@@ -415,75 +433,12 @@ pub fn rewrite(graph: &mut Graph, plan: &Plan, w: &Weights, form: Form) -> Resul
         let skipped = patch.node("MatMul", &[Some(skipped), Some(means)], vec![]);
         base = patch.node("Add", &[Some(base), Some(skipped)], vec![]);
     }
-    let routed = match (form, act) {
-        (Form::Ort, Some(act)) => {
-            if out != d {
-                return Err(IrError::node(
-                    patch.graph.node(ffn.down.node),
-                    format!("moe form=ort: the FFN maps {d} inputs to {out} outputs; onnxruntime's MoE returns its input's width (use form=onnx)"),
-                ));
-            }
-            let size = plan.groups[0].len();
-            if plan.groups.iter().any(|g| g.len() != size) {
-                return Err(IrError::node(
-                    patch.graph.node(ffn.down.node),
-                    "moe form=ort: the experts differ in size (the FFN's width is not a multiple of experts)",
-                ));
-            }
-            // onnxruntime's layout is [E, out, in]: fc1[e][j][i] = up[i][g_e[j]],
-            // fc2[e][o][j] = down[g_e[j]][o] (times k, see the module docs).
-            let fc1 = f32_tensor(
-                vec![experts as i64, size as i64, d as i64],
-                plan.groups.iter().flat_map(|g| {
-                    let up = &w.up;
-                    g.iter().flat_map(move |&j| (0..d).map(move |i| up[(i, j)]))
-                }),
-            );
-            let fc1 = patch.initializer_named("fc1", fc1);
-            let fc1_bias = f32_tensor(
-                vec![experts as i64, size as i64],
-                plan.groups
-                    .iter()
-                    .flat_map(|g| g.iter().map(|&j| w.up_bias[j])),
-            );
-            let fc1_bias = patch.initializer(fc1_bias);
-            let scale = plan.k as f64;
-            let fc2 = f32_tensor(
-                vec![experts as i64, out as i64, size as i64],
-                plan.groups.iter().flat_map(|g| {
-                    let down = &w.down;
-                    (0..out).flat_map(move |o| g.iter().map(move |&j| down[(j, o)] * scale))
-                }),
-            );
-            let fc2 = patch.initializer_named("fc2", fc2);
-            let fc2_bias = patch.initializer(Tensor::from_f32(
-                vec![experts as i64, out as i64],
-                &vec![0.0; experts * out],
-            ));
-            let one = patch.initializer(Tensor::from_f32(vec![], &[1.0]));
-            let big = patch.initializer(Tensor::from_f32(vec![], &[1e4]));
-            let logits = patch.node("Sub", &[Some(chosen_f), Some(one)], vec![]);
-            let logits = patch.node("Mul", &[Some(logits), Some(big)], vec![]);
-            let moe = patch.node(
-                "MoE",
-                &[
-                    Some(tokens),
-                    Some(logits),
-                    Some(fc1),
-                    Some(fc1_bias),
-                    Some(fc2),
-                    Some(fc2_bias),
-                ],
-                vec![
-                    Attribute::new("k", AttrValue::Int(plan.k as i64)),
-                    Attribute::new("activation_type", AttrValue::String(act.into())),
-                    Attribute::new("normalize_routing_weights", AttrValue::Int(0)),
-                ],
-            );
-            mark_contrib(patch.graph, moe);
+    let routed = match ort {
+        Some(act) => {
+            let moe = ort_experts(&mut patch, plan, w, tokens, chosen_f, act)?;
             patch.node("Add", &[Some(base), Some(moe)], vec![])
         }
-        _ => {
+        None => {
             let mut acc = base;
             // The chosen mask transposed once: row e holds expert e's tokens.
             let by_expert = patch.node("Transpose", &[Some(chosen)], vec![]);
@@ -517,6 +472,121 @@ pub fn rewrite(graph: &mut Graph, plan: &Plan, w: &Weights, form: Form) -> Resul
     );
     patch.define("Reshape", &[Some(routed), Some(out_shape)], vec![], result)?;
     Ok(())
+}
+
+/// The routed experts as onnxruntime's `com.microsoft::MoE`, for token rows
+/// `tokens` `[T, d]` and the chosen-expert mask `chosen` `[T, E]` (as f32).
+///
+/// The op's experts are equal in size and map the input's width to
+/// itself: smaller experts get neurons of zero weights (they add zero),
+/// and an FFN whose output width `out` differs from `d` runs at width
+/// `max(d, out)`, the input padded with zero columns or the output sliced.
+/// A gated FFN is the op's SwiGLU: gate and up rows interleaved in fc1.
+fn ort_experts(
+    patch: &mut Patch<'_>,
+    plan: &Plan,
+    w: &Weights,
+    tokens: ValueId,
+    chosen: ValueId,
+    act: OrtActivation,
+) -> Result<ValueId, IrError> {
+    let (d, out, experts) = (plan.ffn.up.k, w.down.ncols(), plan.groups.len());
+    let width = d.max(out);
+    let size = plan.groups.iter().map(Vec::len).max().unwrap_or(0);
+    // Each expert's neurons, padded to `size` with `None`.
+    fn slots(g: &[usize], size: usize) -> impl Iterator<Item = Option<usize>> + '_ {
+        (0..size).map(move |j| g.get(j).copied())
+    }
+    // fc1 rows: per neuron its (weights, bias) sources, gate first.
+    let sources: Vec<(&Mat<f64>, &[f64])> = match &w.gate {
+        Some((g, gb)) => vec![(g, gb), (&w.up, &w.up_bias)],
+        None => vec![(&w.up, &w.up_bias)],
+    };
+    let rows_per_neuron = sources.len();
+    let fc1 = f32_tensor(
+        vec![experts as i64, (size * rows_per_neuron) as i64, width as i64],
+        plan.groups.iter().flat_map(|g| {
+            let sources = &sources;
+            slots(g, size).flat_map(move |j| {
+                sources.iter().flat_map(move |(m, _)| {
+                    (0..width).map(move |i| match j {
+                        Some(j) if i < d => m[(i, j)],
+                        _ => 0.0,
+                    })
+                })
+            })
+        }),
+    );
+    let fc1 = patch.initializer_named("fc1", fc1);
+    let fc1_bias = f32_tensor(
+        vec![experts as i64, (size * rows_per_neuron) as i64],
+        plan.groups.iter().flat_map(|g| {
+            let sources = &sources;
+            slots(g, size).flat_map(move |j| sources.iter().map(move |(_, b)| j.map_or(0.0, |j| b[j])))
+        }),
+    );
+    let fc1_bias = patch.initializer(fc1_bias);
+    // The op weighs each of the k chosen experts 1/k: fc2 is scaled by k.
+    let scale = plan.k as f64;
+    let fc2 = f32_tensor(
+        vec![experts as i64, width as i64, size as i64],
+        plan.groups.iter().flat_map(|g| {
+            let down = &w.down;
+            (0..width).flat_map(move |o| {
+                slots(g, size).map(move |j| match j {
+                    Some(j) if o < out => down[(j, o)] * scale,
+                    _ => 0.0,
+                })
+            })
+        }),
+    );
+    let fc2 = patch.initializer_named("fc2", fc2);
+    let fc2_bias = patch.initializer(Tensor::from_f32(
+        vec![experts as i64, width as i64],
+        &vec![0.0; experts * width],
+    ));
+    let input = if out > d {
+        let pads = patch.ints(&[0, 0, 0, (out - d) as i64]);
+        patch.node("Pad", &[Some(tokens), Some(pads)], vec![])
+    } else {
+        tokens
+    };
+    let one = patch.initializer(Tensor::from_f32(vec![], &[1.0]));
+    let big = patch.initializer(Tensor::from_f32(vec![], &[1e4]));
+    let logits = patch.node("Sub", &[Some(chosen), Some(one)], vec![]);
+    let logits = patch.node("Mul", &[Some(logits), Some(big)], vec![]);
+    let mut attributes = vec![
+        Attribute::new("k", AttrValue::Int(plan.k as i64)),
+        Attribute::new("activation_type", AttrValue::String(act.name.into())),
+        Attribute::new("normalize_routing_weights", AttrValue::Int(0)),
+    ];
+    if w.gate.is_some() {
+        // silu(gate)·up, gate rows first: onnxruntime's SwiGLU with
+        // alpha 1 and beta 0, interleaved.
+        attributes.extend([
+            Attribute::new("swiglu_fusion", AttrValue::Int(1)),
+            Attribute::new("activation_alpha", AttrValue::Float(1.0)),
+            Attribute::new("activation_beta", AttrValue::Float(0.0)),
+        ]);
+    }
+    let moe = patch.node(
+        "MoE",
+        &[
+            Some(input),
+            Some(logits),
+            Some(fc1),
+            Some(fc1_bias),
+            Some(fc2),
+            Some(fc2_bias),
+        ],
+        attributes,
+    );
+    mark_contrib(patch.graph, moe);
+    if out < d {
+        patch.slice(moe, &[0, 0], &[i64::MAX, out as i64], &[1, 1])
+    } else {
+        Ok(moe)
+    }
 }
 
 /// The node defining `v` is onnxruntime's contrib op.

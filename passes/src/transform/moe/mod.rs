@@ -146,14 +146,24 @@ fn normalized(rows: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
 }
 
 /// FLOPs per token of the dense FFN and of its experts at k of E.
-fn flops(ffn: &Ffn, out: usize, plan: &Plan) -> (f64, f64) {
+/// FFN FLOPs per token, dense and routed. Written as onnxruntime's MoE
+/// (`ort`), the experts are padded to equal size and to `max(d, out)`
+/// wide (see `emit::ort_experts`), and the padding is computed too.
+fn flops(ffn: &Ffn, out: usize, plan: &Plan, ort: bool) -> (f64, f64) {
     let (d, width) = (ffn.up.k as f64, ffn.width() as f64);
-    let per_neuron = 2.0 * d * if ffn.gate.is_some() { 2.0 } else { 1.0 } + 2.0 * out as f64;
-    let dense = per_neuron * width;
+    let projections_in = if ffn.gate.is_some() { 2.0 } else { 1.0 };
+    let per_neuron = |d: f64, out: f64| 2.0 * d * projections_in + 2.0 * out;
+    let dense = per_neuron(d, out as f64) * width;
     let experts = plan.groups.len() as f64;
-    let routed: f64 = plan.groups.iter().map(Vec::len).sum::<usize>() as f64 * per_neuron;
+    let routed = if ort {
+        let size = plan.groups.iter().map(Vec::len).max().unwrap_or(0) as f64;
+        let wide = d.max(out as f64);
+        experts * size * per_neuron(wide, wide)
+    } else {
+        plan.groups.iter().map(Vec::len).sum::<usize>() as f64 * per_neuron(d, out as f64)
+    };
     let moe = 2.0 * (d + 1.0) * experts
-        + plan.shared.len() as f64 * per_neuron
+        + plan.shared.len() as f64 * per_neuron(d, out as f64)
         + routed * plan.k as f64 / experts;
     (dense, moe)
 }
@@ -532,17 +542,30 @@ impl Pass for Moe {
         let mut judged = (self.form == Form::Ort).then(|| model.clone());
         let (mut dense_total, mut moe_total) = (0.0, 0.0);
         for (i, ((p, w), recall)) in plans.iter().zip(&weights).zip(&recalls).enumerate() {
+            let ort = match self.form {
+                Form::Onnx => None,
+                Form::Ort => match emit::ort_activation(&model.graph, &p.ffn) {
+                    Ok(act) => Some(act),
+                    Err(why) => {
+                        outcome.details.push(format!(
+                            "  {}: written with standard ops (form=onnx): {why}",
+                            p.ffn.name()
+                        ));
+                        None
+                    }
+                },
+            };
             if let Some(j) = judged.as_mut() {
-                if !emit::activation_type(&model.graph, &p.ffn)?.1 {
+                if ort.is_some_and(|a| !a.exact) {
                     outcome.details.push(format!(
                         "  {}: exact (erf) GELU, which onnxruntime's MoE computes with the tanh approximation (about 1e-3 apart)",
                         p.ffn.name()
                     ));
                 }
-                emit::rewrite(&mut j.graph, p, w, Form::Onnx)?;
+                emit::rewrite(&mut j.graph, p, w, None)?;
             }
-            emit::rewrite(&mut model.graph, p, w, self.form)?;
-            let (dense, moe) = flops(&p.ffn, w.down.ncols(), p);
+            emit::rewrite(&mut model.graph, p, w, ort)?;
+            let (dense, moe) = flops(&p.ffn, w.down.ncols(), p, ort.is_some());
             dense_total += dense;
             moe_total += moe;
             let sizes: Vec<usize> = p.groups.iter().map(Vec::len).collect();
@@ -566,6 +589,7 @@ impl Pass for Moe {
             ));
             outcome.records.push(json!({
                 "ffn": p.ffn.name(),
+                "form": if ort.is_some() { "ort" } else { "onnx" },
                 "up": p.ffn.up.name,
                 "gated": p.ffn.gate.is_some(),
                 "width": p.ffn.width(),
