@@ -62,6 +62,10 @@ enum Command {
         /// Write tensor data to a side file (<output>.data).
         #[arg(long)]
         external_data: bool,
+        /// Declare the inferred type of every value (value_info), not only
+        /// those the input declared.
+        #[arg(long)]
+        write_shapes: bool,
         /// Write the text form instead of ONNX.
         #[arg(long)]
         text: bool,
@@ -275,6 +279,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             atol,
             report,
             external_data,
+            write_shapes,
             text,
             calib,
             calib_random,
@@ -419,6 +424,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                     } else {
                         ExternalPolicy::Auto
                     },
+                    inferred_shapes: write_shapes,
                 };
                 sculpt_ir::onnx::save(&m, &output, &options)
                     .with_context(|| format!("cannot write {}", output.display()))?;

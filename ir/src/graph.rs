@@ -46,6 +46,10 @@ pub struct Value {
     pub outer: bool,
     /// `ValueInfoProto` fields the IR does not model (doc_string, metadata_props).
     pub info_extra: Option<Box<crate::onnx::proto::ValueInfoProto>>,
+    /// The model declared this value's type in a `value_info` entry. Files
+    /// keep those entries; the types inference gave other values are
+    /// written only on request ([`crate::onnx::SaveOptions::inferred_shapes`]).
+    pub declared: bool,
     /// Removed from the graph; the slot stays so ids remain stable.
     pub dead: bool,
 }
@@ -59,6 +63,7 @@ impl Value {
             producer: None,
             outer: false,
             info_extra: None,
+            declared: false,
             dead: false,
         }
     }

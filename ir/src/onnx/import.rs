@@ -306,6 +306,7 @@ impl Importer {
             let v = graph.value_mut(id);
             v.ty = ty;
             v.info_extra = extra;
+            v.declared = true;
         }
 
         let defined: HashSet<String> = all

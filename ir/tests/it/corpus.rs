@@ -94,6 +94,7 @@ fn external_data_round_trips_and_is_mapped() {
             location: None,
             threshold: 1024,
         },
+        ..Default::default()
     };
     sculpt_ir::onnx::save(&model, &out, &options).unwrap();
     let main_len = std::fs::metadata(&out).unwrap().len();

@@ -3,9 +3,9 @@
 //! experts (a mask: the scores at or above the k-th largest), and:
 //!
 //! - `form=onnx` (standard ops, opset 18): per expert, the tokens that
-//!   chose it are gathered (`NonZero`, `GatherND`), its slice of the FFN
-//!   computed (the activation's own nodes copied), and the result added
-//!   back at those rows (`ScatterND` with `reduction=add`);
+//!   chose it are gathered (`NonZero`, `GatherND`) and its slice of the
+//!   FFN computed (the activation's own nodes copied); all experts' rows
+//!   are then added back at once (`ScatterND` with `reduction=add`);
 //! - `form=ort`: onnxruntime's `com.microsoft::MoE`, the router logits 0
 //!   for the chosen experts and -10⁴ for the rest, so that its softmax
 //!   weighs each chosen expert 1/k, which the experts' down projections
@@ -439,28 +439,43 @@ pub fn rewrite(
             patch.node("Add", &[Some(base), Some(moe)], vec![])
         }
         None => {
-            let mut acc = base;
-            // The chosen mask transposed once: row e holds expert e's tokens.
+            // Row e of the transposed mask holds expert e's tokens: the
+            // flattened mask split in E equal parts gives each expert's.
             let by_expert = patch.node("Transpose", &[Some(chosen)], vec![]);
-            for (e, g) in plan.groups.iter().enumerate() {
-                let expert = patch.initializer(Tensor::from_i64(vec![], &[e as i64]));
-                let column = patch.node(
-                    "Gather",
-                    &[Some(by_expert), Some(expert)],
-                    vec![Attribute::new("axis", AttrValue::Int(0))],
-                );
+            let flat = patch.reshape(by_expert, &[-1])?;
+            let columns = patch.node_with_outputs(
+                "Split",
+                &[Some(flat)],
+                vec![
+                    Attribute::new("axis", AttrValue::Int(0)),
+                    Attribute::new("num_outputs", AttrValue::Int(experts as i64)),
+                ],
+                experts,
+            );
+            let (mut at_all, mut y_all) = (Vec::new(), Vec::new());
+            for (g, column) in plan.groups.iter().zip(columns) {
                 let at = patch.node("NonZero", &[Some(column)], vec![]);
                 // [1, n] → [n, 1]: the rows of this expert's tokens.
                 let at = patch.reshape(at, &[-1, 1])?;
                 let rows_e = patch.node("GatherND", &[Some(tokens), Some(at)], vec![]);
-                let y = slice_output(&mut patch, plan, w, rows_e, g, 1.0)?;
-                acc = patch.node(
-                    "ScatterND",
-                    &[Some(acc), Some(at), Some(y)],
-                    vec![Attribute::new("reduction", AttrValue::String("add".into()))],
-                );
+                y_all.push(Some(slice_output(&mut patch, plan, w, rows_e, g, 1.0)?));
+                at_all.push(Some(at));
             }
-            acc
+            // All experts' rows added in at once (a token's k rows too).
+            let concat = |patch: &mut Patch<'_>, parts: &[Option<ValueId>]| {
+                patch.node(
+                    "Concat",
+                    parts,
+                    vec![Attribute::new("axis", AttrValue::Int(0))],
+                )
+            };
+            let at = concat(&mut patch, &at_all);
+            let y = concat(&mut patch, &y_all);
+            patch.node(
+                "ScatterND",
+                &[Some(base), Some(at), Some(y)],
+                vec![Attribute::new("reduction", AttrValue::String("add".into()))],
+            )
         }
     };
     let lead = patch.slice(shape, &[0], &[-1], &[1])?;
