@@ -30,6 +30,10 @@ enum Command {
         /// List the zero-invariant groups (prunable structures).
         #[arg(long)]
         zig: bool,
+        /// Size of a symbolic input dim for the FLOPs: NAME=SIZE (a leading
+        /// dim unbound counts as 1, per sample; others are named as unbound).
+        #[arg(long = "dim", value_parser = parse_dim)]
+        dims: Vec<(String, usize)>,
     },
     /// Run a pass pipeline and write the result.
     Opt {
@@ -242,6 +246,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             model,
             json,
             zig: true,
+            ..
         } => {
             let m = load(&model)?;
             let mut graph = m.graph.clone();
@@ -257,10 +262,11 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             model,
             json,
             zig: false,
+            dims,
         } => {
             let m = load(&model)?;
             let size = std::fs::metadata(&model).map(|m| m.len()).unwrap_or(0);
-            let summary = crate::inspect::summarize(&m, size);
+            let summary = crate::inspect::summarize(&m, size, &dims.into_iter().collect());
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {

@@ -3,7 +3,7 @@
 use sculpt_ir::ops::{cost, infer};
 use sculpt_ir::Model;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Serialize)]
 pub struct Io {
@@ -29,7 +29,54 @@ pub struct Summary {
     pub flops: u64,
     pub flops_by_op: BTreeMap<String, u64>,
     pub nodes_with_unknown_cost: usize,
+    /// The sizes symbolic input dims were given for the FLOPs: by
+    /// `--dim`, or 1 for a leading (batch) dim.
+    pub bound_dims: BTreeMap<String, i64>,
+    /// Symbolic input dims past the leading one that nothing bound:
+    /// counted as 1, so that the FLOPs hold at that size only.
+    pub unbound_dims: Vec<String>,
     pub functions: usize,
+}
+
+/// Gives every symbolic or unknown input dim of `g` a size: from `named`,
+/// else 1. Returns the sizes used, by dim name (`input:axis` for dims
+/// without one, or named `?`), and the dims past the leading one that
+/// `named` did not give.
+fn bind_dims(
+    g: &mut sculpt_ir::Graph,
+    named: &HashMap<String, usize>,
+) -> (BTreeMap<String, i64>, Vec<String>) {
+    use sculpt_ir::{Dim, Type};
+    let (mut bound, mut unbound) = (BTreeMap::new(), Vec::new());
+    for v in g.inputs.clone() {
+        let input = g.value(v).name.clone();
+        if let Some(Type::Tensor {
+            shape: Some(dims), ..
+        }) = &mut g.value_mut(v).ty
+        {
+            for (axis, d) in dims.iter_mut().enumerate() {
+                if matches!(d, Dim::Known(n) if *n >= 0) {
+                    continue;
+                }
+                let name = match d {
+                    Dim::Symbol(s) if s.chars().any(|c| c.is_alphanumeric()) => s.clone(),
+                    _ => format!("{input}:{axis}"),
+                };
+                let size = match named.get(&name) {
+                    Some(&n) => n as i64,
+                    None => {
+                        if axis > 0 && !unbound.contains(&name) {
+                            unbound.push(name.clone());
+                        }
+                        1
+                    }
+                };
+                bound.insert(name, size);
+                *d = Dim::Known(size);
+            }
+        }
+    }
+    (bound, unbound)
 }
 
 fn type_text(ty: Option<&sculpt_ir::Type>) -> String {
@@ -52,7 +99,8 @@ fn type_text(ty: Option<&sculpt_ir::Type>) -> String {
     }
 }
 
-pub fn summarize(model: &Model, file_bytes: u64) -> Summary {
+/// `dims` binds symbolic input dims by name for the FLOPs.
+pub fn summarize(model: &Model, file_bytes: u64, dims: &HashMap<String, usize>) -> Summary {
     let mut g = model.graph.clone();
     let _ = infer::infer_graph(&mut g);
     let io = |g: &sculpt_ir::Graph, ids: &[sculpt_ir::ValueId]| -> Vec<Io> {
@@ -65,8 +113,9 @@ pub fn summarize(model: &Model, file_bytes: u64) -> Summary {
             .collect()
     };
     let (inputs, outputs) = (io(&g, &g.inputs), io(&g, &g.outputs));
-    // Costs are per sample: symbolic dims bound to 1.
-    let _ = infer::bind_input_dims(&mut g, 1);
+    // Costs are per sample: symbolic dims bound by name, else to 1.
+    let (bound_dims, unbound_dims) = bind_dims(&mut g, dims);
+    let _ = infer::infer_graph(&mut g);
     let mut op_histogram = BTreeMap::new();
     let mut flops_by_op = BTreeMap::new();
     let mut unknown = 0;
@@ -108,6 +157,8 @@ pub fn summarize(model: &Model, file_bytes: u64) -> Summary {
         file_bytes,
         flops_by_op,
         nodes_with_unknown_cost: unknown,
+        bound_dims,
+        unbound_dims,
         functions: model.functions.len(),
     }
 }
@@ -138,13 +189,25 @@ pub fn table(s: &Summary) -> String {
         out += &format!("output     {:<40} {}\n", o.name, o.ty);
     }
     out += &format!(
-        "size       {} nodes, {} params ({} bytes), {} weight bytes, {} file bytes, {} FLOPs per sample{}\n",
+        "size       {} nodes, {} params ({} bytes), {} weight bytes, {} file bytes, {} FLOPs per sample{}{}\n",
         s.nodes,
         human(s.params),
         human(s.param_bytes),
         human(s.weight_bytes),
         human(s.file_bytes),
         human(s.flops),
+        if s.unbound_dims.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " at {} (bind with --dim NAME=SIZE)",
+                s.unbound_dims
+                    .iter()
+                    .map(|d| format!("{d}=1"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
         if s.nodes_with_unknown_cost > 0 {
             format!(" ({} nodes of unknown cost)", s.nodes_with_unknown_cost)
         } else {

@@ -202,6 +202,14 @@ pub struct Graph {
     pub doc_string: String,
     topology: StableDiGraph<Node, ValueId>,
     values: Vec<Value>,
+    /// Nodes added with subgraphs (If/Loop/Scan bodies), so that asking
+    /// what bodies capture does not scan every node. A node gets its
+    /// subgraphs when it is added ([`Graph::add_node`]); one that lost
+    /// them through [`Graph::node_mut`] may stay listed.
+    holders: std::collections::BTreeSet<NodeId>,
+    /// Per value, the nodes reading it (once per input slot), so that
+    /// finding a value's readers never scans the graph.
+    readers: Vec<Vec<NodeId>>,
     pub inputs: Vec<ValueId>,
     pub outputs: Vec<ValueId>,
     /// `GraphProto` fields the IR does not model (quantization_annotation,
@@ -221,6 +229,7 @@ impl Graph {
 
     pub fn add_value(&mut self, value: Value) -> ValueId {
         self.values.push(value);
+        self.readers.push(Vec::new());
         ValueId((self.values.len() - 1) as u32)
     }
 
@@ -280,7 +289,11 @@ impl Graph {
     ) -> NodeId {
         node.inputs = Vec::new();
         node.outputs = Vec::new();
+        let holds_subgraphs = node.subgraphs().next().is_some();
         let id = NodeId(self.topology.add_node(node));
+        if holds_subgraphs {
+            self.holders.insert(id);
+        }
         let outputs = output_names
             .into_iter()
             .enumerate()
@@ -296,6 +309,7 @@ impl Graph {
         self.topology[id.0].inputs = inputs.clone();
         for v in inputs.into_iter().flatten() {
             self.link(v, id);
+            self.readers[v.index()].push(id);
         }
         id
     }
@@ -311,8 +325,11 @@ impl Graph {
         let id = self.add_node(node, inputs, Vec::new());
         self.bind_outputs(id, outputs.clone());
         for v in outputs.into_iter().flatten() {
-            // The new producer has no edges yet: its readers by a scan.
-            for (consumer, _) in self.consumers_by_scan(v) {
+            // The new producer has no edges yet.
+            let mut readers = self.readers[v.index()].clone();
+            readers.sort();
+            readers.dedup();
+            for consumer in readers {
                 self.link(v, consumer);
             }
         }
@@ -391,9 +408,19 @@ impl Graph {
         inputs[slot] = value;
         if let Some(old) = old {
             self.unlink(old, node);
+            self.forget_read(old, node);
         }
         if let Some(v) = value {
             self.link(v, node);
+            self.readers[v.index()].push(node);
+        }
+    }
+
+    /// Drops one read of `value` by `node` from the reader index.
+    fn forget_read(&mut self, value: ValueId, node: NodeId) {
+        let readers = &mut self.readers[value.index()];
+        if let Some(at) = readers.iter().position(|&r| r == node) {
+            readers.swap_remove(at);
         }
     }
 
@@ -401,9 +428,11 @@ impl Graph {
         let old = std::mem::take(&mut self.topology[node.0].inputs);
         for v in old.into_iter().flatten() {
             self.unlink(v, node);
+            self.forget_read(v, node);
         }
         for v in values.iter().flatten() {
             self.link(*v, node);
+            self.readers[v.index()].push(node);
         }
         self.topology[node.0].inputs = values;
     }
@@ -423,6 +452,10 @@ impl Graph {
     /// Removes a node; its output values are marked dead.
     pub fn remove_node(&mut self, id: NodeId) -> Option<Node> {
         let node = self.topology.remove_node(id.0)?;
+        self.holders.remove(&id);
+        for &v in node.inputs.iter().flatten() {
+            self.forget_read(v, id);
+        }
         for v in node.outputs.iter().flatten() {
             self.values[v.index()].producer = None;
             self.values[v.index()].dead = true;
@@ -434,6 +467,10 @@ impl Graph {
     /// the caller must give each a definition (e.g. an initializer).
     pub fn detach_node(&mut self, id: NodeId) -> Option<Node> {
         let node = self.topology.remove_node(id.0)?;
+        self.holders.remove(&id);
+        for &v in node.inputs.iter().flatten() {
+            self.forget_read(v, id);
+        }
         for v in node.outputs.iter().flatten() {
             self.values[v.index()].producer = None;
         }
@@ -442,10 +479,20 @@ impl Graph {
 
     /// True when a subgraph of some node reads `value` by name.
     pub fn is_captured(&self, value: ValueId) -> bool {
+        debug_assert!(
+            self.nodes()
+                .all(|(id, n)| n.subgraphs().next().is_none() || self.holders.contains(&id)),
+            "a node got subgraphs after it was added"
+        );
         let name = &self.values[value.index()].name;
-        self.nodes()
-            .filter(|(_, n)| n.subgraphs().next().is_some())
-            .any(|(_, n)| n.subgraphs().any(|g| g.captured_names().contains(name)))
+        self.holders
+            .iter()
+            .filter(|id| self.topology.contains_node(id.0))
+            .any(|&id| {
+                self.node(id)
+                    .subgraphs()
+                    .any(|g| g.captured_names().contains(name))
+            })
     }
 
     /// Makes the node that reads `from` as its only data output go away:
@@ -485,32 +532,18 @@ impl Graph {
 
     /// (node, input slot) pairs that read `value`, in node insertion order.
     pub fn consumers(&self, value: ValueId) -> Vec<(NodeId, usize)> {
-        // A value a node defines is read along that node's edges; others
-        // (graph inputs, initializers) by a scan of every node.
-        let Some((producer, _)) = self.values[value.index()]
-            .producer
-            .filter(|(p, _)| self.topology.contains_node(p.0))
-        else {
-            return self.consumers_by_scan(value);
-        };
-        let mut readers: Vec<NodeIndex> = self
-            .topology
-            .edges_directed(producer.0, Direction::Outgoing)
-            .filter(|e| *e.weight() == value)
-            .map(|e| e.target())
-            .collect();
+        let mut readers = self.readers[value.index()].clone();
         readers.sort();
         readers.dedup();
         let mut uses = Vec::new();
         for reader in readers {
-            for (slot, v) in self.topology[reader].inputs.iter().enumerate() {
+            for (slot, v) in self.topology[reader.0].inputs.iter().enumerate() {
                 if *v == Some(value) {
-                    uses.push((NodeId(reader), slot));
+                    uses.push((reader, slot));
                 }
             }
         }
-        uses.sort();
-        debug_assert_eq!(uses, self.consumers_by_scan(value), "edges out of step");
+        debug_assert_eq!(uses, self.consumers_by_scan(value), "readers out of step");
         uses
     }
 
@@ -704,12 +737,18 @@ impl Graph {
     pub fn sort_topologically(&mut self) -> Result<()> {
         let order = self.topo_order()?;
         let mut old = std::mem::take(&mut self.topology);
+        self.holders.clear();
+        self.readers.iter_mut().for_each(Vec::clear);
         let mut remap = HashMap::new();
         let mut inputs = Vec::with_capacity(order.len());
         for id in order {
             let mut node = old.remove_node(id.0).expect("node from topo order");
             inputs.push(std::mem::take(&mut node.inputs));
+            let holds_subgraphs = node.subgraphs().next().is_some();
             let new = NodeId(self.topology.add_node(node));
+            if holds_subgraphs {
+                self.holders.insert(new);
+            }
             remap.insert(id, new);
         }
         for v in &mut self.values {

@@ -26,6 +26,7 @@ pub static PASSES: &[PassInfo] = &[PassInfo {
         OptionInfo { name: "fold", kind: "bool", default: "true", help: "Constant nodes to initializers; evaluate nodes on constant inputs; fold static shape computations" },
         OptionInfo { name: "fold_limit", kind: "bytes", default: "512M", help: "largest constant folding may create" },
         OptionInfo { name: "fold_growth", kind: "bytes", default: "1G", help: "most the weights may grow through folding" },
+        OptionInfo { name: "untie", kind: "bool", default: "false", help: "fold nodes of weights other nodes read too (a tied embedding's transpose), storing a second copy" },
         OptionInfo { name: "simplify", kind: "bool", default: "true", help: "remove Identity, inference Dropout and no-op Reshape/Transpose/Cast/Pad/Slice/Expand/Mul/Sub; merge Transpose and Reshape chains" },
         OptionInfo { name: "fuse", kind: "bool", default: "true", help: "fold BatchNormalization and per-channel Mul/Add into Conv/Gemm/BatchNorm; MatMul+Add to Gemm" },
         OptionInfo { name: "cse", kind: "bool", default: "true", help: "merge identical nodes, equal shape values and identical initializers" },

@@ -113,9 +113,8 @@ fn decoder_ffns_are_found_and_exact_with_all_experts() {
             "moe",
         );
         let records = pass["outcome"]["records"].as_array().unwrap();
-        let field = |key: &str| -> Vec<String> {
-            records.iter().map(|r| r[key].to_string()).collect()
-        };
+        let field =
+            |key: &str| -> Vec<String> { records.iter().map(|r| r[key].to_string()).collect() };
         assert_eq!(
             field("ffn"),
             [

@@ -53,6 +53,8 @@ pub struct Cleanup {
     pub fold_limit: u64,
     /// Most the model's weights may grow through folding, in bytes.
     pub fold_growth: u64,
+    /// Fold nodes of weights other nodes read too (see [`constants`]).
+    pub untie: bool,
     /// Turn graph inputs with initializer defaults into plain constants.
     pub constant_input_defaults: bool,
 }
@@ -68,6 +70,7 @@ impl Cleanup {
             cse: options.bool("cse")?,
             fold_limit: options.bytes("fold_limit")?,
             fold_growth: options.bytes("fold_growth")?,
+            untie: options.bool("untie")?,
             constant_input_defaults: options.choice("input_defaults")? == "constant",
         })
     }
@@ -107,6 +110,7 @@ impl Pass for Cleanup {
         let mut budget = constants::Budget {
             per_tensor: self.fold_limit,
             growth_left: self.fold_growth,
+            untie: self.untie,
         };
         for _ in 0..MAX_ROUNDS {
             let mut round = 0;

@@ -321,7 +321,8 @@ pub fn ort_activation(graph: &Graph, ffn: &Ffn) -> Result<OrtActivation, String>
         .map(|(name, exact, _)| OrtActivation { name, exact })
         .ok_or_else(|| {
             if ffn.gate.is_some() {
-                "its gate's activation is not SiLU (onnxruntime's MoE gates with SwiGLU only)".into()
+                "its gate's activation is not SiLU (onnxruntime's MoE gates with SwiGLU only)"
+                    .into()
             } else {
                 "its activation is not ReLU, GELU or SiLU (the ones onnxruntime's MoE takes)".into()
             }
@@ -519,7 +520,11 @@ fn ort_experts(
     };
     let rows_per_neuron = sources.len();
     let fc1 = f32_tensor(
-        vec![experts as i64, (size * rows_per_neuron) as i64, width as i64],
+        vec![
+            experts as i64,
+            (size * rows_per_neuron) as i64,
+            width as i64,
+        ],
         plan.groups.iter().flat_map(|g| {
             let sources = &sources;
             slots(g, size).flat_map(move |j| {
@@ -537,7 +542,8 @@ fn ort_experts(
         vec![experts as i64, (size * rows_per_neuron) as i64],
         plan.groups.iter().flat_map(|g| {
             let sources = &sources;
-            slots(g, size).flat_map(move |j| sources.iter().map(move |(_, b)| j.map_or(0.0, |j| b[j])))
+            slots(g, size)
+                .flat_map(move |j| sources.iter().map(move |(_, b)| j.map_or(0.0, |j| b[j])))
         }),
     );
     let fc1_bias = patch.initializer(fc1_bias);
