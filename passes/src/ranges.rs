@@ -46,16 +46,19 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn add(&mut self, values: &[f32]) {
-        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
         let mut finite = 0u64;
-        for &v in values.iter().filter(|v| v.is_finite()) {
-            lo = lo.min(v as f64);
-            hi = hi.max(v as f64);
-            finite += 1;
+        for &v in values {
+            if v.is_finite() {
+                lo = lo.min(v);
+                hi = hi.max(v);
+                finite += 1;
+            }
         }
         if lo > hi {
             return;
         }
+        let (lo, hi) = (lo as f64, hi as f64);
         if self.count == 0 {
             (self.min, self.max) = (lo, hi);
         } else {
@@ -73,9 +76,17 @@ impl Histogram {
             let first = (self.min / self.width).floor() as i64;
             let last = (self.max / self.width).floor() as i64;
             self.cover(first, last);
-            for &v in values.iter().filter(|v| v.is_finite()) {
-                let i = ((v as f64 / self.width).floor() as i64 - self.start) as usize;
-                self.counts[i] += 1;
+            // The width is a power of two: multiplying by its inverse is
+            // exact, and past `start` the bin index is never negative, so
+            // truncation is the floor.
+            let inverse = 1.0 / self.width;
+            let start = self.start as f64;
+            let top = self.counts.len() - 1;
+            for &v in values {
+                if v.is_finite() {
+                    let i = (v as f64 * inverse - start) as usize;
+                    self.counts[i.min(top)] += 1;
+                }
             }
         } else {
             self.zeros += finite;
