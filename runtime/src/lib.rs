@@ -17,7 +17,7 @@ pub use bench::{bench, Latency};
 pub use calibrate::CalibrationSet;
 pub use compare::{compare, Comparison, OutputReport, Tolerance};
 pub use exec::{generate_inputs, required_inputs as exec_required_inputs, Session};
-pub use npz::{read_npz, write_npz};
+pub use npz::{read_npz, read_npz_from, write_npz};
 pub use test_data::{read_tensor_pb, read_test_data_set, test_cases};
 
 #[derive(Debug, thiserror::Error)]

@@ -31,24 +31,56 @@ pub fn read_npz(path: &Path) -> Result<Vec<Array>> {
         return Err(npz_err(path, "not a regular file"));
     }
     let file = std::fs::File::open(path).map_err(|e| npz_err(path, e))?;
-    let mut zip = zip::ZipArchive::new(file)
-        .map_err(|e| npz_err(path, format!("not an npz archive ({e})")))?;
+    read_npz_from(file).map_err(|e| npz_err(path, e))
+}
+
+/// The arrays of an npz archive read from `reader`. Each entry is read
+/// only as far as its npy header and zip entry agree it goes: an archive
+/// that declares more than it holds, or holds more than it declares, is
+/// refused before the data is read whole.
+pub fn read_npz_from(reader: impl Read + std::io::Seek) -> std::result::Result<Vec<Array>, String> {
+    let mut zip = zip::ZipArchive::new(reader).map_err(|e| format!("not an npz archive ({e})"))?;
     let mut out = Vec::new();
     for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).map_err(|e| npz_err(path, e))?;
+        let mut entry = zip.by_index(i).map_err(|e| e.to_string())?;
         let name = entry.name().trim_end_matches(".npy").to_string();
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry
+        let declared = entry.size();
+        let mut bytes = Vec::new();
+        // The header first (at most 64 KiB), then exactly what it declares.
+        (&mut entry)
+            .take(declared.min(1 << 16))
             .read_to_end(&mut bytes)
-            .map_err(|e| npz_err(path, e))?;
-        out.push(
-            parse_npy(&name, &bytes).map_err(|e| npz_err(path, format!("array '{name}': {e}")))?,
-        );
+            .map_err(|e| e.to_string())?;
+        let total = npy_len(&bytes).map_err(|e| format!("array '{name}': {e}"))?;
+        if total != declared {
+            return Err(format!(
+                "array '{name}': its header declares {total} bytes, its zip entry {declared}"
+            ));
+        }
+        (&mut entry)
+            .take(total - bytes.len() as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| e.to_string())?;
+        out.push(parse_npy(&name, &bytes).map_err(|e| format!("array '{name}': {e}"))?);
     }
     Ok(out)
 }
 
-fn parse_npy(name: &str, bytes: &[u8]) -> std::result::Result<Array, String> {
+/// The whole length an npy file declares (header and data), from its
+/// first bytes.
+fn npy_len(bytes: &[u8]) -> std::result::Result<u64, String> {
+    let (dtype, shape, data_start) = npy_header(bytes)?;
+    shape
+        .iter()
+        .try_fold((dtype.bit_width().unwrap_or(8) / 8) as u64, |acc, &d| {
+            acc.checked_mul(d as u64)
+        })
+        .and_then(|n| n.checked_add(data_start as u64))
+        .ok_or_else(|| "shape overflows".to_string())
+}
+
+/// An npy file's element type, shape and where its data starts.
+fn npy_header(bytes: &[u8]) -> std::result::Result<(DataType, Vec<usize>, usize), String> {
     if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
         return Err("not a .npy array".into());
     }
@@ -101,7 +133,12 @@ fn parse_npy(name: &str, bytes: &[u8]) -> std::result::Result<Array, String> {
                 .map_err(|_| format!("bad shape '{shape_text}'"))
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let data = &bytes[start + header_len..];
+    Ok((dtype, shape, start + header_len))
+}
+
+fn parse_npy(name: &str, bytes: &[u8]) -> std::result::Result<Array, String> {
+    let (dtype, shape, data_start) = npy_header(bytes)?;
+    let data = &bytes[data_start..];
     let want = shape
         .iter()
         .try_fold(dtype.bit_width().unwrap_or(8) / 8, |acc, &d| {

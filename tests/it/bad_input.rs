@@ -85,6 +85,25 @@ fn bad_files_are_refused_cleanly() {
         ),
         "tensor 'w'",
     );
+    let opset = |name: &str, header: &str, want: &str| {
+        let body = format!("{header}\ngraph \"g\" (%x: f32[1]) -> (%y) {{\n  %y = Relu(%x)\n}}\n");
+        assert_refused(&text(name, &body), want);
+    };
+    opset(
+        "opset0.sculpt",
+        "ir_version 8\nopset \"\" 0",
+        "opset 0 is not one of 1 to",
+    );
+    opset(
+        "opset_huge.sculpt",
+        "ir_version 8\nopset \"\" 4611686018427387904",
+        "is not one of 1 to",
+    );
+    opset(
+        "ir99.sculpt",
+        "ir_version 99\nopset \"\" 17",
+        "ir_version 99 is newer",
+    );
 }
 
 #[test]

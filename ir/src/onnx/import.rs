@@ -98,6 +98,12 @@ pub fn from_proto(mut proto: proto::ModelProto, base_dir: Option<&Path>) -> Resu
             "not an ONNX model: ir_version is {ir_version}"
         )));
     }
+    if ir_version > LATEST_IR_VERSION {
+        return Err(IrError::Invalid(format!(
+            "ir_version {ir_version} is newer than the {LATEST_IR_VERSION} sculpt reads (onnx 1.23)"
+        )));
+    }
+    check_opsets(&proto.opset_import, ir_version)?;
     let mut importer = Importer {
         external: ExternalData::new(base_dir),
     };
@@ -120,6 +126,28 @@ pub fn from_proto(mut proto: proto::ModelProto, base_dir: Option<&Path>) -> Resu
         extra: remainder(proto),
     };
     Ok(model)
+}
+
+/// The newest IR version and default-domain opset of the vendored
+/// `onnx.proto` (onnx 1.23).
+pub const LATEST_IR_VERSION: i64 = 14;
+pub const LATEST_OPSET: i64 = 28;
+
+/// The default domain's opset is 1 to [`LATEST_OPSET`], and imported by
+/// every model from IR version 3 on (older ones had no opset imports).
+fn check_opsets(list: &[proto::OperatorSetIdProto], ir_version: i64) -> Result<()> {
+    let default = list
+        .iter()
+        .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")));
+    match default.map(|o| o.version.unwrap_or(0)) {
+        None if ir_version >= 3 => Err(IrError::Invalid(
+            "the model imports no default-domain opset (opset_import has no \"\" entry)".into(),
+        )),
+        Some(v) if !(1..=LATEST_OPSET).contains(&v) => Err(IrError::Invalid(format!(
+            "default-domain opset {v} is not one of 1 to {LATEST_OPSET}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn opsets(list: Vec<proto::OperatorSetIdProto>) -> Vec<OpsetImport> {

@@ -31,11 +31,11 @@ pub fn node_flops(graph: &Graph, id: NodeId) -> Option<u64> {
             if op == "ConvTranspose" {
                 let x = static_dims(graph, node.input(0))?;
                 // Each input element scatters into C_out/group * kernel outputs.
-                let per = prod(&w[1..]);
+                let per = prod(w.get(1..)?);
                 return Some(2 * prod(&x) * per + bias * prod(&out?));
             }
             let out = out?;
-            let per_output = prod(&w[1..]); // C_in/group * kernel
+            let per_output = prod(w.get(1..)?); // C_in/group * kernel
             let _ = group;
             Some(prod(&out) * (2 * per_output + bias))
         }
@@ -43,7 +43,7 @@ pub fn node_flops(graph: &Graph, id: NodeId) -> Option<u64> {
             let a = static_dims(graph, node.input(0))?;
             let out = out?;
             let trans_a = node.attr("transA").and_then(AttrValue::as_int).unwrap_or(0) == 1;
-            let k = if trans_a { a[0] } else { a[1] } as u64;
+            let k = *a.get(if trans_a { 0 } else { 1 })? as u64;
             Some(prod(&out) * (2 * k + node.input(2).is_some() as u64))
         }
         "MatMul" | "MatMulInteger" => {

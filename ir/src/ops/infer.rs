@@ -566,6 +566,12 @@ fn window_out(
     }
 }
 
+/// A rank read from a shape tensor's length: `None` when negative or
+/// beyond any real tensor's (which would only allocate nonsense).
+fn plausible_rank(r: i64) -> Option<usize> {
+    usize::try_from(r).ok().filter(|&r| r <= 1024)
+}
+
 fn sliding_window(c: &Ctx, x: &[Dim], kernel: &[i64], channels_out: Dim) -> Option<Vec<Dim>> {
     let spatial = x.len().checked_sub(2)?;
     if kernel.len() != spatial {
@@ -1001,8 +1007,8 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                     return tensor(dt, s);
                 }
                 let rank = c.shape(1).and_then(|s| s.first()?.known());
-                return match rank {
-                    Some(r) => tensor(dt, vec![Dim::Unknown; r as usize]),
+                return match rank.and_then(plausible_rank) {
+                    Some(r) => tensor(dt, vec![Dim::Unknown; r]),
                     None => rank_only(dt),
                 };
             };
@@ -1198,6 +1204,9 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                 if step == 0 {
                     return None;
                 }
+                if n < 0 {
+                    return None;
+                }
                 let clamp = |v: i64, lo: i64, hi: i64| v.clamp(lo, hi);
                 let fix = |v: i64| if v < 0 { v.saturating_add(n) } else { v };
                 let (st, en) = (fix(*starts.get(k)?), fix(*ends.get(k)?));
@@ -1235,7 +1244,7 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                 // A shape computed at run time, of known length: the rank
                 // is known, and so is every dim of x that is not 1.
                 None => {
-                    let length = c.shape(1)?.first()?.known()? as usize;
+                    let length = plausible_rank(c.shape(1)?.first()?.known()?)?;
                     let rank = length.max(x.len());
                     let mut dims = vec![Dim::Unknown; rank];
                     for (d, xd) in dims[rank - x.len()..].iter_mut().zip(&x) {
