@@ -51,9 +51,14 @@ enum Command {
         #[arg(long)]
         verify_each: bool,
         /// Run input and output models on the same inputs; refuse to write
-        /// the output if they differ beyond tolerance.
-        #[arg(long)]
+        /// the output if they differ beyond tolerance. On by default for
+        /// pipelines of lossless passes (models up to 1 GiB of weights),
+        /// where a pass that moves the outputs is also rolled back.
+        #[arg(long, conflicts_with = "no_check")]
         check: bool,
+        /// Do not check numerics, not even for a lossless pipeline.
+        #[arg(long)]
+        no_check: bool,
         #[arg(long)]
         inputs: Option<PathBuf>,
         #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance)]
@@ -235,6 +240,48 @@ pub fn inputs_for(
     }
 }
 
+/// Models of at most this many bytes of weights get their numerics checked
+/// by default after a lossless pipeline.
+const AUTO_CHECK_WEIGHTS: u64 = 1 << 30;
+
+/// Runs `before` and `after` on the same inputs (`given`, or generated for
+/// `before`; `after` gets those it declares) and compares their outputs.
+fn compare_outputs(
+    before: &Model,
+    after: &Model,
+    given: Option<&Path>,
+    tolerance: Tolerance,
+) -> Result<Option<sculpt_runtime::Comparison>> {
+    let ins = inputs_for(before, given, &HashMap::new())?;
+    let a = run_model(before, &ins).context("running the input model")?;
+    let wanted: std::collections::HashSet<String> = sculpt_runtime::exec_required_inputs(after)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let after_ins: Vec<Array> = ins
+        .into_iter()
+        .filter(|x| wanted.contains(&x.name))
+        .collect();
+    let b = run_model(after, &after_ins).context("running the optimized model")?;
+    Ok(Some(sculpt_runtime::compare(&b, &a, tolerance)))
+}
+
+/// One line: how many outputs, the worst error, and where.
+fn check_summary(cmp: &sculpt_runtime::Comparison) -> String {
+    let worst = cmp
+        .outputs
+        .iter()
+        .max_by(|x, y| x.max_abs_err.total_cmp(&y.max_abs_err));
+    format!(
+        "{} output(s), worst max abs err {}",
+        cmp.outputs.len(),
+        worst.map_or("-".into(), |w| format!(
+            "{:.3e} ('{}')",
+            w.max_abs_err, w.name
+        ))
+    )
+}
+
 pub fn run_model(model: &Model, inputs: &[Array]) -> Result<Vec<Array>> {
     let session = Session::new(model, inputs)?;
     Ok(session.run(inputs)?)
@@ -280,6 +327,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             output,
             verify_each,
             check,
+            no_check,
             inputs,
             rtol,
             atol,
@@ -351,6 +399,23 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             let calibrator = calibration
                 .as_mut()
                 .map(|c| c as &mut dyn sculpt_passes::Calibrator);
+            let lossless = manager.steps()?.iter().all(|(_, p)| p.lossless());
+            let auto_check = lossless
+                && !check
+                && !no_check
+                && original.graph.weight_bytes() <= AUTO_CHECK_WEIGHTS;
+            if check || auto_check {
+                let given = inputs.clone();
+                let tolerance = Tolerance { rtol, atol };
+                manager.guard = Some(std::sync::Arc::new(move |before: &Model, after: &Model| {
+                    match compare_outputs(before, after, given.as_deref(), tolerance) {
+                        Ok(Some(cmp)) if cmp.ok => Ok(Ok(check_summary(&cmp))),
+                        Ok(Some(cmp)) => Ok(Err(check_summary(&cmp))),
+                        Ok(None) => Err("no outputs to compare".into()),
+                        Err(e) => Err(format!("{e:#}")),
+                    }
+                }));
+            }
             let run = manager.run_with(&mut m, calibrator, |name| {
                 bar.set_message(name.to_string());
                 bar.inc(1);
@@ -358,12 +423,25 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             bar.finish_and_clear();
             let run = run?;
             sculpt_ir::verify::check(&m).context("the optimized model is invalid")?;
+            for record in &run.passes {
+                if let Some(sculpt_passes::GuardVerdict::NotChecked(why)) = &record.check {
+                    eprintln!("{}: numerics not checked: {why}", record.pass);
+                }
+            }
             let mut comparison = None;
-            if check {
-                let ins = inputs_for(&original, inputs.as_deref(), &HashMap::new())?;
-                let a = run_model(&original, &ins).context("running the input model")?;
-                let b = run_model(&m, &ins).context("running the optimized model")?;
-                let cmp = sculpt_runtime::compare(&b, &a, Tolerance { rtol, atol });
+            let compared = if check || auto_check {
+                compare_outputs(&original, &m, inputs.as_deref(), Tolerance { rtol, atol })
+            } else {
+                Ok(None)
+            };
+            let compared = match compared {
+                Err(e) if auto_check => {
+                    eprintln!("numerics not checked (--check to insist): {e:#}");
+                    None
+                }
+                other => other?,
+            };
+            if let Some(cmp) = compared {
                 if !cmp.ok {
                     let bad = cmp
                         .outputs

@@ -19,7 +19,7 @@ pub mod transform;
 pub mod util;
 
 pub use context::{Calibrator, PassContext, ValueChunk};
-pub use manager::{ModelStats, PassManager, PassRecord, RunReport};
+pub use manager::{GuardVerdict, ModelStats, NumericGuard, PassManager, PassRecord, RunReport};
 pub use pipeline::{Pipeline, PipelineStep};
 
 use sculpt_ir::{IrError, Model};
@@ -143,5 +143,11 @@ pub trait Pass {
     /// every other cached analysis is dropped after the pass changes the model.
     fn preserves(&self) -> &'static [&'static str] {
         &[]
+    }
+    /// True when the pass, as configured, keeps every output the same (up
+    /// to floating-point reassociation): with checking on, the pass
+    /// manager compares outputs after it and rolls it back if they moved.
+    fn lossless(&self) -> bool {
+        false
     }
 }

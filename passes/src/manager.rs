@@ -41,7 +41,33 @@ pub struct PassRecord {
     pub outcome: PassOutcome,
     pub before: ModelStats,
     pub after: ModelStats,
+    /// What the numeric guard said of a lossless pass (see
+    /// [`PassManager::guard`]); `None` when it did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<GuardVerdict>,
 }
+
+/// The numeric guard's word on one lossless pass.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "verdict", content = "detail", rename_all = "snake_case")]
+pub enum GuardVerdict {
+    /// The outputs agree; what was compared.
+    Same(String),
+    /// The outputs moved: the pass was undone.
+    RolledBack(String),
+    /// The model could not be run to compare (e.g. an op the runtime
+    /// lacks); the pass was kept.
+    NotChecked(String),
+}
+
+/// Compares the outputs of a model before and after a lossless pass:
+/// `Ok(Ok(what was compared))`, `Ok(Err(how they differ))`, or `Err(why
+/// they could not be compared)`.
+pub type NumericGuard = std::sync::Arc<
+    dyn Fn(&Model, &Model) -> std::result::Result<std::result::Result<String, String>, String>
+        + Send
+        + Sync,
+>;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
@@ -65,6 +91,10 @@ pub struct PassManager {
     pub row_mask: Option<String>,
     /// Where passes report the progress of long work.
     pub progress: Option<crate::context::Progress>,
+    /// Run after every lossless pass that changed the model (see
+    /// [`Pass::lossless`]); a pass whose outputs moved is rolled back and
+    /// named in its record, and the pipeline goes on without it.
+    pub guard: Option<NumericGuard>,
 }
 
 /// The label of the `cleanup` steps the manager inserts.
@@ -79,6 +109,7 @@ impl PassManager {
             stats_memory: crate::context::DEFAULT_STATS_MEMORY,
             row_mask: None,
             progress: None,
+            guard: None,
         }
     }
 
@@ -146,14 +177,32 @@ impl PassManager {
         let mut records = Vec::new();
         for (name, mut pass) in passes {
             on_pass(&name);
+            let guard = self.guard.as_ref().filter(|_| pass.lossless());
+            let saved = guard.map(|_| model.clone());
             let t = Instant::now();
-            let outcome: PassOutcome =
+            let mut outcome: PassOutcome =
                 pass.run(model, &mut cx)
                     .map_err(|source| PassError::Failed {
                         pass: name.clone(),
                         source,
                     })?;
             let millis = t.elapsed().as_secs_f64() * 1e3;
+            let check = match (guard, saved) {
+                (Some(guard), Some(saved)) if outcome.changed => Some(match guard(&saved, model) {
+                    Ok(Ok(what)) => GuardVerdict::Same(what),
+                    Ok(Err(moved)) => {
+                        *model = saved;
+                        outcome.changed = false;
+                        cx.invalidate_except(&[]);
+                        outcome.details.push(format!(
+                            "ROLLED BACK: the pass changed the outputs ({moved}); the model is as before it"
+                        ));
+                        GuardVerdict::RolledBack(moved)
+                    }
+                    Err(why) => GuardVerdict::NotChecked(why),
+                }),
+                _ => None,
+            };
             if outcome.changed {
                 cx.invalidate_except(pass.preserves());
             }
@@ -177,6 +226,7 @@ impl PassManager {
                 outcome,
                 before: before.clone(),
                 after: after.clone(),
+                check,
             });
             before = after;
         }
@@ -187,5 +237,55 @@ impl PassManager {
             after: before,
             total_millis: start.elapsed().as_secs_f64() * 1e3,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MODEL: &str = r#"ir_version 8
+opset "" 17
+graph "g" (%x: f32[2]) -> (%y) {
+  %a = Identity(%x)
+  %y = Relu(%a)
+}
+"#;
+
+    fn run(verdict: std::result::Result<String, String>) -> (Model, RunReport) {
+        let mut model = sculpt_ir::text::parse(MODEL).unwrap();
+        let mut manager = PassManager::new(Pipeline::parse("cleanup,prune{ratio=0.0}").unwrap());
+        manager.canonicalize = false;
+        manager.guard = Some(std::sync::Arc::new(move |_: &Model, _: &Model| {
+            Ok(verdict.clone())
+        }));
+        let report = manager.run(&mut model, |_| {}).unwrap();
+        (model, report)
+    }
+
+    #[test]
+    fn a_lossless_pass_whose_outputs_moved_is_rolled_back() {
+        let (model, report) = run(Err("y differs by 0.5".into()));
+        assert_eq!(model.graph.node_count(), 2, "the Identity is back");
+        let cleanup = &report.passes[0];
+        assert!(matches!(&cleanup.check, Some(GuardVerdict::RolledBack(m)) if m.contains("0.5")));
+        assert!(!cleanup.outcome.changed);
+        assert!(cleanup
+            .outcome
+            .details
+            .iter()
+            .any(|d| d.starts_with("ROLLED BACK")));
+        // Lossy passes are not guarded.
+        assert!(report.passes[1].check.is_none());
+    }
+
+    #[test]
+    fn a_lossless_pass_whose_outputs_agree_is_kept() {
+        let (model, report) = run(Ok("1 output(s)".into()));
+        assert_eq!(model.graph.node_count(), 1);
+        assert!(matches!(
+            &report.passes[0].check,
+            Some(GuardVerdict::Same(_))
+        ));
     }
 }

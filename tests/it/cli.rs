@@ -1,6 +1,6 @@
 //! The CLI entry points on the bundled example.
 
-use crate::{path_str, repo, sculpt};
+use crate::{path_str, repo, sculpt, sculpt_ok};
 
 fn example() -> String {
     repo()
@@ -329,4 +329,97 @@ fn emit_tosa_after_a_pipeline() {
     ]);
     assert!(!r.status.success() && !out.exists());
     assert!(String::from_utf8_lossy(&r.stderr).contains("unknown dialect 'spirv'"));
+}
+
+/// A pipeline of lossless passes checks numerics without being asked (the
+/// report records each pass's verdict); `--no-check` turns it off, and a
+/// lossy pipeline is not checked unless `--check` says so.
+#[test]
+fn lossless_pipelines_are_checked_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, report) = (dir.path().join("o.onnx"), dir.path().join("r.json"));
+    let (out_s, report_s) = (path_str(&out), path_str(&report));
+    let model = example();
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let checked = sculpt_ok(&[
+        "opt", &model, "-p", "cleanup", "-o", out_s, "--report", report_s,
+    ]);
+    assert!(
+        stderr(&checked).contains("--check: 1 output(s)"),
+        "{}",
+        stderr(&checked)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let verdict = &r["run"]["passes"][0]["check"]["verdict"];
+    assert_eq!(verdict, "same", "{r}");
+    let unchecked = sculpt_ok(&["opt", &model, "-p", "cleanup", "-o", out_s, "--no-check"]);
+    assert!(!stderr(&unchecked).contains("--check"));
+    let lossy = "prune{criterion=magnitude ratio=0.3}";
+    let lossy_run = sculpt_ok(&["opt", &model, "-p", lossy, "-o", out_s]);
+    assert!(!stderr(&lossy_run).contains("--check"));
+    let both = sculpt(&[
+        "opt",
+        &model,
+        "-p",
+        "cleanup",
+        "-o",
+        out_s,
+        "--check",
+        "--no-check",
+    ]);
+    assert_eq!(both.status.code(), Some(2));
+}
+
+/// The small version of scripts/make-large-model.py (external data, GQA,
+/// gated FFNs, a tied LM head) goes through inspect, cleanup and prune,
+/// written with external data; cleanup keeps the embedding tied (one
+/// stored copy) and the outputs unchanged.
+#[test]
+fn the_large_model_script_small_version_goes_through() {
+    if !crate::python_has_onnxruntime() {
+        eprintln!("skipping: no onnx in python3");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("decoder.onnx");
+    let made = std::process::Command::new("python3")
+        .arg(repo().join("scripts/make-large-model.py"))
+        .args([path_str(&model), "--small"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let model_s = path_str(&model);
+    sculpt_ok(&["inspect", model_s]);
+    let out = dir.path().join("clean.onnx");
+    sculpt_ok(&[
+        "opt",
+        model_s,
+        "-p",
+        "cleanup",
+        "-o",
+        path_str(&out),
+        "--external-data",
+        "--check",
+    ]);
+    let data = std::fs::metadata(dir.path().join("clean.onnx.data"))
+        .unwrap()
+        .len();
+    let original = std::fs::metadata(dir.path().join("decoder.onnx.data"))
+        .unwrap()
+        .len();
+    assert!(
+        data <= original,
+        "cleanup grew the weights: {data} > {original}"
+    );
+    let pruned = dir.path().join("pruned.onnx");
+    let prune = "prune{criterion=magnitude ratio=0.3 protect=*attn*}";
+    sculpt_ok(&[
+        "opt",
+        model_s,
+        "-p",
+        prune,
+        "-o",
+        path_str(&pruned),
+        "--external-data",
+    ]);
 }

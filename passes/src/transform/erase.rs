@@ -249,6 +249,11 @@ impl Pass for Erase {
         true
     }
 
+    /// Zero branches only (no budget or block count): exact.
+    fn lossless(&self) -> bool {
+        self.budget.is_none() && self.blocks.is_none()
+    }
+
     fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<PassOutcome, IrError> {
         let mut outcome = PassOutcome::default();
         if self.budget.is_some() || self.blocks.is_some() {

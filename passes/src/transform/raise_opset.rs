@@ -36,6 +36,10 @@ impl Pass for RaiseOpset {
         "opset"
     }
 
+    fn lossless(&self) -> bool {
+        true
+    }
+
     fn run(&mut self, model: &mut Model, _: &mut PassContext<'_>) -> Result<PassOutcome, IrError> {
         let from = model.onnx_opset();
         sculpt_ir::opset::raise_opset(model, self.target)?;

@@ -84,6 +84,10 @@ impl Pass for Cleanup {
         "cleanup"
     }
 
+    fn lossless(&self) -> bool {
+        true
+    }
+
     fn run(
         &mut self,
         model: &mut Model,
