@@ -422,4 +422,23 @@ fn the_large_model_script_small_version_goes_through() {
         path_str(&pruned),
         "--external-data",
     ]);
+    // Its weights are f16: int4 scales and MatMulNBits compute in f16.
+    let quantized = dir.path().join("int4.onnx");
+    let int4 = "quantize{policy=int4 round=rtn}";
+    let q = sculpt_ok(&["opt", model_s, "-p", int4, "-o", path_str(&quantized)]);
+    assert!(!String::from_utf8_lossy(&q.stderr).contains("not quantized"));
+    let ids = dir.path().join("ids.npz");
+    let script = "import numpy as np, sys; np.savez(sys.argv[1], input_ids=np.array([[1, 5, 9, 30, 2, 7, 11, 3]], np.int64))";
+    let made = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&ids)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    crate::ort_compare(
+        model_s,
+        path_str(&quantized),
+        path_str(&ids),
+        &["--min-cosine", "0.9"],
+    );
 }

@@ -244,10 +244,12 @@ impl Quantize {
             }
             _ => {}
         }
-        // A MatMul's input has its weight's type (which is known).
+        // A MatMul's input has its weight's type (which is known); the
+        // scales take it too (MatMulNBits and DequantizeLinear take f32
+        // and f16 on onnxruntime's CPU).
         let weight_type = sculpt_ir::ops::infer::value_type(g, site.weight).and_then(|t| t.dtype());
-        if weight_type != Some(DataType::F32) {
-            return Some("the weight is not f32".into());
+        if !matches!(weight_type, Some(DataType::F32 | DataType::F16)) {
+            return Some("the weight is neither f32 nor f16".into());
         }
         let input_rank = sculpt_ir::ops::infer::value_type(g, site.input)
             .and_then(|t| t.shape().map(|s| s.len()));

@@ -197,6 +197,25 @@ impl Weight {
     }
 }
 
+/// The element type of the site's weight, which its scales and bias take
+/// (a MatMul computes in its weight's type).
+fn weight_type(graph: &Graph, site: &LinearSite) -> DataType {
+    sculpt_ir::ops::infer::value_type(graph, site.weight)
+        .and_then(|t| t.dtype())
+        .unwrap_or(DataType::F32)
+}
+
+/// `values` as a tensor of the site's weight type.
+fn like_weight(
+    graph: &Graph,
+    site: &LinearSite,
+    dims: Vec<i64>,
+    values: impl Iterator<Item = f64>,
+) -> Result<Tensor, IrError> {
+    let values: Vec<f64> = values.collect();
+    Tensor::from_floats(weight_type(graph, site), dims, &values)
+}
+
 fn refind(graph: &Graph, site: &LinearSite) -> Result<LinearSite, IrError> {
     site.refind(graph)
         .ok_or_else(|| IrError::Invalid(format!("quantize: linear site '{}' is gone", site.name)))
@@ -221,22 +240,22 @@ fn define_product(
     inputs: impl FnOnce(&mut Patch<'_>) -> Vec<Option<sculpt_ir::ValueId>>,
     attrs: Vec<Attribute>,
 ) -> Result<(), IrError> {
-    let bias = gemm_bias(graph, site)?;
+    let bias = gemm_bias(graph, site)?
+        .map(|b| like_weight(graph, site, vec![b.len() as i64], b.into_iter()))
+        .transpose()?;
     let out = graph
         .node(site.node)
         .output(0)
         .expect("a linear site has an output");
     let mut patch = Patch::replacing(graph, site.node);
     let inputs = inputs(&mut patch);
-    let product = match &bias {
+    let product = match bias {
         None => {
             patch.define(op, &inputs, attrs, out)?;
             out
         }
         Some(b) => {
-            let values: Vec<f32> = b.iter().map(|&x| x as f32).collect();
-            let bias =
-                patch.initializer_named("bias", Tensor::from_f32(vec![b.len() as i64], &values));
+            let bias = patch.initializer_named("bias", b);
             let product = patch.node(op, &inputs, attrs);
             patch.define("Add", &[Some(product), Some(bias)], Vec::new(), out)?;
             product
@@ -266,6 +285,12 @@ fn rewrite_nbits(
         Attribute::new("accuracy_level", AttrValue::Int(accuracy_level)),
     ];
     let input = site.input;
+    let scales = like_weight(
+        graph,
+        site,
+        vec![(q.n * q.blocks) as i64],
+        q.scales.iter().map(|&s| s as f64),
+    )?;
     define_product(
         graph,
         site,
@@ -280,10 +305,7 @@ fn rewrite_nbits(
                     q.packed_codes(),
                 ),
             );
-            let scales = patch.initializer_named(
-                "scales",
-                Tensor::from_f32(vec![(q.n * q.blocks) as i64], &q.scales),
-            );
+            let scales = patch.initializer_named("scales", scales);
             let mut inputs = vec![Some(input), Some(codes), Some(scales)];
             if !q.format.symmetric {
                 let zeros = q.packed_zeros();
@@ -316,9 +338,12 @@ fn rewrite_dq(graph: &mut Graph, site: &LinearSite, q: &Quantized) -> Result<(),
         .flat_map(|i| (0..n).map(move |j| (i, j)))
         .map(|(i, j)| q.codes[(j * blocks + i / block) * block + i % block] as i64 - shift)
         .collect();
-    let scales: Vec<f32> = (0..blocks)
-        .flat_map(|b| (0..n).map(move |j| q.scales[j * blocks + b]))
-        .collect();
+    let scales = like_weight(
+        graph,
+        site,
+        vec![blocks as i64, n as i64],
+        (0..blocks).flat_map(|b| (0..n).map(move |j| q.scales[j * blocks + b] as f64)),
+    )?;
     let zeros: Vec<i64> = (0..blocks)
         .flat_map(|b| (0..n).map(move |j| q.zeros[j * blocks + b] as i64))
         .collect();
@@ -336,10 +361,7 @@ fn rewrite_dq(graph: &mut Graph, site: &LinearSite, q: &Quantized) -> Result<(),
         "",
         |patch| {
             let codes = patch.initializer_named("codes", codes);
-            let scales = patch.initializer_named(
-                "scales",
-                Tensor::from_f32(vec![blocks as i64, n as i64], &scales),
-            );
+            let scales = patch.initializer_named("scales", scales);
             let mut dq_inputs = vec![Some(codes), Some(scales)];
             if !signed {
                 dq_inputs.push(Some(patch.initializer_named("zero_points", zeros)));
