@@ -103,11 +103,11 @@ pub fn from_proto(mut proto: proto::ModelProto, base_dir: Option<&Path>) -> Resu
             "ir_version {ir_version} is newer than the {LATEST_IR_VERSION} sculpt reads (onnx 1.23)"
         )));
     }
-    check_opsets(&proto.opset_import, ir_version)?;
     let mut importer = Importer {
         external: ExternalData::new(base_dir),
     };
     let graph = importer.graph(graph_proto, &mut Vec::new())?;
+    check_opsets(&proto.opset_import, ir_version, &graph)?;
     let functions = std::mem::take(&mut proto.functions)
         .into_iter()
         .map(|f| importer.function(f))
@@ -134,14 +134,19 @@ pub const LATEST_IR_VERSION: i64 = 14;
 pub const LATEST_OPSET: i64 = 28;
 
 /// The default domain's opset is 1 to [`LATEST_OPSET`], and imported by
-/// every model from IR version 3 on (older ones had no opset imports).
-fn check_opsets(list: &[proto::OperatorSetIdProto], ir_version: i64) -> Result<()> {
+/// every model from IR version 3 on that has default-domain nodes (older
+/// ones had no opset imports; an ai.onnx.ml-only model needs none).
+fn check_opsets(list: &[proto::OperatorSetIdProto], ir_version: i64, graph: &Graph) -> Result<()> {
+    fn uses_default_domain(g: &Graph) -> bool {
+        g.nodes()
+            .any(|(_, n)| n.is_onnx() || n.subgraphs().any(uses_default_domain))
+    }
     let default = list
         .iter()
         .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")));
     match default.map(|o| o.version.unwrap_or(0)) {
-        None if ir_version >= 3 => Err(IrError::Invalid(
-            "the model imports no default-domain opset (opset_import has no \"\" entry)".into(),
+        None if ir_version >= 3 && uses_default_domain(graph) => Err(IrError::Invalid(
+            "the model has default-domain nodes but imports no default-domain opset (opset_import has no \"\" entry)".into(),
         )),
         Some(v) if !(1..=LATEST_OPSET).contains(&v) => Err(IrError::Invalid(format!(
             "default-domain opset {v} is not one of 1 to {LATEST_OPSET}"
