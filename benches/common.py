@@ -1,6 +1,6 @@
-"""What the fidelity benches share: onnxruntime sessions, the mean cosine
-of two batches of outputs, median latency, timed tool runs, and the
-minilm_l6_v2 corpus data."""
+"""What the benches share: onnxruntime sessions, the mean cosine of two
+batches of outputs, median latency, timed tool runs (with their peak RSS
+and private memory), and the minilm_l6_v2 corpus data."""
 import os
 import subprocess
 import time
@@ -44,6 +44,40 @@ def timed(cmd):
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     return time.perf_counter() - start, proc
+
+
+def status_kib(pid, key):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def measured(cmd, timeout):
+    """(seconds, peak RSS MiB, peak private MiB, error or None) of a fresh
+    process. Both memories are sampled from /proc every 5 ms: VmHWM (the
+    kernel's high-water mark, which a sample late in the run holds) and
+    RssAnon (private pages; mapped weight files are not counted). A
+    command that ends before the first sample shows 0. (The rusage of
+    wait4 is no use here: a forked child keeps its parent's peak.)"""
+    start = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    anon = rss = 0
+    while p.poll() is None:
+        anon = max(anon, status_kib(p.pid, "RssAnon"))
+        rss = max(rss, status_kib(p.pid, "VmHWM"))
+        if time.perf_counter() - start > timeout:
+            p.kill()
+            p.wait()
+            return None, rss / 1024, anon / 1024, f"over {timeout:.0f} s"
+        time.sleep(0.005)
+    seconds = time.perf_counter() - start
+    err = None if p.returncode == 0 else (p.stderr.read().strip().splitlines() or ["?"])[-1][:160]
+    return seconds, rss / 1024, anon / 1024, err
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

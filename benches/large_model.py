@@ -8,9 +8,9 @@ hidden 2048, FFN 8192, GQA, tied embedding, float32 weights (3.1 GB;
 options (e.g. "--layers 24 --dtype float16", the script's own default,
 also about 3 GB), `--small` a 2-layer one.
 
-Per command: wall time, peak RSS (the kernel's, from wait4), and the
-peak of private (anonymous) memory, sampled from /proc every 5 ms:
-mapped weight pages are reclaimable page cache and do not count there. Outputs are written
+Per command: wall time, peak RSS and the peak of private (anonymous)
+memory, sampled from /proc every 5 ms (`common.measured`): mapped weight
+pages are reclaimable page cache and do not count as private. Outputs are written
 with external data; a command that fails or passes `--timeout` says so.
 
 usage: benches/large_model.py [--dir DIR] [--small] [--model-args "..."] [--keep] [--peers] [--timeout S] [--json]
@@ -23,49 +23,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
-from common import REPO
+from common import REPO, measured
 
 PEERS = {
     "onnxsim": "import onnx, onnxsim, sys; m, ok = onnxsim.simplify(onnx.load(sys.argv[1])); "
                "onnx.save(m, sys.argv[2], save_as_external_data=True)",
     "onnxslim": "import onnxslim, sys; onnxslim.slim(sys.argv[1], sys.argv[2])",
 }
-
-
-def status_kib(pid, key):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def measure(cmd, timeout):
-    """(seconds, peak RSS MiB, peak private MiB, error or None). Peak RSS
-    is the kernel's (wait4); private memory is sampled every 5 ms, so a
-    command that ends sooner shows what it held when sampled."""
-    start = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    anon = 0
-    while True:
-        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            break
-        anon = max(anon, status_kib(p.pid, "RssAnon"))
-        if time.perf_counter() - start > timeout:
-            p.kill()
-            _, _, usage = os.wait4(p.pid, 0)
-            return None, usage.ru_maxrss / 1024, anon / 1024, f"over {timeout:.0f} s"
-        time.sleep(0.005)
-    seconds = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    err = None if code == 0 else (p.stderr.read().strip().splitlines() or ["?"])[-1][:160]
-    return seconds, usage.ru_maxrss / 1024, anon / 1024, err
 
 
 def main():
@@ -102,7 +67,7 @@ def main():
             commands[name] = [sys.executable, "-c", code, model, out]
     rows = []
     for name, cmd in commands.items():
-        seconds, rss, anon, err = measure(cmd, a.timeout)
+        seconds, rss, anon, err = measured(cmd, a.timeout)
         rows.append({"command": name, "seconds": seconds, "peak_rss_mib": rss, "peak_private_mib": anon, "error": err})
         print(rows[-1], file=sys.stderr)
         for f in (out, out + ".data"):

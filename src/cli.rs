@@ -268,10 +268,7 @@ fn compare_outputs(
 
 /// One line: how many outputs, the worst error, and where.
 fn check_summary(cmp: &sculpt_runtime::Comparison) -> String {
-    let worst = cmp
-        .outputs
-        .iter()
-        .max_by(|x, y| x.max_abs_err.total_cmp(&y.max_abs_err));
+    let worst = cmp.worst();
     format!(
         "{} output(s), worst max abs err {}",
         cmp.outputs.len(),
@@ -453,10 +450,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                         bad.name, bad.max_abs_err, bad.mismatches, bad.elements, output.display()
                     );
                 }
-                let worst = cmp
-                    .outputs
-                    .iter()
-                    .max_by(|x, y| x.max_abs_err.total_cmp(&y.max_abs_err));
+                let worst = cmp.worst();
                 eprintln!(
                     "--check: {} output(s) of the input and optimized models agree within rtol={rtol} atol={atol} on {}{}",
                     cmp.outputs.len(),

@@ -39,6 +39,15 @@ pub struct Comparison {
     pub ok: bool,
 }
 
+impl Comparison {
+    /// The output with the largest absolute error.
+    pub fn worst(&self) -> Option<&OutputReport> {
+        self.outputs
+            .iter()
+            .max_by(|x, y| x.max_abs_err.total_cmp(&y.max_abs_err))
+    }
+}
+
 /// Compares outputs of `a` against reference `b`, matched by name (or by
 /// position where names differ).
 pub fn compare(a: &[Array], b: &[Array], tol: Tolerance) -> Comparison {
