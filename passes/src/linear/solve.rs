@@ -86,6 +86,54 @@ pub fn spd_solve(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
     Mat::zeros(a.ncols(), b.ncols())
 }
 
+/// Damped least squares `min ‖Z·W − Y‖² + λ‖W‖²` from rows added one
+/// chunk at a time: `ZᵀZ` and `ZᵀY` are all that is kept.
+pub struct NormalEquations {
+    gram: Mat<f64>,
+    cross: Mat<f64>,
+}
+
+impl NormalEquations {
+    pub fn new(inputs: usize, outputs: usize) -> NormalEquations {
+        NormalEquations {
+            gram: Mat::zeros(inputs, inputs),
+            cross: Mat::zeros(inputs, outputs),
+        }
+    }
+
+    /// Columns of `Z`.
+    pub fn inputs(&self) -> usize {
+        self.gram.nrows()
+    }
+
+    pub fn add(&mut self, z: &Mat<f64>, y: &Mat<f64>) {
+        self.gram += z.transpose() * z;
+        self.cross += z.transpose() * y;
+    }
+
+    /// `W = (ZᵀZ + λI)⁻¹ ZᵀY`, `λ = damp · mean diag ZᵀZ`.
+    pub fn solve(&self, damp: f64) -> Mat<f64> {
+        self.solve_toward(damp, None)
+    }
+
+    /// `min ‖Z·W − Y‖² + λ‖W − P‖²`: the damping pulls toward `prior`
+    /// (toward 0 without one).
+    pub fn solve_toward(&self, damp: f64, prior: Option<&Mat<f64>>) -> Mat<f64> {
+        let lambda = damp * mean_diagonal(self.gram.as_ref()).max(f64::MIN_POSITIVE);
+        let mut cross = self.cross.clone();
+        if let Some(p) = prior {
+            cross += p * faer::Scale(lambda);
+        }
+        spd_solve(damped(self.gram.as_ref(), lambda).as_ref(), cross.as_ref())
+    }
+
+    /// `‖Z·W − Y‖²` on these rows, less the targets' energy.
+    pub fn error(&self, w: &Mat<f64>) -> f64 {
+        inner(w.as_ref(), product(self.gram.as_ref(), w.as_ref()).as_ref())
+            - 2.0 * inner(w.as_ref(), self.cross.as_ref())
+    }
+}
+
 /// The lower Cholesky factor `L` of a symmetric positive semi-definite
 /// matrix (`a = L Lᵀ`), with jitter (as in [`spd_solve`]) where it is
 /// singular; `None` only for an indefinite or non-finite matrix.

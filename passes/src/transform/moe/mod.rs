@@ -46,7 +46,7 @@ use sculpt_ir::{IrError, Model, OpsetImport};
 use serde_json::json;
 
 /// The dampings the refit tries (times the mean of its Gram diagonal).
-const REFIT_DAMPING: [f64; 7] = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1];
+const REFIT_DAMPING: [f64; 9] = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PartitionBy {
@@ -270,14 +270,16 @@ impl Moe {
     /// The experts' down projections, skipped means and bias refitted to
     /// the dense FFN's output (`original`'s) knowing the routing: fitted
     /// on the fitting samples, the damping chosen on the held-out ones.
-    /// Sets the plans' means; returns per FFN the refitted weights and
-    /// the damping.
+    /// The damping pulls toward the weights before any refit (`original`
+    /// and `prior_means`). Sets the plans' means; returns per FFN the
+    /// refitted weights and the damping.
     fn refit_experts(
         &self,
         data: &Data<'_>,
         cx: &mut PassContext<'_>,
         plans: &mut [Plan],
         original: &[Weights],
+        prior_means: &[Option<Mat<f64>>],
     ) -> Result<Vec<(Weights, f64)>, IrError> {
         let total = cx.calibrator("moe", "refits the experts")?.samples();
         let mut parts: Vec<Vec<Refit>> = Vec::new();
@@ -305,8 +307,10 @@ impl Moe {
             .iter_mut()
             .zip(original)
             .zip(fits.iter().zip(&held))
-            .map(|((p, w), (fit, held))| {
-                let ((down, means, bias), damp) = fit.solve(held, &REFIT_DAMPING);
+            .zip(prior_means)
+            .map(|(((p, w), (fit, held)), means)| {
+                let prior = (w.down.clone(), means.clone(), w.down_bias.clone());
+                let ((down, means, bias), damp) = fit.solve(held, &REFIT_DAMPING, &prior);
                 p.means = means;
                 let mut w = w.clone();
                 w.down = down;
@@ -511,11 +515,12 @@ impl Pass for Moe {
         } else {
             1
         };
+        let prior_means: Vec<Option<Mat<f64>>> = plans.iter().map(|p| p.means.clone()).collect();
         for _ in 0..rounds {
             self.set_routers(&data, cx, &mut plans, &fitted, &mut rng)?;
             if refit {
                 for (i, (w, damp)) in self
-                    .refit_experts(&data, cx, &mut plans, &weights)?
+                    .refit_experts(&data, cx, &mut plans, &weights, &prior_means)?
                     .into_iter()
                     .enumerate()
                 {

@@ -7,7 +7,7 @@
 
 use super::find::Ffn;
 use crate::context::{Calibrator, ValueChunk};
-use crate::linear::solve::{damped, inner, mean_diagonal, product, spd_solve};
+use crate::linear::solve::{product, NormalEquations};
 use faer::Mat;
 use rayon::prelude::*;
 use sculpt_ir::{IrError, Model};
@@ -144,42 +144,6 @@ pub fn with_ones(x: &Mat<f64>) -> Mat<f64> {
     })
 }
 
-/// Damped least squares `min ‖Z·W − Y‖² + λ‖W‖²` from rows added one
-/// chunk at a time: `ZᵀZ` and `ZᵀY` are all that is kept.
-pub struct NormalEquations {
-    gram: Mat<f64>,
-    cross: Mat<f64>,
-}
-
-impl NormalEquations {
-    pub fn new(inputs: usize, outputs: usize) -> NormalEquations {
-        NormalEquations {
-            gram: Mat::zeros(inputs, inputs),
-            cross: Mat::zeros(inputs, outputs),
-        }
-    }
-
-    pub fn add(&mut self, z: &Mat<f64>, y: &Mat<f64>) {
-        self.gram += z.transpose() * z;
-        self.cross += z.transpose() * y;
-    }
-
-    /// `W = (ZᵀZ + λI)⁻¹ ZᵀY`, `λ = damp · mean diag ZᵀZ`.
-    pub fn solve(&self, damp: f64) -> Mat<f64> {
-        let lambda = damp * mean_diagonal(self.gram.as_ref()).max(f64::MIN_POSITIVE);
-        spd_solve(
-            damped(self.gram.as_ref(), lambda).as_ref(),
-            self.cross.as_ref(),
-        )
-    }
-
-    /// `‖Z·W − Y‖²` on these rows, less the targets' energy.
-    fn error(&self, w: &Mat<f64>) -> f64 {
-        inner(w.as_ref(), product(self.gram.as_ref(), w.as_ref()).as_ref())
-            - 2.0 * inner(w.as_ref(), self.cross.as_ref())
-    }
-}
-
 /// Least-squares router: `[x, 1]` to the experts' contributions.
 pub struct Fit(NormalEquations);
 
@@ -259,7 +223,7 @@ impl Refit {
                 expert_of[j] = e;
             }
         }
-        let cols = self.equations.gram.nrows();
+        let cols = self.equations.inputs();
         let z = Mat::from_fn(h.nrows(), cols, |i, c| {
             if c < self.width {
                 let e = expert_of[c];
@@ -284,17 +248,34 @@ impl Refit {
     }
 
     /// The solution at the damping among `damps` whose solution fits the
-    /// rows of `held` (other samples) best, and that damping.
-    pub fn solve(&self, held: &Refit, damps: &[f64]) -> (RefitWeights, f64) {
+    /// rows of `held` (other samples) best, and that damping. The damping
+    /// pulls toward `prior` (the weights before the refit), not toward 0.
+    pub fn solve(&self, held: &Refit, damps: &[f64], prior: &RefitWeights) -> (RefitWeights, f64) {
+        let prior = self.join(prior);
         let (w, damp) = damps
             .iter()
-            .map(|&d| (self.equations.solve(d), d))
+            .map(|&d| (self.equations.solve_toward(d, Some(&prior)), d))
             .min_by(|a, b| {
                 let error = |w| held.equations.error(w);
                 error(&a.0).total_cmp(&error(&b.0))
             })
             .expect("damping candidates");
         (self.split(w), damp)
+    }
+
+    /// The weights as one matrix, rows as [`Refit::add`]'s design columns
+    /// (the inverse of [`Refit::split`]).
+    fn join(&self, (down, means, bias): &RefitWeights) -> Mat<f64> {
+        let cols = self.equations.inputs();
+        Mat::from_fn(cols, down.ncols(), |c, o| {
+            if c < self.width {
+                down[(c, o)]
+            } else if c + 1 < cols {
+                means.as_ref().map_or(0.0, |m| m[(c - self.width, o)])
+            } else {
+                bias[o]
+            }
+        })
     }
 
     fn split(&self, w: Mat<f64>) -> RefitWeights {
