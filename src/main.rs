@@ -9,7 +9,13 @@ mod inspect;
 use clap::Parser;
 
 fn main() {
-    let args = cli::Cli::parse();
+    // Usage errors exit 1 like every other failure (clap's own code is 2);
+    // --help and --version still exit 0.
+    let args = cli::Cli::try_parse().unwrap_or_else(|e| {
+        let code = if e.use_stderr() { 1 } else { 0 };
+        let _ = e.print();
+        std::process::exit(code);
+    });
     if let Err(e) = cli::dispatch(args) {
         // Each cause once: a message that already ends with its cause's
         // text (thiserror's `{source}`) does not repeat it.

@@ -17,6 +17,9 @@ pub struct CalibrationSet {
     range: Option<std::ops::Range<usize>>,
 }
 
+/// The most bytes generated calibration samples may take together.
+const RANDOM_SAMPLES_LIMIT: u64 = 2 << 30;
+
 impl CalibrationSet {
     pub fn from_arrays(inputs: Vec<Array>) -> Result<CalibrationSet> {
         let samples = inputs
@@ -38,8 +41,23 @@ impl CalibrationSet {
 
     /// `n` generated samples for `model` (see [`generate_inputs`]), stacked.
     pub fn random(model: &Model, n: usize) -> Result<CalibrationSet> {
-        let parts: Vec<Vec<Array>> = (0..n.max(1))
-            .map(|i| generate_inputs(model, &HashMap::new(), i as u64 + 1))
+        let refuse = |reason: String| RuntimeError::Input {
+            name: "generated calibration samples".into(),
+            reason,
+        };
+        if n == 0 {
+            return Err(refuse("0 asked for; give 1 or more".into()));
+        }
+        let first = generate_inputs(model, &HashMap::new(), 1)?;
+        let per_sample: u64 = first.iter().map(|a| a.data.len() as u64).sum();
+        if per_sample.saturating_mul(n as u64) > RANDOM_SAMPLES_LIMIT {
+            return Err(refuse(format!(
+                "{n} samples of {per_sample} bytes would need more than {} GiB; give fewer, or real data with --calib",
+                RANDOM_SAMPLES_LIMIT >> 30
+            )));
+        }
+        let parts: Vec<Vec<Array>> = std::iter::once(Ok(first))
+            .chain((1..n).map(|i| generate_inputs(model, &HashMap::new(), i as u64 + 1)))
             .collect::<Result<_>>()?;
         let inputs = (0..parts[0].len())
             .map(|k| {

@@ -4,6 +4,7 @@
 use crate::{Array, Result, RuntimeError};
 use sculpt_ir::{DataType, Dim, Model, Type};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tract_onnx::prelude::*;
 
 pub struct Session {
@@ -56,6 +57,45 @@ fn tract_err(stage: &'static str) -> impl Fn(TractError) -> RuntimeError {
 }
 
 /// The array given for model input `name`.
+/// How many [`guarded`] calls are under way (on any thread).
+static GUARDED_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// Calls into tract, which asserts (panics) on some malformed models
+/// rather than returning an error: a panic becomes an error of `stage`,
+/// and its message is not printed. tract's worker threads panic where
+/// the caller's flag cannot be seen, so the panic hook stays quiet while
+/// any guarded call is under way.
+fn guarded<T>(stage: &'static str, call: impl FnOnce() -> TractResult<T>) -> Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDED_CALLS.load(Ordering::SeqCst) == 0 {
+                previous(info);
+            }
+        }));
+    });
+    GUARDED_CALLS.fetch_add(1, Ordering::SeqCst);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
+    GUARDED_CALLS.fetch_sub(1, Ordering::SeqCst);
+    match outcome {
+        Ok(result) => result.map_err(tract_err(stage)),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            // tract's errors may carry a backtrace after the message.
+            let message = message.lines().next().unwrap_or_default().to_string();
+            Err(RuntimeError::Tract {
+                stage,
+                message: format!("tract failed an internal check ({message}); the model or its inputs hold something tract cannot compute"),
+            })
+        }
+    }
+}
+
 fn given<'a>(by_name: &HashMap<&str, &'a Array>, name: &str) -> Result<&'a Array> {
     by_name
         .get(name)
@@ -154,9 +194,7 @@ impl Session {
     /// `model` (e.g. the original file) instead of sculpt's export.
     pub fn from_onnx_bytes(model: &Model, bytes: &[u8], inputs: &[Array]) -> Result<Session> {
         check_memory(model, inputs, memory_limit())?;
-        let mut inference = tract_onnx::onnx()
-            .model_for_read(&mut &*bytes)
-            .map_err(tract_err("load"))?;
+        let mut inference = guarded("load", || tract_onnx::onnx().model_for_read(&mut &*bytes))?;
         let required = required_inputs(model);
         let by_name: HashMap<&str, &Array> = inputs.iter().map(|a| (a.name.as_str(), a)).collect();
         let input_names: Vec<String> = required.iter().map(|(n, _)| n.clone()).collect();
@@ -170,9 +208,9 @@ impl Session {
                 .set_input_fact(i, InferenceFact::dt_shape(dt, &a.shape))
                 .map_err(tract_err("bind the inputs of"))?;
         }
-        let typed = inference.into_typed().map_err(tract_err("type"))?;
-        let optimized = typed.into_optimized().map_err(tract_err("optimize"))?;
-        let plan = optimized.into_runnable().map_err(tract_err("plan"))?;
+        let typed = guarded("type", || inference.into_typed())?;
+        let optimized = guarded("optimize", || typed.into_optimized())?;
+        let plan = guarded("plan", || optimized.into_runnable())?;
         Ok(Session {
             plan,
             input_names,
@@ -198,11 +236,12 @@ impl Session {
         }
         // tract's matrix products share rayon's pool with sculpt's own
         // parallel work (RAYON_NUM_THREADS sets both).
-        let outputs = tract_linalg::multithread::multithread_tract_scope(
-            tract_linalg::multithread::Executor::RayonGlobal,
-            || self.plan.run(values),
-        )
-        .map_err(tract_err("run"))?;
+        let outputs = guarded("run", || {
+            tract_linalg::multithread::multithread_tract_scope(
+                tract_linalg::multithread::Executor::RayonGlobal,
+                || self.plan.run(values),
+            )
+        })?;
         outputs
             .into_iter()
             .zip(&self.output_names)

@@ -367,7 +367,7 @@ fn lossless_pipelines_are_checked_by_default() {
         "--check",
         "--no-check",
     ]);
-    assert_eq!(both.status.code(), Some(2));
+    assert_eq!(both.status.code(), Some(1));
 }
 
 /// The small version of scripts/make-large-model.py (external data, GQA,

@@ -125,6 +125,14 @@ pub fn from_proto(mut proto: proto::ModelProto, base_dir: Option<&Path>) -> Resu
         functions,
         extra: remainder(proto),
     };
+    let problems = crate::ops::schema::check_model(&model);
+    if let Some(first) = problems.first() {
+        let more = match problems.len() {
+            1 => String::new(),
+            n => format!(" (and {} more problems)", n - 1),
+        };
+        return Err(IrError::Invalid(format!("{first}{more}")));
+    }
     Ok(model)
 }
 

@@ -2,3 +2,5 @@
 pub mod cost;
 pub mod eval;
 pub mod infer;
+pub mod schema;
+mod schema_table;

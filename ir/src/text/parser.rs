@@ -258,7 +258,12 @@ impl Parser {
         if m.ir_version.is_none() {
             m.ir_version = Some(crate::onnx::IR_VERSION);
         }
-        if m.opset_import.is_empty() {
+        // The default domain is imported unless the text says which opset.
+        let imports_default = m
+            .opset_import
+            .iter()
+            .any(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")));
+        if !imports_default {
             m.opset_import.push(proto::OperatorSetIdProto {
                 domain: Some(String::new()),
                 version: Some(crate::onnx::DEFAULT_OPSET),

@@ -7,6 +7,7 @@ const SMALL: &str = r#"
 // A residual block with every kind of attribute.
 ir_version 8
 opset "" 17
+opset "com.example" 1
 meta "author" "sculpt tests"
 graph "block" (%x: f32[N,4,8,8]) -> (%y: f32[N,4,8,8]) {
   init %w = f32[4,4,1,1] hex"0000803f000000000000000000000000000000000000803f000000000000000000000000000000000000803f000000000000000000000000000000000000803f"

@@ -94,7 +94,9 @@ fn residual_add_couples_channels_and_flatten_folds_blocks() {
 #[test]
 fn depthwise_couples_and_unknown_ops_refuse() {
     let text = format!(
-        r#"graph "g" (%x: f32[N,2,4,4]) -> (%y, %z) {{
+        r#"opset "" 17
+opset "com.example" 1
+graph "g" (%x: f32[N,2,4,4]) -> (%y, %z) {{
   init %w0 = f32[4,2,1,1] {}
   init %dw = f32[4,1,3,3] {}
   init %w2 = f32[4,4,1,1] {}
