@@ -106,7 +106,7 @@ impl CalibrationSet {
 
     /// Samples per run: the model's fixed batch size, or as many (up to
     /// 64) as keep the requested values of one chunk within
-    /// [`CHUNK_BYTES`].
+    /// [`CHUNK_BYTES`], evened out over the visited samples.
     fn chunk_size(&self, probe: &Model) -> usize {
         let g = &probe.graph;
         let fixed = g.inputs.iter().find_map(|&v| match &g.value(v).ty {
@@ -122,9 +122,12 @@ impl CalibrationSet {
             return k.min(self.samples);
         }
         let per_sample = self.bytes_per_sample(probe).unwrap_or(0).max(1);
-        ((CHUNK_BYTES / per_sample) as usize)
-            .clamp(1, 64)
-            .min(self.samples)
+        let most = ((CHUNK_BYTES / per_sample) as usize).clamp(1, 64);
+        // Chunks of equal size where they can be: a last, smaller chunk
+        // would build the session again.
+        let samples = self.visited().len().max(1);
+        let chunks = samples.div_ceil(most);
+        samples.div_ceil(chunks)
     }
 
     /// Bytes the outputs of `probe` take for one sample (by shape inference).

@@ -149,17 +149,20 @@ fn constant_of_shape(node: &sculpt_ir::Node, shape: &Tensor, limit: u64) -> Opti
 /// weights: folding a Cast or dequantization of them is always fine.
 const SMALL_TENSOR: u64 = 64;
 
-/// A Cast or DequantizeLinear of a weight that would store it wider
-/// (a half-precision or quantized model must stay so).
+/// A Cast of a weight that would store it wider (a half-precision model
+/// must stay so), or any DequantizeLinear of a weight: a QDQ model's
+/// codes are what runtimes fuse, an int32 bias as much as int8 weights
+/// (onnxruntime's QGemm needs its bias dequantized, not folded).
 fn widens_storage(node: &sculpt_ir::Node, inputs: &[Option<&Tensor>], out_bytes: u64) -> bool {
     let Some(Some(data)) = inputs.first() else {
         return false;
     };
-    matches!(
-        node.op_type.as_str(),
-        "Cast" | "DequantizeLinear" | "CastLike"
-    ) && data.element_count().unwrap_or(0) > SMALL_TENSOR
-        && out_bytes > data.byte_size()
+    let weight = data.element_count().unwrap_or(0) > SMALL_TENSOR;
+    match node.op_type.as_str() {
+        "DequantizeLinear" => weight,
+        "Cast" | "CastLike" => weight && out_bytes > data.byte_size(),
+        _ => false,
+    }
 }
 
 /// Evaluates every foldable node. Returns how many were folded.
