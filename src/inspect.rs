@@ -38,47 +38,6 @@ pub struct Summary {
     pub functions: usize,
 }
 
-/// Gives every symbolic or unknown input dim of `g` a size: from `named`,
-/// else 1. Returns the sizes used, by dim name (`input:axis` for dims
-/// without one, or named `?`), and the dims past the leading one that
-/// `named` did not give.
-fn bind_dims(
-    g: &mut sculpt_ir::Graph,
-    named: &HashMap<String, usize>,
-) -> (BTreeMap<String, i64>, Vec<String>) {
-    use sculpt_ir::{Dim, Type};
-    let (mut bound, mut unbound) = (BTreeMap::new(), Vec::new());
-    for v in g.inputs.clone() {
-        let input = g.value(v).name.clone();
-        if let Some(Type::Tensor {
-            shape: Some(dims), ..
-        }) = &mut g.value_mut(v).ty
-        {
-            for (axis, d) in dims.iter_mut().enumerate() {
-                if matches!(d, Dim::Known(n) if *n >= 0) {
-                    continue;
-                }
-                let name = match d {
-                    Dim::Symbol(s) if s.chars().any(|c| c.is_alphanumeric()) => s.clone(),
-                    _ => format!("{input}:{axis}"),
-                };
-                let size = match named.get(&name) {
-                    Some(&n) => n as i64,
-                    None => {
-                        if axis > 0 && !unbound.contains(&name) {
-                            unbound.push(name.clone());
-                        }
-                        1
-                    }
-                };
-                bound.insert(name, size);
-                *d = Dim::Known(size);
-            }
-        }
-    }
-    (bound, unbound)
-}
-
 fn type_text(ty: Option<&sculpt_ir::Type>) -> String {
     match ty {
         Some(sculpt_ir::Type::Tensor {
@@ -114,7 +73,10 @@ pub fn summarize(model: &Model, file_bytes: u64, dims: &HashMap<String, usize>) 
     };
     let (inputs, outputs) = (io(&g, &g.inputs), io(&g, &g.outputs));
     // Costs are per sample: symbolic dims bound by name, else to 1.
-    let (bound_dims, unbound_dims) = bind_dims(&mut g, dims);
+    let infer::DimBinding {
+        bound: bound_dims,
+        unbound: unbound_dims,
+    } = infer::bind_dims(&mut g, dims);
     let _ = infer::infer_graph(&mut g);
     let mut op_histogram = BTreeMap::new();
     let mut flops_by_op = BTreeMap::new();

@@ -41,6 +41,12 @@ pub trait Calibrator {
     /// Visit only the samples in `range` from now on (`None`: all).
     fn select_samples(&mut self, range: Option<std::ops::Range<usize>>);
 
+    /// The shape of one sample of each model input, by input name (the
+    /// sample axis first, 1): what symbolic dims are for these data.
+    fn sample_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        Vec::new()
+    }
+
     /// Like [`Calibrator::visit_chunks`], one value at a time:
     /// `visit(index in values, shape, data)`.
     fn visit(

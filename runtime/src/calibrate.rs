@@ -294,6 +294,19 @@ impl Calibrator for CalibrationSet {
         self.visited().len()
     }
 
+    fn sample_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        self.inputs
+            .iter()
+            .map(|a| {
+                let mut shape = a.shape.clone();
+                if let Some(first) = shape.first_mut() {
+                    *first = 1;
+                }
+                (a.name.clone(), shape)
+            })
+            .collect()
+    }
+
     fn select_samples(&mut self, range: Option<std::ops::Range<usize>>) {
         self.range = range;
     }

@@ -534,6 +534,82 @@ pub fn bind_input_dims(graph: &mut Graph, size: i64) -> crate::Result<usize> {
     infer_graph(graph)
 }
 
+/// The sizes [`bind_dims`] gave: by dim name, and the dims past the
+/// leading one nothing named (counted as 1).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DimBinding {
+    pub bound: std::collections::BTreeMap<String, i64>,
+    pub unbound: Vec<String>,
+}
+
+/// The name [`bind_dims`] knows an unknown input dim by: its symbol, or
+/// `input:axis` for one without a name (or named `?`).
+fn dim_name(input: &str, axis: usize, d: &Dim) -> String {
+    match d {
+        Dim::Symbol(s) if s.chars().any(|c| c.is_alphanumeric()) => s.clone(),
+        _ => format!("{input}:{axis}"),
+    }
+}
+
+/// Gives every symbolic or unknown input dim of `graph` a size: from
+/// `named` (see [`dim_name`]), else 1. Types are not inferred again.
+pub fn bind_dims(
+    graph: &mut Graph,
+    named: &std::collections::HashMap<String, usize>,
+) -> DimBinding {
+    let mut binding = DimBinding::default();
+    for v in graph.inputs.clone() {
+        let input = graph.value(v).name.clone();
+        if let Some(Type::Tensor {
+            shape: Some(dims), ..
+        }) = &mut graph.value_mut(v).ty
+        {
+            for (axis, d) in dims.iter_mut().enumerate() {
+                if matches!(d, Dim::Known(n) if *n >= 0) {
+                    continue;
+                }
+                let name = dim_name(&input, axis, d);
+                let size = match named.get(&name) {
+                    Some(&n) => n as i64,
+                    None => {
+                        if axis > 0 && !binding.unbound.contains(&name) {
+                            binding.unbound.push(name.clone());
+                        }
+                        1
+                    }
+                };
+                binding.bound.insert(name, size);
+                *d = Dim::Known(size);
+            }
+        }
+    }
+    binding
+}
+
+/// The sizes inputs of these shapes (by input name) give `graph`'s
+/// unknown input dims, by the names [`bind_dims`] takes.
+pub fn dims_of_inputs(
+    graph: &Graph,
+    shapes: &[(String, Vec<usize>)],
+) -> std::collections::HashMap<String, usize> {
+    let mut named = std::collections::HashMap::new();
+    for &v in &graph.inputs {
+        let value = graph.value(v);
+        let (Some(dims), Some((_, shape))) = (
+            value.ty.as_ref().and_then(Type::shape),
+            shapes.iter().find(|(n, _)| *n == value.name),
+        ) else {
+            continue;
+        };
+        for (axis, (d, &size)) in dims.iter().zip(shape).enumerate() {
+            if !matches!(d, Dim::Known(n) if *n >= 0) {
+                named.insert(dim_name(&value.name, axis, d), size);
+            }
+        }
+    }
+    named
+}
+
 /// Output spatial size of a sliding window (Conv, pooling).
 /// Windows along one axis. With `ceil`, a last partial window counts, as
 /// long as it starts inside the input or its leading padding.
@@ -1480,4 +1556,33 @@ pub fn einsum_plan(equation: &str, dims: &[&[i64]]) -> Result<EinsumPlan, String
         output,
         sizes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dims_bind_by_name_from_sample_shapes() {
+        let model = crate::text::parse(
+            "graph \"g\" (%ids: i64[batch,seq], %x: f32[?,3]) -> (%y) {\n  %y = Identity(%x)\n}\n",
+        )
+        .unwrap();
+        let shapes = vec![
+            ("ids".to_string(), vec![1, 32]),
+            ("x".to_string(), vec![5, 3]),
+        ];
+        let named = dims_of_inputs(&model.graph, &shapes);
+        assert_eq!(named.get("seq"), Some(&32));
+        assert_eq!(named.get("x:0"), Some(&5));
+        let mut g = model.graph.clone();
+        let binding = bind_dims(&mut g, &named);
+        assert_eq!(binding.bound.get("batch"), Some(&1));
+        assert!(binding.unbound.is_empty());
+        let ids = g.inputs[0];
+        assert_eq!(
+            g.value(ids).ty.as_ref().and_then(Type::static_dims),
+            Some(vec![1, 32])
+        );
+    }
 }

@@ -20,7 +20,8 @@ pub struct ResidualBlock {
     pub branch: ValueId,
     pub nodes: Vec<NodeId>,
     pub kind: &'static str,
-    /// FLOPs of the block's nodes per sample (symbolic dims bound to 1).
+    /// FLOPs of the block's nodes per sample (symbolic dims bound as
+    /// [`residual_blocks_at`] was asked, else 1).
     pub flops: u64,
     /// A readable name: the Add's name, or the branch value's.
     pub label: String,
@@ -52,13 +53,24 @@ fn consumers_closure(graph: &Graph, start: ValueId, consumers: &[Vec<NodeId>]) -
     seen
 }
 
-/// Every residual block of `graph`, in topological order of their Adds.
+/// Every residual block of `graph`, in topological order of their Adds,
+/// its FLOPs counted with every unknown input dim 1.
 pub fn residual_blocks(graph: &Graph) -> Vec<ResidualBlock> {
+    residual_blocks_at(graph, &std::collections::HashMap::new())
+}
+
+/// [`residual_blocks`], the FLOPs counted with the unknown input dims
+/// `dims` names bound (see [`infer::bind_dims`]), the others 1.
+pub fn residual_blocks_at(
+    graph: &Graph,
+    dims: &std::collections::HashMap<String, usize>,
+) -> Vec<ResidualBlock> {
     let Ok(shapes) = infer::static_shape_copy(graph) else {
         return Vec::new();
     };
     let mut costs = graph.clone();
-    let _ = infer::bind_input_dims(&mut costs, 1);
+    infer::bind_dims(&mut costs, dims);
+    let _ = infer::infer_graph(&mut costs);
     let mut consumers: Vec<Vec<NodeId>> = Vec::new();
     for (id, n) in graph.nodes() {
         for v in n.inputs().iter().flatten() {
@@ -169,4 +181,23 @@ pub fn residual_blocks(graph: &Graph) -> Vec<ResidualBlock> {
         }
     }
     blocks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_flops_follow_the_bound_dims() {
+        let model = sculpt_ir::text::parse(
+            "graph \"g\" (%x: f32[N,S,4]) -> (%y) {\n  init %w = f32[4,4] [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]\n  %h = MatMul(%x, %w)\n  %r = Relu(%h)\n  %y = Add(%x, %r)\n}\n",
+        )
+        .unwrap();
+        let at_one = residual_blocks(&model.graph);
+        let dims = std::collections::HashMap::from([("S".to_string(), 8usize)]);
+        let at_eight = residual_blocks_at(&model.graph, &dims);
+        assert_eq!(at_one.len(), 1);
+        assert!(at_one[0].flops > 0);
+        assert_eq!(at_eight[0].flops, 8 * at_one[0].flops);
+    }
 }

@@ -17,7 +17,8 @@
 //! blocks and the output error they cause, measured on the calibration
 //! data, are reported.
 
-use crate::analysis::residual_blocks::{residual_blocks, ResidualBlock};
+use crate::analysis::cost::Cost;
+use crate::analysis::residual_blocks::{residual_blocks_at, ResidualBlock};
 use crate::analysis::zero_values::ZeroValues;
 use crate::context::PassContext;
 use crate::pipeline::Options;
@@ -89,14 +90,25 @@ impl Erase {
         cx: &mut PassContext<'_>,
         outcome: &mut PassOutcome,
     ) -> Result<(), IrError> {
-        let total_flops = cx.analysis::<crate::analysis::cost::Cost>(model).flops;
-        let blocks: Vec<ResidualBlock> = residual_blocks(&model.graph)
-            .into_iter()
-            .filter(|b| self.kind == "any" || b.kind == self.kind)
-            .collect();
         let calibrator = cx.calibrator.as_deref_mut().ok_or_else(|| {
             IrError::Invalid("erase with budget= or blocks= measures blocks on calibration data: give --calib DATA.npz or --calib-random N".into())
         })?;
+        // FLOPs at the calibration samples' sizes (symbolic dims bound
+        // from them), so that the budget's share is the share there.
+        let dims = infer::dims_of_inputs(&model.graph, &calibrator.sample_shapes());
+        let total_flops = Cost::at(model, &dims).flops;
+        let blocks: Vec<ResidualBlock> = residual_blocks_at(&model.graph, &dims)
+            .into_iter()
+            .filter(|b| self.kind == "any" || b.kind == self.kind)
+            .collect();
+        if !dims.is_empty() {
+            let mut sizes: Vec<String> = dims.iter().map(|(d, n)| format!("{d}={n}")).collect();
+            sizes.sort();
+            outcome.details.push(format!(
+                "FLOPs per sample at the calibration data's sizes: {}",
+                sizes.join(", ")
+            ));
+        }
         let calib = |e: String| IrError::Invalid(format!("erase: calibration run failed: {e}"));
         let baseline = calibrator.outputs(model).map_err(calib)?;
         let mut scored: Vec<(f64, f64, usize)> = Vec::new(); // (score, branch/stream ratio, index)
