@@ -126,7 +126,9 @@ impl CalibrationSet {
         // Chunks of equal size where they can be: a last, smaller chunk
         // would build the session again.
         let samples = self.visited().len().max(1);
-        let chunks = samples.div_ceil(most);
+        // At least two, for two workers; not by the thread count, so
+        // that sums over chunks add up alike on every machine.
+        let chunks = samples.div_ceil(most).max(2);
         samples.div_ceil(chunks)
     }
 
@@ -186,27 +188,44 @@ impl CalibrationSet {
             indicatif::ProgressStyle::with_template("calibration {bar:30} {pos}/{len} samples")
                 .expect("valid template"),
         );
-        // The model runs one chunk ahead on its own thread while the
-        // visitor reads the last one (two chunks in memory at most).
-        let (sender, receiver) =
-            std::sync::mpsc::sync_channel::<Result<(usize, Vec<ValueChunk>)>>(1);
+        // The chunks run on `workers` threads, chunk i on worker
+        // i % workers (each with its own session), each at most one chunk
+        // ahead of the visitor, which takes them in order: 2 × workers
+        // chunks in memory at most.
+        let starts: Vec<usize> = range.clone().step_by(chunk).collect();
+        let workers = workers().min(starts.len().max(1));
+        type Sent = Result<(usize, Vec<ValueChunk>)>;
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| std::sync::mpsc::sync_channel::<Sent>(1))
+            .unzip();
         std::thread::scope(|scope| {
-            let producer = scope.spawn(|| {
-                let sender = sender;
-                let mut session: Option<(usize, Session)> = None;
-                for start in range.clone().step_by(chunk) {
-                    let end = (start + chunk).min(range.end);
-                    let values = self
-                        .run_chunk(&probe, &mut session, start, end)
-                        .map(|v| (end - start, v));
-                    let failed = values.is_err();
-                    if sender.send(values).is_err() || failed {
-                        break;
-                    }
-                }
-            });
+            let producers: Vec<_> = senders
+                .into_iter()
+                .enumerate()
+                .map(|(worker, sender)| {
+                    let (probe, starts, range) = (&probe, &starts, &range);
+                    scope.spawn(move || {
+                        let mut session: Option<(usize, Session)> = None;
+                        for &start in starts.iter().skip(worker).step_by(workers) {
+                            let end = (start + chunk).min(range.end);
+                            let values = self
+                                .run_chunk(probe, &mut session, start, end)
+                                .map(|v| (end - start, v));
+                            let failed = values.is_err();
+                            if sender.send(values).is_err() || failed {
+                                break;
+                            }
+                        }
+                    })
+                })
+                .collect();
             let mut outcome = Ok(());
-            for values in receiver.iter() {
+            for i in 0..starts.len() {
+                // A worker that stopped early (after an error it sent) has
+                // hung up: nothing more comes.
+                let Ok(values) = receivers[i % workers].recv() else {
+                    break;
+                };
                 match values {
                     Ok((count, values)) => {
                         visit(&values);
@@ -218,12 +237,14 @@ impl CalibrationSet {
                     }
                 }
             }
-            drop(receiver);
-            if producer.join().is_err() {
-                outcome = Err(RuntimeError::Tract {
-                    stage: "run",
-                    message: "the calibration thread panicked".into(),
-                });
+            drop(receivers);
+            for producer in producers {
+                if producer.join().is_err() {
+                    outcome = Err(RuntimeError::Tract {
+                        stage: "run",
+                        message: "a calibration thread panicked".into(),
+                    });
+                }
             }
             outcome
         })?;
@@ -277,7 +298,14 @@ impl CalibrationSet {
     }
 }
 
-/// The most memory one chunk's requested values may take.
+/// Threads that run calibration chunks: two where rayon has two or more
+/// (RAYON_NUM_THREADS=1 makes it one).
+fn workers() -> usize {
+    rayon::current_num_threads().clamp(1, 2)
+}
+
+/// The most memory one chunk's requested values may take (up to four
+/// chunks are in memory at once: two workers, each one ahead).
 const CHUNK_BYTES: u64 = 256 << 20;
 
 impl Calibrator for CalibrationSet {
