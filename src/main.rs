@@ -11,15 +11,16 @@ use clap::Parser;
 /// glibc maps every block over 32 MB afresh and unmaps it when freed:
 /// calibration runs allocate and free activations of that size chunk
 /// after chunk, and spent a third of their time faulting the same pages
-/// in again. Blocks up to 256 MB come from the heap instead, and up to
-/// 256 MB of freed heap is kept for the next chunk.
+/// in again. Blocks up to 64 MB come from the heap instead, and up to
+/// 64 MB of freed heap is kept for the next chunk (larger blocks, such as
+/// the weights of a large model, are still mapped and given back).
 fn keep_large_blocks() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before any
     // other thread exists.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
     }
 }
 
