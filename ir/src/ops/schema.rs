@@ -276,16 +276,17 @@ fn arity(n: &Node, s: &Schema) -> Result<(), String> {
         (lo, hi) if lo == hi => lo.to_string(),
         (lo, hi) => format!("{lo} to {hi}"),
     };
-    if n.inputs().len() as u32 > s.inputs.1 || inputs < s.inputs.0 {
+    // Trailing inputs and outputs left out ("") do not count.
+    if !(s.inputs.0..=s.inputs.1).contains(&inputs) {
         return Err(format!(
             "{} inputs, where opset {} of {} takes {}",
-            n.inputs().len(),
+            inputs,
             s.since,
             s.name,
             range(s.inputs)
         ));
     }
-    if n.outputs().len() as u32 > s.outputs.1 || outputs < s.outputs.0 {
+    if !(s.outputs.0..=s.outputs.1).contains(&outputs) {
         return Err(format!(
             "{} outputs, where opset {} of {} gives {}",
             outputs,
