@@ -1,4 +1,5 @@
-//! Embedding tables in int4 (or int8): a `Gather` (axis 0) of a constant f32 table
+//! Embedding tables in int4 (or int8): a `Gather` (axis 0) of a constant
+//! f32, f16 or bf16 table
 //! `[V, D]` becomes a gather of packed 4-bit rows and their block scales
 //! and zero points, dequantized after the gather, so that only the rows
 //! looked up are ever widened. Standard ONNX ops only (Gather, Cast, Mod,
@@ -14,7 +15,9 @@
 //!
 //! The codes are those of [`super::blocks`], with the table's rows as the
 //! blocks' columns (blocks run along `D`), rounded to nearest: a lookup has
-//! no input statistics to weigh the error with.
+//! no input statistics to weigh the error with. The dequantization runs in
+//! f32 (which every runtime computes); a half-precision table's rows are
+//! cast back to its type at the end.
 
 use super::blocks::{quantize, Format, Quantized};
 use rayon::prelude::*;
@@ -31,7 +34,7 @@ pub struct Table {
     pub width: usize,
 }
 
-/// The Gathers of constant f32 tables worth quantizing (at least
+/// The Gathers of constant float tables worth quantizing (at least
 /// `min_elements`), and the ones left alone with why.
 pub fn find_tables(
     graph: &Graph,
@@ -46,7 +49,8 @@ pub fn find_tables(
         let Some(t) = n.input(0).and_then(|v| constant(graph, v)) else {
             continue;
         };
-        if t.dtype != DataType::F32 || t.dims.len() != 2 {
+        let float = matches!(t.dtype, DataType::F32 | DataType::F16 | DataType::BF16);
+        if !float || t.dims.len() != 2 {
             continue;
         }
         let (rows, width) = (t.dims[0] as usize, t.dims[1] as usize);
@@ -105,6 +109,10 @@ pub fn quantize_table(graph: &Graph, table: &Table, format: Format) -> Result<Qu
 /// Replaces `table`'s Gather by the gather-then-dequantize of `q`.
 pub fn rewrite(graph: &mut Graph, table: &Table, q: &Quantized) -> Result<(), IrError> {
     let n = graph.node(table.node);
+    let dtype = n
+        .input(0)
+        .and_then(|v| constant(graph, v))
+        .map_or(DataType::F32, |t| t.dtype);
     let ids = n.input(1).expect("Gather has indices");
     let out = n.output(0).expect("Gather has an output");
     let rank = value_type(graph, ids)
@@ -163,7 +171,10 @@ pub fn rewrite(graph: &mut Graph, table: &Table, q: &Quantized) -> Result<(), Ir
     let scale = patch.node("Gather", &[Some(scales), Some(ids)], axis0());
     let scale = patch.reshape(scale, &keep(&[blocks as i64, 1]))?;
     let centered = patch.node("Sub", &[Some(codes), Some(zero)], vec![]);
-    let values = patch.node("Mul", &[Some(centered), Some(scale)], vec![]);
+    let mut values = patch.node("Mul", &[Some(centered), Some(scale)], vec![]);
+    if dtype != DataType::F32 {
+        values = patch.node("Cast", &[Some(values)], vec![cast_to(dtype)]);
+    }
     let shape = patch.ints(&keep(&[width as i64]));
     patch.define("Reshape", &[Some(values), Some(shape)], vec![], out)?;
     Ok(())
