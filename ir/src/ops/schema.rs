@@ -277,25 +277,20 @@ fn arity(n: &Node, s: &Schema) -> Result<(), String> {
         (lo, hi) => format!("{lo} to {hi}"),
     };
     // Trailing inputs and outputs left out ("") do not count.
-    if !(s.inputs.0..=s.inputs.1).contains(&inputs) {
-        return Err(format!(
-            "{} inputs, where opset {} of {} takes {}",
-            inputs,
-            s.since,
-            s.name,
-            range(s.inputs)
-        ));
-    }
-    if !(s.outputs.0..=s.outputs.1).contains(&outputs) {
-        return Err(format!(
-            "{} outputs, where opset {} of {} gives {}",
-            outputs,
-            s.since,
-            s.name,
-            range(s.outputs)
-        ));
-    }
-    Ok(())
+    let within = |count: u32, bounds: (u32, u32), what: &str, verb: &str| {
+        if (bounds.0..=bounds.1).contains(&count) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{count} {what}, where opset {} of {} {verb} {}",
+                s.since,
+                s.name,
+                range(bounds)
+            ))
+        }
+    };
+    within(inputs, s.inputs, "inputs", "takes")?;
+    within(outputs, s.outputs, "outputs", "gives")
 }
 
 fn attributes(n: &Node, s: &Schema) -> Result<(), String> {
@@ -485,7 +480,7 @@ fn input_dims(g: &Graph, n: &Node, i: usize) -> Option<Vec<i64>> {
 /// The size of `dims`' (possibly negative) `axis`.
 fn dim_at(dims: &[i64], axis: i64) -> Option<i64> {
     let at = if axis < 0 {
-        axis + dims.len() as i64
+        axis.checked_add(dims.len() as i64)?
     } else {
         axis
     };
