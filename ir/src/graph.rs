@@ -399,6 +399,13 @@ impl Graph {
             .map(move |i| (NodeId(i), &self.topology[i]))
     }
 
+    /// Whether some node, here or in a subgraph at any depth, satisfies
+    /// `predicate`.
+    pub fn any_node(&self, predicate: &dyn Fn(&Node) -> bool) -> bool {
+        self.nodes()
+            .any(|(_, n)| predicate(n) || n.subgraphs().any(|g| g.any_node(predicate)))
+    }
+
     pub fn set_input(&mut self, node: NodeId, slot: usize, value: Option<ValueId>) {
         let old = self.topology[node.0].inputs.get(slot).copied().flatten();
         let inputs = &mut self.topology[node.0].inputs;

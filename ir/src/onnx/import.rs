@@ -145,15 +145,11 @@ pub const LATEST_OPSET: i64 = 28;
 /// every model from IR version 3 on that has default-domain nodes (older
 /// ones had no opset imports; an ai.onnx.ml-only model needs none).
 fn check_opsets(list: &[proto::OperatorSetIdProto], ir_version: i64, graph: &Graph) -> Result<()> {
-    fn uses_default_domain(g: &Graph) -> bool {
-        g.nodes()
-            .any(|(_, n)| n.is_onnx() || n.subgraphs().any(uses_default_domain))
-    }
     let default = list
         .iter()
         .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")));
     match default.map(|o| o.version.unwrap_or(0)) {
-        None if ir_version >= 3 && uses_default_domain(graph) => Err(IrError::Invalid(
+        None if ir_version >= 3 && graph.any_node(&Node::is_onnx) => Err(IrError::Invalid(
             "the model has default-domain nodes but imports no default-domain opset (opset_import has no \"\" entry)".into(),
         )),
         Some(v) if !(1..=LATEST_OPSET).contains(&v) => Err(IrError::Invalid(format!(

@@ -266,17 +266,18 @@ impl Scope<'_> {
     }
 }
 
+/// How many of `list` count: trailing ones left out ("") do not.
+fn present(list: &[Option<crate::ValueId>]) -> usize {
+    list.iter().rposition(Option::is_some).map_or(0, |i| i + 1)
+}
+
 fn arity(n: &Node, s: &Schema) -> Result<(), String> {
-    let count = |list: &[Option<crate::ValueId>]| {
-        list.iter().rposition(Option::is_some).map_or(0, |i| i + 1) as u32
-    };
-    let (inputs, outputs) = (count(n.inputs()), count(n.outputs()));
+    let (inputs, outputs) = (present(n.inputs()) as u32, present(n.outputs()) as u32);
     let range = |(lo, hi): (u32, u32)| match (lo, hi) {
         (lo, u32::MAX) => format!("{lo} or more"),
         (lo, hi) if lo == hi => lo.to_string(),
         (lo, hi) => format!("{lo} to {hi}"),
     };
-    // Trailing inputs and outputs left out ("") do not count.
     let within = |count: u32, bounds: (u32, u32), what: &str, verb: &str| {
         if (bounds.0..=bounds.1).contains(&count) {
             Ok(())
@@ -445,12 +446,7 @@ fn values(g: &Graph, n: &Node) -> Result<(), String> {
             }
         }
         "If" => {
-            // Trailing outputs left out ("") do not count.
-            let outputs = n
-                .outputs()
-                .iter()
-                .rposition(Option::is_some)
-                .map_or(0, |i| i + 1);
+            let outputs = present(n.outputs());
             for branch in ["then_branch", "else_branch"] {
                 if let Some(AttrValue::Graph(b)) = n.attr(branch) {
                     if b.outputs.len() != outputs {

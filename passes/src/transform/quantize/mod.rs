@@ -319,13 +319,6 @@ impl Pass for Quantize {
     }
 }
 
-/// Whether a node of `graph` (at any depth) is of `domain`.
-fn uses_domain(graph: &sculpt_ir::Graph, domain: &str) -> bool {
-    graph
-        .nodes()
-        .any(|(_, n)| n.domain == domain || n.subgraphs().any(|g| uses_domain(g, domain)))
-}
-
 /// How many nodes the subgraphs of `graph`'s nodes hold, at any depth.
 fn body_nodes(graph: &sculpt_ir::Graph) -> usize {
     graph
@@ -504,7 +497,7 @@ impl Quantize {
         let nbits = chosen
             .iter()
             .any(|(_, (c, _))| self.form_of(c.precision) == Form::Nbits)
-            || uses_domain(&model.graph, CONTRIB);
+            || model.graph.any_node(&|n| n.domain == CONTRIB);
         if nbits && !model.opset_imports.iter().any(|o| o.domain == CONTRIB) {
             model.opset_imports.push(OpsetImport {
                 domain: CONTRIB.into(),
