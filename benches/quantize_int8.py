@@ -34,9 +34,9 @@ MODELS = ["resnet18", "mobilenet_v3_small", "minilm_l6_v2", "ppocr_mobile_v2_cls
 METHODS = ["minmax", "percentile", "entropy", "mse"]
 # Transformers: only the linear sites (their residual stream, GELU and
 # attention-mask values do not survive per-tensor int8).
-EXTRA = {"minilm_l6_v2": ["quantize{policy=int8 ops=MatMul|Gemm calib=percentile}",
-                          "quantize{policy=int8 ops=MatMul|Gemm|Gather calib=percentile}",
-                          "quantize{policy=int8 ops=MatMul|Gemm|Gather calib=percentile activations=uint8}"]}
+EXTRA = {"minilm_l6_v2": ["quantize{policy=int8 ops=MatMul|Gemm|Gather calib=percentile}",
+                          "quantize{policy=int8 ops=MatMul|Gemm|Gather calib=percentile activations=uint8}",
+                          "quantize{policy=int8 ops=MatMul|Gemm|Gather calib=percentile activations=uint8 smooth_mul=true}"]}
 
 
 def data(name, tmp):

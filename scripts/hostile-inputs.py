@@ -242,6 +242,7 @@ def cases():
 
 # Models that break the ONNX spec: opt, run and check must refuse them.
 MUST_REFUSE = {
+    "ids_out_of_vocabulary", "ids_below_vocabulary",
     "evil_domain", "cast_without_to", "concat_without_axis", "attr_wrong_type", "attr_string_for_int",
     "too_few_inputs", "too_many_inputs", "too_many_outputs", "unknown_default_op", "opset_none", "opset_zero",
     "opset_negative", "opset_huge", "ir_version_99", "recursive_function", "mutually_recursive_functions", "cycle",
@@ -321,6 +322,15 @@ def main():
             for _ in range(64):
                 f.write(chunk)
     npz["npz_zip_bomb"] = bomb
+    # Token ids beyond an embedding table, given at run time.
+    lookup = os.path.join(tmp, "token_lookup.onnx")
+    onnx.save(model([helper.make_node("Gather", ["table", "ids"], ["y"])],
+                    [vi("ids", I64, (1, 4))], [vi("y", F, (1, 4, 4))],
+                    inits=[const("table", np.ones((10, 4), np.float32))]), lookup)
+    for name, ids in [("ids_out_of_vocabulary", 1000), ("ids_below_vocabulary", -1000)]:
+        path = os.path.join(tmp, name + ".npz")
+        np.savez(path, ids=np.full((1, 4), ids, np.int64))
+        npz[name] = (path, lookup)
     out = os.path.join(tmp, "out.onnx")
     invocations = []
     for name, path in files.items():
@@ -345,8 +355,9 @@ def main():
         ("report_unwritable", ["opt", tiny, "-p", "cleanup", "-o", out, "--report", "/missing/r.json"]),
     ]
     for name, path in npz.items():
-        invocations += [(name, ["run", tiny, "--inputs", path]),
-                        (name, ["opt", tiny, "-p", "quantize{policy=int8}", "--calib", path, "-o", out])]
+        path, target = path if isinstance(path, tuple) else (path, tiny)
+        invocations += [(name, ["run", target, "--inputs", path]),
+                        (name, ["opt", target, "-p", "quantize{policy=int8}", "--calib", path, "-o", out])]
     failures = []
     counts = {"ok": 0, "refused": 0}
     for name, args in invocations:

@@ -712,11 +712,29 @@ impl Graph {
             .filter(|t| is_parameter_type(t.dtype))
     }
 
-    /// Parameter count, by element (see [`Graph::param_bytes`] for bytes).
+    /// Parameter count, by element (see [`Graph::param_bytes`] for bytes);
+    /// the weight of onnxruntime's `MatMulNBits`, two or more codes to a
+    /// byte, counts its `K × N` codes.
     pub fn param_count(&self) -> u64 {
+        let packed: HashMap<ValueId, u64> = self
+            .nodes()
+            .filter(|(_, n)| n.op_type == "MatMulNBits" && n.domain == "com.microsoft")
+            .filter_map(|(_, n)| {
+                let codes = n.attr_i64("K")?.checked_mul(n.attr_i64("N")?)?;
+                Some((n.input(1)?, u64::try_from(codes).ok()?))
+            })
+            .collect();
+        let unpacked: u64 = packed
+            .iter()
+            .filter_map(|(&v, &codes)| {
+                let t = self.value(v).tensor()?;
+                Some(codes.saturating_sub(t.element_count()?))
+            })
+            .sum();
         self.parameter_tensors()
             .filter_map(|t| t.element_count())
-            .sum()
+            .sum::<u64>()
+            + unpacked
     }
 
     /// Bytes the parameters take as stored (a quantized or half-precision

@@ -443,6 +443,69 @@ fn describe(t: &Type) -> String {
     }
 }
 
+/// Moves every initializer of `graph` that one If/Loop/Scan body alone
+/// reads (no node of `graph`, no graph output, no other body) into that
+/// body as its own initializer, and so on at every depth. Exporters keep
+/// a branch's weights in the main graph; a pass that rewrites the
+/// constant weights of a body's nodes then finds them in the body.
+/// Returns how many moved; the model's function is unchanged.
+pub fn move_constants_into_bodies(graph: &mut Graph) -> usize {
+    let mut readers: std::collections::HashMap<String, Vec<(NodeId, usize, usize)>> =
+        std::collections::HashMap::new();
+    for (id, node) in graph.nodes() {
+        for (a, attribute) in node.attributes.iter().enumerate() {
+            for (b, body) in attribute.value.graphs().enumerate() {
+                for name in body.captured_names() {
+                    readers.entry(name).or_default().push((id, a, b));
+                }
+            }
+        }
+    }
+    let mut moved = 0;
+    for (name, bodies) in readers {
+        let [(holder, a, b)] = bodies[..] else {
+            continue;
+        };
+        let Some(v) = graph.value_by_name(&name) else {
+            continue;
+        };
+        let only_the_body = graph.value(v).init.is_some()
+            && graph.consumers(v).is_empty()
+            && !graph.outputs.contains(&v)
+            && !graph.inputs.contains(&v);
+        if !only_the_body {
+            continue;
+        }
+        let init = graph.value_mut(v).init.take();
+        graph.remove_value(v);
+        let body = graph.node_mut(holder).attributes[a]
+            .value
+            .graphs_mut()
+            .swap_remove(b);
+        match body.value_by_name(&name) {
+            Some(inner) => {
+                let value = body.value_mut(inner);
+                value.outer = false;
+                value.init = init;
+            }
+            None => {
+                let mut value = Value::new(name);
+                value.init = init;
+                body.add_value(value);
+            }
+        }
+        moved += 1;
+    }
+    for id in graph.node_ids() {
+        for attribute in &mut graph.node_mut(id).attributes {
+            for body in attribute.value.graphs_mut() {
+                moved += move_constants_into_bodies(body);
+            }
+        }
+    }
+    moved
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -235,12 +235,21 @@ pub fn report_judged_error(
     kept: Option<Vec<Vec<f32>>>,
 ) -> Result<(), IrError> {
     let mask = cx.stats_options(changed).row_mask;
-    if let Some(calibrator) = cx.calibrator.as_deref_mut() {
-        let measured = judged_error(calibrator, reference, changed, mask, kept)?;
-        outcome.stat("output_rel_error", measured);
-        outcome.details.push(format!(
-            "measured output error on held-out calibration samples: mean relative squared {measured:.3e}"
-        ));
+    let Some(calibrator) = cx.calibrator.as_deref_mut() else {
+        return Ok(());
+    };
+    // The rewrite stands when only its measurement fails (the embedded
+    // runtime lacks a kernel another runtime has): said, not fatal.
+    match judged_error(calibrator, reference, changed, mask, kept) {
+        Ok(measured) => {
+            outcome.stat("output_rel_error", measured);
+            outcome.details.push(format!(
+                "measured output error on held-out calibration samples: mean relative squared {measured:.3e}"
+            ));
+        }
+        Err(e) => outcome
+            .details
+            .push(format!("output error not measured: {e}")),
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 use crate::context::{Calibrator, ValueChunk};
 use rayon::prelude::*;
 use sculpt_ir::Model;
+use std::collections::HashMap;
 
 /// Most bins a histogram keeps; the range covers at least half of them.
 pub const MAX_BINS: usize = 4096;
@@ -164,6 +165,22 @@ impl Histogram {
                 kl_divergence(bins, lo, hi, levels)
             }),
         }
+    }
+
+    /// How many of the `levels + 1` codes of the range `lo..hi` each hold
+    /// at least `share` of the values (rounded at the bins' resolution).
+    pub fn codes_in_use(&self, lo: f64, hi: f64, levels: u32, share: f64) -> usize {
+        if self.count == 0 || hi <= lo {
+            return 0;
+        }
+        let step = (hi - lo) / levels as f64;
+        let mut per_code: HashMap<i64, f64> = HashMap::new();
+        for (centre, count) in self.bins() {
+            let code = ((centre.clamp(lo, hi) - lo) / step).round() as i64;
+            *per_code.entry(code).or_default() += count;
+        }
+        let least = share * self.count as f64;
+        per_code.values().filter(|&&c| c >= least).count()
     }
 
     /// The span holding all but `share` of the values on each side.
@@ -365,6 +382,23 @@ mod tests {
         let (lo, hi) = h.range(RangeMethod::Mse, 255);
         assert!(hi < 200.0);
         assert!(squared_error(&bins, lo, hi, 255) < squared_error(&bins, h.min, 200.0, 255));
+    }
+
+    #[test]
+    fn a_far_second_cluster_leaves_few_codes_in_use() {
+        // Scores in ±4, and a third of them masked to -3.4e38.
+        let spread: Vec<f32> = (0..3000).map(|i| (i % 800) as f32 / 100.0 - 4.0).collect();
+        let masked: Vec<f32> = spread
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| if i % 3 == 0 { -3.4e38 } else { x })
+            .collect();
+        let h = histogram(&spread);
+        let (lo, hi) = h.range(RangeMethod::MinMax, 255);
+        assert!(h.codes_in_use(lo, hi, 255, 0.001) > 200);
+        let h = histogram(&masked);
+        let (lo, hi) = h.range(RangeMethod::MinMax, 255);
+        assert!(h.codes_in_use(lo, hi, 255, 0.001) <= 2);
     }
 
     #[test]

@@ -11,6 +11,63 @@ pub struct Session {
     plan: Arc<TypedRunnableModel>,
     input_names: Vec<String>,
     output_names: Vec<String>,
+    lookups: Vec<Lookup>,
+}
+
+/// A model input that a Gather reads as indices into a constant table
+/// (token ids): values out of the table are refused before tract runs.
+struct Lookup {
+    input: String,
+    gather: String,
+    rows: i64,
+}
+
+/// The inputs of `model` that index constant tables directly.
+fn lookups(model: &Model) -> Vec<Lookup> {
+    let g = &model.graph;
+    let mut found = Vec::new();
+    for &input in &g.inputs {
+        for (id, slot) in g.consumers(input) {
+            let node = g.node(id);
+            if slot != 1 || node.op_type != "Gather" || !node.is_onnx() {
+                continue;
+            }
+            let Some(table) = node.input(0).and_then(|t| sculpt_ir::ops::infer::constant(g, t))
+            else {
+                continue;
+            };
+            let rank = table.dims.len() as i64;
+            let axis = node.int_attr("axis", 0);
+            let axis = if axis < 0 { axis + rank } else { axis };
+            if let Some(&rows) = usize::try_from(axis).ok().and_then(|a| table.dims.get(a)) {
+                found.push(Lookup {
+                    input: g.value(input).name.clone(),
+                    gather: node.display_name().to_string(),
+                    rows,
+                });
+            }
+        }
+    }
+    found
+}
+
+impl Lookup {
+    fn check(&self, a: &Array) -> Result<()> {
+        let Some(values) = a.to_f64() else {
+            return Ok(());
+        };
+        let rows = self.rows as f64;
+        match values.iter().find(|&&v| v < -rows || v >= rows) {
+            Some(v) => Err(RuntimeError::Input {
+                name: self.input.clone(),
+                reason: format!(
+                    "holds index {v}, out of range for the {} rows that Gather '{}' looks up",
+                    self.rows, self.gather
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 fn datum(dt: DataType) -> Option<DatumType> {
@@ -156,7 +213,9 @@ fn check_memory(model: &Model, inputs: &[Array], limit: u64) -> Result<()> {
 
 /// tract treats `value_info` as facts to unify with; symbolic dims there
 /// would clash with the concrete input shapes, so intermediates go untyped
-/// and tract infers them itself.
+/// and tract infers them itself; so do the values of If/Loop/Scan bodies
+/// but their inputs (a branch's output typed `[N, 8]` clashes with the
+/// `[4, 8]` tract computes for a bound `N`).
 fn without_intermediate_types(model: &Model) -> Model {
     let mut m = model.clone();
     let keep: Vec<_> = m
@@ -167,6 +226,12 @@ fn without_intermediate_types(model: &Model) -> Model {
         .copied()
         .collect();
     m.graph.clear_types_except(&keep);
+    sculpt_ir::ops::infer::for_each_body_typed(&mut m.graph, &mut |body| {
+        let inputs = body.inputs.clone();
+        body.clear_types_except(&inputs);
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .unwrap_or_else(|never| match never {});
     m
 }
 
@@ -213,6 +278,7 @@ impl Session {
         let plan = guarded("plan", || optimized.into_runnable())?;
         Ok(Session {
             plan,
+            lookups: lookups(model),
             input_names,
             output_names: model
                 .graph
@@ -225,6 +291,9 @@ impl Session {
 
     pub fn run(&self, inputs: &[Array]) -> Result<Vec<Array>> {
         let by_name: HashMap<&str, &Array> = inputs.iter().map(|a| (a.name.as_str(), a)).collect();
+        for lookup in &self.lookups {
+            lookup.check(given(&by_name, &lookup.input)?)?;
+        }
         let mut values: TVec<TValue> = tvec![];
         for name in &self.input_names {
             let a = given(&by_name, name)?;

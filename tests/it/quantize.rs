@@ -142,7 +142,7 @@ fn int8_qdq_runs_in_onnxruntime() {
 
 /// SmoothQuant's rescaling alone (no op quantized) keeps minilm's
 /// function: the norms are divided, the weights multiplied, the residual
-/// restored.
+/// restored; with `smooth_mul` the FFNs' GELU outputs are divided by a Mul.
 #[test]
 fn int8_smoothing_alone_is_exact() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,14 +153,17 @@ fn int8_smoothing_alone_is_exact() {
         "opt",
         path_str(&model),
         "-p",
-        "quantize{policy=int8 ops=NoSuchOp smooth=0.5}",
+        "quantize{policy=int8 ops=NoSuchOp tables=false smooth=0.5 smooth_mul=true}",
         "--calib",
         path_str(&folder.join("calib.npz")),
         "-o",
         path_str(&out),
     ]);
     let stderr = String::from_utf8_lossy(&r.stderr);
-    assert!(stderr.contains("12 inputs smoothed"), "{stderr}");
+    assert!(
+        stderr.contains("24 inputs smoothed (12 through a Mul)"),
+        "{stderr}"
+    );
     sculpt_ok(&[
         "check",
         path_str(&model),
@@ -305,4 +308,87 @@ fn search_meets_its_budget_and_its_policy_reapplies() {
     ]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("needs budget"));
+}
+
+/// int8, fp16 and int4 reach into If branches whose weights the main
+/// graph holds (as exporters write them): each branch's matrix products
+/// are rewritten there, and the result computes the same in onnxruntime
+/// on either branch.
+#[test]
+fn precisions_reach_into_if_branches() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("branch_mlp.onnx");
+    sculpt_ok(&[
+        "opt",
+        path_str(&crate::repo().join("tests/models/branch_mlp.sculpt")),
+        "-p",
+        "",
+        "-o",
+        path_str(&model),
+    ]);
+    // Rows spread over ±2: the sum the If tests falls on either side.
+    let rows = |n: usize, seed: usize| -> Vec<f32> {
+        (0..n * 16)
+            .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 250.0) - 2.0)
+            .collect()
+    };
+    let calib = dir.path().join("calib.npz");
+    sculpt_runtime::write_npz(
+        &calib,
+        &[sculpt_runtime::Array::from_f32(
+            "x",
+            vec![64, 16],
+            &rows(64, 1),
+        )],
+    )
+    .unwrap();
+    let cases = [
+        (
+            "quantize{policy=int8}",
+            "int8 inside If/Loop/Scan bodies: 3 weights",
+            0.999,
+        ),
+        (
+            "quantize{policy=fp16}",
+            "(4 inside If/Loop/Scan bodies)",
+            0.9999,
+        ),
+        ("quantize{policy=int4 block=16}", "4 sites", 0.95),
+    ];
+    for (i, (pipeline, said, floor)) in cases.iter().enumerate() {
+        let out = dir.path().join(format!("{i}.onnx"));
+        let r = sculpt_ok(&[
+            "opt",
+            path_str(&model),
+            "-p",
+            pipeline,
+            "--calib",
+            path_str(&calib),
+            "-o",
+            path_str(&out),
+        ]);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert!(stderr.contains(said), "{pipeline}: {stderr}");
+        if !python_has_onnxruntime() {
+            continue;
+        }
+        for seed in [2, 3, 4, 5] {
+            let inputs = dir.path().join(format!("inputs{seed}.npz"));
+            sculpt_runtime::write_npz(
+                &inputs,
+                &[sculpt_runtime::Array::from_f32(
+                    "x",
+                    vec![4, 16],
+                    &rows(4, seed),
+                )],
+            )
+            .unwrap();
+            ort_compare(
+                path_str(&model),
+                path_str(&out),
+                path_str(&inputs),
+                &["--min-cosine", &floor.to_string()],
+            );
+        }
+    }
 }

@@ -74,6 +74,60 @@ fn infer_scoped(graph: &mut Graph, scope: &Scope) -> crate::Result<(usize, Known
     Ok((changed, known))
 }
 
+/// Calls `f` on every If/Loop/Scan body of `graph`, at any depth (a body
+/// before the bodies in it), the outer values each body reads typed as
+/// the graphs around it have them while `f` runs: a pass can then treat
+/// a body like a main graph. A body does not declare what it captures,
+/// so those types are taken off again.
+pub fn for_each_body_typed<E>(
+    graph: &mut Graph,
+    f: &mut dyn FnMut(&mut Graph) -> Result<(), E>,
+) -> Result<(), E> {
+    each_body_in_scope(graph, &Scope::new(), f)
+}
+
+fn each_body_in_scope<E>(
+    graph: &mut Graph,
+    scope: &Scope,
+    f: &mut dyn FnMut(&mut Graph) -> Result<(), E>,
+) -> Result<(), E> {
+    let holders: Vec<NodeId> = graph
+        .node_ids()
+        .into_iter()
+        .filter(|&id| graph.node(id).subgraphs().next().is_some())
+        .collect();
+    if holders.is_empty() {
+        return Ok(());
+    }
+    let mut inner = scope.clone();
+    for (v, value) in graph.values() {
+        if let Some(t) = value_type(graph, v) {
+            inner.insert(value.name.clone(), t);
+        }
+    }
+    for id in holders {
+        for attribute in &mut graph.node_mut(id).attributes {
+            for body in attribute.value.graphs_mut() {
+                let typed: Vec<ValueId> = body
+                    .values()
+                    .filter(|(_, x)| x.outer && x.ty.is_none())
+                    .filter_map(|(v, x)| Some(v).filter(|_| inner.contains_key(&x.name)))
+                    .collect();
+                for &v in &typed {
+                    let ty = inner[&body.value(v).name].clone();
+                    body.value_mut(v).ty = Some(ty);
+                }
+                let done = f(body).and_then(|()| each_body_in_scope(body, &inner, f));
+                for v in typed {
+                    body.value_mut(v).ty = None;
+                }
+                done?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Inference inside the subgraphs of node `id`, the values they capture
 /// typed as `graph` (and the scopes around it) has them.
 fn infer_bodies(graph: &mut Graph, id: NodeId, scope: &Scope) -> crate::Result<usize> {

@@ -93,6 +93,9 @@ pub struct Moments {
     pub rows: f64,
     pub sum: Vec<f64>,
     pub sum_sq: Vec<f64>,
+    /// Per channel, the least and greatest value seen.
+    pub lo: Vec<f64>,
+    pub hi: Vec<f64>,
     /// Σ x xᵀ.
     pub gram: Option<Mat<f64>>,
     /// Σ x_ref (paired requests).
@@ -109,6 +112,8 @@ impl Moments {
             rows: 0.0,
             sum: vec![0.0; k],
             sum_sq: vec![0.0; k],
+            lo: vec![f64::INFINITY; k],
+            hi: vec![f64::NEG_INFINITY; k],
             gram: full.then(|| Mat::zeros(k, k)),
             reference_sum: paired.then(|| vec![0.0; k]),
             cross: (full && paired).then(|| Mat::zeros(k, k)),
@@ -129,6 +134,8 @@ impl Moments {
             for j in 0..k {
                 m.sum[j] += x[(i, j)];
                 m.sum_sq[j] += x[(i, j)] * x[(i, j)];
+                m.lo[j] = m.lo[j].min(x[(i, j)]);
+                m.hi[j] = m.hi[j].max(x[(i, j)]);
             }
         }
         let mut g = Mat::<f64>::zeros(k, k);
@@ -236,6 +243,18 @@ impl Moments {
             rows: self.rows + other.rows,
             sum: add(&self.sum, &other.sum),
             sum_sq: add(&self.sum_sq, &other.sum_sq),
+            lo: self
+                .lo
+                .iter()
+                .zip(&other.lo)
+                .map(|(a, b)| a.min(*b))
+                .collect(),
+            hi: self
+                .hi
+                .iter()
+                .zip(&other.hi)
+                .map(|(a, b)| a.max(*b))
+                .collect(),
             gram: add_mat(&self.gram, &other.gram),
             reference_sum: match (&self.reference_sum, &other.reference_sum) {
                 (Some(a), Some(b)) => Some(add(a, b)),
@@ -756,10 +775,12 @@ fn add_rows(m: &mut Moments, x: MatRef<'_, f32>, r: Option<MatRef<'_, f32>>) {
     let k = x.ncols();
     m.rows += x.nrows() as f64;
     for i in 0..x.nrows() {
-        for (j, (sum, sum_sq)) in m.sum.iter_mut().zip(&mut m.sum_sq).enumerate() {
+        for j in 0..k {
             let v = x[(i, j)] as f64;
-            *sum += v;
-            *sum_sq += v * v;
+            m.sum[j] += v;
+            m.sum_sq[j] += v * v;
+            m.lo[j] = m.lo[j].min(v);
+            m.hi[j] = m.hi[j].max(v);
         }
     }
     if let (Some(sum), Some(r)) = (&mut m.reference_sum, r) {

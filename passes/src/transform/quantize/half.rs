@@ -134,11 +134,21 @@ fn is_f32(graph: &Graph, v: ValueId) -> bool {
 }
 
 /// What [`convert`] did.
+#[derive(Default)]
 pub struct HalfOutcome {
     pub nodes: usize,
     pub casts: usize,
     /// Chosen nodes left f32, with the reason.
     pub kept: Vec<(String, String)>,
+}
+
+impl HalfOutcome {
+    /// Adds what converting another graph did.
+    pub fn add(&mut self, other: HalfOutcome) {
+        self.nodes += other.nodes;
+        self.casts += other.casts;
+        self.kept.extend(other.kept);
+    }
 }
 
 /// Puts the nodes `chosen` accepts (less the op types in `keep`) into
@@ -172,6 +182,10 @@ pub fn convert(
             continue;
         }
         let slots = data_slots(op, n.inputs().len());
+        let untyped = slots
+            .iter()
+            .filter_map(|&s| n.input(s))
+            .any(|v| value_type(graph, v).and_then(|t| t.dtype()).is_none());
         let inputs: Vec<ValueId> = slots
             .iter()
             .filter_map(|&s| n.input(s))
@@ -182,7 +196,7 @@ pub fn convert(
         if inputs.is_empty() && !any_f32_output {
             continue;
         }
-        let why = if inputs.is_empty() || !outputs.iter().all(|&v| is_f32(graph, v)) {
+        let why = if untyped || inputs.is_empty() || !outputs.iter().all(|&v| is_f32(graph, v)) {
             Some("its inputs and outputs are not all f32 of known type".to_string())
         } else if outputs
             .iter()

@@ -49,8 +49,9 @@ use crate::{Pass, PassOutcome};
 use blocks::Format;
 use policy::{Choice, Policy, Precision};
 use rayon::prelude::*;
-use sculpt_ir::{DataType, IrError, Model, OpsetImport};
+use sculpt_ir::{DataType, IrError, Model, NodeId, OpsetImport};
 use serde_json::json;
+use std::collections::{HashMap, HashSet};
 use weights::{Form, Quantization, Weight};
 
 /// The domain of onnxruntime's contrib ops.
@@ -68,8 +69,10 @@ pub struct Quantize {
     /// Where a search writes its plot and its policy.
     plot: Option<String>,
     policy_out: Option<String>,
-    /// SmoothQuant's α for int8 (`None`: no smoothing).
-    smooth: Option<f64>,
+    /// SmoothQuant's strength for int8 (`None`: no smoothing).
+    smooth: Option<smooth::Strength>,
+    /// Smooth inputs no LayerNormalization makes too, through a `Mul`.
+    smooth_mul: bool,
     qdq: qdq::QdqSpec,
     block: usize,
     symmetric: bool,
@@ -140,11 +143,12 @@ impl Quantize {
         }
         let smooth = match options.get("smooth") {
             Some("none") => None,
-            _ => options.opt_f64("smooth")?,
+            Some("auto") | None => Some(smooth::Strength::Auto),
+            Some(_) => match options.f64("smooth")? {
+                alpha if (0.0..=1.0).contains(&alpha) => Some(smooth::Strength::Fixed(alpha)),
+                _ => return Err(options.invalid("smooth", "0 to 1, auto or none")),
+            },
         };
-        if smooth.is_some_and(|a| !(0.0..=1.0).contains(&a)) {
-            return Err(options.invalid("smooth", "0 to 1 (or none)"));
-        }
         let search = match (options.bool("search")?, options.get("budget")) {
             (true, Some(budget)) => {
                 let budget =
@@ -179,6 +183,7 @@ impl Quantize {
             plot: options.get("plot").map(String::from),
             policy_out: options.get("policy_out").map(String::from),
             smooth,
+            smooth_mul: options.bool("smooth_mul")?,
             qdq: qdq::QdqSpec { codes, method, ops },
             block,
             symmetric: options.bool("symmetric")?,
@@ -209,6 +214,13 @@ impl Quantize {
             (Some(form), _) => form,
             (None, Precision::W8) => Form::Dq,
             (None, _) => Form::Nbits,
+        }
+    }
+
+    fn smoothing_strength(&self) -> String {
+        match self.smooth {
+            Some(smooth::Strength::Fixed(alpha)) => format!("α {alpha}"),
+            _ => "α chosen per input".into(),
         }
     }
 
@@ -277,10 +289,14 @@ impl Pass for Quantize {
     fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<PassOutcome, IrError> {
         let reference = model.clone();
         let before = model.graph.param_bytes();
+        // A branch's weights kept in the main graph: into the branch, where
+        // the body's rewrites find them.
+        sculpt_ir::rewrite::move_constants_into_bodies(&mut model.graph);
         let precisions = self.policy.precisions();
         let mut outcome = PassOutcome::default();
         let mut kept = None;
-        if self.search.is_some() || precisions.iter().any(|p| p.is_weight_only()) {
+        let int8_tables = self.tables && precisions.contains(&Precision::Int8);
+        if self.search.is_some() || int8_tables || precisions.iter().any(|p| p.is_weight_only()) {
             kept = self.weight_only(model, cx, &mut outcome)?;
         }
         if precisions.contains(&Precision::Int8) {
@@ -293,16 +309,6 @@ impl Pass for Quantize {
             if precisions.contains(&precision) {
                 self.half(model, precision, dtype, &mut outcome)?;
             }
-        }
-        let in_bodies = body_nodes(&model.graph);
-        if in_bodies > 0
-            && precisions
-                .iter()
-                .any(|p| matches!(p, Precision::Int8 | Precision::F16 | Precision::Bf16))
-        {
-            outcome.details.push(format!(
-                "  left as they are: {in_bodies} nodes inside If/Loop/Scan bodies (int8 and fp16/bf16 rewrite the main graph; weight-only sites in bodies are quantized)"
-            ));
         }
         crate::transform::cleanup::dead_code::remove_dead_code(&mut model.graph);
         let after = model.graph.param_bytes();
@@ -317,15 +323,6 @@ impl Pass for Quantize {
         }
         Ok(outcome)
     }
-}
-
-/// How many nodes the subgraphs of `graph`'s nodes hold, at any depth.
-fn body_nodes(graph: &sculpt_ir::Graph) -> usize {
-    graph
-        .nodes()
-        .flat_map(|(_, n)| n.subgraphs())
-        .map(|g| g.nodes().count() + body_nodes(g))
-        .sum()
 }
 
 impl Quantize {
@@ -362,7 +359,16 @@ impl Quantize {
             };
             let (tables, refused) = tables::find_tables(graph, format, self.min_table);
             for t in tables {
-                let choice = self.policy.resolve_node(graph, t.node);
+                let mut choice = self.policy.resolve_node(graph, t.node);
+                // An int8 table is 8-bit blocks too (per-tensor int8 codes
+                // would round every row to one scale), of up to 128 codes:
+                // 8 bits need fewer scales than 4.
+                if choice.precision == Precision::Int8 {
+                    choice.precision = Precision::W8;
+                    choice.block = choice
+                        .block
+                        .or_else(|| [128, 64, 32, 16].into_iter().find(|b| t.width % b == 0));
+                }
                 if !choice.precision.is_weight_only() {
                     continue;
                 }
@@ -574,35 +580,54 @@ impl Quantize {
         records: &mut Vec<serde_json::Value>,
         skipped: &mut Vec<(String, String)>,
     ) -> Result<(), IrError> {
-        for id in graph.node_ids() {
-            let node = graph.node_mut(id);
-            for attribute in &mut node.attributes {
-                for body in attribute.value.graphs_mut() {
-                    let (sites, _) = find_sites(body);
-                    for site in sites {
-                        let choice = self.policy.resolve_node(body, site.node);
-                        if !choice.precision.is_weight_only() {
-                            continue;
-                        }
-                        if let Some(why) = self.refusal(body, &site) {
-                            skipped.push((site.name.clone(), why));
-                            continue;
-                        }
-                        let weight = Weight::Site(site, None);
-                        let q = weight.quantize(body, self.format(choice), None)?;
-                        let form = self.form_of(choice.precision);
-                        weight.rewrite(body, &q.quantized, form, self.accuracy_level)?;
-                        let mut record = q.record;
-                        record["precision"] = json!(choice.to_string());
-                        record["in_subgraph"] = json!(true);
-                        records.push(record);
-                    }
-                    crate::transform::cleanup::dead_code::remove_dead_code(body);
-                    self.quantize_bodies(body, records, skipped)?;
+        sculpt_ir::ops::infer::for_each_body_typed(graph, &mut |body| {
+            let (sites, _) = find_sites(body);
+            for site in sites {
+                let choice = self.policy.resolve_node(body, site.node);
+                if !choice.precision.is_weight_only() {
+                    continue;
                 }
+                if let Some(why) = self.refusal(body, &site) {
+                    skipped.push((site.name.clone(), why));
+                    continue;
+                }
+                let weight = Weight::Site(site, None);
+                let q = weight.quantize(body, self.format(choice), None)?;
+                let form = self.form_of(choice.precision);
+                weight.rewrite(body, &q.quantized, form, self.accuracy_level)?;
+                let mut record = q.record;
+                record["precision"] = json!(choice.to_string());
+                record["in_subgraph"] = json!(true);
+                records.push(record);
             }
-        }
-        Ok(())
+            crate::transform::cleanup::dead_code::remove_dead_code(body);
+            Ok(())
+        })
+    }
+
+    /// int8 inside If/Loop/Scan bodies (at any depth): the weights of the
+    /// matrix products and convolutions the policy gives `int8`, per
+    /// output channel as in the main graph; their activations, which no
+    /// calibration run sees, stay f32. Returns how many weights.
+    fn int8_bodies(&self, graph: &mut sculpt_ir::Graph) -> Result<usize, IrError> {
+        let mut weights = 0;
+        sculpt_ir::ops::infer::for_each_body_typed(graph, &mut |body| {
+            let chosen = self.nodes_of(body, Precision::Int8);
+            let plan = qdq::weights_plan(body, |id| chosen.contains(&id));
+            weights += qdq::rewrite(body, &plan, &HashMap::new(), &self.qdq)?.weights;
+            crate::transform::cleanup::dead_code::remove_dead_code(body);
+            Ok::<(), IrError>(())
+        })?;
+        Ok(weights)
+    }
+
+    /// The nodes of `graph` the policy gives `precision`.
+    fn nodes_of(&self, graph: &sculpt_ir::Graph, precision: Precision) -> HashSet<NodeId> {
+        graph
+            .node_ids()
+            .into_iter()
+            .filter(|&id| self.policy.resolve_node(graph, id).precision == precision)
+            .collect()
     }
 
     /// The nodes the policy gives `precision` (fp16 or bf16) as regions
@@ -619,45 +644,61 @@ impl Quantize {
             sculpt_ir::opset::raise_opset(model, 13)?;
         }
         sculpt_ir::ops::infer::infer_graph(&mut model.graph)?;
-        let chosen: std::collections::HashSet<sculpt_ir::NodeId> = model
-            .graph
-            .node_ids()
-            .into_iter()
-            .filter(|&id| self.is(model, id, precision))
-            .collect();
         let keep: Vec<String> = if self.keep.is_empty() {
             half::KEPT.iter().map(|s| s.to_string()).collect()
         } else {
             self.keep.clone()
         };
+        // The main graph, then every If/Loop/Scan body: values cross a
+        // body's edge in f32 (a node whose output a body reads stays f32,
+        // a body's outputs are cast back).
+        let mut done = half::HalfOutcome::default();
+        let mut stored = 0;
+        let mut in_bodies = 0;
+        let mut one_graph = |graph: &mut sculpt_ir::Graph, in_body: bool| {
+            let chosen = self.nodes_of(graph, precision);
+            let before = (done.nodes, stored);
+            if self.half_weights {
+                let (count, kept) = half::store_weights(graph, dtype, |id| chosen.contains(&id))?;
+                stored += count;
+                done.kept.extend(kept);
+            } else {
+                done.add(half::convert(graph, dtype, &keep, |id| {
+                    chosen.contains(&id)
+                })?);
+            }
+            if in_body {
+                in_bodies += done.nodes - before.0 + stored - before.1;
+                crate::transform::cleanup::dead_code::remove_dead_code(graph);
+            }
+            Ok::<(), IrError>(())
+        };
+        one_graph(&mut model.graph, false)?;
+        sculpt_ir::ops::infer::for_each_body_typed(&mut model.graph, &mut |body| {
+            one_graph(body, true)
+        })?;
         if self.half_weights {
-            let (stored, kept) =
-                half::store_weights(&mut model.graph, dtype, |id| chosen.contains(&id))?;
             outcome.changed |= stored > 0;
             outcome.stat("half_weights", stored);
             outcome.details.push(format!(
-                "{}: {stored} weights stored in it, cast to f32 where read",
+                "{}: {stored} weights stored in it, cast to f32 where read ({in_bodies} inside If/Loop/Scan bodies)",
                 precision.name()
             ));
-            for (name, why) in &kept {
-                outcome.details.push(format!("  kept f32: {name}: {why}"));
+        } else {
+            outcome.changed |= done.nodes > 0;
+            outcome.stat("half_nodes", done.nodes);
+            outcome.stat("half_casts", done.casts);
+            outcome.details.push(format!(
+                "{}: {} nodes computed in it ({in_bodies} inside If/Loop/Scan bodies), {} Casts at the regions' edges",
+                precision.name(),
+                done.nodes,
+                done.casts
+            ));
+            if dtype == DataType::BF16 && done.nodes > 0 {
+                outcome.details.push(
+                    "  note: onnxruntime's CPU provider has no bf16 kernels for most ops (GPU providers do); half=weights stores bf16 weights and computes in f32".into(),
+                );
             }
-            return Ok(());
-        }
-        let done = half::convert(&mut model.graph, dtype, &keep, |id| chosen.contains(&id))?;
-        outcome.changed |= done.nodes > 0;
-        outcome.stat("half_nodes", done.nodes);
-        outcome.stat("half_casts", done.casts);
-        outcome.details.push(format!(
-            "{}: {} nodes computed in it, {} Casts at the regions' edges",
-            precision.name(),
-            done.nodes,
-            done.casts
-        ));
-        if dtype == DataType::BF16 && done.nodes > 0 {
-            outcome.details.push(
-                "  note: onnxruntime's CPU provider has no bf16 kernels for most ops (GPU providers do); half=weights stores bf16 weights and computes in f32".into(),
-            );
         }
         for (name, why) in &done.kept {
             outcome.details.push(format!("  kept f32: {name}: {why}"));
@@ -680,24 +721,44 @@ impl Quantize {
         let calibrator = cx.calibrator("quantize policy=int8", "ranges activations")?;
         calibrator.select_samples(fitting_samples(calibrator.samples()));
         let smoothed = match self.smooth {
-            Some(alpha) => {
+            Some(strength) => {
                 let (sites, _) = find_sites(&model.graph);
                 let sites: Vec<LinearSite> = sites
                     .into_iter()
                     .filter(|s| self.is(model, s.node, Precision::Int8))
                     .collect();
-                smooth::smooth(model, &sites, alpha, calibrator, &options)?
+                smooth::smooth(
+                    model,
+                    &sites,
+                    strength,
+                    self.smooth_mul,
+                    calibrator,
+                    &options,
+                )?
             }
-            None => 0,
+            None => smooth::Smoothed {
+                folded: 0,
+                divisions: Vec::new(),
+            },
         };
-        let graph = &model.graph;
-        let plan = qdq::plan(graph, &self.qdq, |id| self.is(model, id, Precision::Int8));
+        let body_weights = self.int8_bodies(&mut model.graph)?;
+        if body_weights > 0 {
+            outcome.changed = true;
+            outcome.stat("weights_quantized_in_bodies", body_weights);
+            outcome.details.push(format!(
+                "int8 inside If/Loop/Scan bodies: {body_weights} weights of matrix products and convolutions, per output channel; their activations stay f32 (calibration runs see the main graph's values only)"
+            ));
+        }
+        let chosen = |id| self.is(model, id, Precision::Int8) && !smoothed.divisions.contains(&id);
+        let plan = qdq::plan(&model.graph, &self.qdq, chosen, &HashSet::new());
+        let (divided, smoothed) = (smoothed.divisions.len(), smoothed.folded);
         if plan.nodes.is_empty() {
             calibrator.select_samples(None);
-            outcome.changed |= smoothed > 0;
-            outcome.stat("inputs_smoothed", smoothed);
+            outcome.changed |= smoothed + divided > 0;
+            outcome.stat("inputs_smoothed", smoothed + divided);
             outcome.details.push(format!(
-                "int8: no node to quantize ({smoothed} inputs smoothed)"
+                "int8: no node to quantize ({} inputs smoothed ({divided} through a Mul))",
+                smoothed + divided
             ));
             return Ok(());
         }
@@ -706,6 +767,25 @@ impl Quantize {
             .iter()
             .map(|&v| model.graph.value(v).name.clone())
             .collect();
+        let histograms = collect_histograms(model, &names, calibrator);
+        calibrator.select_samples(None);
+        let histograms: HashMap<_, _> =
+            plan.ranged
+                .iter()
+                .copied()
+                .zip(histograms.map_err(|e| {
+                    IrError::Invalid(format!("quantize: calibration run failed: {e}"))
+                })?)
+                .collect();
+        // Values 8 bits would lose stay f32, and the nodes around them.
+        let kept = qdq::unquantizable(&model.graph, &histograms, &self.qdq);
+        let plan = match kept.is_empty() {
+            true => plan,
+            false => {
+                let kept: HashSet<_> = kept.iter().map(|(v, _)| *v).collect();
+                qdq::plan(&model.graph, &self.qdq, chosen, &kept)
+            }
+        };
         let records: Vec<serde_json::Value> = plan
             .nodes
             .iter()
@@ -714,10 +794,6 @@ impl Quantize {
                 json!({"node": n.display_name(), "op": n.op_type, "precision": "int8"})
             })
             .collect();
-        let histograms = collect_histograms(model, &names, calibrator);
-        calibrator.select_samples(None);
-        let histograms = histograms
-            .map_err(|e| IrError::Invalid(format!("quantize: calibration run failed: {e}")))?;
         let done = qdq::rewrite(&mut model.graph, &plan, &histograms, &self.qdq)?;
         let (activations, weights) = (done.activations, done.weights);
         outcome.changed = true;
@@ -731,16 +807,22 @@ impl Quantize {
             self.qdq.method,
             plan.nodes.len()
         ));
-        outcome.stat("activations_kept_f32", done.kept.len());
-        outcome.stat("inputs_smoothed", smoothed);
+        outcome.stat("activations_kept_f32", kept.len());
+        outcome.stat("inputs_smoothed", smoothed + divided);
         if smoothed > 0 {
             outcome.details.push(format!(
-                "  {smoothed} LayerNormalization outputs smoothed into the weights reading them (SmoothQuant α {})",
-                self.smooth.unwrap_or(0.0)
+                "  {smoothed} LayerNormalization outputs smoothed into the weights reading them (SmoothQuant {})",
+                self.smoothing_strength()
             ));
         }
-        for (name, why) in &done.kept {
-            outcome.details.push(format!("  kept f32: {name}: {why}"));
+        if divided > 0 {
+            outcome.details.push(format!(
+                "  {divided} other inputs smoothed through a Mul before their quantizer (SmoothQuant {})",
+                self.smoothing_strength()
+            ));
+        }
+        for (_, why) in &kept {
+            outcome.details.push(format!("  kept f32: {why}"));
         }
         Ok(())
     }

@@ -59,6 +59,14 @@ pub fn default_ops() -> Vec<String> {
         .collect()
 }
 
+/// Ops worth quantizing whatever reads their output: onnxruntime runs
+/// them on integer codes (writing codes, or floats: [`FLOAT_OUTPUT`]).
+const KEEPS_INTEGER_KERNEL: &[&str] = &["Conv", "ConvTranspose", "MatMul", "Gemm"];
+
+/// Ops onnxruntime runs on integer codes with a float output
+/// (MatMulIntegerToFloat, QGemm without an output scale).
+const FLOAT_OUTPUT: &[&str] = &["MatMul", "Gemm"];
+
 /// Ops whose output holds (some of) their input's values: it is
 /// quantized with its input's parameters.
 const MOVES_DATA: &[&str] = &[
@@ -145,8 +153,14 @@ fn is_f32(graph: &Graph, v: ValueId) -> bool {
 }
 
 /// Picks the nodes and values to quantize among the nodes `chosen`
-/// accepts.
-pub fn plan(graph: &Graph, spec: &QdqSpec, chosen: impl Fn(NodeId) -> bool) -> QdqPlan {
+/// accepts; none that reads or writes a value of `kept` (but a matrix
+/// product's float output: [`FLOAT_OUTPUT`]).
+pub fn plan(
+    graph: &Graph,
+    spec: &QdqSpec,
+    chosen: impl Fn(NodeId) -> bool,
+    kept: &HashSet<ValueId>,
+) -> QdqPlan {
     let ops: HashSet<&str> = spec.ops.iter().map(String::as_str).collect();
     let order = graph.topo_order().unwrap_or_else(|_| graph.node_ids());
     let uses = graph.use_counts();
@@ -157,20 +171,77 @@ pub fn plan(graph: &Graph, spec: &QdqSpec, chosen: impl Fn(NodeId) -> bool) -> Q
     let mut removable = Vec::new();
     let mut seen: HashSet<ValueId> = HashSet::new();
     let mut quantized_output: HashSet<ValueId> = HashSet::new();
-    for id in order {
+    let masks = mask_carriers(graph, &order);
+    let takes = |id: NodeId| {
         let node = graph.node(id);
         if !node.is_onnx() || !ops.contains(node.op_type.as_str()) || !chosen(id) {
+            return false;
+        }
+        let slots = data_slots(&node.op_type, node.inputs().len());
+        let floats = slots.iter().filter_map(|&s| node.input(s)).all(|v| {
+            // A matrix product or convolution whose input stays f32
+            // still has its weight quantized.
+            let integer_kernel = KEEPS_INTEGER_KERNEL.contains(&node.op_type.as_str());
+            is_f32(graph, v) && !masks.contains(&v) && (integer_kernel || !kept.contains(&v))
+        });
+        let float_output = FLOAT_OUTPUT.contains(&node.op_type.as_str());
+        floats
+            && node
+                .outputs()
+                .iter()
+                .flatten()
+                .all(|&v| is_f32(graph, v) && (float_output || !kept.contains(&v)))
+    };
+    let mut taken: HashSet<NodeId> = order.iter().copied().filter(|&id| takes(id)).collect();
+    // Whether a quantized node reads `v` as data.
+    let read_quantized = |taken: &HashSet<NodeId>, v: ValueId| {
+        graph.consumers(v).iter().any(|&(reader, slot)| {
+            taken.contains(&reader)
+                && data_slots(
+                    &graph.node(reader).op_type,
+                    graph.node(reader).inputs().len(),
+                )
+                .contains(&slot)
+        })
+    };
+    // An elementwise or pooling op gets an integer kernel only between
+    // quantized neighbours (QLinearAdd reads and writes codes): one whose
+    // output no quantized node reads would only round its inputs (a
+    // residual Add before a LayerNormalization). Dropping one can strand
+    // the op before it, so this runs to a fixed point, last nodes first.
+    loop {
+        let stranded: Vec<NodeId> = order
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&id| taken.contains(&id))
+            .filter(|&id| {
+                let node = graph.node(id);
+                let op = node.op_type.as_str();
+                !KEEPS_INTEGER_KERNEL.contains(&op)
+                    && !MOVES_DATA.contains(&op)
+                    && !node
+                        .outputs()
+                        .iter()
+                        .flatten()
+                        .any(|&y| read_quantized(&taken, y))
+            })
+            .collect();
+        if stranded.is_empty() {
+            break;
+        }
+        for id in stranded {
+            taken.remove(&id);
+        }
+    }
+    let read_quantized = |v: ValueId| read_quantized(&taken, v);
+    for id in order {
+        if !taken.contains(&id) {
             continue;
         }
+        let node = graph.node(id);
         let op = node.op_type.as_str();
         let slots = data_slots(op, node.inputs().len());
-        let floats = slots
-            .iter()
-            .filter_map(|&s| node.input(s))
-            .all(|v| is_f32(graph, v));
-        if !floats || node.outputs().iter().flatten().any(|&v| !is_f32(graph, v)) {
-            continue;
-        }
         let x = node.input(0);
         // Relu/Clip on a quantized node's sole output: folded away.
         if matches!(op, "Relu" | "Clip")
@@ -193,11 +264,17 @@ pub fn plan(graph: &Graph, spec: &QdqSpec, chosen: impl Fn(NodeId) -> bool) -> Q
             if constant(graph, v).is_some() {
                 let kind = weight_kind(graph, id, slot);
                 weights.push((id, slot, kind));
-            } else if seen.insert(v) {
+            } else if !kept.contains(&v) && seen.insert(v) {
                 ranged.push(v);
             }
         }
         for &y in node.outputs().iter().flatten() {
+            // A matrix product whose output no quantized node reads keeps
+            // it f32: onnxruntime runs it as MatMulIntegerToFloat or QGemm
+            // with a float output, and the output's own rounding is saved.
+            if FLOAT_OUTPUT.contains(&op) && (!read_quantized(y) || kept.contains(&y)) {
+                continue;
+            }
             quantized_output.insert(y);
             if !seen.insert(y) {
                 continue;
@@ -222,6 +299,82 @@ pub fn plan(graph: &Graph, spec: &QdqSpec, chosen: impl Fn(NodeId) -> bool) -> Q
         removable,
         ranged,
         same_as,
+        weights,
+    }
+}
+
+/// A float constant holding a value this large (or infinite) stands in
+/// for −∞ or +∞: an attention mask's −3.4e38 or −10000.
+const INFINITY_STAND_IN: f32 = 1e4;
+
+/// Ops whose output is bounded whatever their input: a mask's stand-in
+/// for −∞ does not pass them (Softmax turns it into 0).
+const SQUASHES: &[&str] = &["Softmax", "Sigmoid", "Tanh", "Erf", "Exp", "Relu", "Clip"];
+
+/// The values that may carry a stand-in for ±∞: made, through any ops
+/// but [`SQUASHES`], from a small float constant holding one. They stay
+/// f32: calibration samples may hold no masked position at all, and a
+/// range without the stand-in would clip it to an ordinary value.
+fn mask_carriers(graph: &Graph, order: &[NodeId]) -> HashSet<ValueId> {
+    let holds_stand_in = |v: ValueId| {
+        constant(graph, v).is_some_and(|t| {
+            t.dtype.is_float()
+                && t.dims.iter().product::<i64>() <= 1024
+                && t.to_f32_vec()
+                    .is_ok_and(|x| x.iter().any(|x| x.abs() >= INFINITY_STAND_IN || x.is_nan()))
+        })
+    };
+    let mut carriers = HashSet::new();
+    for &id in order {
+        let node = graph.node(id);
+        if SQUASHES.contains(&node.op_type.as_str())
+            || KEEPS_INTEGER_KERNEL.contains(&node.op_type.as_str())
+        {
+            continue;
+        }
+        if node
+            .inputs()
+            .iter()
+            .flatten()
+            .any(|&v| carriers.contains(&v) || holds_stand_in(v))
+        {
+            carriers.extend(node.outputs().iter().flatten().copied());
+        }
+    }
+    carriers
+}
+
+/// A plan that quantizes only the constant weights of the matrix
+/// products and convolutions `chosen` accepts (per output channel), for a
+/// graph no calibration run sees: every activation stays f32.
+pub fn weights_plan(graph: &Graph, chosen: impl Fn(NodeId) -> bool) -> QdqPlan {
+    let mut weights = Vec::new();
+    let mut nodes = Vec::new();
+    for (id, node) in graph.nodes() {
+        let op = node.op_type.as_str();
+        if !node.is_onnx() || !KEEPS_INTEGER_KERNEL.contains(&op) || !chosen(id) {
+            continue;
+        }
+        let before = weights.len();
+        for slot in data_slots(op, node.inputs().len()) {
+            let kind = weight_kind(graph, id, slot);
+            let is_weight = node
+                .input(slot)
+                .and_then(|v| constant(graph, v))
+                .is_some_and(|t| t.dtype == DataType::F32);
+            if is_weight && matches!(kind, WeightKind::PerChannel(_)) {
+                weights.push((id, slot, kind));
+            }
+        }
+        if weights.len() > before {
+            nodes.push(id);
+        }
+    }
+    QdqPlan {
+        nodes,
+        removable: Vec::new(),
+        ranged: Vec::new(),
+        same_as: Vec::new(),
         weights,
     }
 }
@@ -254,36 +407,70 @@ type Params = HashMap<ValueId, (f32, i64)>;
 /// its codes would lose the values that matter.
 const MIN_BULK_STEPS: f64 = 16.0;
 
+/// An activation whose values fall in fewer codes than this (each code
+/// holding 0.1% of them) stays f32: its range is set by a second cluster
+/// far away (attention scores plus a mask's −3.4e38), whose rounding
+/// would merge every value of the first.
+const MIN_CODES_IN_USE: usize = 8;
+
 /// What [`rewrite`] did.
 pub struct QdqOutcome {
     pub activations: usize,
     pub weights: usize,
-    /// Activations left f32, with the reason.
-    pub kept: Vec<(String, String)>,
+}
+
+/// The ranged activations whose histogram says 8-bit codes would lose
+/// them, with why: they stay f32, and so do the nodes around them
+/// ([`plan`] again with them kept).
+pub fn unquantizable(
+    graph: &Graph,
+    histograms: &HashMap<ValueId, Histogram>,
+    spec: &QdqSpec,
+) -> Vec<(ValueId, String)> {
+    let mut kept: Vec<(ValueId, String)> = histograms
+        .iter()
+        .filter(|(_, h)| h.count > 0)
+        .filter_map(|(&v, h)| {
+            let (lo, hi) = h.range(spec.method, 255);
+            if hi <= lo {
+                return None;
+            }
+            let (scale, _) = scale_and_zero(lo, hi, 255);
+            let steps = h.bulk(0.005) / scale;
+            let in_use = h.codes_in_use(lo, hi, 255, 0.001);
+            let name = &graph.value(v).name;
+            if steps < MIN_BULK_STEPS {
+                Some(format!(
+                    "{name}: range {lo:.3e}..{hi:.3e} leaves its middle 99% {steps:.1} steps"
+                ))
+            } else if in_use < MIN_CODES_IN_USE {
+                Some(format!(
+                    "{name}: range {lo:.3e}..{hi:.3e} puts its values in {in_use} codes"
+                ))
+            } else {
+                None
+            }
+            .map(|why| (v, why))
+        })
+        .collect();
+    kept.sort_by_key(|(v, _)| v.index());
+    kept
 }
 
 /// Rewrites the planned nodes, their activations ranged by
-/// `histograms` (in `plan.ranged` order).
+/// `histograms`; a ranged value without one stays f32.
 pub fn rewrite(
     graph: &mut Graph,
     plan: &QdqPlan,
-    histograms: &[Histogram],
+    histograms: &HashMap<ValueId, Histogram>,
     spec: &QdqSpec,
 ) -> Result<QdqOutcome, IrError> {
     let mut params: Params = HashMap::new();
-    let mut kept = Vec::new();
-    for (&v, h) in plan.ranged.iter().zip(histograms) {
+    for v in &plan.ranged {
+        let Some(h) = histograms.get(v) else { continue };
         let (lo, hi) = h.range(spec.method, 255);
         let (scale, zero) = scale_and_zero(lo, hi, 255);
-        let steps = h.bulk(0.005) / scale;
-        if h.count > 0 && steps < MIN_BULK_STEPS && hi > lo {
-            kept.push((
-                graph.value(v).name.clone(),
-                format!("range {lo:.3e}..{hi:.3e} leaves its middle 99% {steps:.1} steps"),
-            ));
-            continue;
-        }
-        params.insert(v, (scale as f32, zero as i64 + spec.codes.offset()));
+        params.insert(*v, (scale as f32, zero as i64 + spec.codes.offset()));
     }
     for &(y, x) in &plan.same_as {
         if let Some(&p) = params.get(&x) {
@@ -291,12 +478,12 @@ pub fn rewrite(
         }
     }
     // Folded Relu/Clip: their input is their output from now on.
+    // (Only where the output is quantized: its codes do the clamping.)
     for &r in &plan.removable {
         let n = graph.node(r);
         let (x, y) = (n.input(0).expect("checked"), n.output(0).expect("checked"));
-        if let Some(p) = params.remove(&y) {
-            params.insert(x, p);
-        }
+        let Some(p) = params.remove(&y) else { continue };
+        params.insert(x, p);
         graph.replace_all_uses(y, x);
         graph.remove_node(r);
     }
@@ -336,7 +523,6 @@ pub fn rewrite(
     Ok(QdqOutcome {
         activations: activations.len(),
         weights,
-        kept,
     })
 }
 
