@@ -242,7 +242,7 @@ def cases():
 
 # Models that break the ONNX spec: opt, run and check must refuse them.
 MUST_REFUSE = {
-    "ids_out_of_vocabulary", "ids_below_vocabulary",
+    "ids_out_of_vocabulary", "ids_below_vocabulary", "external_data_named_pipe",
     "evil_domain", "cast_without_to", "concat_without_axis", "attr_wrong_type", "attr_string_for_int",
     "too_few_inputs", "too_many_inputs", "too_many_outputs", "unknown_default_op", "opset_none", "opset_zero",
     "opset_negative", "opset_huge", "ir_version_99", "recursive_function", "mutually_recursive_functions", "cycle",
@@ -299,6 +299,20 @@ def main():
     if not os.path.exists(fifo):
         os.mkfifo(fifo)
     files["named_pipe"] = fifo
+    # External data at a named pipe beside the model.
+    pipe_dir = os.path.join(tmp, "pipe_data")
+    os.makedirs(pipe_dir, exist_ok=True)
+    data_pipe = os.path.join(pipe_dir, "weights.bin")
+    if not os.path.exists(data_pipe):
+        os.mkfifo(data_pipe)
+    piped = numpy_helper.from_array(np.ones((1, 4), np.float32), "w")
+    piped.ClearField("raw_data")
+    piped.data_location = TensorProto.EXTERNAL
+    for key, value in [("location", "weights.bin"), ("offset", "0"), ("length", "16")]:
+        piped.external_data.add(key=key, value=value)
+    files["external_data_named_pipe"] = os.path.join(pipe_dir, "model.onnx")
+    onnx.save(model([helper.make_node("Add", ["x", "w"], ["y"])], [vi("x")], [vi("y")], [piped]),
+              files["external_data_named_pipe"])
     inputs = dict(np.load(os.path.join(REPO, "examples", "models", "tiny_cnn_inputs.npz")))
     npz = {}
     key = list(inputs)[0]

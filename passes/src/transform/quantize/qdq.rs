@@ -18,6 +18,14 @@
 //!   quantization of their output, whose range starts at their lower
 //!   bound, clamps the same way.
 //!
+//! What stays f32, because codes there would cost accuracy for no
+//! integer kernel: a MatMul/Gemm output no quantized node reads (it runs
+//! as MatMulIntegerToFloat, or QGemm with a float output); an elementwise
+//! or pooling op whose output no quantized node reads; values that may
+//! carry a mask's stand-in for −∞ ([`mask_carriers`]); and values whose
+//! histogram says 8 bits would lose them ([`unquantizable`]), with the
+//! plan made again around them.
+//!
 //! Preserves: the model's function up to the rounding of weights and
 //! activations.
 
