@@ -386,9 +386,10 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                     .expect("valid template"),
             );
             let mut calibration = match (calib, calib_random) {
-                (Some(p), _) => Some(sculpt_runtime::CalibrationSet::from_arrays(
-                    sculpt_runtime::read_npz(&p)?,
-                )?),
+                (Some(p), _) => Some(
+                    sculpt_runtime::CalibrationSet::from_arrays(sculpt_runtime::read_npz(&p)?)?
+                        .fit_to(&original)?,
+                ),
                 (None, Some(n)) => Some(sculpt_runtime::CalibrationSet::random(&original, n)?),
                 (None, None) => None,
             }

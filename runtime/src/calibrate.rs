@@ -2,6 +2,11 @@
 //! along axis 0 of every input (`--calib DATA.npz`) or generated
 //! (`--calib-random N`). Implements the passes' [`Calibrator`] by running
 //! the model on tract in chunks of samples.
+//!
+//! Axis 0 is either the model's batch axis (rows of several samples run
+//! together) or, for an array one rank above its input (a scalar flag, a
+//! state whose batch is not its first axis), a sample axis of its own:
+//! such a set runs sample by sample, each fed without that axis.
 
 use crate::{generate_inputs, Array, Result, RuntimeError, Session};
 use sculpt_ir::{Dim, Model, Type};
@@ -15,6 +20,8 @@ pub struct CalibrationSet {
     progress: Option<indicatif::MultiProgress>,
     /// Visit only these samples.
     range: Option<std::ops::Range<usize>>,
+    /// The arrays whose axis 0 the model does not have ([`Self::fit_to`]).
+    stacked: Vec<bool>,
 }
 
 /// The most bytes generated calibration samples may take together.
@@ -32,11 +39,43 @@ impl CalibrationSet {
             ));
         }
         Ok(CalibrationSet {
+            stacked: vec![false; inputs.len()],
             inputs,
             samples,
             progress: None,
             range: None,
         })
+    }
+
+    /// Matches the arrays to `model`'s inputs: an array one rank above its
+    /// input holds one sample per index of axis 0; one of the input's rank
+    /// holds rows of its batch axis. Any other rank is refused, naming
+    /// the input.
+    pub fn fit_to(mut self, model: &Model) -> Result<CalibrationSet> {
+        let g = &model.graph;
+        for (a, stacked) in self.inputs.iter().zip(&mut self.stacked) {
+            let rank = g
+                .inputs
+                .iter()
+                .find(|&&v| g.value(v).name == a.name)
+                .and_then(|&v| g.value(v).ty.as_ref())
+                .and_then(|t| t.shape().map(<[Dim]>::len));
+            *stacked = match rank {
+                Some(r) if a.shape.len() == r + 1 => true,
+                Some(r) if a.shape.len() == r => false,
+                Some(r) => {
+                    return Err(RuntimeError::Input {
+                        name: a.name.clone(),
+                        reason: format!(
+                            "calibration array of rank {} for an input of rank {r}: give the input's rank (axis 0 its batch) or one more (axis 0 the samples)",
+                            a.shape.len()
+                        ),
+                    })
+                }
+                None => false,
+            };
+        }
+        Ok(self)
     }
 
     /// `n` generated samples for `model` (see [`generate_inputs`]), stacked.
@@ -49,6 +88,9 @@ impl CalibrationSet {
             return Err(refuse("0 asked for; give 1 or more".into()));
         }
         let first = generate_inputs(model, &HashMap::new(), 1)?;
+        // A scalar input has no batch axis to stack samples on: every
+        // input then gets a sample axis of its own.
+        let by_sample = first.iter().any(|a| a.shape.is_empty());
         let per_sample: u64 = first.iter().map(|a| a.data.len() as u64).sum();
         if per_sample.saturating_mul(n as u64) > RANDOM_SAMPLES_LIMIT {
             return Err(refuse(format!(
@@ -63,8 +105,8 @@ impl CalibrationSet {
             .map(|k| {
                 let first = &parts[0][k];
                 let mut shape = first.shape.clone();
-                if shape.is_empty() {
-                    shape.push(1);
+                if by_sample || shape.is_empty() {
+                    shape.insert(0, 1);
                 }
                 let per = shape[0];
                 shape[0] = per * parts.len();
@@ -79,7 +121,11 @@ impl CalibrationSet {
                 }
             })
             .collect();
-        CalibrationSet::from_arrays(inputs)
+        let set = CalibrationSet::from_arrays(inputs)?;
+        match by_sample {
+            true => set.fit_to(model),
+            false => Ok(set),
+        }
     }
 
     pub fn samples(&self) -> usize {
@@ -90,10 +136,15 @@ impl CalibrationSet {
     fn chunk(&self, start: usize, end: usize) -> Vec<Array> {
         self.inputs
             .iter()
-            .map(|a| {
+            .zip(&self.stacked)
+            .map(|(a, &stacked)| {
                 let per = a.data.len() / a.shape[0];
                 let mut shape = a.shape.clone();
                 shape[0] = end - start;
+                if stacked {
+                    debug_assert_eq!(end - start, 1, "stacked sets run sample by sample");
+                    shape.remove(0);
+                }
                 Array {
                     name: a.name.clone(),
                     dtype: a.dtype,
@@ -108,6 +159,9 @@ impl CalibrationSet {
     /// 64) as keep the requested values of one chunk within
     /// [`CHUNK_BYTES`], evened out over the visited samples.
     fn chunk_size(&self, probe: &Model) -> usize {
+        if self.stacked.contains(&true) {
+            return 1;
+        }
         let g = &probe.graph;
         let fixed = g.inputs.iter().find_map(|&v| match &g.value(v).ty {
             Some(Type::Tensor {
@@ -323,15 +377,9 @@ impl Calibrator for CalibrationSet {
     }
 
     fn sample_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        self.inputs
-            .iter()
-            .map(|a| {
-                let mut shape = a.shape.clone();
-                if let Some(first) = shape.first_mut() {
-                    *first = 1;
-                }
-                (a.name.clone(), shape)
-            })
+        self.chunk(0, 1)
+            .into_iter()
+            .map(|a| (a.name, a.shape))
             .collect()
     }
 

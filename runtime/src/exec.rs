@@ -32,7 +32,9 @@ fn lookups(model: &Model) -> Vec<Lookup> {
             if slot != 1 || node.op_type != "Gather" || !node.is_onnx() {
                 continue;
             }
-            let Some(table) = node.input(0).and_then(|t| sculpt_ir::ops::infer::constant(g, t))
+            let Some(table) = node
+                .input(0)
+                .and_then(|t| sculpt_ir::ops::infer::constant(g, t))
             else {
                 continue;
             };

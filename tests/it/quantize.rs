@@ -392,3 +392,77 @@ fn precisions_reach_into_if_branches() {
         }
     }
 }
+
+/// A model with a scalar input calibrates sample by sample: generated
+/// samples, and an npz whose flag has one value per sample; an array of
+/// any other rank is refused, naming the input.
+#[test]
+fn scalar_inputs_calibrate_sample_by_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("flagged.onnx");
+    sculpt_ok(&[
+        "opt",
+        path_str(&crate::repo().join("tests/models/flagged_mlp.sculpt")),
+        "-p",
+        "",
+        "-o",
+        path_str(&model),
+    ]);
+    let x: Vec<f32> = (0..16 * 3 * 4)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) / 8.0)
+        .collect();
+    let flags = |shape: Vec<usize>| sculpt_runtime::Array {
+        name: "flag".into(),
+        dtype: sculpt_ir::DataType::BOOL,
+        data: (0..shape.iter().product::<usize>())
+            .map(|i| (i % 2) as u8)
+            .collect(),
+        shape,
+    };
+    let good = dir.path().join("calib.npz");
+    let bad = dir.path().join("bad.npz");
+    for (path, flag) in [(&good, flags(vec![16])), (&bad, flags(vec![16, 2]))] {
+        sculpt_runtime::write_npz(
+            path,
+            &[
+                sculpt_runtime::Array::from_f32("x", vec![16, 3, 4], &x),
+                flag,
+            ],
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("q.onnx");
+    for data in [["--calib-random", "8"], ["--calib", path_str(&good)]] {
+        let r = sculpt_ok(&[
+            "opt",
+            path_str(&model),
+            "-p",
+            "quantize{policy=int8}",
+            data[0],
+            data[1],
+            "-o",
+            path_str(&out),
+        ]);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert!(stderr.contains("measured output error"), "{stderr}");
+        assert!(stderr.contains("bodies: 1 weights"), "{stderr}");
+    }
+    std::fs::remove_file(&out).unwrap();
+    let r = sculpt(&[
+        "opt",
+        path_str(&model),
+        "-p",
+        "quantize{policy=int8}",
+        "--calib",
+        path_str(&bad),
+        "-o",
+        path_str(&out),
+    ]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("input 'flag': calibration array of rank 2"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}

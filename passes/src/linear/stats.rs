@@ -234,7 +234,10 @@ impl Moments {
 
     /// These sums plus `other`'s (same shape).
     pub fn merged(&self, other: &Moments) -> Moments {
-        let add = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x + y).collect::<Vec<_>>();
+        let pairwise = |a: &[f64], b: &[f64], f: fn(f64, f64) -> f64| {
+            a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect::<Vec<_>>()
+        };
+        let add = |a: &[f64], b: &[f64]| pairwise(a, b, |x, y| x + y);
         let add_mat = |a: &Option<Mat<f64>>, b: &Option<Mat<f64>>| match (a, b) {
             (Some(a), Some(b)) => Some(a + b),
             _ => None,
@@ -243,18 +246,8 @@ impl Moments {
             rows: self.rows + other.rows,
             sum: add(&self.sum, &other.sum),
             sum_sq: add(&self.sum_sq, &other.sum_sq),
-            lo: self
-                .lo
-                .iter()
-                .zip(&other.lo)
-                .map(|(a, b)| a.min(*b))
-                .collect(),
-            hi: self
-                .hi
-                .iter()
-                .zip(&other.hi)
-                .map(|(a, b)| a.max(*b))
-                .collect(),
+            lo: pairwise(&self.lo, &other.lo, f64::min),
+            hi: pairwise(&self.hi, &other.hi, f64::max),
             gram: add_mat(&self.gram, &other.gram),
             reference_sum: match (&self.reference_sum, &other.reference_sum) {
                 (Some(a), Some(b)) => Some(add(a, b)),
