@@ -216,29 +216,19 @@ pub fn plan(
     // quantized neighbours (QLinearAdd reads and writes codes): one whose
     // output no quantized node reads would only round its inputs (a
     // residual Add before a LayerNormalization). Dropping one can strand
-    // the op before it, so this runs to a fixed point, last nodes first.
-    loop {
-        let stranded: Vec<NodeId> = order
-            .iter()
-            .rev()
-            .copied()
-            .filter(|&id| taken.contains(&id))
-            .filter(|&id| {
-                let node = graph.node(id);
-                let op = node.op_type.as_str();
-                !KEEPS_INTEGER_KERNEL.contains(&op)
-                    && !MOVES_DATA.contains(&op)
-                    && !node
-                        .outputs()
-                        .iter()
-                        .flatten()
-                        .any(|&y| read_quantized(&taken, y))
-            })
-            .collect();
-        if stranded.is_empty() {
-            break;
-        }
-        for id in stranded {
+    // the op before it: last nodes first, each after all its readers.
+    for &id in order.iter().rev() {
+        let node = graph.node(id);
+        let op = node.op_type.as_str();
+        let stranded = taken.contains(&id)
+            && !KEEPS_INTEGER_KERNEL.contains(&op)
+            && !MOVES_DATA.contains(&op)
+            && !node
+                .outputs()
+                .iter()
+                .flatten()
+                .any(|&y| read_quantized(&taken, y));
+        if stranded {
             taken.remove(&id);
         }
     }

@@ -174,7 +174,8 @@ fn groups(model: &Model, sites: &[LinearSite], with_mul: bool) -> Vec<Group> {
 }
 
 /// Smooths every foldable input of `sites` (and, `with_mul`, every other
-/// one) with strength `alpha`.
+/// one) at `strength`: with [`Strength::Auto`], only the inputs whose
+/// predicted error falls (by a fifth where a Mul is needed).
 pub fn smooth(
     model: &mut Model,
     sites: &[LinearSite],
