@@ -58,6 +58,14 @@ pub fn sculpt_ok(args: &[&str]) -> Output {
     out
 }
 
+/// `tests/models/NAME.sculpt` (the text form) written as ONNX in `dir`.
+pub fn text_model(name: &str, dir: &Path) -> PathBuf {
+    let model = dir.join(format!("{name}.onnx"));
+    let text = repo().join(format!("tests/models/{name}.sculpt"));
+    sculpt_ok(&["opt", path_str(&text), "-p", "", "-o", path_str(&model)]);
+    model
+}
+
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }

@@ -4,7 +4,7 @@
 //! And `criterion=zero` on a model whose groups were zeroed is lossless and
 //! removes them all.
 
-use crate::{corpus_models, ort_compare, path_str, python_has_onnxruntime, repo, sculpt};
+use crate::{corpus_models, ort_compare, path_str, python_has_onnxruntime, sculpt};
 
 fn opt(input: &std::path::Path, pipeline: &str, output: &std::path::Path) {
     let r = sculpt(&[
@@ -69,12 +69,7 @@ fn stats(path: &std::path::Path) -> (u64, u64) {
 /// `tests/models/`, as ONNX with inputs: (name, model, inputs).
 fn extra_models(dir: &std::path::Path) -> Vec<(String, std::path::PathBuf, std::path::PathBuf)> {
     let name = "vad_if_lstm";
-    let model = dir.join(format!("{name}.onnx"));
-    opt(
-        &repo().join(format!("tests/models/{name}.sculpt")),
-        "",
-        &model,
-    );
+    let model = crate::text_model(name, dir);
     // The LSTM branch taken: flag true.
     let x: Vec<f32> = (0..32)
         .map(|i| ((i * 37 % 17) as f32 - 8.0) / 4.0)

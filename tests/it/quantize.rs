@@ -317,15 +317,7 @@ fn search_meets_its_budget_and_its_policy_reapplies() {
 #[test]
 fn precisions_reach_into_if_branches() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("branch_mlp.onnx");
-    sculpt_ok(&[
-        "opt",
-        path_str(&crate::repo().join("tests/models/branch_mlp.sculpt")),
-        "-p",
-        "",
-        "-o",
-        path_str(&model),
-    ]);
+    let model = crate::text_model("branch_mlp", dir.path());
     // Rows spread over ±2: the sum the If tests falls on either side.
     let rows = |n: usize, seed: usize| -> Vec<f32> {
         (0..n * 16)
@@ -399,15 +391,7 @@ fn precisions_reach_into_if_branches() {
 #[test]
 fn scalar_inputs_calibrate_sample_by_sample() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("flagged.onnx");
-    sculpt_ok(&[
-        "opt",
-        path_str(&crate::repo().join("tests/models/flagged_mlp.sculpt")),
-        "-p",
-        "",
-        "-o",
-        path_str(&model),
-    ]);
+    let model = crate::text_model("flagged_mlp", dir.path());
     let x: Vec<f32> = (0..16 * 3 * 4)
         .map(|i| ((i * 37 % 23) as f32 - 11.0) / 8.0)
         .collect();
