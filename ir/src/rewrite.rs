@@ -461,16 +461,19 @@ pub fn move_constants_into_bodies(graph: &mut Graph) -> usize {
             }
         }
     }
+    let initializers: std::collections::HashMap<String, ValueId> = graph
+        .initializers()
+        .map(|(v, value)| (value.name.clone(), v))
+        .collect();
     let mut moved = 0;
     for (name, bodies) in readers {
         let [(holder, a, b)] = bodies[..] else {
             continue;
         };
-        let Some(v) = graph.value_by_name(&name) else {
+        let Some(&v) = initializers.get(&name) else {
             continue;
         };
-        let only_the_body = graph.value(v).init.is_some()
-            && graph.consumers(v).is_empty()
+        let only_the_body = graph.consumers(v).is_empty()
             && !graph.outputs.contains(&v)
             && !graph.inputs.contains(&v);
         if !only_the_body {

@@ -105,7 +105,7 @@ impl CalibrationSet {
             .map(|k| {
                 let first = &parts[0][k];
                 let mut shape = first.shape.clone();
-                if by_sample || shape.is_empty() {
+                if by_sample {
                     shape.insert(0, 1);
                 }
                 let per = shape[0];
@@ -121,11 +121,7 @@ impl CalibrationSet {
                 }
             })
             .collect();
-        let set = CalibrationSet::from_arrays(inputs)?;
-        match by_sample {
-            true => set.fit_to(model),
-            false => Ok(set),
-        }
+        CalibrationSet::from_arrays(inputs)?.fit_to(model)
     }
 
     pub fn samples(&self) -> usize {

@@ -38,10 +38,8 @@ fn lookups(model: &Model) -> Vec<Lookup> {
             else {
                 continue;
             };
-            let rank = table.dims.len() as i64;
-            let axis = node.int_attr("axis", 0);
-            let axis = if axis < 0 { axis + rank } else { axis };
-            if let Some(&rows) = usize::try_from(axis).ok().and_then(|a| table.dims.get(a)) {
+            let axis = sculpt_ir::normalize_axis(node.int_attr("axis", 0), table.dims.len());
+            if let Some(&rows) = axis.and_then(|a| table.dims.get(a)) {
                 found.push(Lookup {
                     input: g.value(input).name.clone(),
                     gather: node.display_name().to_string(),

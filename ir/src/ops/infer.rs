@@ -35,16 +35,31 @@ fn infer_graph_with_known(graph: &mut Graph) -> crate::Result<(usize, Known)> {
 /// subgraph body sees them.
 type Scope = std::collections::HashMap<String, Type>;
 
-fn infer_scoped(graph: &mut Graph, scope: &Scope) -> crate::Result<(usize, Known)> {
+/// Runs `f` on `graph` with the outer values it captures typed as `scope`
+/// has them; the types are taken off again after, since a body does not
+/// declare what it captures.
+fn with_captured_types<T>(graph: &mut Graph, scope: &Scope, f: impl FnOnce(&mut Graph) -> T) -> T {
     let untyped_outer: Vec<(ValueId, Type)> = graph
         .values()
         .filter(|(_, x)| x.outer && x.ty.is_none())
         .filter_map(|(v, x)| Some((v, scope.get(&x.name)?.clone())))
         .collect();
-    // Typed while inference runs; a body does not declare what it captures.
     for (v, t) in &untyped_outer {
         graph.value_mut(*v).ty = Some(t.clone());
     }
+    let result = f(graph);
+    for (v, _) in untyped_outer {
+        graph.value_mut(v).ty = None;
+    }
+    result
+}
+
+fn infer_scoped(graph: &mut Graph, scope: &Scope) -> crate::Result<(usize, Known)> {
+    with_captured_types(graph, scope, |graph| infer_typed(graph, scope))
+}
+
+/// [`infer_scoped`] once the captured values are typed.
+fn infer_typed(graph: &mut Graph, scope: &Scope) -> crate::Result<(usize, Known)> {
     let order = graph.topo_order()?;
     let mut changed = 0;
     let mut known = Known::default();
@@ -67,9 +82,6 @@ fn infer_scoped(graph: &mut Graph, scope: &Scope) -> crate::Result<(usize, Known
                 changed += 1;
             }
         }
-    }
-    for (v, _) in untyped_outer {
-        graph.value_mut(v).ty = None;
     }
     Ok((changed, known))
 }
@@ -108,20 +120,9 @@ fn each_body_in_scope<E>(
     for id in holders {
         for attribute in &mut graph.node_mut(id).attributes {
             for body in attribute.value.graphs_mut() {
-                let typed: Vec<ValueId> = body
-                    .values()
-                    .filter(|(_, x)| x.outer && x.ty.is_none())
-                    .filter_map(|(v, x)| Some(v).filter(|_| inner.contains_key(&x.name)))
-                    .collect();
-                for &v in &typed {
-                    let ty = inner[&body.value(v).name].clone();
-                    body.value_mut(v).ty = Some(ty);
-                }
-                let done = f(body).and_then(|()| each_body_in_scope(body, &inner, f));
-                for v in typed {
-                    body.value_mut(v).ty = None;
-                }
-                done?;
+                with_captured_types(body, &inner, |body| {
+                    f(body).and_then(|()| each_body_in_scope(body, &inner, f))
+                })?;
             }
         }
     }

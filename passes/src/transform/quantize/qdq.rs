@@ -185,14 +185,17 @@ pub fn plan(
         if !node.is_onnx() || !ops.contains(node.op_type.as_str()) || !chosen(id) {
             return false;
         }
-        let slots = data_slots(&node.op_type, node.inputs().len());
-        let floats = slots.iter().filter_map(|&s| node.input(s)).all(|v| {
-            // A matrix product or convolution whose input stays f32
-            // still has its weight quantized.
-            let integer_kernel = KEEPS_INTEGER_KERNEL.contains(&node.op_type.as_str());
-            is_f32(graph, v) && !masks.contains(&v) && (integer_kernel || !kept.contains(&v))
-        });
-        let float_output = FLOAT_OUTPUT.contains(&node.op_type.as_str());
+        let op = node.op_type.as_str();
+        // A matrix product or convolution whose input stays f32 still has
+        // its weight quantized.
+        let integer_kernel = KEEPS_INTEGER_KERNEL.contains(&op);
+        let float_output = FLOAT_OUTPUT.contains(&op);
+        let floats = data_slots(op, node.inputs().len())
+            .iter()
+            .filter_map(|&s| node.input(s))
+            .all(|v| {
+                is_f32(graph, v) && !masks.contains(&v) && (integer_kernel || !kept.contains(&v))
+            });
         floats
             && node
                 .outputs()
