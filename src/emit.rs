@@ -46,13 +46,13 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
         Some(p) if !p.trim().is_empty() => format!("{p},cleanup"),
         _ => "cleanup".to_string(),
     };
-    PassManager::new(Pipeline::parse(&passes)?).run(&mut model, |_| {})?;
+    PassManager::new(Pipeline::parse(&passes)?)?.run(&mut model, |_| {})?;
     let mut emitted = emit_mlir(&model, &options)?;
     if let Some(passes) = mlir_passes {
         emitted.text = sculpt_codegen::run_passes(&MlirContext::new(), &emitted.text, passes)
             .with_context(|| format!("running --mlir-passes '{passes}'"))?;
     }
-    crate::cli::write_atomic(output, emitted.text.as_bytes())?;
+    crate::files::write_atomic(output, emitted.text.as_bytes())?;
     let list = |sigs: &[sculpt_codegen::TensorSig]| {
         sigs.iter()
             .map(ToString::to_string)
@@ -70,7 +70,7 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
         let kernels = sculpt_codegen::lower_to_ptx(&MlirContext::new(), &emitted.text, &chip)?;
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         for k in &kernels {
-            crate::cli::write_atomic(&dir.join(format!("{}.ptx", k.name)), k.ptx.as_bytes())?;
+            crate::files::write_atomic(&dir.join(format!("{}.ptx", k.name)), k.ptx.as_bytes())?;
         }
         eprintln!(
             "wrote {} kernels for {chip} to {}",
@@ -82,7 +82,7 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
         return Ok(());
     }
     let dims: HashMap<String, usize> = HashMap::new();
-    let arrays = crate::cli::inputs_for(&model, inputs, &dims)?;
+    let arrays = crate::files::inputs_for(&model, inputs, &dims)?;
     let mut args = Vec::new();
     for (a, sig) in arrays.iter().zip(&emitted.inputs) {
         let dims: Vec<i64> = a.shape.iter().map(|&x| x as i64).collect();
@@ -102,7 +102,7 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
             bytes: a.data.clone(),
         });
     }
-    let expected = crate::cli::run_model(&model, &arrays).context("running on tract")?;
+    let expected = crate::files::run_model(&model, &arrays).context("running on tract")?;
     let context = MlirContext::new();
     let cpu = CpuModule::compile(&context, &emitted.text, emitted.outputs.clone())?;
     let got: Vec<sculpt_runtime::Array> = expected

@@ -2,9 +2,12 @@
 //! ONNX models. Errors are one line with context, exit code 1; output files
 //! are written atomically.
 
+mod arg_values;
 mod cli;
 mod emit;
+mod files;
 mod inspect;
+mod opt;
 
 use clap::Parser;
 

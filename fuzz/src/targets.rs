@@ -49,9 +49,10 @@ fn model_through_cleanup(mut model: sculpt_ir::Model) -> Result<(), String> {
     if !sculpt_ir::verify::verify_model(&model).is_empty() {
         return Err("does not verify".into());
     }
-    let manager = PassManager::new(
+    let mut manager = PassManager::new(
         Pipeline::parse("cleanup{fold_limit=1M fold_growth=16M}").map_err(|e| e.to_string())?,
-    );
+    )
+    .map_err(|e| e.to_string())?;
     manager.run(&mut model, |_| {}).map_err(|e| e.to_string())?;
     let bytes = sculpt_ir::onnx::to_bytes(&model);
     let again = sculpt_ir::onnx::from_bytes(Bytes::from(bytes), None).map_err(|e| e.to_string())?;
@@ -94,7 +95,7 @@ fn pipeline(data: &[u8]) -> Result<(), String> {
     let text = std::str::from_utf8(data).map_err(|e| e.to_string())?;
     let pipeline = Pipeline::parse(text).map_err(|e| e.to_string())?;
     let mut model = sculpt_ir::text::parse(PIPELINE_MODEL).map_err(|e| e.to_string())?;
-    let manager = PassManager::new(pipeline);
+    let mut manager = PassManager::new(pipeline).map_err(|e| e.to_string())?;
     manager.run(&mut model, |_| {}).map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -16,6 +16,7 @@
 //! model. Op semantics (shape inference, cost) live in [`ops`].
 
 mod attr;
+pub mod calibrator;
 pub mod codec;
 mod dtype;
 mod error;

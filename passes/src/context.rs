@@ -4,84 +4,11 @@
 //! run models themselves).
 
 use crate::analysis::Analysis;
+use crate::calib::stats::{collect_keeping, KeptValues, DEFAULT_STATS_MEMORY};
+use crate::calib::{Calibrator, SiteStats, StatsOptions, StatsRequest};
 use sculpt_ir::Model;
 use std::any::Any;
 use std::collections::HashMap;
-
-/// One requested value for one chunk of calibration samples: its shape
-/// (the chunk's samples on axis 0) and its data as f32.
-#[derive(Clone, Debug, Default)]
-pub struct ValueChunk {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
-
-/// Receives one chunk of one value: (index in the requested values, shape,
-/// data).
-pub type Visit<'a> = dyn FnMut(usize, &[usize], &[f32]) + 'a;
-
-/// Receives every requested value for one chunk of samples, in request order.
-pub type VisitChunk<'a> = dyn FnMut(&[ValueChunk]) + 'a;
-
-/// Runs models on calibration samples for passes that need activations.
-pub trait Calibrator {
-    /// Runs `model` on the calibration samples, a chunk of samples at a
-    /// time (samples in order), and hands `visit` the values named in
-    /// `values` for each chunk. Only one chunk is held at a time.
-    fn visit_chunks(
-        &mut self,
-        model: &Model,
-        values: &[String],
-        visit: &mut VisitChunk<'_>,
-    ) -> Result<(), String>;
-
-    /// How many calibration samples are visited (all, or the selection).
-    fn samples(&self) -> usize;
-
-    /// Visit only the samples in `range` from now on (`None`: all).
-    fn select_samples(&mut self, range: Option<std::ops::Range<usize>>);
-
-    /// The shape of one sample of each model input, by input name (the
-    /// sample axis first, 1): what symbolic dims are for these data.
-    fn sample_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        Vec::new()
-    }
-
-    /// Like [`Calibrator::visit_chunks`], one value at a time:
-    /// `visit(index in values, shape, data)`.
-    fn visit(
-        &mut self,
-        model: &Model,
-        values: &[String],
-        visit: &mut Visit<'_>,
-    ) -> Result<(), String> {
-        self.visit_chunks(model, values, &mut |chunk| {
-            for (i, c) in chunk.iter().enumerate() {
-                visit(i, &c.shape, &c.data);
-            }
-        })
-    }
-
-    /// Each value in `values` for all samples, flattened (samples in order).
-    fn values(&mut self, model: &Model, values: &[String]) -> Result<Vec<Vec<f32>>, String> {
-        let mut all = vec![Vec::new(); values.len()];
-        self.visit(model, values, &mut |i, _, data| {
-            all[i].extend_from_slice(data)
-        })?;
-        Ok(all)
-    }
-
-    /// The same for the model's outputs.
-    fn outputs(&mut self, model: &Model) -> Result<Vec<Vec<f32>>, String> {
-        let names: Vec<String> = model
-            .graph
-            .outputs
-            .iter()
-            .map(|&v| model.graph.value(v).name.clone())
-            .collect();
-        self.values(model, &names)
-    }
-}
 
 /// Reports the progress of long work: `(what, done, total)`. Called from
 /// any thread.
@@ -99,10 +26,22 @@ pub struct PassContext<'a> {
     pub row_mask: Option<String>,
     /// Where long work reports its progress.
     pub progress: Option<Progress>,
+    /// What a judged pass hands the manager's measurement of its error
+    /// ([`Pass::judged`](crate::Pass::judged)); taken after each pass.
+    pub judging: JudgingHints,
 }
 
-/// The default cap on activation statistics (`--stats-memory`).
-pub const DEFAULT_STATS_MEMORY: u64 = 4 << 30;
+/// What a judged pass may tell the pass manager for measuring its output
+/// error (both optional: without them the manager runs the reference).
+#[derive(Default)]
+pub struct JudgingHints {
+    /// The reference model's outputs on the judging samples, kept from a
+    /// statistics run of the pass on the model before it changed it.
+    pub reference_outputs: Option<KeptValues>,
+    /// A model to measure in place of the result, and a line saying why
+    /// (the embedded runtime lacks an op the result uses).
+    pub stand_in: Option<(Model, String)>,
+}
 
 impl<'a> PassContext<'a> {
     pub fn new(calibrator: Option<&'a mut dyn Calibrator>) -> PassContext<'a> {
@@ -112,6 +51,7 @@ impl<'a> PassContext<'a> {
             stats_memory: DEFAULT_STATS_MEMORY,
             row_mask: None,
             progress: None,
+            judging: JudgingHints::default(),
         }
     }
 
@@ -124,7 +64,7 @@ impl<'a> PassContext<'a> {
 
     /// Options for activation statistics of `model`: the memory cap, and
     /// the row mask (given, or the model's `attention_mask` input).
-    pub fn stats_options(&self, model: &Model) -> crate::linear::StatsOptions {
+    pub fn stats_options(&self, model: &Model) -> StatsOptions {
         let g = &model.graph;
         let row_mask = match self.row_mask.as_deref() {
             Some("none") => None,
@@ -136,7 +76,7 @@ impl<'a> PassContext<'a> {
                 .find(|n| n.as_str() == "attention_mask")
                 .cloned(),
         };
-        crate::linear::StatsOptions {
+        StatsOptions {
             memory: self.stats_memory,
             row_mask,
             ..Default::default()
@@ -172,5 +112,33 @@ impl<'a> PassContext<'a> {
                 "{pass} {what} on calibration data: give --calib DATA.npz or --calib-random N"
             ))
         })
+    }
+
+    /// The statistics of `requests` on every calibration sample, keeping
+    /// the model's outputs on the judging samples from the same run for
+    /// the manager's measurement of the pass's error; `pass` names who
+    /// asks, in errors.
+    pub fn site_stats_judged(
+        &mut self,
+        model: &Model,
+        requests: &[StatsRequest],
+        pass: &'static str,
+    ) -> Result<Vec<std::sync::Arc<SiteStats>>, sculpt_ir::IrError> {
+        let options = self.stats_options(model);
+        let calibrator = self.calibrator(pass, "measures activations")?;
+        let split = calibrator.split();
+        let outputs = crate::calib::judge::output_names(model);
+        let (stats, kept) = collect_keeping(
+            model,
+            requests,
+            calibrator,
+            &options,
+            split.all(),
+            &outputs,
+            split.judging(),
+        )
+        .map_err(|e| sculpt_ir::IrError::Invalid(format!("{pass}: calibration run failed: {e}")))?;
+        self.judging.reference_outputs = kept;
+        Ok(stats)
     }
 }

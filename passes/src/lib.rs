@@ -8,17 +8,18 @@
 
 pub mod allocate;
 pub mod analysis;
+pub mod calib;
 pub mod context;
 pub mod linear;
 pub mod manager;
-pub mod outputs;
+pub mod options;
 pub mod pipeline;
-pub mod ranges;
 pub mod registry;
 pub mod transform;
 pub mod util;
 
-pub use context::{Calibrator, PassContext, ValueChunk};
+pub use calib::{Calibrator, SampleSplit, ValueChunk};
+pub use context::PassContext;
 pub use manager::{GuardVerdict, ModelStats, NumericGuard, PassManager, PassRecord, RunReport};
 pub use pipeline::{Pipeline, PipelineStep};
 
@@ -124,6 +125,19 @@ impl PassOutcome {
     }
 }
 
+/// A pass a pipeline can name: its token, what it does, and its options
+/// (declared with [`pass_options!`] beside it). [`registry::PASSES`] lists
+/// every one.
+pub trait NamedPass: Pass + Sized + 'static {
+    /// The pipeline token, e.g. `prune`.
+    const NAME: &'static str;
+    /// One line for `sculpt passes`.
+    const SUMMARY: &'static str;
+    type Options: options::PassOptions;
+    /// The pass with these options, or which option is wrong and why.
+    fn new(options: Self::Options) -> Result<Self>;
+}
+
 /// A transform or analysis over a model.
 pub trait Pass {
     /// The pipeline token, e.g. `cleanup`.
@@ -148,6 +162,14 @@ pub trait Pass {
     /// to floating-point reassociation): with checking on, the pass
     /// manager compares outputs after it and rolls it back if they moved.
     fn lossless(&self) -> bool {
+        false
+    }
+    /// True for a lossy rewrite whose output error the pass manager
+    /// measures: with calibration data, the manager keeps the model as it
+    /// was before the pass as the reference, and after a pass that changed
+    /// the model puts the mean relative output error on held-out samples
+    /// in its report ([`calib::judge`]).
+    fn judged(&self) -> bool {
         false
     }
 }

@@ -4,9 +4,11 @@
 //! verifier after every pass, naming the pass that broke the IR.
 
 use crate::analysis::cost::Cost;
-use crate::context::{Calibrator, PassContext};
-use crate::pipeline::{Pipeline, PipelineStep};
-use crate::{registry, Pass, PassError, PassOutcome, Result};
+use crate::calib::{judge, Calibrator};
+use crate::context::{JudgingHints, PassContext};
+use crate::pipeline::Pipeline;
+use crate::transform::cleanup::Cleanup;
+use crate::{registry, NamedPass, Pass, PassError, PassOutcome, Result};
 use sculpt_ir::Model;
 use serde::Serialize;
 use std::time::Instant;
@@ -79,7 +81,9 @@ pub struct RunReport {
 }
 
 pub struct PassManager {
-    pub pipeline: Pipeline,
+    pipeline: Pipeline,
+    /// One pass per pipeline step, built once from its options.
+    passes: Vec<Box<dyn Pass>>,
     pub verify_each: bool,
     /// Run `cleanup` before the first pass that analyses the graph and
     /// after the last transform, where the pipeline does not already.
@@ -100,73 +104,93 @@ pub struct PassManager {
 /// The label of the `cleanup` steps the manager inserts.
 pub const INSERTED: &str = "auto";
 
+/// One step of a run: a pipeline step, or a `cleanup#auto` the manager
+/// inserts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Scheduled {
+    Given(usize),
+    Inserted,
+}
+
 impl PassManager {
-    pub fn new(pipeline: Pipeline) -> PassManager {
-        PassManager {
+    /// The manager for `pipeline`, each step's pass built once: an unknown
+    /// pass or option, or an option's bad value, is refused here.
+    pub fn new(pipeline: Pipeline) -> Result<PassManager> {
+        let passes = pipeline
+            .steps
+            .iter()
+            .map(registry::build)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PassManager {
             pipeline,
+            passes,
             verify_each: cfg!(debug_assertions),
             canonicalize: true,
-            stats_memory: crate::context::DEFAULT_STATS_MEMORY,
+            stats_memory: crate::calib::stats::DEFAULT_STATS_MEMORY,
             row_mask: None,
             progress: None,
             guard: None,
-        }
+        })
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
     }
 
     /// The steps that run: the pipeline, with `cleanup#auto` before the
     /// first pass that needs canonical form (unless a cleanup comes right
     /// before it) and after the last transform (unless the pipeline ends
     /// with a cleanup), when `canonicalize` is on.
-    pub fn steps(&self) -> Result<Vec<(PipelineStep, Box<dyn Pass>)>> {
-        let mut steps: Vec<(PipelineStep, Box<dyn Pass>)> = self
-            .pipeline
-            .steps
-            .iter()
-            .map(|s| Ok((s.clone(), registry::build(s)?)))
-            .collect::<Result<Vec<_>>>()?;
+    fn schedule(&self) -> Vec<Scheduled> {
+        let mut steps: Vec<Scheduled> = (0..self.passes.len()).map(Scheduled::Given).collect();
+        let Some(first) = self.passes.iter().position(|p| p.needs_canonical()) else {
+            return steps;
+        };
         if !self.canonicalize {
-            return Ok(steps);
+            return steps;
         }
-        let is_cleanup = |s: &PipelineStep| s.name == "cleanup";
-        let Some(first) = steps.iter().position(|(_, p)| p.needs_canonical()) else {
-            return Ok(steps);
-        };
-        let inserted = || -> Result<(PipelineStep, Box<dyn Pass>)> {
-            let step = PipelineStep {
-                name: "cleanup".into(),
-                label: Some(INSERTED.into()),
-                options: crate::pipeline::Options::new("cleanup", Default::default()),
-            };
-            let pass = registry::build(&step)?;
-            Ok((step, pass))
-        };
-        if !steps.last().is_some_and(|(s, _)| is_cleanup(s)) {
-            steps.push(inserted()?);
+        let is_cleanup = |i: usize| self.pipeline.steps[i].name == Cleanup::NAME;
+        if !is_cleanup(self.passes.len() - 1) {
+            steps.push(Scheduled::Inserted);
         }
-        if first == 0 || !is_cleanup(&steps[first - 1].0) {
-            steps.insert(first, inserted()?);
+        if first == 0 || !is_cleanup(first - 1) {
+            steps.insert(first, Scheduled::Inserted);
         }
-        Ok(steps)
+        steps
+    }
+
+    /// The names of the steps that run, as reports show them
+    /// (`cleanup#auto` for the inserted ones).
+    pub fn step_names(&self) -> Vec<String> {
+        self.schedule()
+            .into_iter()
+            .map(|s| match s {
+                Scheduled::Given(i) => self.pipeline.steps[i].display_name(),
+                Scheduled::Inserted => format!("{}#{INSERTED}", Cleanup::NAME),
+            })
+            .collect()
+    }
+
+    /// True when every step keeps the outputs (inserted cleanups do).
+    pub fn lossless(&self) -> bool {
+        self.passes.iter().all(|p| p.lossless())
     }
 
     /// Runs every step in order; stops at the first failure.
-    pub fn run(&self, model: &mut Model, on_pass: impl FnMut(&str)) -> Result<RunReport> {
+    pub fn run(&mut self, model: &mut Model, on_pass: impl FnMut(&str)) -> Result<RunReport> {
         self.run_with(model, None, on_pass)
     }
 
     /// Like [`PassManager::run`], with calibration data for passes that
     /// measure activations.
     pub fn run_with(
-        &self,
+        &mut self,
         model: &mut Model,
         calibrator: Option<&mut dyn Calibrator>,
         mut on_pass: impl FnMut(&str),
     ) -> Result<RunReport> {
-        let passes: Vec<(String, Box<dyn Pass>)> = self
-            .steps()?
-            .into_iter()
-            .map(|(s, p)| (s.display_name(), p))
-            .collect();
+        let names = self.step_names();
+        let mut inserted = Cleanup::new(Default::default())?;
         let start = Instant::now();
         let mut cx = PassContext::new(calibrator);
         cx.stats_memory = self.stats_memory;
@@ -175,10 +199,16 @@ impl PassManager {
         let initial = ModelStats::of(model, &mut cx);
         let mut before = initial.clone();
         let mut records = Vec::new();
-        for (name, mut pass) in passes {
+        for (step, name) in self.schedule().into_iter().zip(names) {
+            let pass: &mut dyn Pass = match step {
+                Scheduled::Given(i) => self.passes[i].as_mut(),
+                Scheduled::Inserted => &mut inserted,
+            };
             on_pass(&name);
             let guard = self.guard.as_ref().filter(|_| pass.lossless());
             let saved = guard.map(|_| model.clone());
+            let judged_reference =
+                (pass.judged() && cx.calibrator.is_some()).then(|| model.clone());
             let t = Instant::now();
             let mut outcome: PassOutcome =
                 pass.run(model, &mut cx)
@@ -186,6 +216,14 @@ impl PassManager {
                         pass: name.clone(),
                         source,
                     })?;
+            if outcome.changed && !pass.lossless() {
+                // What the rewrite left unread (replaced weights, bypassed nodes).
+                sculpt_ir::rewrite::remove_dead_code(&mut model.graph);
+            }
+            let hints = std::mem::take(&mut cx.judging);
+            if let Some(reference) = judged_reference.filter(|_| outcome.changed) {
+                judge(&mut outcome, &mut cx, &reference, model, hints);
+            }
             let millis = t.elapsed().as_secs_f64() * 1e3;
             let check = match (guard, saved) {
                 (Some(guard), Some(saved)) if outcome.changed => Some(match guard(&saved, model) {
@@ -240,6 +278,43 @@ impl PassManager {
     }
 }
 
+/// Measures a judged pass's result against the model before it on the
+/// held-out calibration samples, and puts the figure in its outcome
+/// (`output_rel_error` and a line of details). The rewrite stands when
+/// only its measurement fails (the embedded runtime lacks a kernel another
+/// runtime has): said, not fatal.
+fn judge(
+    outcome: &mut PassOutcome,
+    cx: &mut PassContext<'_>,
+    reference: &Model,
+    changed: &Model,
+    hints: JudgingHints,
+) {
+    let mask = cx.stats_options(changed).row_mask;
+    let Some(calibrator) = cx.calibrator.as_deref_mut() else {
+        return;
+    };
+    let (measured_model, stand_in_note) = match &hints.stand_in {
+        Some((model, why)) => (model, Some(why)),
+        None => (changed, None),
+    };
+    let kept = hints.reference_outputs;
+    match judge::judged_error(calibrator, reference, measured_model, mask, kept) {
+        Ok(measured) => {
+            outcome.stat("output_rel_error", measured);
+            outcome.details.push(format!(
+                "measured output error on held-out calibration samples: mean relative squared {measured:.3e}"
+            ));
+            outcome
+                .details
+                .extend(stand_in_note.map(|why| format!("  ({why})")));
+        }
+        Err(e) => outcome
+            .details
+            .push(format!("output error not measured: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,7 +329,8 @@ graph "g" (%x: f32[2]) -> (%y) {
 
     fn run(verdict: std::result::Result<String, String>) -> (Model, RunReport) {
         let mut model = sculpt_ir::text::parse(MODEL).unwrap();
-        let mut manager = PassManager::new(Pipeline::parse("cleanup,prune{ratio=0.0}").unwrap());
+        let mut manager =
+            PassManager::new(Pipeline::parse("cleanup,prune{ratio=0.0}").unwrap()).unwrap();
         manager.canonicalize = false;
         manager.guard = Some(std::sync::Arc::new(move |_: &Model, _: &Model| {
             Ok(verdict.clone())

@@ -10,20 +10,16 @@
 //!
 //! A pipeline prints back to the text it was parsed from.
 
-use crate::registry::OptionInfo;
 use crate::{PassError, Result};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Options of one pipeline step, as text, checked by the pass that reads
-/// them. A pass reads every option through its registry entry
-/// ([`crate::registry::OptionInfo`]): an option not given takes the default
-/// written there, so defaults are written once.
+/// Options of one pipeline step, as text: the pass's declaration
+/// ([`crate::options::PassOptions`]) reads them into its typed options.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Options {
     pub pass: String,
     values: BTreeMap<String, String>,
-    spec: &'static [OptionInfo],
 }
 
 impl Options {
@@ -31,146 +27,40 @@ impl Options {
         Options {
             pass: pass.into(),
             values,
-            spec: &[],
         }
     }
 
-    /// The same options, reading defaults from `spec`.
-    pub fn with_spec(mut self, spec: &'static [OptionInfo]) -> Options {
-        self.spec = spec;
-        self
-    }
-
-    fn err(&self, option: &str, reason: String) -> PassError {
-        PassError::Option {
-            pass: self.pass.clone(),
-            option: option.into(),
-            reason,
-        }
-    }
-
-    fn info(&self, key: &str) -> Option<&'static OptionInfo> {
-        self.spec.iter().find(|o| o.name == key)
-    }
-
-    /// True when the pipeline gives `key` (not just its default).
-    pub fn given(&self, key: &str) -> bool {
-        self.values.contains_key(key)
-    }
-
-    /// The value given for `key`, or its default; `None` where the default
-    /// is "none".
+    /// The text given for `key`, if any.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.values
-            .get(key)
-            .map(String::as_str)
-            .or_else(|| self.info(key).map(|o| o.default).filter(|d| *d != "none"))
-    }
-
-    fn required(&self, key: &str) -> Result<&str> {
-        self.get(key)
-            .ok_or_else(|| self.err(key, "has no value and no default".into()))
-    }
-
-    pub fn bool(&self, key: &str) -> Result<bool> {
-        match self.required(key)? {
-            "true" | "1" | "yes" => Ok(true),
-            "false" | "0" | "no" => Ok(false),
-            v => Err(self.err(key, format!("'{v}' is not true or false"))),
-        }
-    }
-
-    /// A finite number.
-    pub fn f64(&self, key: &str) -> Result<f64> {
-        self.parse_f64(key, self.required(key)?)
-    }
-
-    /// A finite number, or `None` when neither given nor defaulted.
-    pub fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
-        self.get(key).map(|v| self.parse_f64(key, v)).transpose()
-    }
-
-    fn parse_f64(&self, key: &str, v: &str) -> Result<f64> {
-        match v.parse::<f64>() {
-            Ok(x) if x.is_finite() => Ok(x),
-            Ok(_) => Err(self.err(key, format!("'{v}' is not a finite number"))),
-            Err(_) => Err(self.err(key, format!("'{v}' is not a number"))),
-        }
-    }
-
-    /// A byte count: a number with an optional K, M or G suffix (powers of 1024).
-    pub fn bytes(&self, key: &str) -> Result<u64> {
-        let v = self.required(key)?;
-        parse_bytes(v)
-            .ok_or_else(|| self.err(key, format!("'{v}' is not a byte count (like 512K or 64M)")))
-    }
-
-    pub fn usize(&self, key: &str) -> Result<usize> {
-        let v = self.required(key)?;
-        self.parse_usize(key, v)
-    }
-
-    /// A whole number, or `None` when neither given nor defaulted.
-    pub fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
-        self.get(key).map(|v| self.parse_usize(key, v)).transpose()
-    }
-
-    fn parse_usize(&self, key: &str, v: &str) -> Result<usize> {
-        v.parse()
-            .map_err(|_| self.err(key, format!("'{v}' is not a whole number")))
-    }
-
-    /// One of the alternatives the option's kind lists (`a|b|c`).
-    pub fn choice(&self, key: &str) -> Result<&str> {
-        let v = self.required(key)?;
-        let kind = self.info(key).map_or("", |o| o.kind);
-        let alternatives: Vec<&str> = kind.split('|').collect();
-        if alternatives.contains(&v) {
-            Ok(v)
-        } else {
-            Err(self.err(
-                key,
-                format!("'{v}' is not one of {}", alternatives.join(", ")),
-            ))
-        }
-    }
-
-    /// `|`-separated patterns (`*` wildcards); empty when not given.
-    pub fn patterns(&self, key: &str) -> Vec<String> {
-        self.get(key)
-            .map(|p| {
-                p.split('|')
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.values.get(key).map(String::as_str)
     }
 
     /// A failed check of option `key`, for the pass to return.
     pub fn invalid(&self, key: &str, reason: impl Into<String>) -> PassError {
-        self.err(key, reason.into())
+        PassError::Option {
+            pass: self.pass.clone(),
+            option: key.into(),
+            reason: reason.into(),
+        }
     }
 
-    /// Fails on any option the pass did not read.
+    /// Fails on any option the pass does not declare.
     pub fn reject_unknown(&self, known: &[&str]) -> Result<()> {
-        for k in self.values.keys() {
-            if !known.contains(&k.as_str()) {
-                return Err(self.err(
-                    k,
-                    format!(
-                        "unknown option; '{}' takes: {}",
-                        self.pass,
-                        if known.is_empty() {
-                            "none".into()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                ));
-            }
+        match self.values.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(self.invalid(
+                k,
+                format!(
+                    "unknown option; '{}' takes: {}",
+                    self.pass,
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
@@ -372,15 +262,4 @@ impl fmt::Display for Pipeline {
         }
         Ok(())
     }
-}
-
-/// A byte count: a number with an optional K, M or G suffix (powers of 1024).
-pub fn parse_bytes(v: &str) -> Option<u64> {
-    let (digits, shift) = match v.chars().last() {
-        Some('K' | 'k') => (&v[..v.len() - 1], 10),
-        Some('M' | 'm') => (&v[..v.len() - 1], 20),
-        Some('G' | 'g') => (&v[..v.len() - 1], 30),
-        _ => (v, 0),
-    };
-    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }

@@ -9,8 +9,8 @@
 //! such a set runs sample by sample, each fed without that axis.
 
 use crate::{generate_inputs, Array, Result, RuntimeError, Session};
+use sculpt_ir::calibrator::{Calibrator, ValueChunk, VisitChunk};
 use sculpt_ir::{Dim, Model, Type};
-use sculpt_passes::context::{Calibrator, ValueChunk, VisitChunk};
 use std::collections::HashMap;
 
 pub struct CalibrationSet {
@@ -18,8 +18,6 @@ pub struct CalibrationSet {
     inputs: Vec<Array>,
     samples: usize,
     progress: Option<indicatif::MultiProgress>,
-    /// Visit only these samples.
-    range: Option<std::ops::Range<usize>>,
     /// The arrays whose axis 0 the model does not have ([`Self::fit_to`]).
     stacked: Vec<bool>,
 }
@@ -43,7 +41,6 @@ impl CalibrationSet {
             inputs,
             samples,
             progress: None,
-            range: None,
         })
     }
 
@@ -153,8 +150,8 @@ impl CalibrationSet {
 
     /// Samples per run: the model's fixed batch size, or as many (up to
     /// 64) as keep the requested values of one chunk within
-    /// [`CHUNK_BYTES`], evened out over the visited samples.
-    fn chunk_size(&self, probe: &Model) -> usize {
+    /// [`CHUNK_BYTES`], evened out over the `visited` samples.
+    fn chunk_size(&self, probe: &Model, visited: usize) -> usize {
         if self.stacked.contains(&true) {
             return 1;
         }
@@ -175,7 +172,7 @@ impl CalibrationSet {
         let most = ((CHUNK_BYTES / per_sample) as usize).clamp(1, 64);
         // Chunks of equal size where they can be: a last, smaller chunk
         // would build the session again.
-        let samples = self.visited().len().max(1);
+        let samples = visited.max(1);
         // At least two, for two workers; not by the thread count, so
         // that sums over chunks add up alike on every machine.
         let chunks = samples.div_ceil(most).max(2);
@@ -210,7 +207,14 @@ impl CalibrationSet {
         self
     }
 
-    fn run(&self, model: &Model, names: &[String], visit: &mut VisitChunk<'_>) -> Result<()> {
+    /// Runs `model` on `samples` (within the set), chunk by chunk.
+    fn run(
+        &self,
+        model: &Model,
+        names: &[String],
+        samples: std::ops::Range<usize>,
+        visit: &mut VisitChunk<'_>,
+    ) -> Result<()> {
         let mut probe = model.clone();
         let g = &mut probe.graph;
         let outputs = names
@@ -228,8 +232,8 @@ impl CalibrationSet {
             }
         }
         g.outputs = outputs;
-        let chunk = self.chunk_size(&probe).max(1);
-        let range = self.visited();
+        let chunk = self.chunk_size(&probe, samples.len()).max(1);
+        let range = samples;
         let bar = match &self.progress {
             Some(bars) => bars.add(indicatif::ProgressBar::new(range.len() as u64)),
             None => indicatif::ProgressBar::hidden(),
@@ -338,14 +342,6 @@ impl CalibrationSet {
             })
             .collect())
     }
-
-    /// The samples visited: the selected range, within the set.
-    fn visited(&self) -> std::ops::Range<usize> {
-        match &self.range {
-            Some(r) => r.start.min(self.samples)..r.end.min(self.samples),
-            None => 0..self.samples,
-        }
-    }
 }
 
 /// Threads that run calibration chunks: two where rayon has two or more
@@ -363,13 +359,16 @@ impl Calibrator for CalibrationSet {
         &mut self,
         model: &Model,
         values: &[String],
+        samples: std::ops::Range<usize>,
         visit: &mut VisitChunk<'_>,
     ) -> std::result::Result<(), String> {
-        self.run(model, values, visit).map_err(|e| e.to_string())
+        let samples = samples.start.min(self.samples)..samples.end.min(self.samples);
+        self.run(model, values, samples, visit)
+            .map_err(|e| e.to_string())
     }
 
     fn samples(&self) -> usize {
-        self.visited().len()
+        self.samples
     }
 
     fn sample_shapes(&self) -> Vec<(String, Vec<usize>)> {
@@ -377,9 +376,5 @@ impl Calibrator for CalibrationSet {
             .into_iter()
             .map(|a| (a.name, a.shape))
             .collect()
-    }
-
-    fn select_samples(&mut self, range: Option<std::ops::Range<usize>>) {
-        self.range = range;
     }
 }

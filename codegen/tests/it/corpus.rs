@@ -14,6 +14,7 @@ fn corpus_model(name: &str) -> sculpt_ir::Model {
     }
     let mut m = sculpt_codegen::bind_shapes(&m, &options).unwrap();
     PassManager::new(Pipeline::parse("cleanup").unwrap())
+        .unwrap()
         .run(&mut m, |_| {})
         .unwrap();
     m

@@ -113,6 +113,7 @@ fn run_case(case: &std::path::Path, dialect: Dialect) -> Outcome {
     };
     let cleanup = sculpt_passes::Pipeline::parse("cleanup").unwrap();
     if sculpt_passes::PassManager::new(cleanup)
+        .unwrap()
         .run(&mut model, |_| {})
         .is_err()
     {

@@ -21,36 +21,75 @@ use crate::analysis::cost::Cost;
 use crate::analysis::residual_blocks::{residual_blocks_at, ResidualBlock};
 use crate::analysis::zero_values::ZeroValues;
 use crate::context::PassContext;
-use crate::pipeline::Options;
-use crate::transform::cleanup::dead_code::remove_dead_code;
-use crate::{Pass, PassOutcome};
+use crate::options::Share;
+use crate::{NamedPass, Pass, PassOutcome};
 use sculpt_ir::ops::infer::{self, value_type};
+use sculpt_ir::rewrite::remove_dead_code;
 use sculpt_ir::{Graph, IrError, Model, Node, NodeId, ValueId};
 
-pub struct Erase {
-    pub zero: bool,
-    /// Share of FLOPs to remove by skipping blocks.
-    pub budget: Option<f64>,
-    /// Number of blocks to skip.
-    pub blocks: Option<usize>,
-    pub kind: String,
-    pub random: bool,
-    pub seed: u64,
+crate::choice! {
+    /// Which residual blocks may be skipped.
+    pub enum BlockKind {
+        Ffn = "ffn",
+        Attention = "attention",
+        Conv = "conv",
+        Other = "other",
+        Any = "any",
+    }
 }
 
-impl Erase {
-    pub fn from_options(options: &Options) -> crate::Result<Erase> {
-        let budget = options.opt_f64("budget")?;
-        if budget.is_some_and(|b| !(0.0..=1.0).contains(&b)) {
-            return Err(options.invalid("budget", "a share of FLOPs, between 0 and 1"));
-        }
+crate::choice! {
+    /// How blocks are ranked.
+    pub enum Metric {
+        /// By measured contribution to the outputs.
+        Contribution = "contribution",
+        /// At random (the baseline).
+        Random = "random",
+    }
+}
+
+crate::pass_options! {
+    /// Options of `erase`.
+    pub struct EraseOptions {
+        /// erase branches whose output is identically zero (exact)
+        zero: bool = true,
+        /// skip the least important residual blocks until this share of FLOPs is gone (needs --calib)
+        budget: Option<Share> = None,
+        /// skip this many of the least important residual blocks (needs --calib)
+        blocks: Option<usize> = None,
+        /// which blocks may be skipped
+        kind: BlockKind = BlockKind::Any,
+        /// rank blocks by measured contribution, or at random (a baseline)
+        metric: Metric = Metric::Contribution,
+        /// seed for metric=random
+        seed: u64 = 0,
+    }
+}
+
+pub struct Erase {
+    zero: bool,
+    /// Share of FLOPs to remove by skipping blocks.
+    budget: Option<f64>,
+    /// Number of blocks to skip.
+    blocks: Option<usize>,
+    kind: BlockKind,
+    random: bool,
+    seed: u64,
+}
+
+impl NamedPass for Erase {
+    const NAME: &'static str = "erase";
+    const SUMMARY: &'static str = "remove whole operators: identically-zero residual branches (exact), and the least important residual blocks within a budget (measured on calibration data)";
+    type Options = EraseOptions;
+
+    fn new(o: EraseOptions) -> crate::Result<Erase> {
         Ok(Erase {
-            zero: options.bool("zero")?,
-            budget,
-            blocks: options.opt_usize("blocks")?,
-            kind: options.choice("kind")?.to_string(),
-            random: options.choice("metric")? == "random",
-            seed: options.usize("seed")? as u64,
+            zero: o.zero,
+            budget: o.budget.map(|b| b.0),
+            blocks: o.blocks,
+            kind: o.kind,
+            random: o.metric == Metric::Random,
+            seed: o.seed,
         })
     }
 }
@@ -99,7 +138,7 @@ impl Erase {
         let total_flops = Cost::at(model, &dims).flops;
         let blocks: Vec<ResidualBlock> = residual_blocks_at(&model.graph, &dims)
             .into_iter()
-            .filter(|b| self.kind == "any" || b.kind == self.kind)
+            .filter(|b| self.kind == BlockKind::Any || b.kind == self.kind.as_str())
             .collect();
         if !dims.is_empty() {
             let mut sizes: Vec<String> = dims.iter().map(|(d, n)| format!("{d}={n}")).collect();
@@ -110,7 +149,8 @@ impl Erase {
             ));
         }
         let calib = |e: String| IrError::Invalid(format!("erase: calibration run failed: {e}"));
-        let baseline = calibrator.outputs(model).map_err(calib)?;
+        let all = calibrator.split().all();
+        let baseline = calibrator.outputs(model, all.clone()).map_err(calib)?;
         let mut scored: Vec<(f64, f64, usize)> = Vec::new(); // (score, branch/stream ratio, index)
         if self.random {
             let mut state = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -130,13 +170,15 @@ impl Erase {
                     ]
                 })
                 .collect();
-            let values = calibrator.values(model, &names).map_err(calib)?;
+            let values = calibrator
+                .values(model, &names, all.clone())
+                .map_err(calib)?;
             for (i, b) in blocks.iter().enumerate() {
                 let ratio = norm(&values[2 * i]) / norm(&values[2 * i + 1]).max(f64::MIN_POSITIVE);
                 let mut skipped = model.clone();
                 replace_with_operand(&mut skipped.graph, b.add, b.stream);
                 remove_dead_code(&mut skipped.graph);
-                let outputs = calibrator.outputs(&skipped).map_err(calib)?;
+                let outputs = calibrator.outputs(&skipped, all.clone()).map_err(calib)?;
                 scored.push((rel_error(&outputs, &baseline), ratio, i));
             }
         }
@@ -180,7 +222,7 @@ impl Erase {
             }
         }
         remove_dead_code(&mut model.graph);
-        let after = calibrator.outputs(model).map_err(calib)?;
+        let after = calibrator.outputs(model, all).map_err(calib)?;
         let err = rel_error(&after, &baseline);
         outcome.details.push(format!(
             "{} of {} candidate blocks erased, {:.1}% of FLOPs; measured output error on the calibration data: relative L2 {err:.4e}",
@@ -254,7 +296,7 @@ pub fn erase_zero_branches(graph: &mut Graph) -> Result<(u64, u64), IrError> {
 
 impl Pass for Erase {
     fn name(&self) -> &'static str {
-        "erase"
+        Self::NAME
     }
 
     fn needs_canonical(&self) -> bool {

@@ -7,22 +7,34 @@
 //! Preserves: the model's function exactly.
 
 use crate::context::PassContext;
-use crate::pipeline::Options;
-use crate::{Pass, PassOutcome};
+use crate::{NamedPass, Pass, PassOutcome};
 use sculpt_ir::{IrError, Model};
 
 /// The newest default-domain opset sculpt writes.
 pub const NEWEST_OPSET: i64 = 21;
 
+crate::pass_options! {
+    /// Options of `opset`.
+    pub struct RaiseOpsetOptions {
+        /// the opset to raise to (7 to 21; a model already there is left alone)
+        to: usize = NEWEST_OPSET as usize,
+    }
+}
+
 pub struct RaiseOpset {
     target: i64,
 }
 
-impl RaiseOpset {
-    pub fn from_options(options: &Options) -> crate::Result<RaiseOpset> {
-        let target = options.usize("to")? as i64;
+impl NamedPass for RaiseOpset {
+    const NAME: &'static str = "opset";
+    const SUMMARY: &'static str = "raise the default-domain opset, node by node: attributes that became inputs are moved, Softmax's pre-13 flattening is written out, what cannot be converted is refused with the node";
+    type Options = RaiseOpsetOptions;
+
+    fn new(options: RaiseOpsetOptions) -> crate::Result<RaiseOpset> {
+        let target = options.to as i64;
         if !(sculpt_ir::opset::OLDEST_RAISED..=NEWEST_OPSET).contains(&target) {
-            return Err(options.invalid(
+            return Err(crate::options::invalid(
+                Self::NAME,
                 "to",
                 format!("{} to {NEWEST_OPSET}", sculpt_ir::opset::OLDEST_RAISED),
             ));
@@ -33,7 +45,7 @@ impl RaiseOpset {
 
 impl Pass for RaiseOpset {
     fn name(&self) -> &'static str {
-        "opset"
+        Self::NAME
     }
 
     fn lossless(&self) -> bool {

@@ -1,5 +1,4 @@
 //! Integration tests of sculpt-passes.
 
-mod cases;
 mod pipeline;
 mod zero_groups;

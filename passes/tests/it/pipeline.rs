@@ -46,22 +46,19 @@ fn toml_pipelines() {
 
 #[test]
 fn unknown_passes_and_options_are_refused_before_running() {
-    let mut model =
-        sculpt_ir::text::parse("graph \"g\" (%x: f32[1]) -> (%y) {\n  %y = Relu(%x)\n}").unwrap();
-    let e = PassManager::new(Pipeline::parse("cleanup,bogus").unwrap())
-        .run(&mut model, |_| {})
-        .unwrap_err();
+    let refused = |text: &str| {
+        PassManager::new(Pipeline::parse(text).unwrap())
+            .err()
+            .unwrap()
+    };
+    let e = refused("cleanup,bogus");
     assert!(
         matches!(&e, PassError::UnknownPass { name, known } if name == "bogus" && known.contains("cleanup")),
         "{e}"
     );
-    let e = PassManager::new(Pipeline::parse("cleanup{speed=11}").unwrap())
-        .run(&mut model, |_| {})
-        .unwrap_err();
+    let e = refused("cleanup{speed=11}");
     assert!(e.to_string().contains("unknown option"), "{e}");
-    let e = PassManager::new(Pipeline::parse("cleanup{dce=maybe}").unwrap())
-        .run(&mut model, |_| {})
-        .unwrap_err();
+    let e = refused("cleanup{dce=maybe}");
     assert!(e.to_string().contains("not true or false"), "{e}");
 }
 
@@ -72,6 +69,7 @@ fn report_records_stats_and_timing() {
     )
     .unwrap();
     let report = PassManager::new(Pipeline::parse("cleanup").unwrap())
+        .unwrap()
         .run(&mut model, |_| {})
         .unwrap();
     assert_eq!(report.before.nodes, 2);

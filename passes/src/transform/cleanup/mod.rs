@@ -15,7 +15,7 @@
 //!   BatchNormalization whose output they alone read;
 //! - [`gemm`]: MatMul on a 2-D input followed by Add of a constant bias
 //!   becomes Gemm;
-//! - [`dead_code`]: nodes nothing reads and initializers nothing reads go;
+//! - dead code ([`sculpt_ir::rewrite::remove_dead_code`]): nodes nothing reads and initializers nothing reads go;
 //!
 //! then nodes are sorted topologically and types inferred.
 //!
@@ -32,47 +32,62 @@
 mod affine;
 pub(crate) mod constants;
 mod cse;
-pub mod dead_code;
 mod gemm;
 mod identities;
 pub(crate) mod initializers;
 
 use crate::context::PassContext;
-use crate::pipeline::Options;
-use crate::{Pass, PassOutcome};
+use crate::options::Bytes;
+use crate::{NamedPass, Pass, PassOutcome};
 use sculpt_ir::{IrError, Model};
 
-pub struct Cleanup {
-    pub dce: bool,
-    pub infer: bool,
-    pub fold: bool,
-    pub simplify: bool,
-    pub fuse: bool,
-    pub cse: bool,
-    /// Largest constant folding may create, in bytes.
-    pub fold_limit: u64,
-    /// Most the model's weights may grow through folding, in bytes.
-    pub fold_growth: u64,
-    /// Fold nodes of weights other nodes read too (see [`constants`]).
-    pub untie: bool,
-    /// Turn graph inputs with initializer defaults into plain constants.
-    pub constant_input_defaults: bool,
+crate::choice! {
+    /// What becomes of graph inputs with initializer defaults.
+    pub enum InputDefaults {
+        /// Plain constants, dropped from the inputs.
+        Constant = "constant",
+        /// Inputs a caller may still override.
+        Keep = "keep",
+    }
 }
 
-impl Cleanup {
-    pub fn from_options(options: &Options) -> crate::Result<Cleanup> {
-        Ok(Cleanup {
-            dce: options.bool("dce")?,
-            infer: options.bool("infer")?,
-            fold: options.bool("fold")?,
-            simplify: options.bool("simplify")?,
-            fuse: options.bool("fuse")?,
-            cse: options.bool("cse")?,
-            fold_limit: options.bytes("fold_limit")?,
-            fold_growth: options.bytes("fold_growth")?,
-            untie: options.bool("untie")?,
-            constant_input_defaults: options.choice("input_defaults")? == "constant",
-        })
+crate::pass_options! {
+    /// Options of `cleanup`.
+    pub struct CleanupOptions {
+        /// Constant nodes to initializers; evaluate nodes on constant inputs; fold static shape computations
+        fold: bool = true,
+        /// largest constant folding may create
+        fold_limit: Bytes = Bytes(512 << 20),
+        /// most the weights may grow through folding
+        fold_growth: Bytes = Bytes(1 << 30),
+        /// fold nodes of weights other nodes read too (a tied embedding's transpose), storing a second copy
+        untie: bool = false,
+        /// remove Identity, inference Dropout and no-op Reshape/Transpose/Cast/Pad/Slice/Expand/Mul/Sub; merge Transpose and Reshape chains
+        simplify: bool = true,
+        /// fold BatchNormalization and per-channel Mul/Add into Conv/Gemm/BatchNorm; MatMul+Add to Gemm
+        fuse: bool = true,
+        /// merge identical nodes, equal shape values and identical initializers
+        cse: bool = true,
+        /// remove nodes and initializers nothing reads
+        dce: bool = true,
+        /// infer value types and shapes
+        infer: bool = true,
+        /// graph inputs with initializer defaults become constants (dropped from the inputs), or stay overridable
+        input_defaults: InputDefaults = InputDefaults::Constant,
+    }
+}
+
+pub struct Cleanup {
+    options: CleanupOptions,
+}
+
+impl NamedPass for Cleanup {
+    const NAME: &'static str = "cleanup";
+    const SUMMARY: &'static str = "exact simplification: constant and shape folding, no-op removal, CSE, affine folding into Conv/Gemm/BatchNorm, MatMul+Add to Gemm, dead code";
+    type Options = CleanupOptions;
+
+    fn new(options: CleanupOptions) -> crate::Result<Cleanup> {
+        Ok(Cleanup { options })
     }
 }
 
@@ -81,7 +96,7 @@ const MAX_ROUNDS: usize = 16;
 
 impl Pass for Cleanup {
     fn name(&self) -> &'static str {
-        "cleanup"
+        Self::NAME
     }
 
     fn lossless(&self) -> bool {
@@ -94,7 +109,7 @@ impl Pass for Cleanup {
         _cx: &mut PassContext<'_>,
     ) -> Result<PassOutcome, IrError> {
         let mut outcome = PassOutcome::default();
-        if self.constant_input_defaults {
+        if self.options.input_defaults == InputDefaults::Constant {
             let g = &mut model.graph;
             let before = g.inputs.len();
             let inputs: Vec<_> = g
@@ -112,13 +127,13 @@ impl Pass for Cleanup {
         }
         let graph = &mut model.graph;
         let mut budget = constants::Budget {
-            per_tensor: self.fold_limit,
-            growth_left: self.fold_growth,
-            untie: self.untie,
+            per_tensor: self.options.fold_limit.0,
+            growth_left: self.options.fold_growth.0,
+            untie: self.options.untie,
         };
         for _ in 0..MAX_ROUNDS {
             let mut round = 0;
-            if self.fold {
+            if self.options.fold {
                 let n = constants::constant_nodes_to_initializers(graph);
                 outcome.stat("constants_to_initializers", n);
                 round += n;
@@ -126,7 +141,7 @@ impl Pass for Cleanup {
                 outcome.stat("nodes_folded", n);
                 round += n;
             }
-            if self.simplify {
+            if self.options.simplify {
                 let n = identities::bypass_no_ops(graph)?;
                 outcome.stat("no_ops_removed", n);
                 round += n;
@@ -134,7 +149,7 @@ impl Pass for Cleanup {
                 outcome.stat("chains_merged", n);
                 round += n;
             }
-            if self.fuse {
+            if self.options.fuse {
                 let n = affine::fold_into_producers(graph)?;
                 outcome.stat("affine_ops_folded", n);
                 round += n;
@@ -142,7 +157,7 @@ impl Pass for Cleanup {
                 outcome.stat("gemms_fused", n);
                 round += n;
             }
-            if self.cse {
+            if self.options.cse {
                 let n = cse::merge_duplicates(graph);
                 outcome.stat("duplicates_merged", n);
                 round += n;
@@ -150,8 +165,8 @@ impl Pass for Cleanup {
                 outcome.stat("initializers_merged", n);
                 round += n;
             }
-            if self.dce {
-                let (nodes, inits) = dead_code::remove_dead_code(graph);
+            if self.options.dce {
+                let (nodes, inits) = sculpt_ir::rewrite::remove_dead_code(graph);
                 outcome.stat("nodes_removed", nodes);
                 outcome.stat("initializers_removed", inits);
                 round += nodes + inits;
@@ -165,7 +180,7 @@ impl Pass for Cleanup {
             graph.sort_topologically()?;
             changed = true;
         }
-        if self.infer {
+        if self.options.infer {
             let typed = sculpt_ir::ops::infer::infer_graph(graph)? as u64;
             outcome.stat("types_inferred", typed);
             changed |= typed > 0;

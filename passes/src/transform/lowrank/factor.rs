@@ -17,11 +17,11 @@
 //! what rank allocation and the report use. The data-aware methods move
 //! the mean of what truncation removes into the bias.
 
+use crate::calib::Moments;
 use crate::linear::solve::{
     cholesky_lower, damped, inner, mean_diagonal, output_energy, product, product_t,
     solve_lower_transposed, spd_solve, symmetric_eigen, thin_svd,
 };
-use crate::linear::Moments;
 use faer::{Mat, MatRef};
 
 /// What the factorisations read of a site's input: its per-entry moments

@@ -46,14 +46,15 @@ pub use factor::Method;
 pub use rewrite::ConvSplit;
 
 use crate::allocate::Alternative;
+use crate::calib::judge::OutputReference;
+use crate::calib::stats::StatsRequest;
+use crate::calib::{Moments, RowLayout, SiteStats};
 use crate::context::PassContext;
 use crate::linear::solve::output_energy;
-use crate::linear::stats::{collect_with_judging_outputs, StatsRequest};
-use crate::linear::{find_sites, LinearSite, Moments, RowLayout, SiteOp, SiteRole, SiteStats};
-use crate::outputs::{judging_samples, report_judged_error, OutputReference};
-use crate::pipeline::Options;
+use crate::linear::{find_sites, LinearSite, SiteOp, SiteRole};
+use crate::options::{OptionValue, Patterns, Share};
 use crate::util::glob::any_match;
-use crate::{Pass, PassOutcome};
+use crate::{NamedPass, Pass, PassOutcome};
 use factor::{relative_error, InputStats, Spectrum, Through};
 use faer::Mat;
 use rayon::prelude::*;
@@ -62,6 +63,90 @@ use sculpt_ir::{IrError, Model};
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+crate::choice! {
+    /// How a weight is factored.
+    pub enum MethodOption {
+        /// `whiten` with calibration data, `svd` without.
+        Auto = "auto",
+        Svd = "svd",
+        Asvd = "asvd",
+        Whiten = "whiten",
+    }
+}
+
+crate::choice! {
+    /// How a budget allocation weighs the sites' predicted errors.
+    pub enum Allocate {
+        /// Each site probed alone.
+        Measured = "measured",
+        /// The sites of each role probed together.
+        Roles = "roles",
+        /// The predictions as they are.
+        Predicted = "predicted",
+    }
+}
+
+/// `rank=`: a count, or `full` (exact factors, even where they do not pay).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RankOption {
+    Full,
+    Rank(usize),
+}
+
+impl OptionValue for RankOption {
+    fn kind() -> String {
+        "count|full".into()
+    }
+    fn parse(text: &str) -> Result<RankOption, String> {
+        match text {
+            "full" => Ok(RankOption::Full),
+            _ => usize::parse(text).map(RankOption::Rank),
+        }
+    }
+    fn text(&self) -> String {
+        match self {
+            RankOption::Full => "full".into(),
+            RankOption::Rank(r) => r.to_string(),
+        }
+    }
+}
+
+crate::pass_options! {
+    /// Options of `lowrank`.
+    pub struct LowRankOptions {
+        /// svd: of the weight; asvd: input rows scaled by activation scale; whiten: by the Cholesky factor of the input covariance (least output error), then B refitted; auto = whiten with calibration data, else svd
+        method: MethodOption = MethodOption::Auto,
+        /// the rank of every factored site (full: exact, factored even where it does not pay)
+        rank: Option<RankOption> = None,
+        /// the least rank keeping this share of each site's output energy
+        energy: Option<Share> = None,
+        /// remove this share of each site's params
+        ratio: Option<Share> = None,
+        /// remove this share of all factorable sites' params, ranks allocated by predicted output error
+        budget: Option<Share> = None,
+        /// budget with calibration data: scale each site's predicted errors by the output error a probe factoring it alone measures (one short calibration run per site), or per role of site (stream writers, attention projections, hidden layers: three runs), or trust the predictions
+        allocate: Allocate = Allocate::Measured,
+        /// allocate=measured|roles: probe rounds, each at the ranks the last allocation chose
+        rounds: usize = 1,
+        /// data-aware methods: weigh the output errors of a site that feeds another through an activation (an FFN's first matrix) by what they cost after it
+        lookahead: bool = true,
+        /// round ranks up to multiples of this
+        round_to: usize = 1,
+        /// factor a site only where r·(k+n) <= (1 - min_gain)·k·n
+        min_gain: Share = Share(0.1),
+        /// only sites whose node name matches one of these |-separated patterns (* wildcards)
+        include: Patterns = Patterns::default(),
+        /// leave sites whose node name matches one of these patterns
+        exclude: Patterns = Patterns::default(),
+        /// convolutions: r output channels then 1x1, or kh x 1 then 1 x kw (2-d kernels)
+        conv: ConvSplit = ConvSplit::Channel,
+        /// asvd: the exponent of the activation scale
+        alpha: f64 = 0.5,
+        /// whiten: ridge of B's refit toward the truncated B
+        damp: f64 = 0.001,
+    }
+}
 
 /// How ranks are chosen.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -96,59 +181,30 @@ pub struct LowRank {
 /// How far one site's measured sensitivity may stray from its role's.
 const SITE_SPREAD: f64 = 10.0;
 
-/// How a budget allocation weighs the sites' predicted errors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Allocate {
-    /// Each site probed alone.
-    Measured,
-    /// The sites of each role probed together.
-    Roles,
-    /// The predictions as they are.
-    Predicted,
-}
+impl NamedPass for LowRank {
+    const NAME: &'static str = "lowrank";
+    const SUMMARY: &'static str = "rewrite linear sites (MatMul, Gemm, Conv) as two products through a lower rank: truncated SVD, activation-aware SVD, or whitened SVD (SVD-LLM) with a least-squares refit";
+    type Options = LowRankOptions;
 
-impl LowRank {
-    pub fn from_options(options: &Options) -> crate::Result<LowRank> {
-        let method = match options.choice("method")? {
-            "svd" => Some(Method::Svd),
-            "asvd" => Some(Method::Asvd),
-            "whiten" => Some(Method::Whiten),
-            _ => None,
+    fn new(o: LowRankOptions) -> crate::Result<LowRank> {
+        let invalid =
+            |option: &str, reason: String| crate::options::invalid(Self::NAME, option, reason);
+        let below_one = |key: &str, share: Share| match share.0 < 1.0 {
+            true => Ok(share.0),
+            false => Err(invalid(key, "a share, at least 0 and below 1".into())),
         };
-        let share = |key: &str| -> crate::Result<f64> {
-            let v = options.f64(key)?;
-            if !(0.0..1.0).contains(&v) {
-                return Err(options.invalid(key, "a share, at least 0 and below 1"));
-            }
-            Ok(v)
-        };
-        let given: Vec<&str> = ["rank", "energy", "ratio", "budget"]
-            .into_iter()
-            .filter(|k| options.given(k))
-            .collect();
-        let amount = match given[..] {
-            ["rank"] if options.get("rank") == Some("full") => Amount::Full,
-            ["rank"] => match options.usize("rank")? {
-                0 => return Err(options.invalid("rank", "must be at least 1")),
-                r => Amount::Rank(r),
-            },
-            ["energy"] => {
-                let e = options.f64("energy")?;
-                if !(e > 0.0 && e <= 1.0) {
-                    return Err(options.invalid("energy", "a share above 0, at most 1"));
-                }
-                Amount::Energy(e)
-            }
-            ["ratio"] => Amount::Ratio(share("ratio")?),
-            ["budget"] => Amount::Budget(share("budget")?),
-            [] => {
-                return Err(options.invalid(
-                    "rank",
-                    "say how far to go: rank=R (or full), energy=E, ratio=Q or budget=B",
-                ))
-            }
-            _ => {
-                return Err(options.invalid(
+        let given: Vec<&str> = [
+            ("rank", o.rank.is_some()),
+            ("energy", o.energy.is_some()),
+            ("ratio", o.ratio.is_some()),
+            ("budget", o.budget.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect();
+        let amount = match (o.rank, o.energy, o.ratio, o.budget) {
+            _ if given.len() > 1 => {
+                return Err(invalid(
                     given[1],
                     format!(
                         "give one of rank, energy, ratio, budget (got {})",
@@ -156,41 +212,51 @@ impl LowRank {
                     ),
                 ))
             }
+            (Some(RankOption::Full), ..) => Amount::Full,
+            (Some(RankOption::Rank(0)), ..) => {
+                return Err(invalid("rank", "must be at least 1".into()))
+            }
+            (Some(RankOption::Rank(r)), ..) => Amount::Rank(r),
+            (_, Some(e), ..) if e.0 <= 0.0 => {
+                return Err(invalid("energy", "a share above 0, at most 1".into()))
+            }
+            (_, Some(e), ..) => Amount::Energy(e.0),
+            (_, _, Some(r), _) => Amount::Ratio(below_one("ratio", r)?),
+            (_, _, _, Some(b)) => Amount::Budget(below_one("budget", b)?),
+            (None, None, None, None) => {
+                return Err(invalid(
+                    "rank",
+                    "say how far to go: rank=R (or full), energy=E, ratio=Q or budget=B".into(),
+                ))
+            }
         };
-        let round_to = options.usize("round_to")?;
-        if round_to == 0 {
-            return Err(options.invalid("round_to", "must be at least 1"));
+        if o.round_to == 0 {
+            return Err(invalid("round_to", "must be at least 1".into()));
         }
-        let min_gain = options.f64("min_gain")?;
-        if min_gain >= 1.0 {
-            return Err(options.invalid("min_gain", "a share below 1"));
+        if o.min_gain.0 >= 1.0 {
+            return Err(invalid("min_gain", "a share below 1".into()));
         }
-        let alpha = options.f64("alpha")?;
-        let damp = options.f64("damp")?;
-        if damp < 0.0 {
-            return Err(options.invalid("damp", "must not be negative"));
+        if o.damp < 0.0 {
+            return Err(invalid("damp", "must not be negative".into()));
         }
         Ok(LowRank {
-            method,
+            method: match o.method {
+                MethodOption::Auto => None,
+                MethodOption::Svd => Some(Method::Svd),
+                MethodOption::Asvd => Some(Method::Asvd),
+                MethodOption::Whiten => Some(Method::Whiten),
+            },
             amount,
-            round_to,
-            min_gain,
-            include: options.patterns("include"),
-            exclude: options.patterns("exclude"),
-            split: if options.choice("conv")? == "spatial" {
-                ConvSplit::Spatial
-            } else {
-                ConvSplit::Channel
-            },
-            alpha,
-            damp,
-            allocate: match options.choice("allocate")? {
-                "measured" => Allocate::Measured,
-                "roles" => Allocate::Roles,
-                _ => Allocate::Predicted,
-            },
-            rounds: options.usize("rounds")?.max(1),
-            lookahead: options.bool("lookahead")?,
+            round_to: o.round_to,
+            min_gain: o.min_gain.0,
+            include: o.include.0,
+            exclude: o.exclude.0,
+            split: o.conv,
+            alpha: o.alpha,
+            damp: o.damp,
+            allocate: o.allocate,
+            rounds: o.rounds.max(1),
+            lookahead: o.lookahead,
         })
     }
 }
@@ -308,7 +374,7 @@ impl LowRank {
         candidates: &mut [Candidate],
         method: Method,
         cx: &mut PassContext<'_>,
-    ) -> Result<Option<Vec<Vec<f32>>>, IrError> {
+    ) -> Result<(), IrError> {
         let graph = &model.graph;
         let mut requests: Vec<StatsRequest> = candidates.iter().map(|c| c.request(model)).collect();
         let mut merges = Vec::new();
@@ -356,7 +422,7 @@ impl LowRank {
                 });
             }
         }
-        let (stats, kept) = collect_with_judging_outputs(model, &requests, cx, "lowrank")?;
+        let stats = cx.site_stats_judged(model, &requests, "lowrank")?;
         // Read once per activation (the Q, K and V projections share one).
         let mut distinct: Vec<&Arc<SiteStats>> = stats[..candidates.len()].iter().collect();
         distinct.sort_by_key(|s| Arc::as_ptr(s));
@@ -388,7 +454,7 @@ impl LowRank {
                 candidates[i].stream = candidates[next].stream.or(candidates[i].stream);
             }
         }
-        Ok(kept)
+        Ok(())
     }
 
     /// Ranks for every candidate (`None`: left as it is); `scales` weigh
@@ -607,7 +673,6 @@ impl LowRank {
         distinct.sort();
         distinct.dedup();
         let calibrator = cx.calibrator("lowrank", "measures the sites' effect on the outputs")?;
-        calibrator.select_samples(Some(judging_samples(calibrator.samples())));
         let mut notes = vec!["measured sensitivities by site role:".to_string()];
         let mut result = Ok(());
         for role in distinct {
@@ -655,7 +720,6 @@ impl LowRank {
                 "  {what}: output error {measured:.3e} (predicted {predicted:.3e})"
             ));
         }
-        calibrator.select_samples(None);
         result.map(|_| notes)
     }
 }
@@ -703,13 +767,16 @@ fn allocate(
         .picks;
     picks.into_iter().map(|p| (p > 0).then_some(p)).collect()
 }
-
 impl Pass for LowRank {
     fn name(&self) -> &'static str {
-        "lowrank"
+        Self::NAME
     }
 
     fn needs_canonical(&self) -> bool {
+        true
+    }
+
+    fn judged(&self) -> bool {
         true
     }
 
@@ -749,10 +816,9 @@ impl Pass for LowRank {
                 Err(_) => {}
             }
         }
-        let kept = match cx.calibrator {
-            Some(_) => self.measure(model, &mut candidates, method, cx)?,
-            None => None,
-        };
+        if cx.calibrator.is_some() {
+            self.measure(model, &mut candidates, method, cx)?;
+        }
         let stats_seconds = started.elapsed().as_secs_f64();
         // The spectra, in parallel over sites.
         let done = AtomicU64::new(0);
@@ -796,13 +862,15 @@ impl Pass for LowRank {
                 // Each round probes at the ranks the previous allocation
                 // chose (the first at the budget's share of every site).
                 let mask = cx.stats_options(model).row_mask;
+                let kept = cx.judging.reference_outputs.clone();
                 let calibrator = cx.calibrator("lowrank", "measures the model's outputs")?;
-                calibrator.select_samples(Some(judging_samples(calibrator.samples())));
+                let judging = calibrator.split().judging();
                 let reference = match kept.clone() {
-                    Some(outputs) => Ok(OutputReference::from_outputs(model, outputs, mask)),
-                    None => OutputReference::new(&mut *calibrator, model, mask),
+                    Some(outputs) => {
+                        Ok(OutputReference::from_outputs(model, outputs, mask, judging))
+                    }
+                    None => OutputReference::new(&mut *calibrator, model, mask, judging),
                 };
-                calibrator.select_samples(None);
                 let probes = Probes {
                     model,
                     candidates: &candidates,
@@ -833,7 +901,6 @@ impl Pass for LowRank {
             }
         }
         let ranks = self.ranks(&candidates, &spectra, &scales);
-        let reference = model.clone();
         let plans: Vec<Option<Plan>> = candidates
             .par_iter()
             .zip(spectra.par_iter())
@@ -842,8 +909,6 @@ impl Pass for LowRank {
             .collect();
         apply(model, &candidates, &plans)?;
         let mut outcome = PassOutcome::default();
-        // The replaced weights are read by nothing now.
-        crate::transform::cleanup::dead_code::remove_dead_code(&mut model.graph);
         let (mut before, mut after) = (0usize, 0usize);
         for (c, plan) in candidates.iter().zip(&plans) {
             let Some(plan) = plan else { continue };
@@ -880,9 +945,6 @@ impl Pass for LowRank {
             outcome
                 .details
                 .push(format!("  not factored: {name}: {why}"));
-        }
-        if factored > 0 {
-            report_judged_error(&mut outcome, cx, &reference, model, kept)?;
         }
         Ok(outcome)
     }

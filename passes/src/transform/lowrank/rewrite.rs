@@ -18,11 +18,14 @@ use sculpt_ir::ops::infer::constant;
 use sculpt_ir::rewrite::Patch;
 use sculpt_ir::{AttrValue, Attribute, Graph, IrError, Node, Tensor};
 
-/// How a convolution is split.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConvSplit {
-    Channel,
-    Spatial,
+crate::choice! {
+    /// How a convolution is split.
+    pub enum ConvSplit {
+        /// r output channels, then a 1x1 convolution.
+        Channel = "channel",
+        /// kh x 1, then 1 x kw (2-d kernels).
+        Spatial = "spatial",
+    }
 }
 
 /// The matrix the spatial split factors, `[c_in·kh, c_out·kw]`, from a

@@ -22,11 +22,14 @@ use sculpt_ir::rewrite::{cast_to, Patch};
 use sculpt_ir::{AttrValue, Attribute, DataType, Graph, IrError, Tensor, ValueId};
 use std::collections::HashMap;
 
-/// How the experts are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Form {
-    Onnx,
-    Ort,
+crate::choice! {
+    /// How the experts are written.
+    pub enum Form {
+        /// Standard ops: TopK, per expert its tokens gathered, computed, scattered back.
+        Onnx = "onnx",
+        /// onnxruntime's `com.microsoft::MoE`.
+        Ort = "ort",
+    }
 }
 
 /// One FFN's factorization, decided.

@@ -33,11 +33,10 @@ mod router;
 
 use crate::context::PassContext;
 use crate::linear::find_sites;
-use crate::outputs::{fitting_samples, judging_samples, report_judged_error};
-use crate::pipeline::Options;
+use crate::options::Patterns;
 use crate::util::glob::any_match;
 use crate::util::rng::Rng;
-use crate::{Pass, PassOutcome};
+use crate::{NamedPass, Pass, PassOutcome};
 use emit::{Form, Plan, Weights};
 use faer::Mat;
 use find::{find_ffns, Ffn};
@@ -48,18 +47,65 @@ use serde_json::json;
 /// The dampings the refit tries (times the mean of its Gram diagonal).
 const REFIT_DAMPING: [f64; 9] = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PartitionBy {
-    Cluster,
-    Coactivation,
-    Random,
+crate::choice! {
+    /// How the hidden neurons are split into experts.
+    pub enum PartitionBy {
+        /// Balanced k-means on their input weights.
+        Cluster = "cluster",
+        /// Balanced k-means on their co-activation over calibration data.
+        Coactivation = "coactivation",
+        Random = "random",
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RouterKind {
-    Fitted,
-    Centroid,
-    Random,
+crate::choice! {
+    /// How tokens pick experts.
+    pub enum RouterKind {
+        /// Least squares from the FFN input to each expert's contribution.
+        Fitted = "fitted",
+        /// The experts' mean input weights.
+        Centroid = "centroid",
+        Random = "random",
+    }
+}
+
+crate::choice! {
+    /// What a skipped expert gives.
+    pub enum Skip {
+        Zero = "zero",
+        /// Its calibration-mean output.
+        Mean = "mean",
+    }
+}
+
+crate::pass_options! {
+    /// Options of `moe`.
+    pub struct MoeOptions {
+        /// experts per FFN (E)
+        experts: usize = 16,
+        /// experts each token computes (k = E is exact)
+        k: usize = 8,
+        /// balanced k-means of the neurons on their input weights, or on their co-activation (how often two are active together) over calibration data; or at random
+        partition: PartitionBy = PartitionBy::Coactivation,
+        /// least squares from the FFN input to each expert's contribution per token; the experts' mean input weights; or random
+        router: RouterKind = RouterKind::Fitted,
+        /// what a skipped expert gives: nothing, or its calibration-mean output (the router then fitted to the deviation from it)
+        skip: Skip = Skip::Mean,
+        /// onnx: standard ops (TopK, per expert its tokens gathered, computed, scattered back); ort: onnxruntime's com.microsoft::MoE
+        form: Form = Form::Onnx,
+        /// neurons (the most used on calibration data) every token computes, outside the experts
+        shared: usize = 0,
+        /// only FFNs whose down or up projection's node name matches one of these |-separated patterns
+        include: Patterns = Patterns::default(),
+        /// seed of the k-means starts and of random partitions and routers
+        seed: u64 = 0,
+        /// refit the experts' down projections, the skipped experts' means and the bias by least squares on calibration data, knowing which experts each token chose (with k = E the refit is the identity up to rounding)
+        refit: bool = true,
+        /// router=fitted with refit: how many times the router is fitted to the experts as refitted, and the experts refitted to the new routing
+        rounds: usize = 3,
+        /// router fit: added to the input Gram matrix's diagonal, times its mean
+        damp: f64 = 0.1,
+    }
 }
 
 pub struct Moe {
@@ -78,48 +124,41 @@ pub struct Moe {
     rounds: usize,
 }
 
-impl Moe {
-    pub fn from_options(options: &Options) -> crate::Result<Moe> {
-        let experts = options.usize("experts")?;
-        let k = options.usize("k")?;
-        if experts < 2 {
-            return Err(options.invalid("experts", "2 or more"));
+impl NamedPass for Moe {
+    const NAME: &'static str = "moe";
+    const SUMMARY: &'static str = "each dense FFN (linear → activation → linear, or gated) as a mixture of experts: the hidden neurons split into E equal experts, a router fitted on calibration data picks k per token (MoEfication; no retraining)";
+    type Options = MoeOptions;
+
+    fn new(o: MoeOptions) -> crate::Result<Moe> {
+        let invalid =
+            |option: &str, reason: String| crate::options::invalid(Self::NAME, option, reason);
+        if o.experts < 2 {
+            return Err(invalid("experts", "2 or more".into()));
         }
-        if k == 0 || k > experts {
-            return Err(options.invalid("k", format!("1 to experts ({experts})")));
+        if o.k == 0 || o.k > o.experts {
+            return Err(invalid("k", format!("1 to experts ({})", o.experts)));
         }
-        let damp = options.f64("damp")?;
-        if !(damp > 0.0 && damp.is_finite()) {
-            return Err(options.invalid("damp", "must be above 0"));
+        if o.damp <= 0.0 {
+            return Err(invalid("damp", "must be above 0".into()));
         }
         Ok(Moe {
-            experts,
-            k,
-            partition: match options.choice("partition")? {
-                "cluster" => PartitionBy::Cluster,
-                "random" => PartitionBy::Random,
-                _ => PartitionBy::Coactivation,
-            },
-            router: match options.choice("router")? {
-                "centroid" => RouterKind::Centroid,
-                "random" => RouterKind::Random,
-                _ => RouterKind::Fitted,
-            },
-            skip_mean: options.choice("skip")? == "mean",
-            form: if options.choice("form")? == "ort" {
-                Form::Ort
-            } else {
-                Form::Onnx
-            },
-            include: options.patterns("include"),
-            shared: options.usize("shared")?,
-            seed: options.usize("seed")? as u64,
-            damp,
-            refit: options.bool("refit")?,
-            rounds: options.usize("rounds")?.max(1),
+            experts: o.experts,
+            k: o.k,
+            partition: o.partition,
+            router: o.router,
+            skip_mean: o.skip == Skip::Mean,
+            form: o.form,
+            include: o.include.0,
+            shared: o.shared,
+            seed: o.seed,
+            damp: o.damp,
+            refit: o.refit,
+            rounds: o.rounds.max(1),
         })
     }
+}
 
+impl Moe {
     /// Whether the calibration data is needed at all.
     fn needs_data(&self) -> bool {
         self.partition == PartitionBy::Coactivation
@@ -181,14 +220,11 @@ impl Data<'_> {
         &self,
         cx: &mut PassContext<'_>,
         why: &str,
-        samples: Option<std::ops::Range<usize>>,
+        samples: std::ops::Range<usize>,
         visit: &mut dyn FnMut(&[router::Rows]),
     ) -> Result<(), IrError> {
         let calibrator = cx.calibrator("moe", why)?;
-        calibrator.select_samples(samples);
-        let run = router::visit_rows(calibrator, self.model, self.ffns, self.mask, visit);
-        calibrator.select_samples(None);
-        run
+        router::visit_rows(calibrator, self.model, self.ffns, self.mask, samples, visit)
     }
 }
 
@@ -226,7 +262,7 @@ impl Moe {
                     .iter()
                     .map(|f| Fit::new(f.up.k, self.experts))
                     .collect();
-                let samples = fitting_samples(cx.calibrator("moe", "fits the routers")?.samples());
+                let samples = cx.calibrator("moe", "fits the routers")?.split().fitting();
                 data.visit(cx, "fits the routers", samples, &mut |rows| {
                     for (i, r) in rows.iter().enumerate() {
                         let e = Experts {
@@ -281,9 +317,9 @@ impl Moe {
         original: &[Weights],
         prior_means: &[Option<Mat<f64>>],
     ) -> Result<Vec<(Weights, f64)>, IrError> {
-        let total = cx.calibrator("moe", "refits the experts")?.samples();
+        let split = cx.calibrator("moe", "refits the experts")?.split();
         let mut parts: Vec<Vec<Refit>> = Vec::new();
-        for samples in [fitting_samples(total), Some(judging_samples(total))] {
+        for samples in [split.fitting(), split.judging()] {
             let mut refits: Vec<Refit> = plans
                 .iter()
                 .zip(original)
@@ -332,7 +368,7 @@ impl Moe {
         let Some(calibrator) = cx.calibrator.as_deref_mut() else {
             return Ok(vec![None; plans.len()]);
         };
-        let samples = Some(judging_samples(calibrator.samples()));
+        let samples = calibrator.split().judging();
         let offsets: Vec<_> = plans
             .iter()
             .zip(experts)
@@ -361,15 +397,18 @@ impl Moe {
 
 impl Pass for Moe {
     fn name(&self) -> &'static str {
-        "moe"
+        Self::NAME
     }
 
     fn needs_canonical(&self) -> bool {
         true
     }
 
+    fn judged(&self) -> bool {
+        true
+    }
+
     fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<PassOutcome, IrError> {
-        let reference = model.clone();
         let mut outcome = PassOutcome::default();
         let (sites, _) = find_sites(&model.graph);
         let ffns: Vec<Ffn> = find_ffns(&model.graph, &sites)
@@ -425,10 +464,10 @@ impl Pass for Moe {
                 .iter()
                 .map(|f| Hidden::new(f.width(), coactivation))
                 .collect();
-            let samples = fitting_samples(
-                cx.calibrator("moe", "measures the FFNs' activations")?
-                    .samples(),
-            );
+            let samples = cx
+                .calibrator("moe", "measures the FFNs' activations")?
+                .split()
+                .fitting();
             data.visit(cx, "measures the FFNs' activations", samples, &mut |rows| {
                 for (a, r) in acc.iter_mut().zip(rows) {
                     a.add(&r.h);
@@ -607,9 +646,13 @@ impl Pass for Moe {
                 "flops_routed": moe,
             }));
         }
-        crate::transform::cleanup::dead_code::remove_dead_code(&mut model.graph);
-        if let Some(j) = judged.as_mut() {
-            crate::transform::cleanup::dead_code::remove_dead_code(&mut j.graph);
+        if let Some(mut j) = judged {
+            sculpt_ir::rewrite::remove_dead_code(&mut j.graph);
+            cx.judging.stand_in = Some((
+                j,
+                "measured on the same experts and routers in standard ops: tract has no MoE op"
+                    .into(),
+            ));
         }
         outcome.changed = true;
         outcome.stat("ffns_factored", plans.len());
@@ -630,19 +673,6 @@ impl Pass for Moe {
                 moe_total
             ),
         );
-        report_judged_error(
-            &mut outcome,
-            cx,
-            &reference,
-            judged.as_ref().unwrap_or(model),
-            None,
-        )?;
-        if judged.is_some() {
-            outcome.details.push(
-                "  (measured on the same experts and routers in standard ops: tract has no MoE op)"
-                    .into(),
-            );
-        }
         Ok(outcome)
     }
 }

@@ -6,7 +6,7 @@
 //! hold the k experts that contribute most (recall) on held-out samples.
 
 use super::find::Ffn;
-use crate::context::{Calibrator, ValueChunk};
+use crate::calib::{Calibrator, ValueChunk};
 use crate::linear::solve::{product, NormalEquations};
 use faer::Mat;
 use rayon::prelude::*;
@@ -41,6 +41,7 @@ pub fn visit_rows(
     model: &Model,
     ffns: &[Ffn],
     mask: Option<&str>,
+    samples: std::ops::Range<usize>,
     visit: &mut dyn FnMut(&[Rows]),
 ) -> Result<(), IrError> {
     let graph = &model.graph;
@@ -51,7 +52,7 @@ pub fn visit_rows(
     }
     names.extend(mask.map(String::from));
     calibrator
-        .visit_chunks(model, &names, &mut |chunk| {
+        .visit_chunks(model, &names, samples, &mut |chunk| {
             let mask = mask.map(|_| &chunk[2 * ffns.len()]);
             let rows: Vec<Rows> = ffns
                 .par_iter()

@@ -4,8 +4,8 @@
 
 use crate::analysis::residual_blocks::ResidualBlock;
 use crate::analysis::zero_groups::Group;
+use crate::calib::stats::channel_energy;
 use crate::context::PassContext;
-use crate::linear::stats::channel_energy;
 use sculpt_ir::{IrError, Model};
 use std::collections::HashMap;
 
@@ -25,7 +25,8 @@ pub(super) fn measure_activations(
     wanted.sort();
     wanted.dedup();
     let calibrator = cx.calibrator("prune", "measures activations")?;
-    let energy = channel_energy(model, &wanted, calibrator).map_err(calibration_failed)?;
+    let all = calibrator.split().all();
+    let energy = channel_energy(model, &wanted, calibrator, all).map_err(calibration_failed)?;
     Ok(wanted.into_iter().zip(energy).collect())
 }
 
@@ -53,8 +54,10 @@ pub(super) fn block_importance(
         .collect();
     let mut sums = vec![(0.0f64, 0usize); blocks.len()];
     let mut pending: Vec<Vec<f32>> = vec![Vec::new(); blocks.len()];
-    cx.calibrator("prune", "measures block importance")?
-        .visit(model, &names, &mut |i, shape, data| {
+    let calibrator = cx.calibrator("prune", "measures block importance")?;
+    let all = calibrator.split().all();
+    calibrator
+        .visit(model, &names, all, &mut |i, shape, data| {
             let b = i / 2;
             if i % 2 == 0 {
                 pending[b] = data.to_vec();

@@ -12,19 +12,12 @@ use super::refit::{self, Consumers, Reconstruct};
 use super::select::Sequence;
 use super::{edit, Prune};
 use crate::analysis::zero_groups::ZeroGroups;
+use crate::calib::judge::OutputReference;
+use crate::calib::SiteStats;
 use crate::context::PassContext;
-use crate::linear::stats::held_out;
-use crate::linear::{SiteStats, StatsOptions};
-use crate::outputs::OutputReference;
 use sculpt_ir::{IrError, Model};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// Calibration samples a probe runs when too few are held out.
-const PROBE_SAMPLES: usize = 64;
-
-/// Held-out samples enough to judge probes on.
-const MIN_HELD_OUT: usize = 32;
 
 impl Prune {
     /// Scales every sequence's costs by its group's measured sensitivity.
@@ -41,22 +34,13 @@ impl Prune {
     ) -> Result<Vec<String>, IrError> {
         let mask = cx.stats_options(model).row_mask;
         let calibrator = cx.calibrator("prune", "measures each group's effect on the outputs")?;
-        let held = held_out(calibrator.samples(), StatsOptions::default().holdout);
-        // Too few held-out samples make a noisy judge: then the probes
-        // run (and are refitted) on the first samples.
-        let (probe_samples, fitted_only) = if held.len() < MIN_HELD_OUT {
-            (0..PROBE_SAMPLES, false)
-        } else {
-            (held, true)
-        };
-        calibrator.select_samples(Some(probe_samples));
-        let reference = match OutputReference::new(&mut *calibrator, model, mask) {
-            Ok(r) => r,
-            Err(e) => {
-                calibrator.select_samples(None);
-                return Err(e);
-            }
-        };
+        // The probes run on the judging samples; where too few are held
+        // out to judge on, those are the first samples, and the probes'
+        // refits then fit on all.
+        let split = calibrator.split();
+        let probe_samples = split.judging();
+        let fitted_only = !probe_samples.is_empty() && probe_samples == split.held_out();
+        let reference = OutputReference::new(&mut *calibrator, model, mask, probe_samples)?;
         let mut notes = Vec::new();
         let mut result = Ok(());
         for (&gi, sequence) in sequences.iter_mut() {
@@ -95,7 +79,6 @@ impl Prune {
                 g.channels
             ));
         }
-        calibrator.select_samples(None);
         result.map(|_| notes)
     }
 }

@@ -12,9 +12,9 @@
 
 use super::refit::{enough_rows, ConsumerSlice, Consumers};
 use super::select::Sequence;
+use crate::calib::SiteData;
+use crate::calib::SiteStats;
 use crate::linear::solve::{damped, mean_diagonal, output_energy, spd_inverse};
-use crate::linear::SiteData;
-use crate::linear::SiteStats;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par};
 use sculpt_ir::Graph;

@@ -15,8 +15,9 @@
 //! that site, and the record says so.
 
 use crate::analysis::zero_groups::{Member, ZeroGroups};
+use crate::calib::{Moments, SiteStats};
 use crate::linear::solve::{inner, output_energy, product, select_rows, LeastSquares};
-use crate::linear::{find_sites, LinearSite, Moments, SiteStats};
+use crate::linear::{find_sites, LinearSite};
 use faer::Mat;
 use sculpt_ir::{Graph, IrError};
 use serde_json::json;

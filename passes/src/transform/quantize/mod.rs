@@ -39,13 +39,12 @@ mod smooth;
 mod tables;
 mod weights;
 
+use crate::calib::ranges::{collect_histograms, RangeMethod};
+use crate::calib::stats::StatsRequest;
 use crate::context::PassContext;
-use crate::linear::stats::{collect_with_judging_outputs, StatsRequest};
 use crate::linear::{find_sites, LinearSite, SiteOp};
-use crate::outputs::{fitting_samples, report_judged_error};
-use crate::pipeline::Options;
-use crate::ranges::{collect_histograms, RangeMethod};
-use crate::{Pass, PassOutcome};
+use crate::options::{Auto, FilePath, OptionValue, Patterns};
+use crate::{NamedPass, Pass, PassOutcome};
 use blocks::Format;
 use policy::{Choice, Policy, Precision};
 use rayon::prelude::*;
@@ -57,10 +56,158 @@ use weights::{Form, Quantization, Weight};
 /// The domain of onnxruntime's contrib ops.
 const CONTRIB: &str = "com.microsoft";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Rounding {
-    Gptq,
-    Rtn,
+crate::choice! {
+    /// How weight-only blocks are rounded.
+    pub enum Rounding {
+        /// Row by row, each row's error spread over the rows left.
+        Gptq = "gptq",
+        /// To nearest.
+        Rtn = "rtn",
+    }
+}
+
+crate::choice! {
+    /// How an activation's int8 range is chosen from its histogram.
+    pub enum RangeChoice {
+        MinMax = "minmax",
+        Percentile = "percentile",
+        Entropy = "entropy",
+        Mse = "mse",
+    }
+}
+
+crate::choice! {
+    /// int8 activation codes.
+    pub enum ActivationCodes {
+        /// uint8 for attention models, int8 otherwise.
+        Auto = "auto",
+        Int8 = "int8",
+        Uint8 = "uint8",
+    }
+}
+
+crate::choice! {
+    /// How fp16/bf16 is applied.
+    pub enum HalfForm {
+        /// The nodes compute in it, Casts at the regions' edges.
+        Regions = "regions",
+        /// Weights stored in it, cast to f32 where read.
+        Weights = "weights",
+    }
+}
+
+crate::choice! {
+    /// How weight-only sites are written.
+    pub enum FormatOption {
+        /// int4 as nbits, int8 as dq.
+        Auto = "auto",
+        Nbits = "nbits",
+        Dq = "dq",
+    }
+}
+
+/// `policy=`: a precision for every node, or a TOML policy file (read
+/// once, when the pass is built).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyText(pub String);
+
+impl OptionValue for PolicyText {
+    fn kind() -> String {
+        "int4|w8|int8|fp16|bf16|fp32|FILE.toml".into()
+    }
+    fn parse(text: &str) -> Result<PolicyText, String> {
+        Ok(PolicyText(text.into()))
+    }
+    fn text(&self) -> String {
+        self.0.clone()
+    }
+}
+
+/// `smooth=`: SmoothQuant's strength, `auto` or `none`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SmoothOption(pub Option<smooth::Strength>);
+
+impl OptionValue for SmoothOption {
+    fn kind() -> String {
+        "number|auto|none".into()
+    }
+    fn parse(text: &str) -> Result<SmoothOption, String> {
+        match text {
+            "none" => Ok(SmoothOption(None)),
+            "auto" => Ok(SmoothOption(Some(smooth::Strength::Auto))),
+            _ => match f64::parse(text)? {
+                alpha if (0.0..=1.0).contains(&alpha) => {
+                    Ok(SmoothOption(Some(smooth::Strength::Fixed(alpha))))
+                }
+                _ => Err("0 to 1, auto or none".into()),
+            },
+        }
+    }
+    fn text(&self) -> String {
+        match self.0 {
+            None => "none".into(),
+            Some(smooth::Strength::Auto) => "auto".into(),
+            Some(smooth::Strength::Fixed(alpha)) => alpha.to_string(),
+        }
+    }
+}
+
+crate::pass_options! {
+    /// Options of `quantize`.
+    pub struct QuantizeOptions {
+        /// the precision of every node (int4/w8: weight-only blocks; int8: int8 weights and activations as QuantizeLinear/DequantizeLinear pairs; fp16/bf16: half-precision regions), or a TOML policy: default, include, exclude and [[rule]] tables (precision, op, name, layers)
+        policy: PolicyText = PolicyText("int4".into()),
+        /// rules after the policy's, ;-separated: PRECISION[/BLOCK] [op=A|B] [name=GLOB|GLOB] [layers=N-M]; the last matching rule wins
+        rules: Option<String> = None,
+        /// choose each weight-only weight's precision among choices: the model's output error measured with each candidate alone, then the least total error within budget
+        search: bool = false,
+        /// search: size:BYTES (K/M/G) or size:P% of all the model's weight bytes, or error:E (sum of measured relative output errors)
+        budget: Option<search::Budget> = None,
+        /// search: the precisions to choose from (int4, w8 or fp32, each with an optional /BLOCK)
+        choices: Patterns = Patterns::of(&["int4", "int4/128", "w8/128"]),
+        /// search: calibration samples each sensitivity probe runs
+        probe_samples: usize = 16,
+        /// search: write size against error, the Pareto points and the pick, as SVG
+        plot: Option<FilePath> = None,
+        /// search: write the policy picked as TOML (policy=FILE.toml applies it again)
+        policy_out: Option<FilePath> = None,
+        /// int8: how an activation's range is chosen from its histogram: whole range, a percentile each side (the default: it measured best on all four corpus models, benches/quantize_int8.py), least KL divergence, least squared error
+        calib: RangeChoice = RangeChoice::Percentile,
+        /// int8, calib=percentile: the share (%) of values kept on each side
+        percentile: f64 = 99.999,
+        /// int8: SmoothQuant strength α (0 to 1; auto: per input, the α of least predicted output error, or none where none helps; none: off): each LayerNormalization output feeding only MatMul/Gemm sites is divided per channel by rms(x)^α / max|W|^(1-α), folded into the norm, the weights multiplied (exact), so outlier channels stop setting the activation scale
+        smooth: SmoothOption = SmoothOption(Some(smooth::Strength::Auto)),
+        /// int8: also smooth the inputs no LayerNormalization makes (an FFN's activation output), each through a per-channel Mul before its quantizer (one elementwise op)
+        smooth_mul: bool = false,
+        /// int8: activation codes (S8S8 or U8S8 with int8 weights); auto: uint8 in models with attention (as fine on minilm_l6_v2 and 4x faster in onnxruntime), int8 otherwise
+        activations: ActivationCodes = ActivationCodes::Auto,
+        /// int8: the op types to quantize (|-separated); auto: in models with attention the matrix products and embedding lookups (MatMul, Gemm, Gather: minilm_l6_v2's cosine 0.9954 against 0.991 with every op), otherwise those onnxruntime's quantizer takes (Conv, MatMul, Gemm, Add, Mul, pooling, Concat, Resize, data movement...)
+        ops: Auto<Patterns> = Auto::Auto,
+        /// fp16/bf16: regions = the nodes compute in it, Casts at the regions' edges; weights = weights stored in it and cast to f32 where read (smaller files for runtimes without half kernels, e.g. bf16 on onnxruntime's CPU provider)
+        half: HalfForm = HalfForm::Regions,
+        /// fp16/bf16: op types left f32 (default Softmax, LogSoftmax, LayerNormalization, reductions, Pow, Exp, Log)
+        keep: Patterns = Patterns::default(),
+        /// weight-only sites: nbits = com.microsoft::MatMulNBits (onnxruntime, tract); dq = opset-21 blocked DequantizeLinear of int4/uint4 (int8/uint8) codes feeding MatMul (standard ONNX; the model is raised to opset 21); auto = int4 as nbits, int8 as dq (onnxruntime's 8-bit MatMulNBits is slower than f32 on x86)
+        format: FormatOption = FormatOption::Auto,
+        /// rows of W per scale, along the input axis (a power of two, 16 or more), unless a precision says /BLOCK
+        block: usize = 32,
+        /// false: a zero point per block, the block's min and max spanning the codes; true: the middle code is zero, scales only
+        symmetric: bool = false,
+        /// gptq: row by row, each row's rounding error spread over the rows left through the inverse input second moment (needs calibration data, else rtn); rtn: round to nearest
+        round: Rounding = Rounding::Gptq,
+        /// gptq: added to the second moment's diagonal, times its mean
+        damp: f64 = 0.01,
+        /// embedding tables too (Gathers of constant f32 tables, see min_table): int4/int8 rows with block scales and zero points, gathered then dequantized with standard ops
+        tables: bool = true,
+        /// tables: only those of at least this many elements
+        min_table: usize = 4096,
+        /// MatMulNBits' accuracy_level: the least precision onnxruntime may compute in (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8)
+        accuracy_level: usize = 0,
+        /// only nodes whose name matches one of these |-separated patterns (* wildcards)
+        include: Patterns = Patterns::default(),
+        /// leave nodes whose name matches one of these patterns f32
+        exclude: Patterns = Patterns::default(),
+    }
 }
 
 pub struct Quantize {
@@ -74,6 +221,10 @@ pub struct Quantize {
     /// Smooth inputs no LayerNormalization makes too, through a `Mul`.
     smooth_mul: bool,
     qdq: qdq::QdqSpec,
+    /// The int8 ops and codes as given (`auto`: decided from the graph,
+    /// [`Quantize::resolve_int8_defaults`]).
+    ops_option: Auto<Patterns>,
+    codes_option: ActivationCodes,
     block: usize,
     symmetric: bool,
     /// How weight-only sites are written (`None`: by precision, see
@@ -92,117 +243,146 @@ pub struct Quantize {
     half_weights: bool,
 }
 
-impl Quantize {
-    pub fn from_options(options: &Options) -> crate::Result<Quantize> {
-        let given = options.get("policy").unwrap_or("int4");
+impl NamedPass for Quantize {
+    const NAME: &'static str = "quantize";
+    const SUMMARY: &'static str = "a precision policy: weight-only int4/int8 blocks for MatMul/Gemm and embedding tables (MatMulNBits or blocked DequantizeLinear, GPTQ-rounded), int8 QDQ (W8A8, calibrated ranges), fp16/bf16 regions; uniform, by rules, or searched within a size or error budget";
+    type Options = QuantizeOptions;
+
+    fn new(o: QuantizeOptions) -> crate::Result<Quantize> {
+        let invalid =
+            |option: &str, reason: String| crate::options::invalid(Self::NAME, option, reason);
+        let given = o.policy.0.as_str();
         let mut policy = if given.ends_with(".toml") {
             let text = std::fs::read_to_string(given)
-                .map_err(|e| options.invalid("policy", format!("cannot read {given}: {e}")))?;
-            Policy::from_toml(&text)
-                .map_err(|e| options.invalid("policy", format!("{given}: {e}")))?
+                .map_err(|e| invalid("policy", format!("cannot read {given}: {e}")))?;
+            Policy::from_toml(&text).map_err(|e| invalid("policy", format!("{given}: {e}")))?
         } else {
-            Policy::uniform(Choice::parse(given).map_err(|e| options.invalid("policy", e))?)
+            Policy::uniform(Choice::parse(given).map_err(|e| invalid("policy", e))?)
         };
-        if let Some(rules) = options.get("rules") {
+        if let Some(rules) = &o.rules {
             policy
                 .add_inline_rules(rules)
-                .map_err(|e| options.invalid("rules", e))?;
+                .map_err(|e| invalid("rules", e))?;
         }
-        policy.include.extend(options.patterns("include"));
-        policy.exclude.extend(options.patterns("exclude"));
-        let format = options.choice("format")?;
-        let percentile = options.f64("percentile")?;
-        if !(50.0..=100.0).contains(&percentile) {
-            return Err(options.invalid("percentile", "50 to 100"));
+        policy.include.extend(o.include.0);
+        policy.exclude.extend(o.exclude.0);
+        if !(50.0..=100.0).contains(&o.percentile) {
+            return Err(invalid("percentile", "50 to 100".into()));
         }
-        let method = match options.choice("calib")? {
-            "percentile" => RangeMethod::Percentile(percentile),
-            "entropy" => RangeMethod::Entropy,
-            "mse" => RangeMethod::Mse,
-            _ => RangeMethod::MinMax,
+        let method = match o.calib {
+            RangeChoice::Percentile => RangeMethod::Percentile(o.percentile),
+            RangeChoice::Entropy => RangeMethod::Entropy,
+            RangeChoice::Mse => RangeMethod::Mse,
+            RangeChoice::MinMax => RangeMethod::MinMax,
         };
-        let codes = match options.choice("activations")? {
-            "uint8" => qdq::Codes::Uint8,
-            _ => qdq::Codes::Int8,
-        };
-        let ops = match options.patterns("ops") {
-            given if given.is_empty() => qdq::default_ops(),
-            given => given,
-        };
-        let block = options.usize("block")?;
-        if block < 16 || !block.is_power_of_two() {
-            return Err(options.invalid("block", "a power of two, 16 or more"));
+        if o.block < 16 || !o.block.is_power_of_two() {
+            return Err(invalid("block", "a power of two, 16 or more".into()));
         }
-        let damp = options.f64("damp")?;
-        if damp <= 0.0 || !damp.is_finite() {
-            return Err(options.invalid("damp", "must be above 0"));
+        if o.damp <= 0.0 {
+            return Err(invalid("damp", "must be above 0".into()));
         }
-        let accuracy_level = options.usize("accuracy_level")?;
-        if accuracy_level > 4 {
-            return Err(options.invalid("accuracy_level", "0 to 4"));
+        if o.accuracy_level > 4 {
+            return Err(invalid("accuracy_level", "0 to 4".into()));
         }
-        let smooth = match options.get("smooth") {
-            Some("none") => None,
-            Some("auto") | None => Some(smooth::Strength::Auto),
-            Some(_) => match options.f64("smooth")? {
-                alpha if (0.0..=1.0).contains(&alpha) => Some(smooth::Strength::Fixed(alpha)),
-                _ => return Err(options.invalid("smooth", "0 to 1, auto or none")),
-            },
-        };
-        let search = match (options.bool("search")?, options.get("budget")) {
+        let search = match (o.search, o.budget) {
             (true, Some(budget)) => {
-                let budget =
-                    search::Budget::parse(budget).map_err(|e| options.invalid("budget", e))?;
-                let choices = options
-                    .patterns("choices")
+                let choices = o
+                    .choices
+                    .0
                     .iter()
                     .map(|c| Choice::parse(c).and_then(search::check_choice))
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| options.invalid("choices", e))?;
+                    .map_err(|e| invalid("choices", e))?;
                 if choices.len() < 2 {
-                    return Err(options.invalid("choices", "give two or more to choose from"));
+                    return Err(invalid("choices", "give two or more to choose from".into()));
                 }
                 Some(search::SearchSpec {
                     budget,
                     choices,
-                    probe_samples: options.usize("probe_samples")?,
+                    probe_samples: o.probe_samples,
                 })
             }
             (true, None) => {
-                return Err(options.invalid("search", "needs budget=size:BYTES, size:P% or error:E"))
+                return Err(invalid(
+                    "search",
+                    "needs budget=size:BYTES, size:P% or error:E".into(),
+                ))
             }
-            (false, Some(_)) => return Err(options.invalid("budget", "needs search=true")),
+            (false, Some(_)) => return Err(invalid("budget", "needs search=true".into())),
             (false, None) => None,
         };
-        if search.is_none() && (options.given("plot") || options.given("policy_out")) {
-            return Err(options.invalid("plot", "plot and policy_out need search=true"));
+        if search.is_none() && (o.plot.is_some() || o.policy_out.is_some()) {
+            return Err(invalid(
+                "plot",
+                "plot and policy_out need search=true".into(),
+            ));
         }
+        let path = |p: Option<FilePath>| p.map(|p| p.0.display().to_string());
         Ok(Quantize {
             policy,
             search,
-            plot: options.get("plot").map(String::from),
-            policy_out: options.get("policy_out").map(String::from),
-            smooth,
-            smooth_mul: options.bool("smooth_mul")?,
-            qdq: qdq::QdqSpec { codes, method, ops },
-            block,
-            symmetric: options.bool("symmetric")?,
-            form: match format {
-                "dq" => Some(Form::Dq),
-                "nbits" => Some(Form::Nbits),
-                _ => None,
+            plot: path(o.plot),
+            policy_out: path(o.policy_out),
+            smooth: o.smooth.0,
+            smooth_mul: o.smooth_mul,
+            qdq: qdq::QdqSpec {
+                codes: match o.activations {
+                    ActivationCodes::Uint8 => qdq::Codes::Uint8,
+                    _ => qdq::Codes::Int8,
+                },
+                method,
+                ops: match &o.ops {
+                    Auto::Value(ops) if !ops.0.is_empty() => ops.0.clone(),
+                    _ => qdq::default_ops(),
+                },
             },
-            rounding: match options.choice("round")? {
-                "rtn" => Rounding::Rtn,
-                _ => Rounding::Gptq,
+            ops_option: o.ops,
+            codes_option: o.activations,
+            block: o.block,
+            symmetric: o.symmetric,
+            form: match o.format {
+                FormatOption::Dq => Some(Form::Dq),
+                FormatOption::Nbits => Some(Form::Nbits),
+                FormatOption::Auto => None,
             },
-            damp,
-            accuracy_level: accuracy_level as i64,
-            tables: options.bool("tables")?,
-            min_table: options.usize("min_table")?,
-            keep: options.patterns("keep"),
-            half_weights: options.choice("half")? == "weights",
+            rounding: o.round,
+            damp: o.damp,
+            accuracy_level: o.accuracy_level as i64,
+            tables: o.tables,
+            min_table: o.min_table,
+            keep: o.keep.0,
+            half_weights: o.half == HalfForm::Weights,
         })
+    }
+}
+
+impl Quantize {
+    /// The int8 ops and activation codes left `auto`, decided from the
+    /// graph: a model with attention ([`qdq::has_attention`]) quantizes its
+    /// matrix products and embedding lookups with uint8 activations (on
+    /// minilm_l6_v2: cosine 0.9954 against 0.991 with every op, and U8S8
+    /// runs 4x faster than S8S8 in onnxruntime, `benches/quantize_int8.py`);
+    /// other models take every op onnxruntime's quantizer takes, with int8
+    /// activations. Returns a line for the report when the graph decided.
+    fn resolve_int8_defaults(&mut self, graph: &sculpt_ir::Graph) -> Option<String> {
+        let auto_ops = self.ops_option == Auto::Auto;
+        let auto_codes = self.codes_option == ActivationCodes::Auto;
+        if !(auto_ops || auto_codes) || !qdq::has_attention(graph) {
+            return None;
+        }
+        let mut chosen = Vec::new();
+        if auto_ops {
+            self.qdq.ops = ["MatMul", "Gemm", "Gather"].map(String::from).to_vec();
+            chosen.push("ops=MatMul|Gemm|Gather");
+        }
+        if auto_codes {
+            self.qdq.codes = qdq::Codes::Uint8;
+            chosen.push("activations=uint8");
+        }
+        Some(format!(
+            "int8 defaults for a model with attention: {}",
+            chosen.join(" ")
+        ))
     }
 
     /// How a weight-only site of `precision` is written: as asked, or
@@ -279,25 +459,27 @@ impl Quantize {
 
 impl Pass for Quantize {
     fn name(&self) -> &'static str {
-        "quantize"
+        Self::NAME
     }
 
     fn needs_canonical(&self) -> bool {
         true
     }
 
+    fn judged(&self) -> bool {
+        true
+    }
+
     fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<PassOutcome, IrError> {
-        let reference = model.clone();
         let before = model.graph.param_bytes();
         // A branch's weights kept in the main graph: into the branch, where
         // the body's rewrites find them.
         sculpt_ir::rewrite::move_constants_into_bodies(&mut model.graph);
         let precisions = self.policy.precisions();
         let mut outcome = PassOutcome::default();
-        let mut kept = None;
         let int8_tables = self.tables && precisions.contains(&Precision::Int8);
         if self.search.is_some() || int8_tables || precisions.iter().any(|p| p.is_weight_only()) {
-            kept = self.weight_only(model, cx, &mut outcome)?;
+            self.weight_only(model, cx, &mut outcome)?;
         }
         if precisions.contains(&Precision::Int8) {
             self.int8(model, cx, &mut outcome)?;
@@ -310,7 +492,8 @@ impl Pass for Quantize {
                 self.half(model, precision, dtype, &mut outcome)?;
             }
         }
-        crate::transform::cleanup::dead_code::remove_dead_code(&mut model.graph);
+        // The replaced weights are read by nothing now.
+        sculpt_ir::rewrite::remove_dead_code(&mut model.graph);
         let after = model.graph.param_bytes();
         outcome.stat("weight_bytes_before", before);
         outcome.stat("weight_bytes_after", after);
@@ -319,7 +502,6 @@ impl Pass for Quantize {
                 "weights {before} -> {after} bytes ({:.2}x smaller)",
                 before as f64 / after.max(1) as f64
             ));
-            report_judged_error(&mut outcome, cx, &reference, model, kept)?;
         }
         Ok(outcome)
     }
@@ -391,14 +573,13 @@ impl Quantize {
     }
 
     /// Weight-only quantization of the sites and tables the policy (or a
-    /// search) gives `int4`/`w8`. Returns the reference outputs on the
-    /// judging samples when the statistics run computed them.
+    /// search) gives `int4`/`w8`.
     fn weight_only(
         &mut self,
         model: &mut Model,
         cx: &mut PassContext<'_>,
         outcome: &mut PassOutcome,
-    ) -> Result<Option<Vec<Vec<f32>>>, IrError> {
+    ) -> Result<(), IrError> {
         if self.may_write_dq() {
             // Blocked DequantizeLinear and 4-bit codes are opset 21's.
             sculpt_ir::opset::raise_opset(model, 21)?;
@@ -408,7 +589,6 @@ impl Quantize {
         // GPTQ's statistics, and the model's outputs on the judging
         // samples from the same run.
         let gptq = self.rounding == Rounding::Gptq && cx.calibrator.is_some();
-        let mut kept = None;
         let sites: Vec<usize> = (0..targets.len())
             .filter(|&i| matches!(targets[i].0, Weight::Site(..)))
             .collect();
@@ -420,8 +600,7 @@ impl Quantize {
                     Weight::Table(_) => unreachable!("sites only"),
                 })
                 .collect();
-            let (stats, outputs) = collect_with_judging_outputs(model, &requests, cx, "quantize")?;
-            kept = outputs;
+            let stats = cx.site_stats_judged(model, &requests, "quantize")?;
             for (&i, s) in sites.iter().zip(stats) {
                 if let Weight::Site(_, slot) = &mut targets[i].0 {
                     *slot = Some(s);
@@ -498,7 +677,7 @@ impl Quantize {
                     .details
                     .push(format!("  not quantized: {name}: {why}"));
             }
-            return Ok(kept);
+            return Ok(());
         }
         let nbits = chosen
             .iter()
@@ -568,7 +747,7 @@ impl Quantize {
                 .details
                 .push(format!("  not quantized: {name}: {why}"));
         }
-        Ok(kept)
+        Ok(())
     }
 
     /// Weight-only sites inside If/Loop/Scan bodies (at any depth), rounded
@@ -600,7 +779,7 @@ impl Quantize {
                 record["in_subgraph"] = json!(true);
                 records.push(record);
             }
-            crate::transform::cleanup::dead_code::remove_dead_code(body);
+            sculpt_ir::rewrite::remove_dead_code(body);
             Ok(())
         })
     }
@@ -615,7 +794,7 @@ impl Quantize {
             let chosen = self.nodes_of(body, Precision::Int8);
             let plan = qdq::weights_plan(body, |id| chosen.contains(&id));
             weights += qdq::rewrite(body, &plan, &HashMap::new(), &self.qdq)?.weights;
-            crate::transform::cleanup::dead_code::remove_dead_code(body);
+            sculpt_ir::rewrite::remove_dead_code(body);
             Ok::<(), IrError>(())
         })?;
         Ok(weights)
@@ -669,7 +848,7 @@ impl Quantize {
             }
             if in_body {
                 in_bodies += done.nodes - before.0 + stored - before.1;
-                crate::transform::cleanup::dead_code::remove_dead_code(graph);
+                sculpt_ir::rewrite::remove_dead_code(graph);
             }
             Ok::<(), IrError>(())
         };
@@ -717,9 +896,12 @@ impl Quantize {
     ) -> Result<(), IrError> {
         sculpt_ir::opset::raise_opset(model, 13)?;
         sculpt_ir::ops::infer::infer_graph(&mut model.graph)?;
+        if let Some(line) = self.resolve_int8_defaults(&model.graph) {
+            outcome.details.push(line);
+        }
         let options = cx.stats_options(model);
         let calibrator = cx.calibrator("quantize policy=int8", "ranges activations")?;
-        calibrator.select_samples(fitting_samples(calibrator.samples()));
+        let fitting = calibrator.split().fitting();
         let smoothed = match self.smooth {
             Some(strength) => {
                 let (sites, _) = find_sites(&model.graph);
@@ -734,6 +916,7 @@ impl Quantize {
                     self.smooth_mul,
                     calibrator,
                     &options,
+                    fitting.clone(),
                 )?
             }
             None => smooth::Smoothed {
@@ -753,7 +936,6 @@ impl Quantize {
         let plan = qdq::plan(&model.graph, &self.qdq, chosen, &HashSet::new());
         let (divided, smoothed) = (smoothed.divisions.len(), smoothed.folded);
         if plan.nodes.is_empty() {
-            calibrator.select_samples(None);
             outcome.changed |= smoothed + divided > 0;
             outcome.stat("inputs_smoothed", smoothed + divided);
             outcome.details.push(format!(
@@ -767,8 +949,7 @@ impl Quantize {
             .iter()
             .map(|&v| model.graph.value(v).name.clone())
             .collect();
-        let histograms = collect_histograms(model, &names, calibrator);
-        calibrator.select_samples(None);
+        let histograms = collect_histograms(model, &names, calibrator, fitting);
         let histograms: HashMap<_, _> =
             plan.ranged
                 .iter()

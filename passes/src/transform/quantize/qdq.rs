@@ -6,7 +6,7 @@
 //! default the ops onnxruntime's quantizer takes). For each:
 //! - every f32 activation it reads or writes gets one Q→DQ pair, all its
 //!   readers reading the DQ; its scale and zero point come from the
-//!   value's calibrated range ([`crate::ranges`]), per tensor, int8 (or
+//!   value's calibrated range ([`crate::calib::ranges`]), per tensor, int8 (or
 //!   uint8) codes;
 //! - ops that only move data (Reshape, Transpose, MaxPool, Gather, ...)
 //!   give their output their input's parameters, so that onnxruntime can
@@ -30,7 +30,7 @@
 //! activations.
 
 use super::blocks::Format;
-use crate::ranges::{scale_and_zero, Histogram, RangeMethod};
+use crate::calib::ranges::{scale_and_zero, Histogram, RangeMethod};
 use sculpt_ir::ops::infer::{constant, value_type};
 use sculpt_ir::rewrite::Patch;
 use sculpt_ir::{AttrValue, Attribute, DataType, Graph, IrError, NodeId, Tensor, ValueId};
@@ -65,6 +65,37 @@ pub fn default_ops() -> Vec<String> {
         .chain(MOVES_DATA)
         .map(|s| s.to_string())
         .collect()
+}
+
+/// Whether the graph computes attention: a Softmax over the product of two
+/// computed values (queries times keys), through at most a few elementwise
+/// ops (scaling, the mask) in between.
+pub fn has_attention(g: &Graph) -> bool {
+    const BETWEEN: &[&str] = &["Div", "Mul", "Add", "Sub", "Where", "Cast"];
+    let computed = |v: ValueId| g.value(v).init.is_none();
+    g.nodes().any(|(_, n)| {
+        if n.op_type != "Softmax" || !n.is_onnx() {
+            return false;
+        }
+        let mut frontier: Vec<ValueId> = n.input(0).into_iter().collect();
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for v in frontier {
+                let Some((p, _)) = g.value(v).producer else {
+                    continue;
+                };
+                let p = g.node(p);
+                if p.op_type == "MatMul" && p.inputs().iter().flatten().all(|&i| computed(i)) {
+                    return true;
+                }
+                if BETWEEN.contains(&p.op_type.as_str()) {
+                    next.extend(p.inputs().iter().flatten().copied());
+                }
+            }
+            frontier = next;
+        }
+        false
+    })
 }
 
 /// Ops worth quantizing whatever reads their output: onnxruntime runs

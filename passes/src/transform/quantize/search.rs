@@ -14,8 +14,8 @@
 use super::policy::{Choice, Policy, Precision, Rule};
 use super::weights::{Quantization, Weight};
 use crate::allocate::{self, Allocation, Alternative};
+use crate::calib::judge::OutputReference;
 use crate::context::PassContext;
-use crate::outputs::{fitting_samples, OutputReference};
 use sculpt_ir::{IrError, Model};
 use serde_json::json;
 
@@ -30,6 +30,22 @@ pub enum Budget {
     Error(f64),
 }
 
+impl crate::options::OptionValue for Budget {
+    fn kind() -> String {
+        "size:S|error:E".into()
+    }
+    fn parse(text: &str) -> Result<Budget, String> {
+        Budget::parse(text)
+    }
+    fn text(&self) -> String {
+        match self {
+            Budget::Bytes(b) => format!("size:{b}"),
+            Budget::Share(s) => format!("size:{}%", s * 100.0),
+            Budget::Error(e) => format!("error:{e}"),
+        }
+    }
+}
+
 impl Budget {
     /// `size:N[KB|MB|GB]`, `size:P%` or `error:E`.
     pub fn parse(text: &str) -> Result<Budget, String> {
@@ -40,7 +56,7 @@ impl Budget {
                     Ok(p) if p > 0.0 && p <= 100.0 => Ok(Budget::Share(p / 100.0)),
                     _ => Err(bad()),
                 },
-                None => crate::pipeline::parse_bytes(s)
+                None => crate::options::parse_bytes(s)
                     .filter(|&b| b > 0)
                     .map(Budget::Bytes)
                     .ok_or_else(bad),
@@ -209,36 +225,31 @@ fn measure(
         .sum();
     let progress = cx.progress.clone();
     let calibrator = cx.calibrator("quantize search", "measures each weight's sensitivity")?;
-    let fitting = fitting_samples(calibrator.samples()).unwrap_or(0..calibrator.samples());
+    let fitting = calibrator.split().fitting();
     let probe = fitting.start..fitting.end.min(fitting.start + spec.probe_samples.max(1));
-    calibrator.select_samples(Some(probe));
-    let measured = (|| {
-        let reference = OutputReference::new(&mut *calibrator, model, mask)?;
-        let mut done = 0u64;
-        let mut errors = Vec::with_capacity(weights.len());
-        for (w, cands) in weights.iter().zip(candidates) {
-            let mut row = Vec::with_capacity(cands.len());
-            for (_, q) in cands {
-                let error = match q {
-                    None => 0.0,
-                    Some(q) => {
-                        let mut probe = model.clone();
-                        w.substitute(&mut probe.graph, &q.quantized)?;
-                        done += 1;
-                        if let Some(p) = &progress {
-                            p("quantize: measuring sensitivities", done, total as u64);
-                        }
-                        reference.relative_error(&mut *calibrator, &probe)?
+    let reference = OutputReference::new(&mut *calibrator, model, mask, probe)?;
+    let mut done = 0u64;
+    let mut errors = Vec::with_capacity(weights.len());
+    for (w, cands) in weights.iter().zip(candidates) {
+        let mut row = Vec::with_capacity(cands.len());
+        for (_, q) in cands {
+            let error = match q {
+                None => 0.0,
+                Some(q) => {
+                    let mut probe = model.clone();
+                    w.substitute(&mut probe.graph, &q.quantized)?;
+                    done += 1;
+                    if let Some(p) = &progress {
+                        p("quantize: measuring sensitivities", done, total as u64);
                     }
-                };
-                row.push(error.max(0.0));
-            }
-            errors.push(row);
+                    reference.relative_error(&mut *calibrator, &probe)?
+                }
+            };
+            row.push(error.max(0.0));
         }
-        Ok(errors)
-    })();
-    calibrator.select_samples(None);
-    measured
+        errors.push(row);
+    }
+    Ok(errors)
 }
 
 /// Size against predicted error, the Pareto points joined, the pick

@@ -16,8 +16,8 @@
 //!
 //! Preserves: the model's function exactly (up to float rounding).
 
-use crate::context::Calibrator;
-use crate::linear::stats::{collect, Moments, StatsOptions, StatsRequest};
+use crate::calib::stats::{collect, Moments, StatsOptions, StatsRequest};
+use crate::calib::Calibrator;
 use crate::linear::{LinearSite, SiteOp};
 use faer::Mat;
 use sculpt_ir::ops::infer::constant;
@@ -183,6 +183,7 @@ pub fn smooth(
     with_mul: bool,
     calibrator: &mut dyn Calibrator,
     options: &StatsOptions,
+    samples: std::ops::Range<usize>,
 ) -> Result<Smoothed, IrError> {
     let groups = groups(model, sites, with_mul);
     let mut done = Smoothed {
@@ -196,7 +197,7 @@ pub fn smooth(
         .iter()
         .map(|g| StatsRequest::for_site(model, &g.sites[0], false))
         .collect();
-    let stats = collect(model, &requests, calibrator, options)
+    let stats = collect(model, &requests, calibrator, options, samples)
         .map_err(|e| IrError::Invalid(format!("quantize: smoothing statistics failed: {e}")))?;
     for (group, stats) in groups.iter().zip(stats) {
         let m = &stats.fit[0];

@@ -12,8 +12,9 @@
 use super::blocks::{quantize, Format, Quantized};
 use super::tables::{self, Table};
 use super::CONTRIB;
+use crate::calib::SiteStats;
 use crate::linear::solve::output_energy;
-use crate::linear::{LinearSite, SiteOp, SiteStats};
+use crate::linear::{LinearSite, SiteOp};
 use faer::Mat;
 use sculpt_ir::ops::infer::constant;
 use sculpt_ir::rewrite::Patch;

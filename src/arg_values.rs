@@ -1,0 +1,36 @@
+//! Parsers of command-line values that clap does not know: shapes, byte
+//! counts, dims and tolerances.
+
+pub fn parse_shape(s: &str) -> Result<(String, Vec<i64>), String> {
+    let (k, v) = s.split_once('=').ok_or("expected NAME=D0,D1,...")?;
+    let dims = v
+        .split(',')
+        .map(|d| {
+            d.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("'{d}' is not a size"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((k.to_string(), dims))
+}
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    sculpt_passes::options::parse_bytes(s)
+        .ok_or_else(|| format!("'{s}' is not a byte count (like 512M or 4G)"))
+}
+pub fn parse_dim(s: &str) -> Result<(String, usize), String> {
+    let (k, v) = s.split_once('=').ok_or("expected NAME=SIZE")?;
+    Ok((
+        k.to_string(),
+        v.parse().map_err(|_| format!("'{v}' is not a size"))?,
+    ))
+}
+/// A tolerance: a finite number, zero or more (NaN would pass anything).
+pub fn parse_tolerance(v: &str) -> std::result::Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        Ok(_) => Err(format!(
+            "'{v}' is not a tolerance: give a finite number, 0 or more"
+        )),
+        Err(_) => Err(format!("'{v}' is not a number")),
+    }
+}
