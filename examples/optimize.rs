@@ -9,7 +9,7 @@ fn main() -> anyhow::Result<()> {
     };
     let pipeline = rest.first().map_or("cleanup", String::as_str);
 
-    let mut model = sculpt_ir::onnx::load(input.as_ref())?;
+    let mut model = sculpt_ir::load(input.as_ref())?;
     let mut manager = sculpt_passes::PassManager::new(sculpt_passes::Pipeline::parse(pipeline)?)?;
     let report = manager.run(&mut model, |_| {})?;
     sculpt_ir::onnx::save(&model, output.as_ref(), &Default::default())?;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 pub fn load(path: &Path) -> Result<Model> {
-    sculpt_ir::onnx::load(path).with_context(|| format!("cannot load {}", path.display()))
+    sculpt_ir::load(path).with_context(|| format!("cannot load {}", path.display()))
 }
 pub fn inputs_for(
     model: &Model,

@@ -80,71 +80,17 @@ pub struct OptArgs {
     pub no_cleanup: bool,
 }
 
-pub fn opt(
-    OptArgs {
-        model,
-        pipeline,
-        pipeline_file,
-        output,
-        verify_each,
-        check,
-        no_check,
-        inputs,
-        rtol,
-        atol,
-        report,
-        external_data,
-        write_shapes,
-        text,
-        calib,
-        calib_random,
-        stats_memory,
-        calib_mask,
-        no_cleanup,
-    }: OptArgs,
-) -> Result<()> {
-    let pipeline = match (pipeline, pipeline_file) {
-        (Some(p), None) => Pipeline::parse(&p)?,
-        (None, Some(f)) => {
-            let text = std::fs::read_to_string(&f)
-                .with_context(|| format!("cannot read {}", f.display()))?;
-            Pipeline::from_toml(&text)?
-        }
-        (None, None) => {
-            bail!("give a pipeline with -p \"...\" (\"\" for a round-trip) or --pipeline-file")
-        }
-        (Some(_), Some(_)) => unreachable!("clap rejects both"),
-    };
-    let original = load(&model)?;
+pub fn opt(args: OptArgs) -> Result<()> {
+    let pipeline = read_pipeline(&args)?;
+    let original = load(&args.model)?;
     let mut m = original.clone();
     let mut manager = PassManager::new(pipeline)?;
-    manager.verify_each |= verify_each;
-    manager.canonicalize = !no_cleanup;
-    manager.stats_memory = stats_memory;
-    manager.row_mask = calib_mask;
-
+    manager.verify_each |= args.verify_each;
+    manager.canonicalize = !args.no_cleanup;
+    manager.stats_memory = args.stats_memory;
+    manager.row_mask = args.calib_mask.clone();
     let bars = indicatif::MultiProgress::new();
-    // Long work inside passes gets a bar of its own while it runs.
-    let work: std::sync::Mutex<Option<indicatif::ProgressBar>> = Default::default();
-    let work_bars = bars.clone();
-    manager.progress = Some(std::sync::Arc::new(move |what: &str, done, total| {
-        let mut slot = work.lock().unwrap_or_else(|e| e.into_inner());
-        let bar = slot.get_or_insert_with(|| {
-            let bar = work_bars.add(indicatif::ProgressBar::new(total));
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
-                    .expect("valid template"),
-            );
-            bar
-        });
-        bar.set_message(what.to_string());
-        bar.set_length(total);
-        bar.set_position(done);
-        if done >= total {
-            bar.finish_and_clear();
-            *slot = None;
-        }
-    }));
+    manager.progress = Some(work_progress(&bars));
     let bar = bars.add(indicatif::ProgressBar::new(
         manager.step_names().len() as u64
     ));
@@ -152,38 +98,17 @@ pub fn opt(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
             .expect("valid template"),
     );
-    let mut calibration = match (calib, calib_random) {
-        (Some(p), _) => Some(
-            sculpt_runtime::CalibrationSet::from_arrays(sculpt_runtime::read_npz(&p)?)?
-                .fit_to(&original)?,
-        ),
-        (None, Some(n)) => Some(sculpt_runtime::CalibrationSet::random(&original, n)?),
-        (None, None) => None,
-    }
-    .map(|c| c.with_progress(&bars));
+    let mut calibration = calibration_set(&args, &original)?.map(|c| c.with_progress(&bars));
     let calibrator = calibration
         .as_mut()
         .map(|c| c as &mut dyn sculpt_passes::Calibrator);
-    let lossless = manager.lossless();
-    let auto_check =
-        lossless && !check && !no_check && original.graph.weight_bytes() <= AUTO_CHECK_WEIGHTS;
-    if check || auto_check {
-        let given = inputs.clone();
-        let tolerance = Tolerance { rtol, atol };
-        manager.guard =
-            Some(std::sync::Arc::new(
-                move |before: &Model, after: &Model| match compare_outputs(
-                    before,
-                    after,
-                    given.as_deref(),
-                    tolerance,
-                ) {
-                    Ok(Some(cmp)) if cmp.ok => Ok(Ok(check_summary(&cmp))),
-                    Ok(Some(cmp)) => Ok(Err(check_summary(&cmp))),
-                    Ok(None) => Err("no outputs to compare".into()),
-                    Err(e) => Err(format!("{e:#}")),
-                },
-            ));
+    let auto_check = manager.lossless()
+        && !args.check
+        && !args.no_check
+        && original.graph.weight_bytes() <= AUTO_CHECK_WEIGHTS;
+    let checked = args.check || auto_check;
+    if checked {
+        manager.guard = Some(numeric_guard(&args));
     }
     let run = manager.run_with(&mut m, calibrator, |name| {
         bar.set_message(name.to_string());
@@ -197,76 +122,175 @@ pub fn opt(
             eprintln!("{}: numerics not checked: {why}", record.pass);
         }
     }
-    let mut comparison = None;
-    let compared = if check || auto_check {
-        compare_outputs(&original, &m, inputs.as_deref(), Tolerance { rtol, atol })
-    } else {
-        Ok(None)
+    let comparison = match checked {
+        true => final_check(&args, &original, &m, auto_check)?,
+        false => None,
     };
-    let compared = match compared {
+    write_results(&args, &m, &run, comparison.as_ref())?;
+    print_run_table(&run);
+    Ok(())
+}
+
+/// The pipeline of `-p` or `--pipeline-file`.
+fn read_pipeline(args: &OptArgs) -> Result<Pipeline> {
+    Ok(match (&args.pipeline, &args.pipeline_file) {
+        (Some(p), None) => Pipeline::parse(p)?,
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))?;
+            Pipeline::from_toml(&text)?
+        }
+        (None, None) => {
+            bail!("give a pipeline with -p \"...\" (\"\" for a round-trip) or --pipeline-file")
+        }
+        (Some(_), Some(_)) => unreachable!("clap rejects both"),
+    })
+}
+
+/// Long work inside passes gets a progress bar of its own while it runs.
+fn work_progress(bars: &indicatif::MultiProgress) -> sculpt_passes::context::Progress {
+    let work: std::sync::Mutex<Option<indicatif::ProgressBar>> = Default::default();
+    let bars = bars.clone();
+    std::sync::Arc::new(move |what: &str, done, total| {
+        let mut slot = work.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = slot.get_or_insert_with(|| {
+            let bar = bars.add(indicatif::ProgressBar::new(total));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
+                    .expect("valid template"),
+            );
+            bar
+        });
+        bar.set_message(what.to_string());
+        bar.set_length(total);
+        bar.set_position(done);
+        if done >= total {
+            bar.finish_and_clear();
+            *slot = None;
+        }
+    })
+}
+
+/// The calibration data of `--calib` or `--calib-random`, fitted to the
+/// model's inputs.
+fn calibration_set(
+    args: &OptArgs,
+    model: &Model,
+) -> Result<Option<sculpt_runtime::CalibrationSet>> {
+    Ok(match (&args.calib, args.calib_random) {
+        (Some(p), _) => Some(
+            sculpt_runtime::CalibrationSet::from_arrays(sculpt_runtime::read_npz(p)?)?
+                .fit_to(model)?,
+        ),
+        (None, Some(n)) => Some(sculpt_runtime::CalibrationSet::random(model, n)?),
+        (None, None) => None,
+    })
+}
+
+/// The pass manager's numeric guard: the outputs before and after a
+/// lossless pass, compared on tract.
+fn numeric_guard(args: &OptArgs) -> sculpt_passes::NumericGuard {
+    let given = args.inputs.clone();
+    let tolerance = Tolerance {
+        rtol: args.rtol,
+        atol: args.atol,
+    };
+    std::sync::Arc::new(move |before: &Model, after: &Model| {
+        match compare_outputs(before, after, given.as_deref(), tolerance) {
+            Ok(Some(cmp)) if cmp.ok => Ok(Ok(check_summary(&cmp))),
+            Ok(Some(cmp)) => Ok(Err(check_summary(&cmp))),
+            Ok(None) => Err("no outputs to compare".into()),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    })
+}
+
+/// The whole model against the original: an error (nothing written) when
+/// they differ; a default check that cannot run is only said.
+fn final_check(
+    args: &OptArgs,
+    original: &Model,
+    optimized: &Model,
+    auto_check: bool,
+) -> Result<Option<sculpt_runtime::Comparison>> {
+    let (rtol, atol) = (args.rtol, args.atol);
+    let compared = compare_outputs(
+        original,
+        optimized,
+        args.inputs.as_deref(),
+        Tolerance { rtol, atol },
+    );
+    let cmp = match compared {
         Err(e) if auto_check => {
             eprintln!("numerics not checked (--check to insist): {e:#}");
-            None
+            return Ok(None);
         }
         other => other?,
     };
-    if let Some(cmp) = compared {
-        if !cmp.ok {
-            let bad = cmp
-                .outputs
-                .iter()
-                .find(|o| !o.ok)
-                .expect("a failing output");
-            bail!(
-                "--check failed: output '{}' differs (max abs err {:.3e}, {} of {} elements beyond rtol={rtol} atol={atol}); {} not written",
-                bad.name, bad.max_abs_err, bad.mismatches, bad.elements, output.display()
-            );
-        }
-        let worst = cmp.worst();
-        eprintln!(
-            "--check: {} output(s) of the input and optimized models agree within rtol={rtol} atol={atol} on {}{}",
-            cmp.outputs.len(),
-            inputs
-                .as_ref()
-                .map_or("generated inputs".to_string(), |p| p.display().to_string()),
-            worst.map_or(String::new(), |w| format!(
-                "; worst max abs err {:.3e} ('{}')",
-                w.max_abs_err, w.name
-            ))
+    let Some(cmp) = cmp else {
+        return Ok(None);
+    };
+    if !cmp.ok {
+        let bad = cmp
+            .outputs
+            .iter()
+            .find(|o| !o.ok)
+            .expect("a failing output");
+        bail!(
+            "--check failed: output '{}' differs (max abs err {:.3e}, {} of {} elements beyond rtol={rtol} atol={atol}); {} not written",
+            bad.name, bad.max_abs_err, bad.mismatches, bad.elements, args.output.display()
         );
-        comparison = Some(cmp);
     }
-    // The report is staged before the model is written, so that a
-    // report that cannot be written leaves no output behind.
-    let staged_report = match &report {
+    let worst = cmp.worst();
+    eprintln!(
+        "--check: {} output(s) of the input and optimized models agree within rtol={rtol} atol={atol} on {}{}",
+        cmp.outputs.len(),
+        args.inputs
+            .as_ref()
+            .map_or("generated inputs".to_string(), |p| p.display().to_string()),
+        worst.map_or(String::new(), |w| format!(
+            "; worst max abs err {:.3e} ('{}')",
+            w.max_abs_err, w.name
+        ))
+    );
+    Ok(Some(cmp))
+}
+
+/// Writes the model, the report and the files passes asked for. The
+/// report and the files are staged before the model is written, so that
+/// one that cannot be written leaves no output behind.
+fn write_results(
+    args: &OptArgs,
+    m: &Model,
+    run: &sculpt_passes::RunReport,
+    comparison: Option<&sculpt_runtime::Comparison>,
+) -> Result<()> {
+    let staged_report = match &args.report {
         Some(path) => {
-            let json = serde_json::json!({ "run": &run, "check": &comparison });
-            Some(stage(
+            let json = serde_json::json!({ "run": run, "check": comparison });
+            Some((
                 path,
-                serde_json::to_string_pretty(&json)?.as_bytes(),
-            )?)
+                stage(path, serde_json::to_string_pretty(&json)?.as_bytes())?,
+            ))
         }
         None => None,
     };
-    // So are the files passes asked for (a search's plot and policy).
+    // The files passes asked for (a search's plot and policy).
     let staged_files = run
         .passes
         .iter()
         .flat_map(|p| &p.outcome.files)
         .map(|(path, bytes)| Ok((path, stage(path, bytes)?)))
         .collect::<Result<Vec<_>>>()?;
-    if text {
-        let s = sculpt_ir::text::print(
-            &m,
-            &sculpt_ir::text::PrintOptions {
-                full: true,
-                ..Default::default()
-            },
-        );
-        write_atomic(&output, s.as_bytes())?;
+    if args.text {
+        let full = sculpt_ir::text::PrintOptions {
+            full: true,
+            ..Default::default()
+        };
+        write_atomic(&args.output, sculpt_ir::text::print(m, &full).as_bytes())?;
     } else {
         let options = sculpt_ir::onnx::SaveOptions {
-            external: if external_data {
+            external: if args.external_data {
                 ExternalPolicy::Always {
                     location: None,
                     threshold: 1024,
@@ -274,18 +298,14 @@ pub fn opt(
             } else {
                 ExternalPolicy::Auto
             },
-            inferred_shapes: write_shapes,
+            inferred_shapes: args.write_shapes,
         };
-        sculpt_ir::onnx::save(&m, &output, &options)
-            .with_context(|| format!("cannot write {}", output.display()))?;
+        sculpt_ir::onnx::save(m, &args.output, &options)
+            .with_context(|| format!("cannot write {}", args.output.display()))?;
     }
-    if let (Some(path), Some(staged)) = (&report, staged_report) {
+    for (path, staged) in staged_report.into_iter().chain(staged_files) {
         persist(staged, path)?;
     }
-    for (path, staged) in staged_files {
-        persist(staged, path)?;
-    }
-    print_run_table(&run);
     Ok(())
 }
 

@@ -12,14 +12,13 @@ mod cpu;
 mod emit;
 mod gpu;
 mod legalize;
+mod ops;
 mod verify;
 
 pub use cpu::{CpuModule, HostTensor, CPU_PIPELINE};
-pub use emit::{
-    bind_shapes, emit_text, ops_table, supported_ops, Dialect, Elem, EmitOptions, Emitted,
-    TensorSig,
-};
+pub use emit::{bind_shapes, emit_text, Elem, EmitOptions, Emitted, TensorSig};
 pub use gpu::{gpu_pipeline, lower_to_ptx, Kernel, TILE_SIZES};
+pub use ops::{ops_table, supported_ops, Dialect};
 pub use verify::{run_passes, verify_module, MlirContext, TOSA_TO_LINALG};
 
 use thiserror::Error;

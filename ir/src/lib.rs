@@ -11,7 +11,7 @@
 //! - nodes keep ONNX op type, domain and attributes verbatim, so a model
 //!   with ops no pass understands still round-trips losslessly.
 //!
-//! ONNX comes in through [`onnx::load`] and goes out through
+//! ONNX (or the text form) comes in through [`load`] and goes out through
 //! [`onnx::save`]; the text form ([`text`]) prints and parses the same
 //! model. Op semantics (shape inference, cost) live in [`ops`].
 
@@ -20,6 +20,7 @@ pub mod calibrator;
 pub mod codec;
 mod dtype;
 mod error;
+mod file;
 mod graph;
 mod model;
 pub mod onnx;
@@ -36,6 +37,7 @@ pub use attr::{AttrValue, Attribute};
 pub use codec::f16_to_f32;
 pub use dtype::DataType;
 pub use error::{IrError, Result};
+pub use file::load;
 pub use graph::{Graph, Initializer, Node, NodeId, UseCounts, Value, ValueId};
 pub use model::{Function, Model, OpsetImport};
 pub use output::output_tempfile;

@@ -509,6 +509,38 @@ pub fn move_constants_into_bodies(graph: &mut Graph) -> usize {
     moved
 }
 
+/// Removes dead nodes (nodes none of whose outputs is read by a node, a
+/// body's capture or a graph output), repeatedly, and initializers nothing
+/// reads; returns (nodes, initializers) removed.
+pub fn remove_dead_code(graph: &mut Graph) -> (u64, u64) {
+    let mut nodes_removed = 0;
+    loop {
+        let uses = graph.use_counts();
+        let dead: Vec<_> = graph
+            .nodes()
+            .filter(|(_, n)| n.outputs().iter().flatten().all(|v| !uses.contains_key(v)))
+            .map(|(id, _)| id)
+            .collect();
+        if dead.is_empty() {
+            break;
+        }
+        for id in dead {
+            graph.remove_node(id);
+            nodes_removed += 1;
+        }
+    }
+    let uses = graph.use_counts();
+    let unused: Vec<_> = graph
+        .initializers()
+        .filter(|(id, _)| !uses.contains_key(id) && !graph.inputs.contains(id))
+        .map(|(id, _)| id)
+        .collect();
+    for &v in &unused {
+        graph.remove_value(v);
+    }
+    (nodes_removed, unused.len() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,36 +583,4 @@ mod tests {
         assert_eq!(p.dims(r).unwrap(), vec![6]);
         assert!(g.value(r).name.starts_with("site_"));
     }
-}
-
-/// Removes dead nodes (nodes none of whose outputs is read by a node, a
-/// body's capture or a graph output), repeatedly, and initializers nothing
-/// reads; returns (nodes, initializers) removed.
-pub fn remove_dead_code(graph: &mut Graph) -> (u64, u64) {
-    let mut nodes_removed = 0;
-    loop {
-        let uses = graph.use_counts();
-        let dead: Vec<_> = graph
-            .nodes()
-            .filter(|(_, n)| n.outputs().iter().flatten().all(|v| !uses.contains_key(v)))
-            .map(|(id, _)| id)
-            .collect();
-        if dead.is_empty() {
-            break;
-        }
-        for id in dead {
-            graph.remove_node(id);
-            nodes_removed += 1;
-        }
-    }
-    let uses = graph.use_counts();
-    let unused: Vec<_> = graph
-        .initializers()
-        .filter(|(id, _)| !uses.contains_key(id) && !graph.inputs.contains(id))
-        .map(|(id, _)| id)
-        .collect();
-    for &v in &unused {
-        graph.remove_value(v);
-    }
-    (nodes_removed, unused.len() as u64)
 }

@@ -196,7 +196,10 @@ impl OptionValue for Bytes {
     }
     fn text(&self) -> String {
         const UNITS: [(u64, &str); 3] = [(1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")];
-        match UNITS.iter().find(|(u, _)| self.0 >= *u && self.0 % u == 0) {
+        match UNITS
+            .iter()
+            .find(|(u, _)| self.0 >= *u && self.0.is_multiple_of(*u))
+        {
             Some((u, s)) => format!("{}{s}", self.0 / u),
             None => self.0.to_string(),
         }

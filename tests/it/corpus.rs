@@ -77,7 +77,7 @@ fn tract_reproduces_the_reference_outputs() {
     // The corpus's outputs.npz come from onnxruntime; tract running the
     // imported model must agree with them.
     for (name, folder) in corpus_models() {
-        let model = sculpt_ir::onnx::load(&folder.join("model.onnx")).unwrap();
+        let model = sculpt_ir::load(&folder.join("model.onnx")).unwrap();
         let inputs = sculpt_runtime::read_npz(&folder.join("inputs.npz")).unwrap();
         let expected = sculpt_runtime::read_npz(&folder.join("outputs.npz")).unwrap();
         let session =
@@ -131,7 +131,7 @@ fn cleanup_matches_or_beats_peer_node_counts() {
             "{name}: {}",
             String::from_utf8_lossy(&r.stderr)
         );
-        let nodes = sculpt_ir::onnx::load(&out).unwrap().graph.node_count();
+        let nodes = sculpt_ir::load(&out).unwrap().graph.node_count();
         eprintln!("{name}: sculpt {nodes}, onnxsim {onnxsim}, onnxslim {onnxslim}");
         assert!(
             nodes <= onnxsim.min(onnxslim),

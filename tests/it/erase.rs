@@ -40,7 +40,7 @@ fn flops_and_nodes(path: &std::path::Path) -> (u64, u64) {
 
 fn check_erasure(model_name: &str, nodes: &[&str]) {
     let folder = corpus_dir().join(model_name);
-    let mut model = sculpt_ir::onnx::load(&folder.join("model.onnx")).unwrap();
+    let mut model = sculpt_ir::load(&folder.join("model.onnx")).unwrap();
     assert!(
         zero_params(&mut model, nodes) >= 2,
         "{model_name}: nothing to zero"
@@ -80,7 +80,7 @@ fn check_erasure(model_name: &str, nodes: &[&str]) {
 #[test]
 fn zeroed_residual_block_of_resnet18_is_erased() {
     // The first basic block: its two convolutions (the branch of the first residual Add).
-    let model = sculpt_ir::onnx::load(&corpus_dir().join("resnet18/model.onnx")).unwrap();
+    let model = sculpt_ir::load(&corpus_dir().join("resnet18/model.onnx")).unwrap();
     let convs: Vec<String> = model
         .graph
         .nodes()

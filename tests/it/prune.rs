@@ -291,7 +291,7 @@ fn zero_weights_keep_biases(
     columns: usize,
     out: &std::path::Path,
 ) {
-    let mut m = sculpt_ir::onnx::load(model).unwrap();
+    let mut m = sculpt_ir::load(model).unwrap();
     let g = &mut m.graph;
     let weights: Vec<_> = g
         .nodes()

@@ -2,7 +2,8 @@
 //! float activations, arithmetic on floats and signed integers,
 //! comparisons, logic on `i1`, NaN/Inf tests, `Where` and `Cast`.
 
-use super::{unsupported, Elem, Emitter, Operand, Region};
+use super::{Elem, Emitter, Operand, Region};
+use crate::ops::unsupported;
 use crate::Result;
 use sculpt_ir::{AttrValue, Node};
 
@@ -18,6 +19,158 @@ pub(super) fn unary_alpha(op: &str) -> f64 {
         "Elu" | "ThresholdedRelu" => 1.0,
         "Selu" => 1.6732632423543772,
         _ => 0.2,
+    }
+}
+
+/// What a float unary op reads besides its input: its attributes, and
+/// Clip's bounds.
+struct UnaryParams {
+    op: String,
+    lo: f64,
+    hi: f64,
+    alpha: f64,
+    gamma: f64,
+    beta: f64,
+    tanh_gelu: bool,
+}
+
+/// One element of a float unary op: `x` is the element's SSA name.
+fn unary_scalar(b: &mut Region, p: &UnaryParams, x: &str) -> String {
+    match p.op.as_str() {
+        "Relu" => {
+            let z = b.constant(0.0);
+            b.bin("arith.maximumf", x, &z)
+        }
+        "LeakyRelu" => {
+            let z = b.constant(0.0);
+            let k = b.constant(p.alpha);
+            let scaled = b.bin("arith.mulf", x, &k);
+            let neg = b.assign(format!("arith.cmpf olt, {x}, {z} : f32"));
+            select(b, &neg, &scaled, x, "f32")
+        }
+        "Clip" => {
+            let (l, h) = (b.constant(p.lo), b.constant(p.hi));
+            let m = b.bin("arith.maximumf", x, &l);
+            b.bin("arith.minimumf", &m, &h)
+        }
+        "HardSigmoid" | "HardSwish" => {
+            let (al, be) = if p.op == "HardSwish" {
+                (1.0 / 6.0, 0.5)
+            } else {
+                (p.alpha, p.beta)
+            };
+            let (k, c, z, one) = (
+                b.constant(al),
+                b.constant(be),
+                b.constant(0.0),
+                b.constant(1.0),
+            );
+            let s = b.bin("arith.mulf", x, &k);
+            let s = b.bin("arith.addf", &s, &c);
+            let s = b.bin("arith.maximumf", &s, &z);
+            let s = b.bin("arith.minimumf", &s, &one);
+            if p.op == "HardSwish" {
+                b.bin("arith.mulf", x, &s)
+            } else {
+                s
+            }
+        }
+        "Sigmoid" => {
+            let one = b.constant(1.0);
+            let neg = b.op("arith.negf", x);
+            let e = b.op("math.exp", &neg);
+            let d = b.bin("arith.addf", &one, &e);
+            b.bin("arith.divf", &one, &d)
+        }
+        "Gelu" => {
+            let (half, one) = (b.constant(0.5), b.constant(1.0));
+            let inner = if p.tanh_gelu {
+                let k0 = b.constant((2.0 / std::f64::consts::PI).sqrt());
+                let k1 = b.constant(0.044715);
+                let x2 = b.bin("arith.mulf", x, x);
+                let x3 = b.bin("arith.mulf", &x2, x);
+                let t = b.bin("arith.mulf", &x3, &k1);
+                let t = b.bin("arith.addf", x, &t);
+                let t = b.bin("arith.mulf", &t, &k0);
+                b.op("math.tanh", &t)
+            } else {
+                let k = b.constant(std::f64::consts::FRAC_1_SQRT_2);
+                let t = b.bin("arith.mulf", x, &k);
+                b.op("math.erf", &t)
+            };
+            let s = b.bin("arith.addf", &inner, &one);
+            let s = b.bin("arith.mulf", &s, x);
+            b.bin("arith.mulf", &s, &half)
+        }
+        "Reciprocal" => {
+            let one = b.constant(1.0);
+            b.bin("arith.divf", &one, x)
+        }
+        "Elu" | "Selu" => {
+            // x < 0: p.alpha · (eᕽ − 1); Selu scales both sides by p.gamma.
+            let (z, one, k) = (b.constant(0.0), b.constant(1.0), b.constant(p.alpha));
+            let e = b.op("math.exp", x);
+            let e = b.bin("arith.subf", &e, &one);
+            let e = b.bin("arith.mulf", &e, &k);
+            let neg = b.assign(format!("arith.cmpf olt, {x}, {z} : f32"));
+            let y = select(b, &neg, &e, x, "f32");
+            if p.op == "Selu" {
+                let g = b.constant(p.gamma);
+                b.bin("arith.mulf", &y, &g)
+            } else {
+                y
+            }
+        }
+        "Softplus" => {
+            let e = b.op("math.exp", x);
+            b.op("math.log1p", &e)
+        }
+        "Softsign" => {
+            let one = b.constant(1.0);
+            let a = b.op("math.absf", x);
+            let d = b.bin("arith.addf", &a, &one);
+            b.bin("arith.divf", x, &d)
+        }
+        "ThresholdedRelu" => {
+            let (z, k) = (b.constant(0.0), b.constant(p.alpha));
+            let above = b.assign(format!("arith.cmpf ogt, {x}, {k} : f32"));
+            select(b, &above, x, &z, "f32")
+        }
+        "Sign" => {
+            let (z, one, minus) = (b.constant(0.0), b.constant(1.0), b.constant(-1.0));
+            let pos = b.assign(format!("arith.cmpf ogt, {x}, {z} : f32"));
+            let neg = b.assign(format!("arith.cmpf olt, {x}, {z} : f32"));
+            let s = select(b, &neg, &minus, &z, "f32");
+            select(b, &pos, &one, &s, "f32")
+        }
+        other => b.op(math_function(other), x),
+    }
+}
+
+/// The `math`/`arith` operation of a unary op that is one instruction.
+fn math_function(op: &str) -> &'static str {
+    match op {
+        "Tanh" => "math.tanh",
+        "Erf" => "math.erf",
+        "Exp" => "math.exp",
+        "Sqrt" => "math.sqrt",
+        "Log" => "math.log",
+        "Abs" => "math.absf",
+        "Floor" => "math.floor",
+        "Ceil" => "math.ceil",
+        "Round" => "math.roundeven",
+        "Sin" => "math.sin",
+        "Cos" => "math.cos",
+        "Tan" => "math.tan",
+        "Asin" => "math.asin",
+        "Acos" => "math.acos",
+        "Atan" => "math.atan",
+        "Sinh" => "math.sinh",
+        "Cosh" => "math.cosh",
+        "Asinh" => "math.asinh",
+        "Acosh" => "math.acosh",
+        "Atanh" => "math.atanh",
+        _ => "arith.negf",
     }
 }
 
@@ -39,148 +192,16 @@ impl Emitter<'_> {
         } else {
             (0.0, 0.0)
         };
-        let alpha = n.float_attr("alpha", unary_alpha(&op));
-        let gamma = n.float_attr("gamma", 1.0507009873554805);
-        let beta = n.float_attr("beta", 0.5);
-        let tanh_gelu =
-            matches!(n.attr("approximate"), Some(AttrValue::String(s)) if &s[..] == b"tanh");
-        Ok(self.elementwise(od, &[x], &|b, a| {
-            let x = a[0].as_str();
-            match op.as_str() {
-                "Relu" => {
-                    let z = b.constant(0.0);
-                    b.bin("arith.maximumf", x, &z)
-                }
-                "LeakyRelu" => {
-                    let z = b.constant(0.0);
-                    let k = b.constant(alpha);
-                    let scaled = b.bin("arith.mulf", x, &k);
-                    let neg = b.assign(format!("arith.cmpf olt, {x}, {z} : f32"));
-                    select(b, &neg, &scaled, x, "f32")
-                }
-                "Clip" => {
-                    let (l, h) = (b.constant(lo), b.constant(hi));
-                    let m = b.bin("arith.maximumf", x, &l);
-                    b.bin("arith.minimumf", &m, &h)
-                }
-                "HardSigmoid" | "HardSwish" => {
-                    let (al, be) = if op == "HardSwish" {
-                        (1.0 / 6.0, 0.5)
-                    } else {
-                        (alpha, beta)
-                    };
-                    let (k, c, z, one) = (
-                        b.constant(al),
-                        b.constant(be),
-                        b.constant(0.0),
-                        b.constant(1.0),
-                    );
-                    let s = b.bin("arith.mulf", x, &k);
-                    let s = b.bin("arith.addf", &s, &c);
-                    let s = b.bin("arith.maximumf", &s, &z);
-                    let s = b.bin("arith.minimumf", &s, &one);
-                    if op == "HardSwish" {
-                        b.bin("arith.mulf", x, &s)
-                    } else {
-                        s
-                    }
-                }
-                "Sigmoid" => {
-                    let one = b.constant(1.0);
-                    let neg = b.op("arith.negf", x);
-                    let e = b.op("math.exp", &neg);
-                    let d = b.bin("arith.addf", &one, &e);
-                    b.bin("arith.divf", &one, &d)
-                }
-                "Gelu" => {
-                    let (half, one) = (b.constant(0.5), b.constant(1.0));
-                    let inner = if tanh_gelu {
-                        let k0 = b.constant((2.0 / std::f64::consts::PI).sqrt());
-                        let k1 = b.constant(0.044715);
-                        let x2 = b.bin("arith.mulf", x, x);
-                        let x3 = b.bin("arith.mulf", &x2, x);
-                        let t = b.bin("arith.mulf", &x3, &k1);
-                        let t = b.bin("arith.addf", x, &t);
-                        let t = b.bin("arith.mulf", &t, &k0);
-                        b.op("math.tanh", &t)
-                    } else {
-                        let k = b.constant(std::f64::consts::FRAC_1_SQRT_2);
-                        let t = b.bin("arith.mulf", x, &k);
-                        b.op("math.erf", &t)
-                    };
-                    let s = b.bin("arith.addf", &inner, &one);
-                    let s = b.bin("arith.mulf", &s, x);
-                    b.bin("arith.mulf", &s, &half)
-                }
-                "Reciprocal" => {
-                    let one = b.constant(1.0);
-                    b.bin("arith.divf", &one, x)
-                }
-                "Elu" | "Selu" => {
-                    // x < 0: alpha · (eᕽ − 1); Selu scales both sides by gamma.
-                    let (z, one, k) = (b.constant(0.0), b.constant(1.0), b.constant(alpha));
-                    let e = b.op("math.exp", x);
-                    let e = b.bin("arith.subf", &e, &one);
-                    let e = b.bin("arith.mulf", &e, &k);
-                    let neg = b.assign(format!("arith.cmpf olt, {x}, {z} : f32"));
-                    let y = select(b, &neg, &e, x, "f32");
-                    if op == "Selu" {
-                        let g = b.constant(gamma);
-                        b.bin("arith.mulf", &y, &g)
-                    } else {
-                        y
-                    }
-                }
-                "Softplus" => {
-                    let e = b.op("math.exp", x);
-                    b.op("math.log1p", &e)
-                }
-                "Softsign" => {
-                    let one = b.constant(1.0);
-                    let a = b.op("math.absf", x);
-                    let d = b.bin("arith.addf", &a, &one);
-                    b.bin("arith.divf", x, &d)
-                }
-                "ThresholdedRelu" => {
-                    let (z, k) = (b.constant(0.0), b.constant(alpha));
-                    let above = b.assign(format!("arith.cmpf ogt, {x}, {k} : f32"));
-                    select(b, &above, x, &z, "f32")
-                }
-                "Sign" => {
-                    let (z, one, minus) = (b.constant(0.0), b.constant(1.0), b.constant(-1.0));
-                    let pos = b.assign(format!("arith.cmpf ogt, {x}, {z} : f32"));
-                    let neg = b.assign(format!("arith.cmpf olt, {x}, {z} : f32"));
-                    let s = select(b, &neg, &minus, &z, "f32");
-                    select(b, &pos, &one, &s, "f32")
-                }
-                other => {
-                    let instr = match other {
-                        "Tanh" => "math.tanh",
-                        "Erf" => "math.erf",
-                        "Exp" => "math.exp",
-                        "Sqrt" => "math.sqrt",
-                        "Log" => "math.log",
-                        "Abs" => "math.absf",
-                        "Floor" => "math.floor",
-                        "Ceil" => "math.ceil",
-                        "Round" => "math.roundeven",
-                        "Sin" => "math.sin",
-                        "Cos" => "math.cos",
-                        "Tan" => "math.tan",
-                        "Asin" => "math.asin",
-                        "Acos" => "math.acos",
-                        "Atan" => "math.atan",
-                        "Sinh" => "math.sinh",
-                        "Cosh" => "math.cosh",
-                        "Asinh" => "math.asinh",
-                        "Acosh" => "math.acosh",
-                        "Atanh" => "math.atanh",
-                        _ => "arith.negf",
-                    };
-                    b.op(instr, x)
-                }
-            }
-        }))
+        let params = UnaryParams {
+            op,
+            lo,
+            hi,
+            alpha: n.float_attr("alpha", unary_alpha(&n.op_type)),
+            gamma: n.float_attr("gamma", 1.0507009873554805),
+            beta: n.float_attr("beta", 0.5),
+            tanh_gelu: matches!(n.attr("approximate"), Some(AttrValue::String(s)) if &s[..] == b"tanh"),
+        };
+        Ok(self.elementwise(od, &[x], &|b, a| unary_scalar(b, &params, &a[0])))
     }
 
     /// PRelu: `x < 0 ? x · slope : x`, the slope broadcast.

@@ -491,22 +491,7 @@ impl Emitter<'_> {
                 self.tosa_binary("pow", &x, &half, &x.dims, Elem::F32)?
             }
             "Neg" => self.tosa_negate(&x),
-            other => {
-                let name = match other {
-                    "Sigmoid" => "sigmoid",
-                    "Tanh" => "tanh",
-                    "Erf" => "erf",
-                    "Exp" => "exp",
-                    "Log" => "log",
-                    "Abs" => "abs",
-                    "Floor" => "floor",
-                    "Ceil" => "ceil",
-                    "Sin" => "sin",
-                    "Cos" => "cos",
-                    _ => "reciprocal",
-                };
-                self.tosa_unary(name, &x)
-            }
+            other => self.tosa_unary(tosa_function(other), &x),
         })
     }
 
@@ -1031,5 +1016,22 @@ impl Emitter<'_> {
             r = self.tosa_binary("pow", &r, &half, &r.dims.clone(), Elem::F32)?;
         }
         self.tosa_reshape(&r, od)
+    }
+}
+
+/// The TOSA operation of an activation that is one operation.
+fn tosa_function(op: &str) -> &'static str {
+    match op {
+        "Sigmoid" => "sigmoid",
+        "Tanh" => "tanh",
+        "Erf" => "erf",
+        "Exp" => "exp",
+        "Log" => "log",
+        "Abs" => "abs",
+        "Floor" => "floor",
+        "Ceil" => "ceil",
+        "Sin" => "sin",
+        "Cos" => "cos",
+        _ => "reciprocal",
     }
 }

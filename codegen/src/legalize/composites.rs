@@ -6,7 +6,7 @@
 //! subtracting the maximum).
 
 use super::Patch;
-use crate::emit::unsupported;
+use crate::ops::unsupported;
 use crate::Result;
 use sculpt_ir::{AttrValue, Attribute, Node, Tensor};
 

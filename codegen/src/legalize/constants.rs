@@ -3,7 +3,7 @@
 //! EyeLike (which reads only its input's shape).
 
 use super::Patch;
-use crate::emit::unsupported;
+use crate::ops::unsupported;
 use crate::Result;
 use sculpt_ir::ops::eval::{self, Const, Vals};
 use sculpt_ir::{DataType, Node, Tensor};

@@ -10,7 +10,7 @@
 //! Reshape, Transpose, Reshape and a Slice with negative steps.
 
 use super::{attrs_with, Patch};
-use crate::emit::unsupported;
+use crate::ops::unsupported;
 use crate::Result;
 use sculpt_ir::{AttrValue, Attribute, Node, Tensor};
 

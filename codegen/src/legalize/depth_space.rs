@@ -3,7 +3,7 @@
 //! DepthToSpace), so every element lands where the op puts it.
 
 use super::Patch;
-use crate::emit::unsupported;
+use crate::ops::unsupported;
 use crate::Result;
 use sculpt_ir::{AttrValue, Node};
 

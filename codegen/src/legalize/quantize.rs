@@ -9,7 +9,7 @@
 //! (and i32 for DequantizeLinear) are refused.
 
 use super::{to, Patch};
-use crate::emit::unsupported;
+use crate::ops::unsupported;
 use crate::Result;
 use sculpt_ir::{AttrValue, DataType, Node, Tensor};
 

@@ -9,7 +9,7 @@
 //! onnxruntime's CPU kernels for halves mostly do.
 
 use super::{to, Patch};
-use crate::emit::{shape_slots, STORAGE_OPS};
+use crate::ops::{shape_slots, STORAGE_OPS};
 use crate::Result;
 use sculpt_ir::ops::infer::value_type;
 use sculpt_ir::{DataType, Node, Tensor, Type, ValueId};

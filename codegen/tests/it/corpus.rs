@@ -5,7 +5,7 @@ use std::path::PathBuf;
 /// A corpus model with its inputs bound to the shapes of its inputs.npz,
 /// then cleaned up (as `sculpt emit` does).
 fn corpus_model(name: &str) -> sculpt_ir::Model {
-    let m = sculpt_ir::onnx::load(&corpus_dir().join(name).join("model.onnx")).unwrap();
+    let m = sculpt_ir::load(&corpus_dir().join(name).join("model.onnx")).unwrap();
     let mut options = EmitOptions::default();
     for a in sculpt_runtime::read_npz(&corpus_dir().join(name).join("inputs.npz")).unwrap() {
         options

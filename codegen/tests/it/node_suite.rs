@@ -89,7 +89,7 @@ fn dims_of(a: &Array) -> Vec<i64> {
 }
 
 fn run_case(case: &std::path::Path, dialect: Dialect) -> Outcome {
-    let Ok(model) = sculpt_ir::onnx::load(&case.join("model.onnx")) else {
+    let Ok(model) = sculpt_ir::load(&case.join("model.onnx")) else {
         return Outcome::Refused("not imported".into());
     };
     let Ok((inputs, expected)) = sculpt_runtime::read_test_data_set(case, 0) else {

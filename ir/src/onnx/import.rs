@@ -14,10 +14,9 @@ use prost::Message;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-/// Reads a model file. The file is memory-mapped and tensor payloads point
-/// into the mapping, so import copies no weights. A file in the text form
-/// (see [`crate::text`]) is parsed instead.
-pub fn load(path: &Path) -> Result<Model> {
+/// The bytes of the model file at `path`, memory-mapped: a regular,
+/// non-empty file (a pipe or a folder is refused before it is opened).
+pub fn map_file(path: &Path) -> Result<Bytes> {
     let read_err = |source| IrError::Read {
         path: path.to_path_buf(),
         source,
@@ -46,13 +45,7 @@ pub fn load(path: &Path) -> Result<Model> {
     // SAFETY: the mapping is read-only; like every mmap-based reader we rely
     // on the file not being truncated while the model is alive.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(read_err)?;
-    let bytes = Bytes::from_owner(map);
-    if crate::text::looks_like_text(&bytes) {
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| IrError::Invalid(format!("{} is not UTF-8 text", path.display())))?;
-        return crate::text::parse(text);
-    }
-    from_bytes(bytes, path.parent())
+    Ok(Bytes::from_owner(map))
 }
 
 /// Decodes a serialized `ModelProto`. `base_dir` is where external data

@@ -21,7 +21,7 @@ pub const IR_VERSION: i64 = 10;
 pub const DEFAULT_OPSET: i64 = 21;
 
 pub use export::{save, to_bytes, to_proto, SaveOptions};
-pub use import::{from_bytes, from_proto, load};
+pub use import::{from_bytes, from_proto, map_file};
 
 /// Graph attribute → the text form and the importer both need to know the
 /// ONNX attribute type codes.

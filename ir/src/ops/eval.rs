@@ -233,6 +233,22 @@ fn eval_one<'a>(
         "DequantizeLinear" => dequantize(node, x(0)?, x(1)?, x(2)),
         "Shape" | "Size" => None, // folded from types by the caller
         "Unsqueeze" | "Squeeze" | "Reshape" | "Flatten" => None, // shape ops: the caller reshapes with inferred dims
+        // The other op families, each answering None for ops it lacks.
+        _ => eval_selection(node, inputs, x)
+            .or_else(|| eval_layout_and_fills(node, x, limit))
+            .or_else(|| eval_binary(node, inputs, x))
+            .or_else(|| eval_unary_and_reductions(node, x)),
+    }
+}
+
+/// Concat, Gather and Slice of constants.
+fn eval_selection<'a>(
+    node: &Node,
+    inputs: &'a [Option<Const>],
+    x: &dyn Fn(usize) -> Option<&'a Const>,
+) -> Option<Const> {
+    let op = node.op_type.as_str();
+    match op {
         "Concat" => {
             let parts: Vec<&Const> = (0..inputs.len()).map(x).collect::<Option<_>>()?;
             let first = parts.first()?;
@@ -349,6 +365,18 @@ fn eval_one<'a>(
             }
             Some(data.pick(&flat, dims))
         }
+        _ => None,
+    }
+}
+
+/// Transpose, and the ops that make tensors from sizes: ConstantOfShape, Range, Expand (at most `limit` elements).
+fn eval_layout_and_fills<'a>(
+    node: &Node,
+    x: &dyn Fn(usize) -> Option<&'a Const>,
+    limit: usize,
+) -> Option<Const> {
+    let op = node.op_type.as_str();
+    match op {
         "Transpose" => {
             let data = x(0)?;
             let r = data.dims.len();
@@ -446,6 +474,18 @@ fn eval_one<'a>(
             let idx = broadcast_index(&data.dims, &dims);
             Some(data.pick(&idx, dims))
         }
+        _ => None,
+    }
+}
+
+/// Where and the broadcasting binary ops.
+fn eval_binary<'a>(
+    node: &Node,
+    inputs: &'a [Option<Const>],
+    x: &dyn Fn(usize) -> Option<&'a Const>,
+) -> Option<Const> {
+    let op = node.op_type.as_str();
+    match op {
         "Where" => {
             let (c, a, b) = (x(0)?, x(1)?, x(2)?);
             let dims = broadcast_dims(&broadcast_dims(&c.dims, &a.dims)?, &b.dims)?;
@@ -547,6 +587,17 @@ fn eval_one<'a>(
             let dtype = if compare { DataType::BOOL } else { a.dtype };
             Some(Const { dtype, dims, vals })
         }
+        _ => None,
+    }
+}
+
+/// Element-wise unary ops and reductions.
+fn eval_unary_and_reductions<'a>(
+    node: &Node,
+    x: &dyn Fn(usize) -> Option<&'a Const>,
+) -> Option<Const> {
+    let op = node.op_type.as_str();
+    match op {
         "Neg" | "Abs" | "Sqrt" | "Exp" | "Log" | "Reciprocal" | "Floor" | "Ceil" | "Not"
         | "Relu" | "Sigmoid" | "Tanh" | "Erf" => {
             let a = x(0)?;

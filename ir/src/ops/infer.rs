@@ -972,6 +972,21 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             ))
         }
         "Size" => Some(Type::tensor(DataType::I64, &[])),
+        // The other op families, each answering None for ops it lacks.
+        _ => infer_windows(c)
+            .or_else(|| infer_products(c))
+            .or_else(|| infer_reshaping(c))
+            .or_else(|| infer_axis_ops(c))
+            .or_else(|| infer_slicing(c))
+            .or_else(|| infer_generators(c)),
+    }
+}
+
+/// Convolutions and pooling: sliding windows over the spatial axes.
+fn infer_windows(c: &Ctx) -> Option<Type> {
+    let node = c.node;
+    let op = node.op_type.as_str();
+    match op {
         "Conv" | "ConvInteger" => {
             let x = c.shape(0)?;
             let w = c.shape(1)?;
@@ -1054,6 +1069,15 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             ));
             tensor(c.dtype(0)?, s)
         }
+        _ => None,
+    }
+}
+
+/// Matrix products.
+fn infer_products(c: &Ctx) -> Option<Type> {
+    let node = c.node;
+    let op = node.op_type.as_str();
+    match op {
         "Gemm" => {
             let a = c.shape(0)?;
             let b = c.shape(1)?;
@@ -1100,6 +1124,15 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             }
             tensor(dt, s)
         }
+        _ => None,
+    }
+}
+
+/// Reshaping and joining: Flatten, Reshape, Transpose, Concat.
+fn infer_reshaping(c: &Ctx) -> Option<Type> {
+    let node = c.node;
+    let op = node.op_type.as_str();
+    match op {
         "Flatten" => {
             let x = c.shape(0)?;
             let axis = node.attr_i64("axis").unwrap_or(1);
@@ -1196,6 +1229,15 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                 .map_or(Dim::Unknown, Dim::Known);
             tensor(c.dtype(0)?, s)
         }
+        _ => None,
+    }
+}
+
+/// Ops that drop, add or pick along axes: Squeeze, Unsqueeze, Gather, reductions.
+fn infer_axis_ops(c: &Ctx) -> Option<Type> {
+    let node = c.node;
+    let op = node.op_type.as_str();
+    match op {
         "Squeeze" | "Unsqueeze" => {
             let x = c.shape(0)?;
             let axes = node.ints_attr("axes").or_else(|| c.ints(1));
@@ -1290,6 +1332,15 @@ fn infer_first(c: &Ctx) -> Option<Type> {
                 .collect();
             tensor(dt, s)
         }
+        _ => None,
+    }
+}
+
+/// Slicing, filling and padding: Slice, ConstantOfShape, Expand, Tile, Pad.
+fn infer_slicing(c: &Ctx) -> Option<Type> {
+    let node = c.node;
+    let op = node.op_type.as_str();
+    match op {
         "Slice" => {
             let x = c.shape(0)?;
             let dt = c.dtype(0)?;
@@ -1421,6 +1472,15 @@ fn infer_first(c: &Ctx) -> Option<Type> {
             }
             tensor(c.dtype(0)?, s)
         }
+        _ => None,
+    }
+}
+
+/// Resampling, generators and the rest: Resize, Range, NonZero, TopK, DepthToSpace, EyeLike, GatherElements, Einsum.
+fn infer_generators(c: &Ctx) -> Option<Type> {
+    let node = c.node;
+    let op = node.op_type.as_str();
+    match op {
         "Resize" | "Upsample" => {
             let x = c.shape(0)?;
             let dt = c.dtype(0)?;

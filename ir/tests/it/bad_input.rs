@@ -136,7 +136,7 @@ fn external_data_outside_the_model_folder_is_refused() {
         };
         let path = inner.join("m.onnx");
         std::fs::write(&path, model_with(g)).unwrap();
-        let e = sculpt_ir::onnx::load(&path).unwrap_err().to_string();
+        let e = sculpt_ir::load(&path).unwrap_err().to_string();
         assert!(e.contains("leaves the model's folder"), "{location}: {e}");
     }
 }

@@ -16,7 +16,7 @@ fn canon<T: std::fmt::Debug>(x: &T) -> String {
 fn import_export_is_lossless() {
     for (name, path) in corpus_models() {
         let original = ModelProto::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
-        let model = sculpt_ir::onnx::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let model = sculpt_ir::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         let exported = sculpt_ir::onnx::to_proto(&model);
         let og = original.graph.as_ref().unwrap();
         let eg = exported.graph.as_ref().unwrap();
@@ -56,7 +56,7 @@ fn text_form_round_trips_every_corpus_model() {
         ..Default::default()
     };
     for (name, path) in corpus_models() {
-        let model = sculpt_ir::onnx::load(&path).unwrap();
+        let model = sculpt_ir::load(&path).unwrap();
         let text = print(&model, &full);
         let parsed = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(parsed == model, "{name}: parse(print(m)) != m");
@@ -74,7 +74,7 @@ fn elided_text_is_refused_with_the_reason() {
         .into_iter()
         .find(|(n, _)| n == "resnet18")
         .unwrap();
-    let model = sculpt_ir::onnx::load(&path).unwrap();
+    let model = sculpt_ir::load(&path).unwrap();
     let text = print(&model, &PrintOptions::default());
     let err = parse(&text).unwrap_err().to_string();
     assert!(err.contains("elided"), "{err}");
@@ -86,7 +86,7 @@ fn external_data_round_trips_and_is_mapped() {
         .into_iter()
         .find(|(n, _)| n == "mobilenet_v3_small")
         .unwrap();
-    let model = sculpt_ir::onnx::load(&path).unwrap();
+    let model = sculpt_ir::load(&path).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.onnx");
     let options = sculpt_ir::onnx::SaveOptions {
@@ -105,6 +105,6 @@ fn external_data_round_trips_and_is_mapped() {
         main_len < 200_000 && data_len > 9_000_000,
         "{main_len} {data_len}"
     );
-    let back = sculpt_ir::onnx::load(&out).unwrap();
+    let back = sculpt_ir::load(&out).unwrap();
     assert!(back == model, "external data changed the model");
 }

@@ -822,31 +822,7 @@ impl<'g> Walk<'g> {
             }
             "GroupNormalization" => self.contract_group_norm(n, &first, only_data, out),
             "LayerNormalization" | "RMSNormalization" => {
-                let rank = self.rank(out).unwrap_or(0);
-                let axis = normalize_axis(n.int_attr("axis", -1), rank).ok_or("bad axis")?;
-                if !only_data {
-                    return Err("channels reach the scale or bias".into());
-                }
-                if first.axis < axis {
-                    self.layouts.insert(out, first);
-                    return Ok(());
-                }
-                for p in n.inputs()[1..].iter().flatten() {
-                    let prank = self.rank(*p).unwrap_or(0);
-                    if let Some(a) = (first.axis + prank).checked_sub(rank) {
-                        self.add_slices(&first, *p, a, None);
-                    }
-                }
-                for seg in &first.segments {
-                    let r = self.sp.find(seg.space);
-                    self.sp.kind[r] = "residual_stream".into();
-                    self.sp.refuse(
-                        r,
-                        format!("{}: normalises across these channels (removing one changes the statistics of the rest): a residual-stream group, not prunable channel by channel", label(n)),
-                    );
-                }
-                self.layouts.insert(out, first);
-                Ok(())
+                self.contract_layer_norm(n, first, only_data, out)
             }
             "Softmax" | "LogSoftmax" | "Hardmax" => {
                 let rank = self.rank(out).unwrap_or(0);
@@ -859,29 +835,7 @@ impl<'g> Walk<'g> {
             }
             "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
             | "ReduceL2" | "ReduceSumSquare" | "ReduceLogSumExp" => {
-                let rank = self
-                    .dims(n.input(0).ok_or("no input")?)
-                    .map_or(0, |d| d.len());
-                let axes = n
-                    .ints_attr("axes")
-                    .or_else(|| n.input(1).and_then(|a| self.const_ints(a)))
-                    .ok_or("reduces over every axis, or axes computed at run time")?;
-                let axes: Vec<usize> = axes
-                    .iter()
-                    .filter_map(|&a| normalize_axis(a, rank))
-                    .collect();
-                if axes.is_empty() || axes.contains(&first.axis) {
-                    return Err("reduces over the channel axis (as a decomposed RMSNorm or LayerNorm does: the whole hidden size is coupled)".into());
-                }
-                let keep = n.int_attr("keepdims", 1) == 1;
-                let before = axes.iter().filter(|&&a| a < first.axis).count();
-                let axis = if keep {
-                    first.axis
-                } else {
-                    first.axis - before
-                };
-                self.layouts.insert(out, Layout { axis, ..first });
-                Ok(())
+                self.contract_reduce(n, first, out)
             }
             "Add" | "Sub" | "Mul" | "Div" | "Sum" | "Max" | "Min" | "Mean" | "PRelu" | "Where"
             | "Pow" | "And" | "Or" | "Xor" | "Equal" | "Less" | "Greater" | "LessOrEqual"
@@ -921,34 +875,106 @@ impl<'g> Walk<'g> {
                 self.layouts.insert(out, layout);
                 Ok(())
             }
-            "Pad" => {
-                let rank = self.rank(out).unwrap_or(0);
-                let pads = n
-                    .ints_attr("pads")
-                    .or_else(|| n.input(1).and_then(|p| self.const_ints(p)));
-                let axes = n.input(3).and_then(|a| self.const_ints(a));
-                let ok = match (pads, axes) {
-                    (Some(p), None) if p.len() == 2 * rank => {
-                        p[first.axis] == 0 && p[first.axis + rank] == 0
-                    }
-                    (Some(p), Some(axes)) => axes.iter().enumerate().all(|(i, &a)| {
-                        normalize_axis(a, rank) != Some(first.axis)
-                            || (p[i] == 0 && p[i + axes.len()] == 0)
-                    }),
-                    _ => false,
-                };
-                if !ok || !only_data {
-                    return Err("pads along the channel axis".into());
-                }
-                self.layouts.insert(out, first);
-                Ok(())
-            }
+            "Pad" => self.contract_pad(n, first, only_data, out),
             "Concat" => self.contract_concat(n, carried, out),
             "Split" => self.contract_split(n, &first, only_data),
             "Slice" => self.contract_slice(n, first, only_data, out),
             "Shape" | "Size" => Ok(()),
             _ => Err("no axis contract for this op".into()),
         }
+    }
+
+    /// LayerNormalization and RMSNormalization: channels before the normalised
+    /// axes pass; normalised ones are a residual stream, coupled by the statistics.
+    fn contract_layer_norm(
+        &mut self,
+        n: &Node,
+        first: Layout,
+        only_data: bool,
+        out: ValueId,
+    ) -> Result<(), String> {
+        let rank = self.rank(out).unwrap_or(0);
+        let axis = normalize_axis(n.int_attr("axis", -1), rank).ok_or("bad axis")?;
+        if !only_data {
+            return Err("channels reach the scale or bias".into());
+        }
+        if first.axis < axis {
+            self.layouts.insert(out, first);
+            return Ok(());
+        }
+        for p in n.inputs()[1..].iter().flatten() {
+            let prank = self.rank(*p).unwrap_or(0);
+            if let Some(a) = (first.axis + prank).checked_sub(rank) {
+                self.add_slices(&first, *p, a, None);
+            }
+        }
+        for seg in &first.segments {
+            let r = self.sp.find(seg.space);
+            self.sp.kind[r] = "residual_stream".into();
+            self.sp.refuse(
+                r,
+                format!("{}: normalises across these channels (removing one changes the statistics of the rest): a residual-stream group, not prunable channel by channel", label(n)),
+            );
+        }
+        self.layouts.insert(out, first);
+        Ok(())
+    }
+
+    /// Reductions over axes other than the channels' (the channel axis moves
+    /// down past removed axes).
+    fn contract_reduce(&mut self, n: &Node, first: Layout, out: ValueId) -> Result<(), String> {
+        let rank = self
+            .dims(n.input(0).ok_or("no input")?)
+            .map_or(0, |d| d.len());
+        let axes = n
+            .ints_attr("axes")
+            .or_else(|| n.input(1).and_then(|a| self.const_ints(a)))
+            .ok_or("reduces over every axis, or axes computed at run time")?;
+        let axes: Vec<usize> = axes
+            .iter()
+            .filter_map(|&a| normalize_axis(a, rank))
+            .collect();
+        if axes.is_empty() || axes.contains(&first.axis) {
+            return Err("reduces over the channel axis (as a decomposed RMSNorm or LayerNorm does: the whole hidden size is coupled)".into());
+        }
+        let keep = n.int_attr("keepdims", 1) == 1;
+        let before = axes.iter().filter(|&&a| a < first.axis).count();
+        let axis = if keep {
+            first.axis
+        } else {
+            first.axis - before
+        };
+        self.layouts.insert(out, Layout { axis, ..first });
+        Ok(())
+    }
+
+    /// Pad, with no padding along the channel axis.
+    fn contract_pad(
+        &mut self,
+        n: &Node,
+        first: Layout,
+        only_data: bool,
+        out: ValueId,
+    ) -> Result<(), String> {
+        let rank = self.rank(out).unwrap_or(0);
+        let pads = n
+            .ints_attr("pads")
+            .or_else(|| n.input(1).and_then(|p| self.const_ints(p)));
+        let axes = n.input(3).and_then(|a| self.const_ints(a));
+        let ok = match (pads, axes) {
+            (Some(p), None) if p.len() == 2 * rank => {
+                p[first.axis] == 0 && p[first.axis + rank] == 0
+            }
+            (Some(p), Some(axes)) => axes.iter().enumerate().all(|(i, &a)| {
+                normalize_axis(a, rank) != Some(first.axis) || (p[i] == 0 && p[i + axes.len()] == 0)
+            }),
+            _ => false,
+        };
+        if !ok || !only_data {
+            return Err("pads along the channel axis".into());
+        }
+        self.layouts.insert(out, first);
+        Ok(())
     }
 
     fn contract_group_norm(

@@ -133,8 +133,8 @@ crate::pass_options! {
         lookahead: bool = true,
         /// round ranks up to multiples of this
         round_to: usize = 1,
-        /// factor a site only where r·(k+n) <= (1 - min_gain)·k·n
-        min_gain: Share = Share(0.1),
+        /// factor a site only where r·(k+n) <= (1 - min_gain)·k·n (below 1; negative: also where the factors are larger)
+        min_gain: f64 = 0.1,
         /// only sites whose node name matches one of these |-separated patterns (* wildcards)
         include: Patterns = Patterns::default(),
         /// leave sites whose node name matches one of these patterns
@@ -233,7 +233,7 @@ impl NamedPass for LowRank {
         if o.round_to == 0 {
             return Err(invalid("round_to", "must be at least 1".into()));
         }
-        if o.min_gain.0 >= 1.0 {
+        if o.min_gain >= 1.0 {
             return Err(invalid("min_gain", "a share below 1".into()));
         }
         if o.damp < 0.0 {
@@ -248,7 +248,7 @@ impl NamedPass for LowRank {
             },
             amount,
             round_to: o.round_to,
-            min_gain: o.min_gain.0,
+            min_gain: o.min_gain,
             include: o.include.0,
             exclude: o.exclude.0,
             split: o.conv,
@@ -767,6 +767,44 @@ fn allocate(
         .picks;
     picks.into_iter().map(|p| (p > 0).then_some(p)).collect()
 }
+impl LowRank {
+    /// Every candidate's spectrum, in parallel over sites (`None` where
+    /// the factorisation failed).
+    fn spectra(
+        &self,
+        candidates: &[Candidate],
+        method: Method,
+        progress: Option<crate::context::Progress>,
+    ) -> Vec<Option<Spectrum>> {
+        let done = AtomicU64::new(0);
+        let total = candidates.len() as u64;
+        candidates
+            .par_iter()
+            .map(|c| {
+                let spectrum = if self.amount == Amount::Full {
+                    Some(Spectrum::identity(c.w.as_ref()))
+                } else if c.input.is_none() && method != Method::Svd {
+                    // Too few calibration rows: the weight alone.
+                    Spectrum::new(c.w.as_ref(), Method::Svd, None, self.alpha)
+                } else {
+                    Spectrum::weighted(
+                        c.w.as_ref(),
+                        method,
+                        c.input.as_deref(),
+                        self.alpha,
+                        c.output_weights.as_deref(),
+                    )
+                };
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(p) = &progress {
+                    p("lowrank: factoring sites", d, total);
+                }
+                spectrum
+            })
+            .collect()
+    }
+}
+
 impl Pass for LowRank {
     fn name(&self) -> &'static str {
         Self::NAME
@@ -820,34 +858,7 @@ impl Pass for LowRank {
             self.measure(model, &mut candidates, method, cx)?;
         }
         let stats_seconds = started.elapsed().as_secs_f64();
-        // The spectra, in parallel over sites.
-        let done = AtomicU64::new(0);
-        let total = candidates.len() as u64;
-        let progress = cx.progress.clone();
-        let spectra: Vec<Option<Spectrum>> = candidates
-            .par_iter()
-            .map(|c| {
-                let spectrum = if self.amount == Amount::Full {
-                    Some(Spectrum::identity(c.w.as_ref()))
-                } else if c.input.is_none() && method != Method::Svd {
-                    // Too few calibration rows: the weight alone.
-                    Spectrum::new(c.w.as_ref(), Method::Svd, None, self.alpha)
-                } else {
-                    Spectrum::weighted(
-                        c.w.as_ref(),
-                        method,
-                        c.input.as_deref(),
-                        self.alpha,
-                        c.output_weights.as_deref(),
-                    )
-                };
-                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if let Some(p) = &progress {
-                    p("lowrank: factoring sites", d, total);
-                }
-                spectrum
-            })
-            .collect();
+        let spectra = self.spectra(&candidates, method, cx.progress.clone());
         for (c, s) in candidates.iter().zip(&spectra) {
             if s.is_none() {
                 skipped.push((

@@ -410,6 +410,50 @@ impl Pass for Moe {
 
     fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<PassOutcome, IrError> {
         let mut outcome = PassOutcome::default();
+        let Some((ffns, weights)) = self.ffns_to_factor(model)? else {
+            outcome
+                .details
+                .push("no FFN found (linear → activation → linear, or gated)".into());
+            return Ok(outcome);
+        };
+        let mask = cx.stats_options(model).row_mask;
+        let mut rng = Rng::new(self.seed);
+        let data = Data {
+            model: &*model,
+            ffns: &ffns,
+            mask: mask.as_deref(),
+        };
+        let hidden = self.hidden_statistics(&data, cx)?;
+        // Partitions (and shared neurons), then the skipped experts' means.
+        let mut plans: Vec<Plan> = ffns
+            .iter()
+            .zip(&weights)
+            .enumerate()
+            .map(|(i, (f, w))| self.partition(f, w, hidden.as_ref().map(|h| &h[i]), &mut rng))
+            .collect();
+        let (weights, refit_damping) = self.fit(&data, cx, &mut plans, &weights, &mut rng)?;
+        let recalls = self.recalls(&data, cx, &plans, &weights)?;
+        self.write(
+            model,
+            cx,
+            &plans,
+            &weights,
+            &recalls,
+            &refit_damping,
+            &mut outcome,
+        )?;
+        Ok(outcome)
+    }
+}
+
+/// FFNs with their weights.
+type FfnsToFactor = (Vec<Ffn>, Vec<Weights>);
+
+impl Moe {
+    /// The FFNs to factor (those `include` names), with their weights, in
+    /// the model raised to the opset the experts are written in; `None`
+    /// when there is none.
+    fn ffns_to_factor(&self, model: &mut Model) -> Result<Option<FfnsToFactor>, IrError> {
         let (sites, _) = find_sites(&model.graph);
         let ffns: Vec<Ffn> = find_ffns(&model.graph, &sites)
             .into_iter()
@@ -420,10 +464,7 @@ impl Pass for Moe {
             })
             .collect();
         if ffns.is_empty() {
-            outcome
-                .details
-                .push("no FFN found (linear → activation → linear, or gated)".into());
-            return Ok(outcome);
+            return Ok(None);
         }
         // ScatterND's reduction is opset 16's.
         sculpt_ir::opset::raise_opset(model, 18)?;
@@ -450,17 +491,20 @@ impl Pass for Moe {
                 ));
             }
         }
-        let mask = cx.stats_options(model).row_mask;
-        let mut rng = Rng::new(self.seed);
-        // Hidden statistics on the fitting samples.
-        let data = Data {
-            model: &*model,
-            ffns: &ffns,
-            mask: mask.as_deref(),
-        };
-        let hidden: Option<Vec<Hidden>> = if self.needs_data() {
+        Ok(Some((ffns, weights)))
+    }
+
+    /// The hidden activations' statistics on the fitting samples, where
+    /// the partition or the skipped experts' means need them.
+    fn hidden_statistics(
+        &self,
+        data: &Data<'_>,
+        cx: &mut PassContext<'_>,
+    ) -> Result<Option<Vec<Hidden>>, IrError> {
+        Ok(if self.needs_data() {
             let coactivation = self.partition == PartitionBy::Coactivation;
-            let mut acc: Vec<Hidden> = ffns
+            let mut acc: Vec<Hidden> = data
+                .ffns
                 .iter()
                 .map(|f| Hidden::new(f.width(), coactivation))
                 .collect();
@@ -476,76 +520,90 @@ impl Pass for Moe {
             Some(acc)
         } else {
             None
+        })
+    }
+
+    /// One FFN's experts: its shared neurons (the most used), the routed
+    /// ones split into experts, and the skipped experts' mean outputs; the
+    /// router is fitted later.
+    fn partition(&self, f: &Ffn, w: &Weights, h: Option<&Hidden>, rng: &mut Rng) -> Plan {
+        // Used: the mean square activation on calibration data.
+        let usage: Vec<f64> = match h {
+            Some(h) => h.squares.clone(),
+            None => vec![0.0; f.width()],
         };
-        // Partitions (and shared neurons), then the skipped experts' means.
-        let mut plans: Vec<Plan> = Vec::new();
-        for (i, (f, w)) in ffns.iter().zip(&weights).enumerate() {
-            let h = hidden.as_ref().map(|h| &h[i]);
-            // Used: the mean square activation on calibration data.
-            let usage: Vec<f64> = match h {
-                Some(h) => h.squares.clone(),
-                None => vec![0.0; f.width()],
-            };
-            let mut by_usage: Vec<usize> = (0..f.width()).collect();
-            by_usage.sort_by(|&a, &b| usage[b].total_cmp(&usage[a]));
-            let shared: Vec<usize> = {
-                let mut s = by_usage[..self.shared].to_vec();
-                s.sort();
-                s
-            };
-            let routed: Vec<usize> = (0..f.width()).filter(|j| !shared.contains(j)).collect();
-            let features: Vec<Vec<f64>> = match self.partition {
-                PartitionBy::Cluster => normalized(
+        let mut by_usage: Vec<usize> = (0..f.width()).collect();
+        by_usage.sort_by(|&a, &b| usage[b].total_cmp(&usage[a]));
+        let shared: Vec<usize> = {
+            let mut s = by_usage[..self.shared].to_vec();
+            s.sort();
+            s
+        };
+        let routed: Vec<usize> = (0..f.width()).filter(|j| !shared.contains(j)).collect();
+        let features: Vec<Vec<f64>> = match self.partition {
+            PartitionBy::Cluster => normalized(
+                routed
+                    .iter()
+                    .map(|&j| {
+                        let activated = w.gate.as_ref().map_or(&w.up, |g| &g.0);
+                        (0..f.up.k).map(|i| activated[(i, j)]).collect()
+                    })
+                    .collect(),
+            ),
+            PartitionBy::Coactivation => {
+                let g = h
+                    .and_then(|h| h.gram.as_ref())
+                    .expect("collected for co-activation");
+                normalized(
                     routed
                         .iter()
-                        .map(|&j| {
-                            let activated = w.gate.as_ref().map_or(&w.up, |g| &g.0);
-                            (0..f.up.k).map(|i| activated[(i, j)]).collect()
-                        })
+                        .map(|&j| routed.iter().map(|&l| g[(j, l)]).collect())
                         .collect(),
-                ),
-                PartitionBy::Coactivation => {
-                    let g = h
-                        .and_then(|h| h.gram.as_ref())
-                        .expect("collected for co-activation");
-                    normalized(
-                        routed
-                            .iter()
-                            .map(|&j| routed.iter().map(|&l| g[(j, l)]).collect())
-                            .collect(),
-                    )
-                }
-                PartitionBy::Random => Vec::new(),
-            };
-            let assignment = match self.partition {
-                PartitionBy::Random => partition::random(routed.len(), self.experts, &mut rng),
-                _ => partition::balanced_kmeans(&features, self.experts, 8, &mut rng),
-            };
-            let groups: Vec<Vec<usize>> = partition::groups(&assignment, self.experts)
-                .into_iter()
-                .map(|g| g.into_iter().map(|j| routed[j]).collect())
-                .collect();
-            let out = w.down.ncols();
-            let means = match (self.skip_mean, h) {
-                (true, Some(h)) => {
-                    let mean = h.mean();
-                    Some(Mat::from_fn(self.experts, out, |e, o| {
-                        groups[e].iter().map(|&j| mean[j] * w.down[(j, o)]).sum()
-                    }))
-                }
-                _ => None,
-            };
-            plans.push(Plan {
-                ffn: f.clone(),
-                groups,
-                shared,
-                router: Mat::zeros(f.up.k + 1, self.experts),
-                means,
-                k: self.k,
-            });
+                )
+            }
+            PartitionBy::Random => Vec::new(),
+        };
+        let assignment = match self.partition {
+            PartitionBy::Random => partition::random(routed.len(), self.experts, rng),
+            _ => partition::balanced_kmeans(&features, self.experts, 8, rng),
+        };
+        let groups: Vec<Vec<usize>> = partition::groups(&assignment, self.experts)
+            .into_iter()
+            .map(|g| g.into_iter().map(|j| routed[j]).collect())
+            .collect();
+        let out = w.down.ncols();
+        let means = match (self.skip_mean, h) {
+            (true, Some(h)) => {
+                let mean = h.mean();
+                Some(Mat::from_fn(self.experts, out, |e, o| {
+                    groups[e].iter().map(|&j| mean[j] * w.down[(j, o)]).sum()
+                }))
+            }
+            _ => None,
+        };
+        Plan {
+            ffn: f.clone(),
+            groups,
+            shared,
+            router: Mat::zeros(f.up.k + 1, self.experts),
+            means,
+            k: self.k,
         }
-        // The experts as refitted (the original weights stay the targets).
-        let mut fitted: Vec<Weights> = weights.clone();
+    }
+
+    /// The routers fitted, and the experts refitted to the routing they
+    /// get, in alternation: the experts' weights as refitted (the original
+    /// ones stay the targets) and the damping each refit chose.
+    #[allow(clippy::type_complexity)]
+    fn fit(
+        &self,
+        data: &Data<'_>,
+        cx: &mut PassContext<'_>,
+        plans: &mut [Plan],
+        weights: &[Weights],
+        rng: &mut Rng,
+    ) -> Result<(Vec<Weights>, Vec<Option<f64>>), IrError> {
+        let mut fitted: Vec<Weights> = weights.to_vec();
         let mut refit_damping = vec![None; plans.len()];
         // With k = E every expert computes every token: nothing to refit.
         let refit = self.refit && self.k < self.experts;
@@ -556,10 +614,10 @@ impl Pass for Moe {
         };
         let prior_means: Vec<Option<Mat<f64>>> = plans.iter().map(|p| p.means.clone()).collect();
         for _ in 0..rounds {
-            self.set_routers(&data, cx, &mut plans, &fitted, &mut rng)?;
+            self.set_routers(data, cx, plans, &fitted, rng)?;
             if refit {
                 for (i, (w, damp)) in self
-                    .refit_experts(&data, cx, &mut plans, &weights, &prior_means)?
+                    .refit_experts(data, cx, plans, weights, &prior_means)?
                     .into_iter()
                     .enumerate()
                 {
@@ -568,8 +626,21 @@ impl Pass for Moe {
                 }
             }
         }
-        let recalls = self.recalls(&data, cx, &plans, &fitted)?;
-        let weights = fitted;
+        Ok((fitted, refit_damping))
+    }
+
+    /// The experts written into the model, with the report.
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        model: &mut Model,
+        cx: &mut PassContext<'_>,
+        plans: &[Plan],
+        weights: &[Weights],
+        recalls: &[Option<f64>],
+        refit_damping: &[Option<f64>],
+        outcome: &mut PassOutcome,
+    ) -> Result<(), IrError> {
         if self.form == Form::Ort
             && !model
                 .opset_imports
@@ -585,7 +656,7 @@ impl Pass for Moe {
         // and routers written with standard ops.
         let mut judged = (self.form == Form::Ort).then(|| model.clone());
         let (mut dense_total, mut moe_total) = (0.0, 0.0);
-        for (i, ((p, w), recall)) in plans.iter().zip(&weights).zip(&recalls).enumerate() {
+        for (i, ((p, w), recall)) in plans.iter().zip(weights).zip(recalls).enumerate() {
             let ort = match self.form {
                 Form::Onnx => None,
                 Form::Ort => match emit::ort_activation(&model.graph, &p.ffn) {
@@ -673,6 +744,6 @@ impl Pass for Moe {
                 moe_total
             ),
         );
-        Ok(outcome)
+        Ok(())
     }
 }

@@ -151,14 +151,15 @@ impl HalfOutcome {
     }
 }
 
-/// Puts the nodes `chosen` accepts (less the op types in `keep`) into
-/// `dtype` (F16 or BF16) regions.
-pub fn convert(
-    graph: &mut Graph,
+/// The nodes of the region (those `chosen` accepts that compute in half
+/// precision), and those left f32 with why.
+#[allow(clippy::type_complexity)]
+fn choose_region(
+    graph: &Graph,
     dtype: DataType,
     keep: &[String],
     chosen: impl Fn(NodeId) -> bool,
-) -> Result<HalfOutcome, IrError> {
+) -> (HashSet<NodeId>, Vec<(String, String)>) {
     let captured: HashSet<String> = graph
         .nodes()
         .flat_map(|(_, n)| {
@@ -216,6 +217,18 @@ pub fn convert(
             }
         }
     }
+    (region, kept)
+}
+
+/// Puts the nodes `chosen` accepts (less the op types in `keep`) into
+/// `dtype` (F16 or BF16) regions.
+pub fn convert(
+    graph: &mut Graph,
+    dtype: DataType,
+    keep: &[String],
+    chosen: impl Fn(NodeId) -> bool,
+) -> Result<HalfOutcome, IrError> {
+    let (region, kept) = choose_region(graph, dtype, keep, chosen);
     // Every reader of every value, read once.
     let mut readers: HashMap<ValueId, Vec<(NodeId, usize)>> = HashMap::new();
     for (id, n) in graph.nodes() {

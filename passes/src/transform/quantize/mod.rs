@@ -607,43 +607,7 @@ impl Quantize {
                 }
             }
         }
-        let damp = gptq.then_some(self.damp);
-        // Per weight, the choices to weigh: the policy's, or the search's.
-        let options: Vec<Vec<Choice>> = targets
-            .iter()
-            .map(|(w, choice)| match &self.search {
-                None => vec![*choice],
-                Some(spec) => spec
-                    .choices
-                    .iter()
-                    .copied()
-                    .filter(|c| match w {
-                        Weight::Table(t) => t.width % self.format(*c).block == 0,
-                        Weight::Site(..) => true,
-                    })
-                    .collect(),
-            })
-            .collect();
-        let pairs: Vec<(usize, Choice)> = options
-            .iter()
-            .enumerate()
-            .flat_map(|(i, cs)| cs.iter().map(move |&c| (i, c)))
-            .collect();
-        let quantized: Vec<Option<Quantization>> = pairs
-            .par_iter()
-            .map(|&(i, c)| match c.precision {
-                Precision::F32 => Ok(None),
-                _ => targets[i]
-                    .0
-                    .quantize(&model.graph, self.format(c), damp)
-                    .map(Some),
-            })
-            .collect::<Result<_, _>>()?;
-        let mut candidates: Vec<Vec<search::Candidate>> =
-            options.iter().map(|_| Vec::new()).collect();
-        for ((i, c), q) in pairs.into_iter().zip(quantized) {
-            candidates[i].push((c, q));
-        }
+        let candidates = self.candidates(model, &targets, gptq.then_some(self.damp))?;
         let weights: Vec<Weight> = targets.into_iter().map(|(w, _)| w).collect();
         let picks = match &self.search {
             None => vec![0; weights.len()],
@@ -748,6 +712,53 @@ impl Quantize {
                 .push(format!("  not quantized: {name}: {why}"));
         }
         Ok(())
+    }
+
+    /// Per weight, each choice to weigh (the policy's, or the search's)
+    /// with the weight quantized so (`None` for fp32).
+    fn candidates(
+        &self,
+        model: &Model,
+        targets: &[(Weight, Choice)],
+        damp: Option<f64>,
+    ) -> Result<Vec<Vec<search::Candidate>>, IrError> {
+        // Per weight, the choices to weigh: the policy's, or the search's.
+        let options: Vec<Vec<Choice>> = targets
+            .iter()
+            .map(|(w, choice)| match &self.search {
+                None => vec![*choice],
+                Some(spec) => spec
+                    .choices
+                    .iter()
+                    .copied()
+                    .filter(|c| match w {
+                        Weight::Table(t) => t.width % self.format(*c).block == 0,
+                        Weight::Site(..) => true,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let pairs: Vec<(usize, Choice)> = options
+            .iter()
+            .enumerate()
+            .flat_map(|(i, cs)| cs.iter().map(move |&c| (i, c)))
+            .collect();
+        let quantized: Vec<Option<Quantization>> = pairs
+            .par_iter()
+            .map(|&(i, c)| match c.precision {
+                Precision::F32 => Ok(None),
+                _ => targets[i]
+                    .0
+                    .quantize(&model.graph, self.format(c), damp)
+                    .map(Some),
+            })
+            .collect::<Result<_, _>>()?;
+        let mut candidates: Vec<Vec<search::Candidate>> =
+            options.iter().map(|_| Vec::new()).collect();
+        for ((i, c), q) in pairs.into_iter().zip(quantized) {
+            candidates[i].push((c, q));
+        }
+        Ok(candidates)
     }
 
     /// Weight-only sites inside If/Loop/Scan bodies (at any depth), rounded
