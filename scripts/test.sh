@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 python3 -c "import onnx, onnxruntime, numpy" 2>/dev/null ||
   python3 -m pip install --quiet onnx onnxruntime numpy
 scripts/fetch-node-tests.sh
+# No hand-written function over 150 lines, no import loops between files.
+python3 scripts/code-shape.py
 if scripts/install-llvm.sh; then
   cargo test --workspace --release --no-fail-fast --features sculpt/mlir "$@"
   # The emitted MLIR through IREE (llvm-cpu run vs the reference outputs,

@@ -27,8 +27,20 @@ fn keep_large_blocks() {
     }
 }
 
+/// A closed pipe (`sculpt passes | head`) ends the process quietly, as it
+/// does other command-line tools, instead of failing a print.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal, before any other
+    // thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() {
     keep_large_blocks();
+    quiet_on_closed_pipe();
     // Usage errors exit 1 like every other failure (clap's own code is 2);
     // --help and --version still exit 0.
     let args = cli::Cli::try_parse().unwrap_or_else(|e| {

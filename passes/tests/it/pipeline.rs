@@ -79,3 +79,13 @@ fn report_records_stats_and_timing() {
     assert_eq!(report.after.flops, 2 * 2 * 4 * 3);
     assert!(report.passes[0].millis >= 0.0);
 }
+
+#[test]
+fn the_pass_reference_in_docs_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/passes.md");
+    let written = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        written == sculpt_passes::registry::markdown(),
+        "docs/passes.md is out of date: regenerate with `sculpt passes --markdown > docs/passes.md`"
+    );
+}
