@@ -34,3 +34,21 @@ pub fn parse_tolerance(v: &str) -> std::result::Result<f64, String> {
         Err(_) => Err(format!("'{v}' is not a number")),
     }
 }
+
+/// How far two models' outputs may differ (`--rtol`, `--atol`).
+#[derive(clap::Args, Clone, Copy)]
+pub struct ToleranceArgs {
+    #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance)]
+    pub rtol: f64,
+    #[arg(long, default_value_t = 1e-5, value_parser = parse_tolerance)]
+    pub atol: f64,
+}
+
+impl ToleranceArgs {
+    pub fn tolerance(self) -> sculpt_runtime::Tolerance {
+        sculpt_runtime::Tolerance {
+            rtol: self.rtol,
+            atol: self.atol,
+        }
+    }
+}

@@ -1,13 +1,13 @@
 //! Subcommands and their wiring to the libraries: one function per
 //! subcommand (`opt` in [`crate::opt`], `emit` in [`crate::emit`]).
 
-use crate::arg_values::{parse_dim, parse_shape, parse_tolerance};
+use crate::arg_values::{parse_dim, parse_shape, ToleranceArgs};
 use crate::files::{inputs_for, load, run_model};
 use crate::opt::OptArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use sculpt_passes::registry;
-use sculpt_runtime::{Session, Tolerance};
+use sculpt_runtime::Session;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -81,10 +81,8 @@ pub struct CheckArgs {
     pub b: PathBuf,
     #[arg(long)]
     pub inputs: Option<PathBuf>,
-    #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance)]
-    pub rtol: f64,
-    #[arg(long, default_value_t = 1e-5, value_parser = parse_tolerance)]
-    pub atol: f64,
+    #[command(flatten)]
+    pub tolerance: ToleranceArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -257,8 +255,7 @@ fn check(
         a,
         b,
         inputs,
-        rtol,
-        atol,
+        tolerance,
         json,
     }: CheckArgs,
 ) -> Result<()> {
@@ -266,7 +263,7 @@ fn check(
     let ins = inputs_for(&ma, inputs.as_deref(), &HashMap::new())?;
     let oa = run_model(&ma, &ins).with_context(|| format!("running {}", a.display()))?;
     let ob = run_model(&mb, &ins).with_context(|| format!("running {}", b.display()))?;
-    let cmp = sculpt_runtime::compare(&ob, &oa, Tolerance { rtol, atol });
+    let cmp = sculpt_runtime::compare(&ob, &oa, tolerance.tolerance());
     if json {
         println!("{}", serde_json::to_string_pretty(&cmp)?);
     } else {
@@ -291,6 +288,7 @@ fn check(
         }
     }
     if !cmp.ok {
+        let ToleranceArgs { rtol, atol } = tolerance;
         bail!("outputs differ beyond rtol={rtol} atol={atol}");
     }
     Ok(())

@@ -3,7 +3,7 @@
 //! and the files passes asked for (staged first: nothing is written unless
 //! the whole command succeeds).
 
-use crate::arg_values::{parse_bytes, parse_tolerance};
+use crate::arg_values::{parse_bytes, ToleranceArgs};
 use crate::files::{inputs_for, load, persist, run_model, stage, write_atomic};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -41,10 +41,8 @@ pub struct OptArgs {
     pub no_check: bool,
     #[arg(long)]
     pub inputs: Option<PathBuf>,
-    #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance)]
-    pub rtol: f64,
-    #[arg(long, default_value_t = 1e-5, value_parser = parse_tolerance)]
-    pub atol: f64,
+    #[command(flatten)]
+    pub tolerance: ToleranceArgs,
     /// Write a JSON report of the run.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -191,10 +189,7 @@ fn calibration_set(
 /// lossless pass, compared on tract.
 fn numeric_guard(args: &OptArgs) -> sculpt_passes::NumericGuard {
     let given = args.inputs.clone();
-    let tolerance = Tolerance {
-        rtol: args.rtol,
-        atol: args.atol,
-    };
+    let tolerance = args.tolerance.tolerance();
     std::sync::Arc::new(move |before: &Model, after: &Model| {
         match compare_outputs(before, after, given.as_deref(), tolerance) {
             Ok(Some(cmp)) if cmp.ok => Ok(Ok(check_summary(&cmp))),
@@ -213,12 +208,12 @@ fn final_check(
     optimized: &Model,
     auto_check: bool,
 ) -> Result<Option<sculpt_runtime::Comparison>> {
-    let (rtol, atol) = (args.rtol, args.atol);
+    let ToleranceArgs { rtol, atol } = args.tolerance;
     let compared = compare_outputs(
         original,
         optimized,
         args.inputs.as_deref(),
-        Tolerance { rtol, atol },
+        args.tolerance.tolerance(),
     );
     let cmp = match compared {
         Err(e) if auto_check => {
