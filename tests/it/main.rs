@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod corpus;
+mod defaults;
 mod erase;
 mod lowrank;
 mod moe;

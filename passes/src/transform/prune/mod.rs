@@ -746,6 +746,20 @@ impl Pass for Prune {
         edit::edit(&mut model.graph, &after, &chosen_after, self.mask)?;
         crate::transform::cleanup::initializers::merge_duplicates(&mut model.graph);
         let mut outcome = outcome(&z, &chosen, params);
+        if self.option_criterion == Criterion::Auto {
+            outcome.details.insert(
+                0,
+                format!(
+                    "criterion=auto: {} ({})",
+                    self.criterion,
+                    match self.criterion {
+                        Criterion::Obs => "calibration data for its least-squares refit",
+                        Criterion::Activation => "calibration data, no least-squares refit",
+                        _ => "no calibration data",
+                    }
+                ),
+            );
+        }
         if !probes.is_empty() {
             outcome
                 .details
