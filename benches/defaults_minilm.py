@@ -30,7 +30,12 @@ CONFIGS = [
     ("lowrank", "lowrank{method=svd budget=0.3}", "plain svd"),
     ("quantize", "quantize{}", "default: int4 GPTQ, tables"),
     ("quantize", "quantize{policy=int8}", "int8 default"),
-    ("quantize", "quantize{policy=int8 ops=MatMul|Gemm|Gather calib=percentile activations=uint8}", "int8 best measured before"),
+    ("quantize", "quantize{policy=int8 calib=minmax ops=" + "|".join([
+        "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Relu", "Clip", "LeakyRelu", "Sigmoid",
+        "Softmax", "AveragePool", "GlobalAveragePool", "Concat", "Where", "Reshape", "Transpose", "Squeeze",
+        "Unsqueeze", "Flatten", "Slice", "Split", "Gather", "GatherElements", "MaxPool", "Resize"]) + "}",
+     "int8, every op onnxruntime quantizes, minmax"),
+    ("quantize", "quantize{policy=int8 activations=uint8}", "int8 U8S8 (its 16-bit sums saturate without VNNI)"),
     ("moe", "moe{experts=16 k=8}", "default (E=16, k=8)"),
 ]
 

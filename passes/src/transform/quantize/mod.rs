@@ -79,8 +79,6 @@ crate::choice! {
 crate::choice! {
     /// int8 activation codes.
     pub enum ActivationCodes {
-        /// uint8 for attention models, int8 otherwise.
-        Auto = "auto",
         Int8 = "int8",
         Uint8 = "uint8",
     }
@@ -179,8 +177,8 @@ crate::pass_options! {
         smooth: SmoothOption = SmoothOption(Some(smooth::Strength::Auto)),
         /// int8: also smooth the inputs no LayerNormalization makes (an FFN's activation output), each through a per-channel Mul before its quantizer (one elementwise op)
         smooth_mul: bool = false,
-        /// int8: activation codes (S8S8 or U8S8 with int8 weights); auto: uint8 in models with attention (as fine on minilm_l6_v2 and 4x faster in onnxruntime), int8 otherwise
-        activations: ActivationCodes = ActivationCodes::Auto,
+        /// int8: activation codes (S8S8 or U8S8 with int8 weights). U8S8 runs faster in onnxruntime on x86, but on CPUs without VNNI its 16-bit sums can saturate (minilm_l6_v2 on an AVX2 EPYC: cosine 0.974 against 0.995 with S8S8, benches/defaults_minilm.py)
+        activations: ActivationCodes = ActivationCodes::Int8,
         /// int8: the op types to quantize (|-separated); auto: in models with attention the matrix products and embedding lookups (MatMul, Gemm, Gather: minilm_l6_v2's cosine 0.9954 against 0.991 with every op), otherwise those onnxruntime's quantizer takes (Conv, MatMul, Gemm, Add, Mul, pooling, Concat, Resize, data movement...)
         ops: Auto<Patterns> = Auto::Auto,
         /// fp16/bf16: regions = the nodes compute in it, Casts at the regions' edges; weights = weights stored in it and cast to f32 where read (smaller files for runtimes without half kernels, e.g. bf16 on onnxruntime's CPU provider)
@@ -221,10 +219,9 @@ pub struct Quantize {
     /// Smooth inputs no LayerNormalization makes too, through a `Mul`.
     smooth_mul: bool,
     qdq: qdq::QdqSpec,
-    /// The int8 ops and codes as given (`auto`: decided from the graph,
-    /// [`Quantize::resolve_int8_defaults`]).
+    /// The int8 ops as given (`auto`: decided from the graph,
+    /// [`Quantize::resolve_int8_ops`]).
     ops_option: Auto<Patterns>,
-    codes_option: ActivationCodes,
     block: usize,
     symmetric: bool,
     /// How weight-only sites are written (`None`: by precision, see
@@ -328,7 +325,7 @@ impl NamedPass for Quantize {
             qdq: qdq::QdqSpec {
                 codes: match o.activations {
                     ActivationCodes::Uint8 => qdq::Codes::Uint8,
-                    _ => qdq::Codes::Int8,
+                    ActivationCodes::Int8 => qdq::Codes::Int8,
                 },
                 method,
                 ops: match &o.ops {
@@ -337,7 +334,6 @@ impl NamedPass for Quantize {
                 },
             },
             ops_option: o.ops,
-            codes_option: o.activations,
             block: o.block,
             symmetric: o.symmetric,
             form: match o.format {
@@ -357,32 +353,19 @@ impl NamedPass for Quantize {
 }
 
 impl Quantize {
-    /// The int8 ops and activation codes left `auto`, decided from the
-    /// graph: a model with attention ([`qdq::has_attention`]) quantizes its
-    /// matrix products and embedding lookups with uint8 activations (on
-    /// minilm_l6_v2: cosine 0.9954 against 0.991 with every op, and U8S8
-    /// runs 4x faster than S8S8 in onnxruntime, `benches/quantize_int8.py`);
-    /// other models take every op onnxruntime's quantizer takes, with int8
-    /// activations. Returns a line for the report when the graph decided.
-    fn resolve_int8_defaults(&mut self, graph: &sculpt_ir::Graph) -> Option<String> {
-        let auto_ops = self.ops_option == Auto::Auto;
-        let auto_codes = self.codes_option == ActivationCodes::Auto;
-        if !(auto_ops || auto_codes) || !qdq::has_attention(graph) {
+    /// The int8 ops left `auto`, decided from the graph: a model with
+    /// attention ([`qdq::has_attention`]) quantizes its matrix products and
+    /// embedding lookups, keeping the residual stream and attention's
+    /// elementwise ops f32 (minilm_l6_v2: cosine 0.995 against 0.991 with
+    /// every op, `benches/defaults_minilm.py`); other models take every op
+    /// onnxruntime's quantizer takes. Returns a line for the report when
+    /// the graph decided.
+    fn resolve_int8_ops(&mut self, graph: &sculpt_ir::Graph) -> Option<String> {
+        if self.ops_option != Auto::Auto || !qdq::has_attention(graph) {
             return None;
         }
-        let mut chosen = Vec::new();
-        if auto_ops {
-            self.qdq.ops = ["MatMul", "Gemm", "Gather"].map(String::from).to_vec();
-            chosen.push("ops=MatMul|Gemm|Gather");
-        }
-        if auto_codes {
-            self.qdq.codes = qdq::Codes::Uint8;
-            chosen.push("activations=uint8");
-        }
-        Some(format!(
-            "int8 defaults for a model with attention: {}",
-            chosen.join(" ")
-        ))
+        self.qdq.ops = ["MatMul", "Gemm", "Gather"].map(String::from).to_vec();
+        Some("int8 ops for a model with attention: MatMul|Gemm|Gather (ops=auto)".into())
     }
 
     /// How a weight-only site of `precision` is written: as asked, or
@@ -907,7 +890,7 @@ impl Quantize {
     ) -> Result<(), IrError> {
         sculpt_ir::opset::raise_opset(model, 13)?;
         sculpt_ir::ops::infer::infer_graph(&mut model.graph)?;
-        if let Some(line) = self.resolve_int8_defaults(&model.graph) {
+        if let Some(line) = self.resolve_int8_ops(&model.graph) {
             outcome.details.push(line);
         }
         let options = cx.stats_options(model);
