@@ -260,6 +260,66 @@ impl NamedPass for Prune {
     }
 }
 
+/// The refits' part of the report: how many sites were refitted or only
+/// bias-compensated, which refits the held-out check dropped, the mean
+/// predicted error, and the per-site records. `timing` is (statistics,
+/// total) seconds.
+fn report_refits(
+    outcome: &mut PassOutcome,
+    model: &Model,
+    consumers: &Consumers,
+    refits: Vec<SiteRefit>,
+    mode: Reconstruct,
+    (stats_seconds, total_seconds): (f64, f64),
+) {
+    let refitted = refits.iter().filter(|r| r.weight.is_some()).count();
+    let dropped = refits
+        .iter()
+        .filter(|r| {
+            r.record["note"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("refit dropped"))
+        })
+        .map(|r| r.site.as_str())
+        .collect::<Vec<_>>();
+    outcome.details.push(format!(
+            "reconstruct={}: {} sites refitted, {} bias-compensated{}; statistics {:.2} s, total {:.2} s",
+            if mode == Reconstruct::Ls { "ls" } else { "bias" },
+            refitted,
+            refits.len() - refitted,
+            if dropped.is_empty() {
+                String::new()
+            } else {
+                format!(" (refit dropped by the held-out check at {})", dropped.join(", "))
+            },
+            stats_seconds,
+            total_seconds
+        ));
+    let inside = sites_inside_subgraphs(model);
+    if inside > 0 {
+        outcome.details.push(format!(
+            "{inside} linear sites inside If/Loop/Scan bodies are not analysed"
+        ));
+    }
+    if !consumers.skipped.is_empty() {
+        outcome
+            .details
+            .push(format!("not refitted: {}", consumers.skipped.join("; ")));
+    }
+    outcome.stat("sites_refitted", refitted);
+    let mean_error = refits
+        .iter()
+        .filter_map(|r| {
+            r.record["predicted_error"]["refit"]
+                .as_f64()
+                .or(r.record["predicted_error"]["bias_only"].as_f64())
+        })
+        .sum::<f64>()
+        / refits.len().max(1) as f64;
+    outcome.stat("predicted_site_rel_error", mean_error);
+    outcome.records = refits.into_iter().map(|r| r.record).collect();
+}
+
 impl ReconstructOption {
     /// `None` for `auto`; else the refit asked for (`Some(None)`: none).
     fn chosen(self) -> Option<Option<Reconstruct>> {
@@ -273,6 +333,18 @@ impl ReconstructOption {
 }
 
 impl Prune {
+    /// What `criterion=auto` chose for this run, for the report.
+    fn criterion_note(&self) -> Option<String> {
+        (self.option_criterion == Criterion::Auto).then(|| {
+            let why = match self.criterion {
+                Criterion::Obs => "calibration data for its least-squares refit",
+                Criterion::Activation => "calibration data, no least-squares refit",
+                _ => "no calibration data",
+            };
+            format!("criterion=auto: {} ({why})", self.criterion)
+        })
+    }
+
     /// `criterion=auto` resolved for this run: zero without an amount;
     /// with one, obs where calibration data allow its least-squares refit
     /// (it measured best: minilm_l6_v2 at -20% of params, cosine 0.92
@@ -746,19 +818,8 @@ impl Pass for Prune {
         edit::edit(&mut model.graph, &after, &chosen_after, self.mask)?;
         crate::transform::cleanup::initializers::merge_duplicates(&mut model.graph);
         let mut outcome = outcome(&z, &chosen, params);
-        if self.option_criterion == Criterion::Auto {
-            outcome.details.insert(
-                0,
-                format!(
-                    "criterion=auto: {} ({})",
-                    self.criterion,
-                    match self.criterion {
-                        Criterion::Obs => "calibration data for its least-squares refit",
-                        Criterion::Activation => "calibration data, no least-squares refit",
-                        _ => "no calibration data",
-                    }
-                ),
-            );
+        if let Some(note) = self.criterion_note() {
+            outcome.details.insert(0, note);
         }
         if !probes.is_empty() {
             outcome
@@ -775,52 +836,8 @@ impl Pass for Prune {
             ));
         }
         if let Some(mode) = reconstruct {
-            let refitted = refits.iter().filter(|r| r.weight.is_some()).count();
-            let dropped = refits
-                .iter()
-                .filter(|r| {
-                    r.record["note"]
-                        .as_str()
-                        .is_some_and(|n| n.starts_with("refit dropped"))
-                })
-                .map(|r| r.site.as_str())
-                .collect::<Vec<_>>();
-            outcome.details.push(format!(
-                "reconstruct={}: {} sites refitted, {} bias-compensated{}; statistics {:.2} s, total {:.2} s",
-                if mode == Reconstruct::Ls { "ls" } else { "bias" },
-                refitted,
-                refits.len() - refitted,
-                if dropped.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (refit dropped by the held-out check at {})", dropped.join(", "))
-                },
-                stats_seconds,
-                started.elapsed().as_secs_f64()
-            ));
-            let inside = sites_inside_subgraphs(model);
-            if inside > 0 {
-                outcome.details.push(format!(
-                    "{inside} linear sites inside If/Loop/Scan bodies are not analysed"
-                ));
-            }
-            if !consumers.skipped.is_empty() {
-                outcome
-                    .details
-                    .push(format!("not refitted: {}", consumers.skipped.join("; ")));
-            }
-            outcome.stat("sites_refitted", refitted);
-            let mean_error = refits
-                .iter()
-                .filter_map(|r| {
-                    r.record["predicted_error"]["refit"]
-                        .as_f64()
-                        .or(r.record["predicted_error"]["bias_only"].as_f64())
-                })
-                .sum::<f64>()
-                / refits.len().max(1) as f64;
-            outcome.stat("predicted_site_rel_error", mean_error);
-            outcome.records = refits.into_iter().map(|r| r.record).collect();
+            let timing = (stats_seconds, started.elapsed().as_secs_f64());
+            report_refits(&mut outcome, model, &consumers, refits, mode, timing);
         }
         Ok(outcome)
     }
