@@ -181,6 +181,17 @@ impl OptionValue for Share {
     }
 }
 
+impl Share {
+    /// The share of something to remove, which must leave some: below 1.
+    /// `Err` is the option's failed check, for pass `pass`, option `key`.
+    pub fn to_remove(self, pass: &str, key: &str) -> crate::Result<f64> {
+        match self.0 < 1.0 {
+            true => Ok(self.0),
+            false => Err(invalid(pass, key, "a share, at least 0 and below 1")),
+        }
+    }
+}
+
 /// A byte count: a number with an optional K, M or G suffix (powers of 1024).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bytes(pub u64);

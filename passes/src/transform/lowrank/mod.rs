@@ -189,10 +189,6 @@ impl NamedPass for LowRank {
     fn new(o: LowRankOptions) -> crate::Result<LowRank> {
         let invalid =
             |option: &str, reason: String| crate::options::invalid(Self::NAME, option, reason);
-        let below_one = |key: &str, share: Share| match share.0 < 1.0 {
-            true => Ok(share.0),
-            false => Err(invalid(key, "a share, at least 0 and below 1".into())),
-        };
         let given: Vec<&str> = [
             ("rank", o.rank.is_some()),
             ("energy", o.energy.is_some()),
@@ -221,8 +217,8 @@ impl NamedPass for LowRank {
                 return Err(invalid("energy", "a share above 0, at most 1".into()))
             }
             (_, Some(e), ..) => Amount::Energy(e.0),
-            (_, _, Some(r), _) => Amount::Ratio(below_one("ratio", r)?),
-            (_, _, _, Some(b)) => Amount::Budget(below_one("budget", b)?),
+            (_, _, Some(r), _) => Amount::Ratio(r.to_remove(Self::NAME, "ratio")?),
+            (_, _, _, Some(b)) => Amount::Budget(b.to_remove(Self::NAME, "budget")?),
             (None, None, None, None) => {
                 return Err(invalid(
                     "rank",

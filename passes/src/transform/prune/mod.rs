@@ -198,10 +198,6 @@ impl NamedPass for Prune {
     fn new(o: PruneOptions) -> crate::Result<Prune> {
         let invalid =
             |option: &str, reason: &str| crate::options::invalid(Self::NAME, option, reason);
-        let below_one = |key: &str, share: Share| match share.0 < 1.0 {
-            true => Ok(share.0),
-            false => Err(invalid(key, "a share, at least 0 and below 1")),
-        };
         let amount = match (o.ratio, o.budget) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -209,8 +205,8 @@ impl NamedPass for Prune {
                     "give ratio (of the prunable params) or budget (of all params), not both",
                 ))
             }
-            (_, Some(b)) => Amount::Budget(below_one("budget", b)?),
-            (r, None) => Amount::Ratio(below_one("ratio", r.unwrap_or(Share(0.0)))?),
+            (_, Some(b)) => Amount::Budget(b.to_remove(Self::NAME, "budget")?),
+            (r, None) => Amount::Ratio(r.unwrap_or(Share(0.0)).to_remove(Self::NAME, "ratio")?),
         };
         if o.round_to == 0 {
             return Err(invalid("round_to", "must be at least 1"));
