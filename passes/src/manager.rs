@@ -133,10 +133,6 @@ impl PassManager {
         })
     }
 
-    pub fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
-    }
-
     /// The steps that run: the pipeline, with `cleanup#auto` before the
     /// first pass that needs canonical form (unless a cleanup comes right
     /// before it) and after the last transform (unless the pipeline ends
@@ -164,11 +160,15 @@ impl PassManager {
     pub fn step_names(&self) -> Vec<String> {
         self.schedule()
             .into_iter()
-            .map(|s| match s {
-                Scheduled::Given(i) => self.pipeline.steps[i].display_name(),
-                Scheduled::Inserted => format!("{}#{INSERTED}", Cleanup::NAME),
-            })
+            .map(|s| self.step_name(s))
             .collect()
+    }
+
+    fn step_name(&self, step: Scheduled) -> String {
+        match step {
+            Scheduled::Given(i) => self.pipeline.steps[i].display_name(),
+            Scheduled::Inserted => format!("{}#{INSERTED}", Cleanup::NAME),
+        }
     }
 
     /// True when every step keeps the outputs (inserted cleanups do).
@@ -189,7 +189,6 @@ impl PassManager {
         calibrator: Option<&mut dyn Calibrator>,
         mut on_pass: impl FnMut(&str),
     ) -> Result<RunReport> {
-        let names = self.step_names();
         let mut inserted = Cleanup::new(Default::default())?;
         let start = Instant::now();
         let mut cx = PassContext::new(calibrator);
@@ -199,7 +198,8 @@ impl PassManager {
         let initial = ModelStats::of(model, &mut cx);
         let mut before = initial.clone();
         let mut records = Vec::new();
-        for (step, name) in self.schedule().into_iter().zip(names) {
+        for step in self.schedule() {
+            let name = self.step_name(step);
             let pass: &mut dyn Pass = match step {
                 Scheduled::Given(i) => self.passes[i].as_mut(),
                 Scheduled::Inserted => &mut inserted,
