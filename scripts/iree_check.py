@@ -2,12 +2,13 @@
 """The emitted MLIR through IREE, on the CPU here and on an NVIDIA GPU
 where there is one.
 
-For each model and dialect (linalg, tosa): `sculpt emit --mlir --dialect D`
-(static shapes from its inputs.npz),
-then `iree-compile` for llvm-cpu and for cuda (sm_80), then
-`iree-run-module` on the llvm-cpu module, compared with the reference
-outputs.npz (onnxruntime) at rtol 1e-4. With --cuda, the cuda module is
-run on the GPU (`--device=cuda`), compared the same way, and timed with
+For each model and dialect (linalg, tosa): `sculpt emit --mlir --dialect D
+--target cpu|cuda` (static shapes from its inputs.npz), then `iree-compile`
+with the recipe sculpt wrote beside the module (MODULE.iree-flags) for
+llvm-cpu and for cuda (sm_80), then `iree-run-module` on the llvm-cpu
+module, compared with the reference outputs.npz (onnxruntime) at rtol
+1e-4. With --cuda, the cuda module is run on the GPU (`--device=cuda`),
+compared by cosine (its recipe's matmuls take f16 inputs), and timed with
 iree-benchmark-module.
 
 IREE comes from pip (iree-base-compiler, iree-base-runtime); the wheels are
@@ -18,10 +19,13 @@ usage: scripts/iree_check.py [--sculpt target/release/sculpt] [--cuda] [--dialec
 
 A GPU machine without the compiler (335 MB) runs a bundle made here:
   scripts/iree_check.py --bundle DIR [--bundle-target sm_80|llvm-cpu] [MODEL ...]
-writes, per model and dialect, the compiled module with its inputs and
-reference outputs as .npy, plus iree-run-module and iree-benchmark-module;
+writes, per model and compression (fp32 in each dialect; fp16, int8,
+int4, lowrank, prune, moe where they apply: COMPRESSIONS, --compressions)
+the compiled module with its inputs and onnxruntime's outputs for the same
+ONNX file as .npy, plus iree-run-module and iree-benchmark-module;
   python3 DIR/iree_check.py --from-bundle DIR [--device cuda|local-task]
-then needs only numpy: it runs, compares (rtol 1e-4) and times each module.
+then needs only numpy: it runs, compares (as COMPRESSIONS says; cosine on
+a GPU) and times each module.
 """
 import argparse
 import glob
@@ -68,18 +72,18 @@ def tools(fetch=True):
     return tools(fetch=False)
 
 
-def compile_module(iree, mlir, out, device):
-    flags = {
-        # IREE's CPU code for direct convolutions is slow (a few GFLOP/s
-        # here); as im2col + matmul they run 5-15x faster.
-        "llvm-cpu": ["--iree-hal-target-device=local", "--iree-hal-local-target-device-backends=llvm-cpu",
-                     "--iree-llvmcpu-target-cpu=host",
-                     "--iree-preprocessing-pass-pipeline=builtin.module(util.func(iree-global-opt-convert-conv2d-to-img2col))"],
-        "sm_80": ["--iree-hal-target-device=cuda", "--iree-cuda-target=sm_80"],
-    }[device]
+def compile_module(iree, mlir, out, flags):
+    """iree-compile with `flags`: the recipe `sculpt emit --target` wrote
+    beside the module (see `read_recipe`)."""
     r = subprocess.run([iree["compile"], *flags, mlir, "-o", out], capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(f"iree-compile for {device}: {r.stderr[-2000:]}")
+        raise RuntimeError(f"iree-compile: {r.stderr[-2000:]}")
+
+
+def read_recipe(mlir):
+    """The iree-compile flags `sculpt emit --target` wrote beside `mlir`."""
+    with open(os.path.splitext(mlir)[0] + ".iree-flags") as f:
+        return [line.strip() for line in f if line.strip()]
 
 
 def run_module(iree, vmfb, inputs, outputs, outdir, device):
@@ -115,21 +119,65 @@ def benchmark(iree, vmfb, inputs, outdir, device):
     return median[0]["real_time"], median[0].get("time_unit", "ms")
 
 
-def emit(a, folder, feeds, mlir, dialect):
-    """`sculpt emit` of the model in `folder`, shapes bound from `feeds`."""
-    cmd = [a.sculpt, "emit", os.path.join(folder, "model.onnx"), "--mlir", "-o", mlir, "--dialect", dialect]
+# The compressions a module is checked and bundled with: name, sculpt
+# pipeline (None: the model as it is), and how its module is compared with
+# onnxruntime running the same ONNX file: "rtol" (1e-4 relative), "cosine"
+# (>= 0.999) or "fidelity" (int8: cosine to the fp32 original no more than
+# 0.002 below onnxruntime's own).
+COMPRESSIONS = {
+    "fp32": (None, "rtol"),
+    "fp16": ("quantize{policy=fp16}", "cosine"),
+    "int8": ("quantize{policy=int8}", "fidelity"),
+    "int4": ("quantize{}", "cosine"),
+    "lowrank": ("lowrank{budget=0.3}", "rtol"),
+    "prune": ("prune{budget=0.2}", "rtol"),
+    "moe": ("moe{experts=16 k=8}", "rtol"),
+}
+
+
+def compress(sculpt, folder, compression, out):
+    """The model in `folder` with `compression` applied (fitted on its
+    calib.npz, else its inputs.npz), written to `out`; the path of the
+    ONNX file to emit, or None when the compression changes nothing."""
+    pipeline = COMPRESSIONS[compression][0]
+    model = os.path.join(folder, "model.onnx")
+    if pipeline is None:
+        return model
+    calib = os.path.join(folder, "calib.npz")
+    if not os.path.exists(calib):
+        calib = os.path.join(folder, "inputs.npz")
+    r = subprocess.run([sculpt, "opt", model, "-p", pipeline, "--calib", calib, "-o", out, "--report", out + ".json"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"sculpt opt -p '{pipeline}': {r.stderr.strip().splitlines()[-1:]}")
+    with open(out + ".json") as f:
+        report = json.load(f)
+    changed = any(step["outcome"]["changed"] for step in report["run"]["passes"]
+                  if not step["pass"].startswith("cleanup"))
+    return out if changed else None
+
+
+def emit(a, onnx_path, feeds, mlir, dialect, device="llvm-cpu"):
+    """`sculpt emit` of `onnx_path` for `device` (llvm-cpu: --target cpu,
+    sm_*: --target cuda), shapes bound from `feeds`; returns the recipe."""
+    target = ["--target", "cpu"] if device == "llvm-cpu" else ["--target", "cuda", "--chip", device]
+    cmd = [a.sculpt, "emit", onnx_path, "--mlir", "-o", mlir, "--dialect", dialect, *target]
     for k, v in feeds.items():
         cmd += ["--shape", f"{k}={','.join(str(d) for d in v.shape)}"]
-    subprocess.run(cmd, check=True, capture_output=True)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "sculpt emit failed")
+    return read_recipe(mlir)
 
 
 def run_and_time(iree, vmfb, inputs, ref, tmp, device):
-    """Runs `vmfb` on `device`, compares with `ref` and times it: (a report
-    line, whether it matched)."""
+    """Runs `vmfb` on the GPU, compares with `ref` (cosine: the cuda
+    recipe's matmuls take f16 inputs) and times it: (a report line,
+    whether it matched)."""
     got = run_module(iree, vmfb, inputs, len(ref), tmp, device)
-    err, ok = compare(got, ref)
+    report, ok = judge(got, ref, "cosine")
     t, unit = benchmark(iree, vmfb, inputs, tmp, device)
-    return f"{device} run: max abs err {err:.2e} {'ok' if ok else 'DIFFERS'}, median {t:.3f} {unit}", ok
+    return f"{device} run: {report}, median {t:.3f} {unit}", ok
 
 
 def check_model(a, iree, tmp, name, dialect):
@@ -139,13 +187,13 @@ def check_model(a, iree, tmp, name, dialect):
     folder = os.path.join(CORPUS, name)
     feeds = np.load(os.path.join(folder, "inputs.npz"))
     ref = list(np.load(os.path.join(folder, "outputs.npz")).values())
-    mlir = os.path.join(tmp, f"{name}.{dialect}.mlir")
-    emit(a, folder, feeds, mlir, dialect)
     line = [f"{name} ({dialect})"]
     # IREE 3.13 knows no sm_90 target ("missing GPU target"): sm_80 code runs on Hopper too.
     for device in ["llvm-cpu", "sm_80"]:
+        mlir = os.path.join(tmp, f"{name}.{dialect}.{device}.mlir")
+        flags = emit(a, os.path.join(folder, "model.onnx"), feeds, mlir, dialect, device)
         vmfb = os.path.join(tmp, f"{name}.{dialect}.{device}.vmfb")
-        compile_module(iree, mlir, vmfb, device)
+        compile_module(iree, mlir, vmfb, flags)
         line.append(f"{device}: compiled")
     got = run_module(iree, os.path.join(tmp, f"{name}.{dialect}.llvm-cpu.vmfb"), list(feeds.values()), len(ref), tmp,
                      "local-task")
@@ -160,9 +208,38 @@ def check_model(a, iree, tmp, name, dialect):
     return ok
 
 
+def cosine(got, ref):
+    """The least cosine similarity over the outputs."""
+    return min(float(np.dot(g.ravel().astype(np.float64), r.ravel().astype(np.float64))
+                     / (np.linalg.norm(g.astype(np.float64)) * np.linalg.norm(r.astype(np.float64)) + 1e-30))
+               for g, r in zip(got, ref))
+
+
+def judge(got, ref, check, fp32=None, ort_fidelity=None):
+    """(a report, whether it passes) for `got` against onnxruntime's `ref`
+    on the same file: `check` as in COMPRESSIONS (fidelity needs the fp32
+    original's outputs and onnxruntime's own cosine to them)."""
+    if check == "rtol":
+        err, ok = compare(got, ref)
+        rel = max(float(np.max(np.abs(g - r)) / (np.max(np.abs(r)) + 1e-30)) for g, r in zip(got, ref))
+        return f"max rel err {rel:.1e} {'ok' if ok else 'DIFFERS'}", ok
+    if check == "cosine":
+        c = cosine(got, ref)
+        return f"cosine {c:.5f} {'ok' if c >= 0.999 else 'DIFFERS'}", c >= 0.999
+    mine = cosine(got, fp32)
+    ok = mine >= ort_fidelity - 0.002
+    return f"fidelity {mine:.4f} (onnxruntime {ort_fidelity:.4f}) {'ok' if ok else 'WORSE'}", ok
+
+
+def ort_outputs(path, feeds):
+    import onnxruntime as ort
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, dict(feeds))
+
+
 def make_bundle(a, iree, out):
-    """Compiles each model and dialect for a.bundle_target into `out`, with
-    its inputs, reference outputs, the two runtime tools and this script."""
+    """Compiles each model, with each compression that applies to it, for
+    a.bundle_target into `out`, with its inputs, onnxruntime's outputs for
+    the same ONNX file, the two runtime tools and this script."""
     os.makedirs(out, exist_ok=True)
     for tool in ["run", "benchmark"]:
         shutil.copy2(iree[tool], out)
@@ -171,19 +248,38 @@ def make_bundle(a, iree, out):
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models or MODELS:
             folder = os.path.join(CORPUS, name)
-            feeds = np.load(os.path.join(folder, "inputs.npz"))
-            ref = list(np.load(os.path.join(folder, "outputs.npz")).values())
-            for dialect in a.dialects.split(","):
-                mlir = os.path.join(tmp, f"{name}.{dialect}.mlir")
-                emit(a, folder, feeds, mlir, dialect)
-                entry = f"{name}.{dialect}"
-                compile_module(iree, mlir, os.path.join(out, f"{entry}.vmfb"), a.bundle_target)
-                for i, x in enumerate(feeds.values()):
-                    np.save(os.path.join(out, f"{entry}.in{i}.npy"), x)
-                for i, r in enumerate(ref):
-                    np.save(os.path.join(out, f"{entry}.ref{i}.npy"), r)
-                entries.append({"module": entry, "inputs": len(feeds), "outputs": len(ref)})
-                print(f"bundled {entry} for {a.bundle_target}", flush=True)
+            feeds = dict(np.load(os.path.join(folder, "inputs.npz")))
+            fp32 = list(np.load(os.path.join(folder, "outputs.npz")).values())
+            for compression in a.compressions.split(","):
+                try:
+                    path = compress(a.sculpt, folder, compression, os.path.join(tmp, f"{name}.{compression}.onnx"))
+                except RuntimeError as e:
+                    print(f"{name} {compression}: not made: {e}", flush=True)
+                    continue
+                if path is None:
+                    continue
+                ref = ort_outputs(path, feeds)
+                check = COMPRESSIONS[compression][1]
+                if a.bundle_target != "llvm-cpu" and check == "rtol":
+                    check = "cosine"  # the cuda recipe's matmuls take f16 inputs
+                dialects = a.dialects.split(",") if compression == "fp32" else ["linalg"]
+                for dialect in dialects:
+                    entry = f"{name}.{compression}.{dialect}"
+                    mlir = os.path.join(tmp, f"{entry}.mlir")
+                    try:
+                        flags = emit(a, path, feeds, mlir, dialect, a.bundle_target)
+                        compile_module(iree, mlir, os.path.join(out, f"{entry}.vmfb"), flags)
+                    except RuntimeError as e:
+                        print(f"{entry}: not bundled: {e}", flush=True)
+                        continue
+                    for i, x in enumerate(feeds.values()):
+                        np.save(os.path.join(out, f"{entry}.in{i}.npy"), x)
+                    for i, (r, f) in enumerate(zip(ref, fp32)):
+                        np.save(os.path.join(out, f"{entry}.ref{i}.npy"), r)
+                        np.save(os.path.join(out, f"{entry}.fp32_{i}.npy"), f)
+                    entries.append({"module": entry, "inputs": len(feeds), "outputs": len(ref), "check": check,
+                                    "ort_fidelity": cosine(ref, fp32)})
+                    print(f"bundled {entry} for {a.bundle_target}", flush=True)
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump({"target": a.bundle_target, "modules": entries}, f, indent=1)
 
@@ -203,7 +299,11 @@ def run_bundle(folder, device):
                 continue
             inputs = [np.load(os.path.join(folder, f"{entry}.in{i}.npy")) for i in range(m["inputs"])]
             ref = [np.load(os.path.join(folder, f"{entry}.ref{i}.npy")) for i in range(m["outputs"])]
-            report, good = run_and_time(iree, vmfb, inputs, ref, tmp, device)
+            fp32 = [np.load(os.path.join(folder, f"{entry}.fp32_{i}.npy")) for i in range(m["outputs"])]
+            got = run_module(iree, vmfb, inputs, len(ref), tmp, device)
+            report, good = judge(got, ref, m["check"], fp32, m["ort_fidelity"])
+            t, unit = benchmark(iree, vmfb, inputs, tmp, device)
+            report = f"{device} run: {report}, median {t:.3f} {unit}"
             print(f"{entry} | {report}", flush=True)
             ok &= good
     return ok
@@ -216,6 +316,8 @@ def main():
     ap.add_argument("--dialects", default="linalg,tosa", help="the dialects to emit, comma-separated")
     ap.add_argument("--bundle", metavar="DIR", help="write compiled modules and data for another machine")
     ap.add_argument("--bundle-target", default="sm_80", choices=["sm_80", "llvm-cpu"])
+    ap.add_argument("--compressions", default="fp32,fp16,int8,int4,lowrank,prune,moe",
+                    help="bundle: the compressions each model is bundled with (COMPRESSIONS)")
     ap.add_argument("--from-bundle", metavar="DIR", help="run a bundle (needs numpy only)")
     ap.add_argument("--device", default="cuda", help="the IREE device a bundle runs on")
     ap.add_argument("models", nargs="*")

@@ -143,10 +143,15 @@ pub struct EmitArgs {
     /// written, e.g. "builtin.module(canonicalize,cse)".
     #[arg(long)]
     pub mlir_passes: Option<String>,
-    /// cpu, or gpu: also lower through the gpu dialect to PTX (--ptx).
+    /// cpu or cuda: the module is for IREE (llvm-cpu on this host, or
+    /// CUDA on --chip), and the `iree-compile` flags it was made for are
+    /// written beside it (OUTPUT with the extension .iree-flags, one flag
+    /// per line); or gpu: lower it in process through the gpu dialect to
+    /// PTX (--ptx).
     #[arg(long, default_value = "cpu")]
     pub target: String,
-    /// With --target gpu: the NVIDIA chip (sm_80, sm_90, ...).
+    /// With --target cuda or gpu: the NVIDIA chip (sm_80, ...; IREE has no
+    /// sm_90 entry: an H100 runs sm_80 code).
     #[arg(long, default_value = "sm_80")]
     pub chip: String,
     /// With --target gpu: the folder to write one PTX file per kernel to.
@@ -352,12 +357,15 @@ fn emit(
     if !mlir {
         bail!("say what to emit: --mlir (the only format so far)");
     }
-    let gpu = match (target.as_str(), ptx) {
-        ("cpu", None) => None,
-        ("gpu", Some(dir)) => Some((chip, dir)),
+    let (iree, gpu) = match (target.as_str(), ptx) {
+        ("gpu", Some(dir)) => (None, Some((chip, dir))),
         ("gpu", None) => bail!("--target gpu writes PTX: give --ptx DIR"),
-        ("cpu", Some(_)) => bail!("--ptx goes with --target gpu"),
-        (other, _) => bail!("--target {other}: cpu or gpu"),
+        ("cpu" | "cuda", Some(_)) => bail!("--ptx goes with --target gpu"),
+        (other, None) => match crate::emit::iree_target(other, &chip) {
+            Some(t) => (Some(t), None),
+            None => bail!("--target {other}: cpu, cuda or gpu"),
+        },
+        (other, Some(_)) => bail!("--target {other}: cpu, cuda or gpu"),
     };
     let m = load(&model)?;
     let request = crate::emit::EmitRequest {
@@ -368,6 +376,7 @@ fn emit(
         check,
         inputs: inputs.as_deref(),
         gpu,
+        iree,
     };
     crate::emit::emit(m, &output, request)?;
     Ok(())

@@ -20,6 +20,27 @@ pub struct EmitRequest<'a> {
     pub inputs: Option<&'a Path>,
     /// The chip and the PTX folder, for the GPU path.
     pub gpu: Option<(String, std::path::PathBuf)>,
+    /// The IREE target whose flags are written beside the module.
+    pub iree: Option<IreeTarget>,
+}
+
+#[cfg(feature = "mlir")]
+pub use sculpt_codegen::IreeTarget;
+
+/// Where IREE compiles the module for (without MLIR support, emit
+/// refuses before it is read).
+#[cfg(not(feature = "mlir"))]
+#[derive(Clone, Debug)]
+pub struct IreeTarget;
+
+#[cfg(feature = "mlir")]
+pub fn iree_target(target: &str, chip: &str) -> Option<IreeTarget> {
+    IreeTarget::parse(target, chip)
+}
+
+#[cfg(not(feature = "mlir"))]
+pub fn iree_target(target: &str, _chip: &str) -> Option<IreeTarget> {
+    matches!(target, "cpu" | "cuda").then_some(IreeTarget)
 }
 
 #[cfg(feature = "mlir")]
@@ -35,6 +56,7 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
         check,
         inputs,
         gpu,
+        iree,
     } = request;
     let options = EmitOptions {
         shapes,
@@ -66,6 +88,17 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
         list(&emitted.inputs),
         list(&emitted.outputs)
     );
+    if let Some(target) = &iree {
+        let flags = sculpt_codegen::iree_flags(target, &emitted);
+        let path = output.with_extension("iree-flags");
+        crate::files::write_atomic(&path, (flags.join("\n") + "\n").as_bytes())?;
+        eprintln!(
+            "wrote {}: iree-compile $(cat {}) {} -o MODULE.vmfb",
+            path.display(),
+            path.display(),
+            output.display()
+        );
+    }
     if let Some((chip, dir)) = gpu {
         let kernels = sculpt_codegen::lower_to_ptx(&MlirContext::new(), &emitted.text, &chip)?;
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -18,6 +18,7 @@
 use crate::{Result, RuntimeError};
 use sculpt_ir::ops::eval::{self, Const};
 use sculpt_ir::ops::infer::constant;
+use sculpt_ir::ops::nbits::NBitsWeight;
 use sculpt_ir::{AttrValue, DataType, Graph, Initializer, Model, Tensor, Type};
 
 /// The type tract computes in for `dtype`, where it has none of its own.
@@ -154,48 +155,6 @@ fn fold_dequantize(g: &mut Graph) -> Result<()> {
     Ok(())
 }
 
-/// The weight of a `MatMulNBits` node with constant codes, scales and
-/// zero points, as `[K, N]` f32 values.
-fn matmul_nbits_weight(g: &Graph, node: &sculpt_ir::Node) -> Option<Tensor> {
-    let (k, n) = (
-        node.int_attr("K", 0) as usize,
-        node.int_attr("N", 0) as usize,
-    );
-    let bits = node.int_attr("bits", 4) as usize;
-    let block = node.int_attr("block_size", 0) as usize;
-    if k == 0 || n == 0 || block == 0 || !matches!(bits, 2 | 4 | 8) {
-        return None;
-    }
-    let blocks = k.div_ceil(block);
-    let input = |i: usize| node.input(i).and_then(|v| constant(g, v));
-    let codes = input(1)?.raw_bytes().ok()?;
-    let scales = input(2)?.to_f64_vec().ok()?;
-    let zeros = match node.input(3) {
-        Some(v) => Some(constant(g, v)?.raw_bytes().ok()?),
-        None => None,
-    };
-    let per_byte = 8 / bits;
-    let mask = (1u32 << bits) - 1;
-    let unpack = |bytes: &[u8], i: usize| -> Option<f64> {
-        let byte = *bytes.get(i / per_byte)? as u32;
-        Some(((byte >> ((i % per_byte) * bits)) & mask) as f64)
-    };
-    let zero_bytes_per_column = blocks.div_ceil(per_byte);
-    let mut values = vec![0f64; k * n];
-    for j in 0..n {
-        for i in 0..k {
-            let b = i / block;
-            let code = unpack(&codes, (j * blocks + b) * block + i % block)?;
-            let zero = match &zeros {
-                Some(z) => unpack(&z[j * zero_bytes_per_column..], b)?,
-                None => (1u32 << (bits - 1)) as f64,
-            };
-            values[i * n + j] = (code - zero) * scales.get(j * blocks + b)?;
-        }
-    }
-    Tensor::from_floats(DataType::F32, vec![k as i64, n as i64], &values).ok()
-}
-
 /// `MatMulNBits` nodes whose bits tract does not take (8), as a MatMul of
 /// their dequantized weight.
 fn widen_matmul_nbits(g: &mut Graph) -> Result<()> {
@@ -211,14 +170,12 @@ fn widen_matmul_nbits(g: &mut Graph) -> Result<()> {
             stage: "read",
             message: format!("MatMulNBits '{}': {reason}", node.display_name()),
         };
-        if node.input(5).is_some() || node.input(4).is_some() {
-            return Err(unsupported(
-                "g_idx and bias inputs are not supported with 8 bits",
-            ));
+        if node.input(5).is_some() {
+            return Err(unsupported("a bias input is not supported with 8 bits"));
         }
-        let weight = matmul_nbits_weight(g, node).ok_or_else(|| {
-            unsupported("its codes, scales and zero points are not constants of the declared sizes")
-        })?;
+        let weight = NBitsWeight::read(g, node)
+            .map_err(|e| unsupported(&e.to_string()))?
+            .dequantized();
         let x = node.input(0);
         let name = format!("{}::dequantized", node.display_name());
         let mut value = sculpt_ir::Value::new(name);

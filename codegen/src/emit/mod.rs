@@ -19,6 +19,7 @@
 mod elementwise;
 mod movement;
 mod nn;
+mod quantized;
 mod reduce;
 mod resize;
 mod tosa;
@@ -59,6 +60,9 @@ pub enum Elem {
     /// into those and f32 arithmetic).
     I8,
     U8,
+    /// 4-bit codes (unsigned values in MLIR's signless `i4`): only the
+    /// quantized weights [`quantized`] writes, never a graph tensor.
+    U4,
 }
 
 impl Elem {
@@ -86,6 +90,7 @@ impl Elem {
             Elem::BF16 => DataType::BF16,
             Elem::I8 => DataType::I8,
             Elem::U8 => DataType::U8,
+            Elem::U4 => DataType::U4,
         }
     }
 
@@ -99,6 +104,7 @@ impl Elem {
             Elem::F16 => "f16",
             Elem::BF16 => "bf16",
             Elem::I8 | Elem::U8 => "i8",
+            Elem::U4 => "i4",
         }
     }
 
@@ -107,7 +113,7 @@ impl Elem {
         match self {
             Elem::F32 | Elem::I32 => 4,
             Elem::I64 => 8,
-            Elem::Bool | Elem::I8 | Elem::U8 => 1,
+            Elem::Bool | Elem::I8 | Elem::U8 | Elem::U4 => 1,
             Elem::F16 | Elem::BF16 => 2,
         }
     }
@@ -143,7 +149,7 @@ impl Elem {
             Elem::F16 => format!("0x{:04X}", sculpt_ir::codec::f32_to_f16(x as f32)),
             Elem::BF16 => format!("0x{:04X}", sculpt_ir::codec::f32_to_bf16(x as f32)),
             Elem::Bool => (x != 0.0).to_string(),
-            Elem::I64 | Elem::I32 | Elem::I8 => (x as i64).to_string(),
+            Elem::I64 | Elem::I32 | Elem::I8 | Elem::U4 => (x as i64).to_string(),
             // Signless i8: u8 values above 127 as their two's-complement bits.
             Elem::U8 => (x as i64 as u8 as i8).to_string(),
         }
@@ -351,6 +357,8 @@ struct Emitter<'g> {
     permuted: HashMap<(ValueId, Vec<usize>), String>,
     next: usize,
     resources: Vec<(String, String)>,
+    /// Whether an 8-bit DequantizeLinear was emitted (see [`Emitted`]).
+    integer_dequantize: bool,
 }
 
 impl<'g> Emitter<'g> {
@@ -707,7 +715,13 @@ impl<'g> Emitter<'g> {
 
     fn emit_node(&mut self, n: &Node) -> Result<()> {
         if !n.is_onnx() {
-            return Err(unsupported(n, "op outside the ONNX domain"));
+            let out = n.output(0).ok_or_else(|| unsupported(n, "no output"))?;
+            let od = self
+                .dims(out)
+                .ok_or_else(|| unsupported(n, "output shape is not static"))?;
+            let result = self.custom_op(n, &od)?;
+            self.names.insert(out, result);
+            return Ok(());
         }
         if !is_supported(&n.op_type, self.dialect) {
             return Err(unsupported(
@@ -744,7 +758,10 @@ impl<'g> Emitter<'g> {
             return Err(unsupported(n, "its second or later outputs are used"));
         }
         let elems = self.data_elems(n);
-        if elems.iter().any(|e| e.is_byte()) && !STORAGE_OPS.contains(&op) {
+        if elems.iter().any(|e| e.is_byte())
+            && !STORAGE_OPS.contains(&op)
+            && op != "DequantizeLinear"
+        {
             return Err(unsupported(
                 n,
                 "i8/u8 tensors: only data movement, Where and Cast take them",
@@ -832,7 +849,10 @@ impl<'g> Emitter<'g> {
                 self.pool(n, &od)?
             }
             "Gemm" => self.gemm(n, &od)?,
-            "MatMul" => self.matmul(n, &od)?,
+            "MatMul" => match self.integer_matmul(n, &od)? {
+                Some(product) => product,
+                None => self.matmul(n, &od)?,
+            },
             "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => {
                 let x = self.input(n, 0)?;
                 self.reshape(&x, &od)?
@@ -856,6 +876,7 @@ impl<'g> Emitter<'g> {
             | "ReduceL2" | "ReduceSumSquare" => self.reduce(n, &od)?,
             "ArgMax" | "ArgMin" => self.arg_extreme(n, &od)?,
             "Resize" => self.resize(n, &od)?,
+            "DequantizeLinear" => self.dequantize(n, &od)?,
             _ => {
                 return Err(unsupported(
                     n,
@@ -873,6 +894,9 @@ pub struct Emitted {
     pub text: String,
     pub inputs: Vec<TensorSig>,
     pub outputs: Vec<TensorSig>,
+    /// Whether it dequantizes 8-bit integers (int8 QDQ): its recipe then
+    /// asks IREE for integer contractions ([`crate::iree_flags`]).
+    pub integer_dequantize: bool,
 }
 
 /// Emits `model` as MLIR text (not yet verified: see [`crate::emit_mlir`]).
@@ -888,6 +912,7 @@ pub fn emit_text(model: &Model, options: &EmitOptions) -> Result<Emitted> {
         permuted: HashMap::new(),
         next: 0,
         resources: Vec::new(),
+        integer_dequantize: false,
     };
     let signature = |v: ValueId| -> Result<TensorSig> {
         let input = g.value(v).name.clone();
@@ -953,5 +978,6 @@ pub fn emit_text(model: &Model, options: &EmitOptions) -> Result<Emitted> {
         text,
         inputs,
         outputs,
+        integer_dequantize: e.integer_dequantize,
     })
 }

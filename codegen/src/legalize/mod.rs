@@ -42,7 +42,10 @@ pub fn legalize(g: &mut Graph, opset: i64) -> Result<()> {
         let mut changed = false;
         for id in g.topo_order()? {
             let n = g.node(id).clone();
-            if !n.is_onnx() {
+            // MatMulNBits, the one op from another domain emitted, is
+            // upcast like the ONNX ones.
+            let upcast_only = n.domain == "com.microsoft" && n.op_type == "MatMulNBits";
+            if !n.is_onnx() && !(upcast_only && matches!(round, Round::Upcast)) {
                 continue;
             }
             let mut p = Patch::replacing(g, id).for_opset(opset);
@@ -54,7 +57,7 @@ pub fn legalize(g: &mut Graph, opset: i64) -> Result<()> {
                         composites::rewrite(&mut p, &n)?
                     }
                     "Range" | "ConstantOfShape" | "EyeLike" => constants::rewrite(&mut p, &n)?,
-                    "QuantizeLinear" | "DequantizeLinear" => quantize::rewrite(&mut p, &n)?,
+                    "QuantizeLinear" => quantize::rewrite(&mut p, &n)?,
                     _ => false,
                 },
                 Round::Lift => lift_1d::rewrite(&mut p, &n)?,

@@ -2,5 +2,6 @@
 pub mod cost;
 pub mod eval;
 pub mod infer;
+pub mod nbits;
 pub mod schema;
 mod schema_table;

@@ -1,0 +1,541 @@
+//! Quantized weights kept quantized, in the shapes IREE fuses: codes as
+//! `i4` / `i8` tensor constants, read through a dequantizing
+//! `linalg.generic` (all loops parallel, the codes through the identity
+//! map, one scale and one zero point per block through a projection,
+//! `uitofp`, `subf`, `mulf` and nothing else) that feeds the contraction
+//! directly. IREE's dispatch creation clones such a generic into the
+//! contraction's dispatch, so the f32 weight is never written to memory;
+//! its constant folding leaves it alone, as it widens its input.
+//!
+//! The ops from outside the ONNX domain that sculpt's passes write are
+//! dispatched here too: `com.microsoft::MatMulNBits` is emitted, and
+//! `com.microsoft::MoE` is refused with the way round it.
+
+use super::{Elem, Emitter, MapIn, Operand};
+use crate::ops::unsupported;
+use crate::Result;
+use sculpt_ir::ops::nbits::NBitsWeight;
+use sculpt_ir::Node;
+use std::fmt::Write;
+
+impl Emitter<'_> {
+    /// An op outside the ONNX domain.
+    pub(super) fn custom_op(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        match (n.domain.as_str(), n.op_type.as_str()) {
+            ("com.microsoft", "MatMulNBits") => self.matmul_nbits(n, od),
+            ("com.microsoft", "MoE") => Err(unsupported(
+                n,
+                "com.microsoft::MoE (moe form=ort) has no MLIR form: run moe with form=onnx to emit the experts",
+            )),
+            _ => Err(unsupported(
+                n,
+                "op outside the ONNX domain (of those, only com.microsoft::MatMulNBits is emitted)",
+            )),
+        }
+    }
+
+    /// `A · Wᵀ (+ bias)` with `W` dequantized per block: `A` viewed as
+    /// `[rows, blocks, block]` (zero-padded to whole blocks), the codes as
+    /// a `[N, blocks, block]` constant, the contraction over the last two
+    /// dims.
+    fn matmul_nbits(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let w = NBitsWeight::read(self.g, n).map_err(|e| match e {
+            sculpt_ir::IrError::Node { reason, .. } => unsupported(n, reason),
+            other => unsupported(n, other.to_string()),
+        })?;
+        let dialect = std::mem::take(&mut self.dialect);
+        let result = self.dequantized_product(n, &w, od);
+        self.dialect = dialect;
+        result
+    }
+
+    fn dequantized_product(&mut self, n: &Node, w: &NBitsWeight, od: &[i64]) -> Result<String> {
+        let a = self.input(n, 0)?;
+        if a.elem != Elem::F32 {
+            return Err(unsupported(
+                n,
+                format!("input A is {} (f32 only)", a.elem.mlir()),
+            ));
+        }
+        let (k, blocks, block, cols) = (w.k as i64, w.blocks as i64, w.block as i64, w.n as i64);
+        if a.dims.last() != Some(&k) {
+            return Err(unsupported(n, "A's last dim is not K"));
+        }
+        let rows: i64 = a.dims[..a.dims.len() - 1].iter().product();
+        let flat = Operand::f32(self.reshape(&a, &[rows, k])?, &[rows, k]);
+        let padded = self.pad_axes(&flat, &[0, 0], &[0, blocks * block - k], 0.0);
+        let a3 = [rows, blocks, block];
+        let a3 = Operand::f32(self.reshape(&padded, &a3)?, &a3);
+        let weight = self.dequantized_weight(n, w)?;
+        let init = Operand::f32(self.filled(&[rows, cols], 0.0), &[rows, cols]);
+        let d = |s: &str| s.split(',').map(str::to_string).collect::<Vec<_>>();
+        let product = self.accumulate(
+            &["parallel", "parallel", "reduction", "reduction"],
+            &[
+                MapIn {
+                    operand: &a3,
+                    exprs: d("d0,d2,d3"),
+                },
+                MapIn {
+                    operand: &weight,
+                    exprs: d("d1,d2,d3"),
+                },
+            ],
+            &init,
+            &d("d0,d1"),
+            &|b, x, acc| {
+                let p = b.bin("arith.mulf", &x[0], &x[1]);
+                b.bin("arith.addf", acc, &p)
+            },
+        );
+        let mut product = Operand::f32(product, &[rows, cols]);
+        if n.input(5).is_some() {
+            let bias = self.input(n, 5)?;
+            if bias.elem != Elem::F32 || bias.dims != [cols] {
+                return Err(unsupported(n, "bias is not f32 [N]"));
+            }
+            let sum = self.elementwise(&[rows, cols], &[product, bias], &|b, x| {
+                b.bin("arith.addf", &x[0], &x[1])
+            });
+            product = Operand::f32(sum, &[rows, cols]);
+        }
+        self.reshape(&product, od)
+    }
+
+    /// The dequantizing generic: `(code − zero) · scale`, `[N, blocks,
+    /// block]` f32, from the codes (`i4` or `i8` constant) and per-block
+    /// zero points and scales (`[N, blocks]` constants).
+    fn dequantized_weight(&mut self, n: &Node, w: &NBitsWeight) -> Result<Operand> {
+        let dims = [w.n as i64, w.blocks as i64, w.block as i64];
+        let codes = match w.bits {
+            4 => self.nibble_constant(&w.codes, &dims),
+            8 => {
+                let t = sculpt_ir::Tensor::from_raw(
+                    sculpt_ir::DataType::U8,
+                    dims.to_vec(),
+                    w.codes.clone().into(),
+                );
+                Operand {
+                    name: self.constant(&t, n.display_name())?,
+                    dims: dims.to_vec(),
+                    elem: Elem::U8,
+                }
+            }
+            bits => {
+                return Err(unsupported(
+                    n,
+                    format!("{bits}-bit codes (4 and 8 are emitted)"),
+                ))
+            }
+        };
+        let per_block = [dims[0], dims[1]];
+        let as_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let zeros = Operand::f32(
+            self.f32_constant(&per_block, &as_f32(&w.zeros), n.display_name())?,
+            &per_block,
+        );
+        let scales = Operand::f32(
+            self.f32_constant(&per_block, &as_f32(&w.scales), n.display_name())?,
+            &per_block,
+        );
+        let identity = vec!["d0".to_string(), "d1".into(), "d2".into()];
+        let per_block_map = vec!["d0".to_string(), "d1".into()];
+        let code_type = codes.elem.mlir();
+        let name = self.generic(
+            &dims,
+            Elem::F32,
+            &[
+                MapIn {
+                    operand: &codes,
+                    exprs: identity,
+                },
+                MapIn {
+                    operand: &zeros,
+                    exprs: per_block_map.clone(),
+                },
+                MapIn {
+                    operand: &scales,
+                    exprs: per_block_map,
+                },
+            ],
+            &|b, x| {
+                let code = b.assign(format!("arith.uitofp {} : {code_type} to f32", x[0]));
+                let centred = b.bin("arith.subf", &code, &x[1]);
+                b.bin("arith.mulf", &centred, &x[2])
+            },
+        );
+        Ok(Operand::f32(name, &dims))
+    }
+
+    /// A constant of 4-bit codes (one per byte in `codes`) as `i4`. MLIR's
+    /// dense literal stores a sub-byte element in a byte of its own;
+    /// IREE packs them two to a byte when it serializes the module (it
+    /// takes no `i4` resource blob).
+    fn nibble_constant(&mut self, codes: &[u8], dims: &[i64]) -> Operand {
+        let mut hex = String::with_capacity(codes.len() * 2);
+        for c in codes {
+            let _ = write!(hex, "{c:02X}");
+        }
+        let operand = Operand {
+            name: self.fresh(),
+            dims: dims.to_vec(),
+            elem: Elem::U4,
+        };
+        self.line(&format!(
+            "{} = arith.constant dense<\"0x{hex}\"> : {}",
+            operand.name,
+            operand.ty()
+        ));
+        operand
+    }
+}
+
+impl Emitter<'_> {
+    /// DequantizeLinear as one dequantizing generic: `(x − zero) · scale`,
+    /// the scale and zero point read through a projection of `x`'s loops
+    /// (a scalar, one per channel on `axis`, or one per block of
+    /// `block_size` along it). A constant 4-bit `x` becomes an `i4`
+    /// constant; 8-bit ones stay `i8`.
+    pub(super) fn dequantize(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        let (x, signed) = self.quantized_input(n)?;
+        let rank = x.dims.len();
+        let axis = super::axis_index(n.int_attr("axis", 1), rank);
+        let block = n.int_attr("block_size", 0);
+        let scale = self.input(n, 1)?;
+        if scale.elem != Elem::F32 {
+            return Err(unsupported(
+                n,
+                format!("scale is {} (f32, f16, bf16)", scale.elem.mlir()),
+            ));
+        }
+        let map = |p: &Operand| -> Result<Vec<String>> {
+            let loops = (0..rank).map(|i| format!("d{i}"));
+            match p.dims.len() {
+                0 => Ok(vec![]),
+                1 if block == 0 && p.dims[0] == x.dims[axis] => Ok(vec![format!("d{axis}")]),
+                1 if block == 0 && p.dims[0] == 1 => Ok(vec!["0".into()]),
+                r if r == rank && block > 0 => Ok(loops
+                    .enumerate()
+                    .map(|(i, d)| {
+                        if i == axis {
+                            format!("{d} floordiv {block}")
+                        } else {
+                            d
+                        }
+                    })
+                    .collect()),
+                _ => Err(unsupported(
+                    n,
+                    "scale or zero point shape does not fit x, axis and block_size",
+                )),
+            }
+        };
+        let zero = match n.input(2) {
+            Some(_) => {
+                let z = self.input(n, 2)?;
+                let z32 = self.as_f32(&z);
+                Some(z32)
+            }
+            None => None,
+        };
+        let mut inputs = vec![MapIn {
+            operand: &x,
+            exprs: (0..rank).map(|i| format!("d{i}")).collect(),
+        }];
+        inputs.push(MapIn {
+            operand: &scale,
+            exprs: map(&scale)?,
+        });
+        if let Some(z) = &zero {
+            inputs.push(MapIn {
+                operand: z,
+                exprs: map(z)?,
+            });
+        }
+        let to_float = if signed {
+            "arith.sitofp"
+        } else {
+            "arith.uitofp"
+        };
+        let code_type = x.elem.mlir();
+        let has_zero = zero.is_some();
+        self.integer_dequantize |= x.elem != Elem::I32;
+        Ok(self.generic(od, Elem::F32, &inputs, &|b, v| {
+            let value = b.assign(format!("{to_float} {} : {code_type} to f32", v[0]));
+            let centred = if has_zero {
+                b.bin("arith.subf", &value, &v[2])
+            } else {
+                value
+            };
+            b.bin("arith.mulf", &centred, &v[1])
+        }))
+    }
+
+    /// DequantizeLinear's `x`, and whether its codes are signed: i8, u8,
+    /// i32 tensors, or 4-bit constants (as `i4`).
+    fn quantized_input(&mut self, n: &Node) -> Result<(Operand, bool)> {
+        let v = n
+            .input(0)
+            .ok_or_else(|| unsupported(n, "missing input 0"))?;
+        let dtype = match sculpt_ir::ops::infer::value_type(self.g, v) {
+            Some(sculpt_ir::Type::Tensor { dtype, .. }) => dtype,
+            _ => return Err(unsupported(n, "x has no tensor type")),
+        };
+        use sculpt_ir::DataType;
+        if matches!(dtype, DataType::I4 | DataType::U4) {
+            let t = sculpt_ir::ops::infer::constant(self.g, v).ok_or_else(|| {
+                unsupported(
+                    n,
+                    "4-bit x computed at run time (4-bit constants are emitted)",
+                )
+            })?;
+            let codes: Vec<u8> = t.to_i64_vec()?.iter().map(|&c| (c & 0xF) as u8).collect();
+            let dims = t.dims.clone();
+            return Ok((self.nibble_constant(&codes, &dims), dtype == DataType::I4));
+        }
+        let x = self.operand(n, v)?;
+        match x.elem {
+            Elem::I8 | Elem::I32 => Ok((x, true)),
+            Elem::U8 => Ok((x, false)),
+            other => Err(unsupported(
+                n,
+                format!("x is {} (i8, u8, i32, 4-bit constants)", other.mlir()),
+            )),
+        }
+    }
+
+    /// `p` in f32 (zero points come in x's integer type).
+    fn as_f32(&mut self, p: &Operand) -> Operand {
+        if p.elem == Elem::F32 {
+            return p.clone();
+        }
+        let op = match p.elem {
+            Elem::U8 | Elem::Bool => "arith.uitofp",
+            _ => "arith.sitofp",
+        };
+        let from = p.elem.mlir();
+        let name = self.map(&p.dims, Elem::F32, std::slice::from_ref(p), &|b, v| {
+            b.assign(format!("{op} {} : {from} to f32", v[0]))
+        });
+        Operand::f32(name, &p.dims)
+    }
+}
+
+/// A DequantizeLinear's codes and parameters, read for an integer
+/// contraction: 8-bit codes, one scale and zero point for the tensor or
+/// one per column of a `[K, N]` weight.
+struct Dequantized {
+    codes: sculpt_ir::ValueId,
+    /// Whether the codes are u8 (moved to i8 by −128, exactly).
+    unsigned: bool,
+    scales: Vec<f64>,
+    zeros: Vec<i64>,
+}
+
+impl Emitter<'_> {
+    /// The DequantizeLinear that defines `v`, when it dequantizes i8 or u8
+    /// codes with constant parameters, a scale per tensor or (`columns`)
+    /// per column of a 2-d weight.
+    fn dequantized(&self, v: sculpt_ir::ValueId, columns: Option<i64>) -> Option<Dequantized> {
+        use sculpt_ir::ops::infer::constant;
+        let (id, _) = self.g.value(v).producer?;
+        let dq = self.g.node(id);
+        if dq.op_type != "DequantizeLinear" || !dq.is_onnx() || dq.int_attr("block_size", 0) != 0 {
+            return None;
+        }
+        let codes = dq.input(0)?;
+        let unsigned = match super::elem_of(self.g, codes)? {
+            Elem::I8 => false,
+            Elem::U8 => true,
+            _ => return None,
+        };
+        let scales = constant(self.g, dq.input(1)?)?.to_f64_vec().ok()?;
+        let zeros = match dq.input(2) {
+            Some(z) => constant(self.g, z)?.to_i64_vec().ok()?,
+            None => vec![0; scales.len()],
+        };
+        let per_column = match columns {
+            Some(n) => {
+                let rank = super::dims_of(self.g, codes)?.len();
+                scales.len() as i64 == n
+                    && n > 1
+                    && rank == 2
+                    && super::axis_index(dq.int_attr("axis", 1), rank) == 1
+            }
+            None => false,
+        };
+        if !(scales.len() == 1 || per_column) || zeros.len() != scales.len() {
+            return None;
+        }
+        let shift = if unsigned { 128 } else { 0 };
+        Some(Dequantized {
+            codes,
+            unsigned,
+            scales,
+            zeros: zeros.iter().map(|z| z - shift).collect(),
+        })
+    }
+
+    /// MatMul of two dequantized 8-bit operands (activations per tensor,
+    /// a constant `[K, N]` weight per tensor or per column) as an
+    /// i8 × i8 → i32 `linalg.matmul`, the zero points corrected in i32
+    /// and the scales applied once, in the epilogue:
+    /// `y = sa·sb[n] · (Σ a·b − za·Σ_k b[·, n] − zb[n]·Σ_k a[m, ·] + K·za·zb[n])`.
+    /// `None` when the operands are not of that form.
+    pub(super) fn integer_matmul(&mut self, n: &Node, od: &[i64]) -> Result<Option<String>> {
+        let (Some(av), Some(bv)) = (n.input(0), n.input(1)) else {
+            return Ok(None);
+        };
+        let Some(bd) = super::dims_of(self.g, bv) else {
+            return Ok(None);
+        };
+        let (Some(a), Some(b)) = (
+            self.dequantized(av, None),
+            self.dequantized(bv, bd.get(1).copied()),
+        ) else {
+            return Ok(None);
+        };
+        let Some(weight) = sculpt_ir::ops::infer::constant(self.g, b.codes) else {
+            return Ok(None);
+        };
+        let ad = super::dims_of(self.g, a.codes).unwrap_or_default();
+        if bd.len() != 2 || ad.is_empty() || ad.last() != Some(&bd[0]) {
+            return Ok(None);
+        }
+        let (k, cols) = (bd[0], bd[1]);
+        let rows: i64 = ad[..ad.len() - 1].iter().product();
+        // The weight as signed codes, and its column sums.
+        let shift = if b.unsigned { 128 } else { 0 };
+        let w: Vec<i64> = weight.to_i64_vec()?.iter().map(|x| x - shift).collect();
+        let column_sums: Vec<i64> = (0..cols as usize)
+            .map(|j| (0..k as usize).map(|i| w[i * cols as usize + j]).sum())
+            .collect();
+        let per_column = |v: &[i64], j: usize| if v.len() == 1 { v[0] } else { v[j] };
+        let za = a.zeros[0];
+        let offsets: Vec<i64> = (0..cols as usize)
+            .map(|j| k * za * per_column(&b.zeros, j) - za * column_sums[j])
+            .collect();
+        let scales: Vec<f32> = (0..cols as usize)
+            .map(|j| {
+                (a.scales[0]
+                    * if b.scales.len() == 1 {
+                        b.scales[0]
+                    } else {
+                        b.scales[j]
+                    }) as f32
+            })
+            .collect();
+        let w8 = sculpt_ir::Tensor::from_ints(sculpt_ir::DataType::I8, bd.clone(), &w)?;
+        let w8 = Operand {
+            name: self.constant(&w8, n.display_name())?,
+            dims: bd.clone(),
+            elem: Elem::I8,
+        };
+        let codes = self.operand(n, a.codes)?;
+        let codes = if a.unsigned {
+            self.flip_sign_bit(&codes)
+        } else {
+            codes
+        };
+        let a2 = Operand {
+            name: self.reshape(&codes, &[rows, k])?,
+            dims: vec![rows, k],
+            elem: Elem::I8,
+        };
+        let acc = self.filled_of(&[rows, cols], Elem::I32, 0.0);
+        let product = self.fresh();
+        let i32_ty = super::tensor_type(&[rows, cols], Elem::I32);
+        self.line(&format!(
+            "{product} = linalg.matmul ins({}, {} : {}, {}) outs({acc} : {i32_ty}) -> {i32_ty}",
+            a2.name,
+            w8.name,
+            a2.ty(),
+            w8.ty()
+        ));
+        let product = Operand {
+            name: product,
+            dims: vec![rows, cols],
+            elem: Elem::I32,
+        };
+        let i32_vector = |e: &mut Self, v: &[i64]| -> Result<Operand> {
+            let t = sculpt_ir::Tensor::from_ints(sculpt_ir::DataType::I32, vec![cols], v)?;
+            Ok(Operand {
+                name: e.constant(&t, n.display_name())?,
+                dims: vec![cols],
+                elem: Elem::I32,
+            })
+        };
+        let offsets = i32_vector(self, &offsets)?;
+        let scales = Operand::f32(
+            self.f32_constant(&[cols], &scales, n.display_name())?,
+            &[cols],
+        );
+        let mut operands = vec![product, offsets, scales];
+        let weight_zeros = b.zeros.iter().any(|&z| z != 0);
+        if weight_zeros {
+            let zb: Vec<i64> = (0..cols as usize)
+                .map(|j| per_column(&b.zeros, j))
+                .collect();
+            operands.push(i32_vector(self, &zb)?);
+            operands.push(self.row_sums(&a2));
+        }
+        let result = self.map(&[rows, cols], Elem::F32, &operands, &|r, v| {
+            let mut sum = r.assign(format!("arith.addi {}, {} : i32", v[0], v[1]));
+            if v.len() == 5 {
+                let correction = r.assign(format!("arith.muli {}, {} : i32", v[3], v[4]));
+                sum = r.assign(format!("arith.subi {sum}, {correction} : i32"));
+            }
+            let wide = r.assign(format!("arith.sitofp {sum} : i32 to f32"));
+            r.bin("arith.mulf", &wide, &v[2])
+        });
+        self.integer_dequantize = true;
+        Ok(Some(
+            self.reshape(&Operand::f32(result, &[rows, cols]), od)?,
+        ))
+    }
+
+    /// u8 codes as i8 ones 128 lower (the sign bit flipped).
+    fn flip_sign_bit(&mut self, codes: &Operand) -> Operand {
+        let name = self.map(
+            &codes.dims,
+            Elem::I8,
+            std::slice::from_ref(codes),
+            &|r, v| {
+                let bit = r.assign("arith.constant -128 : i8".into());
+                r.assign(format!("arith.xori {}, {bit} : i8", v[0]))
+            },
+        );
+        Operand {
+            name,
+            dims: codes.dims.clone(),
+            elem: Elem::I8,
+        }
+    }
+
+    /// `Σ_k a[m, k]` of an i8 `[M, K]`, in i32: `[M]`.
+    fn row_sums(&mut self, a: &Operand) -> Operand {
+        let init = Operand {
+            name: self.filled_of(&a.dims[..1], Elem::I32, 0.0),
+            dims: a.dims[..1].to_vec(),
+            elem: Elem::I32,
+        };
+        let name = self.accumulate(
+            &["parallel", "reduction"],
+            &[MapIn {
+                operand: a,
+                exprs: vec!["d0".into(), "d1".into()],
+            }],
+            &init,
+            &["d0".into()],
+            &|r, v, acc| {
+                let wide = r.assign(format!("arith.extsi {} : i8 to i32", v[0]));
+                r.assign(format!("arith.addi {acc}, {wide} : i32"))
+            },
+        );
+        Operand {
+            name,
+            dims: a.dims[..1].to_vec(),
+            elem: Elem::I32,
+        }
+    }
+}
