@@ -716,10 +716,7 @@ impl<'g> Emitter<'g> {
     fn emit_node(&mut self, n: &Node) -> Result<()> {
         if !n.is_onnx() {
             let out = n.output(0).ok_or_else(|| unsupported(n, "no output"))?;
-            let od = self
-                .dims(out)
-                .ok_or_else(|| unsupported(n, "output shape is not static"))?;
-            let result = self.custom_op(n, &od)?;
+            let result = self.custom_op(n)?;
             self.names.insert(out, result);
             return Ok(());
         }
@@ -771,7 +768,9 @@ impl<'g> Emitter<'g> {
         // ids, masks, quantized data) stay linalg in a TOSA module.
         let dialect = self.dialect;
         if dialect == Dialect::Tosa {
-            if elems.iter().any(|&e| e == Elem::I64 || e == Elem::U8) {
+            // DequantizeLinear is linalg too: its dequantizing generic is
+            // the form IREE fuses into the consumer.
+            if elems.iter().any(|&e| e == Elem::I64 || e == Elem::U8) || op == "DequantizeLinear" {
                 self.dialect = Dialect::Linalg;
             } else if let Some(result) = self.tosa_op(n, &od, elem)? {
                 self.names.insert(out, result.name);

@@ -20,9 +20,15 @@ use std::fmt::Write;
 
 impl Emitter<'_> {
     /// An op outside the ONNX domain.
-    pub(super) fn custom_op(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+    pub(super) fn custom_op(&mut self, n: &Node) -> Result<String> {
         match (n.domain.as_str(), n.op_type.as_str()) {
-            ("com.microsoft", "MatMulNBits") => self.matmul_nbits(n, od),
+            ("com.microsoft", "MatMulNBits") => {
+                let od = n
+                    .output(0)
+                    .and_then(|v| self.dims(v))
+                    .ok_or_else(|| unsupported(n, "output shape is not static"))?;
+                self.matmul_nbits(n, &od)
+            }
             ("com.microsoft", "MoE") => Err(unsupported(
                 n,
                 "com.microsoft::MoE (moe form=ort) has no MLIR form: run moe with form=onnx to emit the experts",
@@ -470,16 +476,42 @@ impl Emitter<'_> {
             self.f32_constant(&[cols], &scales, n.display_name())?,
             &[cols],
         );
-        let mut operands = vec![product, offsets, scales];
+        let by_column = vec!["d1".to_string()];
+        let mut inputs = vec![
+            MapIn {
+                operand: &product,
+                exprs: vec!["d0".into(), "d1".into()],
+            },
+            MapIn {
+                operand: &offsets,
+                exprs: by_column.clone(),
+            },
+            MapIn {
+                operand: &scales,
+                exprs: by_column.clone(),
+            },
+        ];
+        // Weight zero points: − zb[n] · Σ_k a[m, k].
         let weight_zeros = b.zeros.iter().any(|&z| z != 0);
-        if weight_zeros {
+        let correction = if weight_zeros {
             let zb: Vec<i64> = (0..cols as usize)
                 .map(|j| per_column(&b.zeros, j))
                 .collect();
-            operands.push(i32_vector(self, &zb)?);
-            operands.push(self.row_sums(&a2));
+            Some((i32_vector(self, &zb)?, self.row_sums(&a2)))
+        } else {
+            None
+        };
+        if let Some((zb, sums)) = &correction {
+            inputs.push(MapIn {
+                operand: zb,
+                exprs: by_column,
+            });
+            inputs.push(MapIn {
+                operand: sums,
+                exprs: vec!["d0".into()],
+            });
         }
-        let result = self.map(&[rows, cols], Elem::F32, &operands, &|r, v| {
+        let result = self.generic(&[rows, cols], Elem::F32, &inputs, &|r, v| {
             let mut sum = r.assign(format!("arith.addi {}, {} : i32", v[0], v[1]));
             if v.len() == 5 {
                 let correction = r.assign(format!("arith.muli {}, {} : i32", v[3], v[4]));

@@ -747,3 +747,100 @@ graph "g" (%x: f32[1,2,7,6]) -> (%max, %avg, %avg_in, %line) {
         &[("x", vec![1, 2, 7, 6])],
     );
 }
+
+/// `values` as a text-form list.
+fn list<T: std::fmt::Display>(values: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = values.into_iter().map(|v| v.to_string()).collect();
+    format!("[{}]", items.join(", "))
+}
+
+#[test]
+fn matmul_nbits_codes_stay_4_and_8_bit() {
+    // K = 20 in blocks of 16: the second block is padded. 4 bits with
+    // packed zero points and a bias; 8 bits with the default zero point.
+    let text = r#"opset "" 21
+opset "com.microsoft" 1
+graph "g" (%x: f32[2,3,20]) -> (%y4, %y8) {
+  init %q4 = u8[3,2,8] @Q4@
+  init %s4 = f32[6] [0.5, 0.25, -0.125, 0.75, 0.0625, 1.0]
+  init %z4 = u8[3] [0x98, 0x07, 0xF0]
+  init %b4 = f32[3] [0.5, -1.0, 0.25]
+  init %q8 = u8[3,2,16] @Q8@
+  init %s8 = f32[6] [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]
+  %y4 = MatMulNBits(%x, %q4, %s4, %z4, _, %b4) {K=20, N=3, bits=4, block_size=16, $domain="com.microsoft"}
+  %y8 = MatMulNBits(%x, %q8, %s8) {K=20, N=3, bits=8, block_size=16, $domain="com.microsoft"}
+}"#
+    .replace("@Q4@", &list((0..48).map(|i| (i * 37 + 11) % 256)))
+    .replace("@Q8@", &list((0..96).map(|i| (i * 53 + 7) % 256)))
+    .replace("0x98", "152")
+    .replace("0x07", "7")
+    .replace("0xF0", "240");
+    check("matmul_nbits", &text, &[("x", vec![2, 3, 20])]);
+    let m = sculpt_ir::text::parse(&text).unwrap();
+    let emitted = emit_mlir(&m, &EmitOptions::default()).unwrap();
+    assert!(
+        emitted.text.contains("tensor<3x2x16xi4>"),
+        "4-bit codes as i4"
+    );
+    assert!(
+        !emitted.text.contains("arith.shrui"),
+        "no unpacking in the module"
+    );
+}
+
+#[test]
+fn int8_qdq_matmul_is_an_integer_matmul() {
+    // S8S8 with per-column weight scales and zero points, and U8S8.
+    let weights: Vec<i64> = (0..24).map(|i| (i * 37 % 23) - 11).collect();
+    let text = r#"opset "" 13
+graph "g" (%x: f32[2,2,4]) -> (%y, %yu) {
+  init %xs = f32[] [0.05]
+  init %xz = i8[] [3]
+  init %uz = u8[] [128]
+  init %w = i8[4,6] @W@
+  init %ws = f32[6] [0.02, 0.03, 0.01, 0.04, 0.02, 0.05]
+  init %wz = i8[6] [0, 1, -2, 0, 3, 0]
+  %q = QuantizeLinear(%x, %xs, %xz)
+  %xd = DequantizeLinear(%q, %xs, %xz)
+  %wd = DequantizeLinear(%w, %ws, %wz) {axis=1}
+  %y = MatMul(%xd, %wd)
+  %qu = QuantizeLinear(%x, %xs, %uz)
+  %xu = DequantizeLinear(%qu, %xs, %uz)
+  %yu = MatMul(%xu, %wd)
+}"#
+    .replace("@W@", &list(weights));
+    check("int8_matmul", &text, &[("x", vec![2, 2, 4])]);
+    let m = sculpt_ir::text::parse(&text).unwrap();
+    let emitted = emit_mlir(&m, &EmitOptions::default()).unwrap();
+    let integer = emitted
+        .text
+        .lines()
+        .filter(|l| l.contains("linalg.matmul") && l.contains("xi8>) outs(") && l.contains("xi32>"))
+        .count();
+    assert_eq!(integer, 2, "both products as i8 × i8 → i32");
+    assert!(emitted.integer_dequantize);
+}
+
+#[test]
+fn onnxruntime_moe_is_refused_with_the_way_round() {
+    let text = r#"opset "" 17
+opset "com.microsoft" 1
+graph "g" (%x: f32[4,8], %router: f32[4,2]) -> (%y) {
+  init %w1 = f32[2,8,4] elided
+  init %w2 = f32[2,4,8] elided
+  %y = MoE(%x, %router, %w1, _, %w2) {k=1, activation_type="relu", $domain="com.microsoft"} @"ffn_moe"
+}"#
+    .replace(
+        "f32[2,8,4] elided",
+        &format!("f32[2,8,4] {}", list((0..64).map(|i| i as f32 / 64.0))),
+    )
+    .replace(
+        "f32[2,4,8] elided",
+        &format!("f32[2,4,8] {}", list((0..64).map(|i| i as f32 / 64.0))),
+    );
+    let m = sculpt_ir::text::parse(&text).unwrap();
+    let e = emit_mlir(&m, &EmitOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ffn_moe") && e.contains("form=onnx"), "{e}");
+}
