@@ -135,6 +135,11 @@ pub struct EmitArgs {
     /// linalg (named ops and generics on tensors) or tosa.
     #[arg(long, default_value = "linalg")]
     pub dialect: String,
+    /// The layout linalg convolutions compute in: nchw (ONNX's, the
+    /// faster on IREE's llvm-cpu) or nhwc (transposed in and out; IREE
+    /// cancels the transposes between convolutions).
+    #[arg(long, default_value = "nchw")]
+    pub conv_layout: String,
     /// sculpt passes to run first, once the shapes are bound, e.g.
     /// "prune{ratio=0.3}" (cleanup always runs last).
     #[arg(short, long)]
@@ -345,6 +350,7 @@ fn emit(
         output,
         shapes,
         dialect,
+        conv_layout,
         pipeline,
         mlir_passes,
         target,
@@ -371,6 +377,7 @@ fn emit(
     let request = crate::emit::EmitRequest {
         shapes: shapes.into_iter().collect(),
         dialect: &dialect,
+        conv_layout: &conv_layout,
         pipeline: pipeline.as_deref(),
         mlir_passes: mlir_passes.as_deref(),
         check,

@@ -11,6 +11,8 @@ pub struct EmitRequest<'a> {
     pub shapes: HashMap<String, Vec<i64>>,
     /// linalg or tosa.
     pub dialect: &'a str,
+    /// nchw or nhwc: the layout linalg convolutions compute in.
+    pub conv_layout: &'a str,
     /// sculpt passes to run once the shapes are bound, before cleanup.
     pub pipeline: Option<&'a str>,
     /// An MLIR pass pipeline to run on the emitted module.
@@ -51,6 +53,7 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
     let EmitRequest {
         shapes,
         dialect,
+        conv_layout,
         pipeline,
         mlir_passes,
         check,
@@ -61,6 +64,7 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
     let options = EmitOptions {
         shapes,
         dialect: dialect.parse().map_err(|e: String| anyhow!(e))?,
+        layout: conv_layout.parse().map_err(|e: String| anyhow!(e))?,
     };
     // Static shapes first, so that cleanup folds every shape computation.
     model = bind_shapes(&model, &options)?;

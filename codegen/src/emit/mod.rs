@@ -24,8 +24,8 @@ mod reduce;
 mod resize;
 mod tosa;
 
-pub use crate::ops::Dialect;
 use crate::ops::{is_supported, shape_slots, unsupported, STORAGE_OPS};
+pub use crate::ops::{Dialect, Layout};
 use crate::{CodegenError, Result};
 use sculpt_ir::ops::infer::{self, constant, value_type};
 use sculpt_ir::{AttrValue, DataType, Dim, Graph, Model, Node, Tensor, Type, ValueId};
@@ -37,6 +37,8 @@ use std::fmt::Write;
 pub struct EmitOptions {
     pub shapes: HashMap<String, Vec<i64>>,
     pub dialect: Dialect,
+    /// The layout linalg convolutions compute in.
+    pub layout: Layout,
 }
 
 /// Constants up to this many elements are written inline; larger ones
@@ -349,6 +351,7 @@ struct MapIn<'a> {
 struct Emitter<'g> {
     g: &'g Graph,
     dialect: Dialect,
+    layout: Layout,
     /// The default-domain opset: Softmax's semantics changed at 13.
     opset: i64,
     body: String,
@@ -905,6 +908,7 @@ pub fn emit_text(model: &Model, options: &EmitOptions) -> Result<Emitted> {
     let mut e = Emitter {
         g: &g,
         dialect: options.dialect,
+        layout: options.layout,
         opset: model.onnx_opset(),
         body: String::new(),
         names: HashMap::new(),
@@ -936,7 +940,9 @@ pub fn emit_text(model: &Model, options: &EmitOptions) -> Result<Emitted> {
         inputs.push(sig);
         e.names.insert(v, name);
     }
-    for id in g.topo_order()? {
+    let order = g.topo_order()?;
+    crate::ops::refuse_data_dependent(&g, &order)?;
+    for id in order {
         e.emit_node(g.node(id))?;
     }
     let mut results = Vec::new();

@@ -2,7 +2,7 @@
 //! a `tensor.pad`), Gemm and MatMul (`linalg.matmul` /
 //! `linalg.batch_matmul`), batch and layer normalization, LRN, Softmax.
 
-use super::{axis_index, f32_type, lrn_params, unsupported, Elem, Emitter, MapIn, Operand};
+use super::{axis_index, f32_type, lrn_params, unsupported, Elem, Emitter, Layout, MapIn, Operand};
 use crate::Result;
 use sculpt_ir::ops::infer::constant;
 use sculpt_ir::{AttrValue, Node};
@@ -107,7 +107,26 @@ impl Emitter<'_> {
         if pointwise {
             return self.pointwise_conv(n, &x, &w, od);
         }
-        let xp = self.pad_spatial(&x, &pads, 0.0);
+        let spatial = (pads.as_slice(), strides.as_slice(), dilations.as_slice());
+        match self.layout {
+            Layout::Nchw => self.conv_nchw(n, &x, &w, od, spatial),
+            Layout::Nhwc => self.conv_nhwc(n, &x, &w, od, spatial),
+        }
+    }
+
+    /// A convolution on NCHW as ONNX lays it out: the input padded, the
+    /// bias broadcast into the init, `linalg.conv_2d_nchw_fchw` (groups:
+    /// `conv_2d_ngchw_gfchw` on views with the group axis split out).
+    fn conv_nchw(
+        &mut self,
+        n: &Node,
+        x: &Operand,
+        w: &Operand,
+        od: &[i64],
+        (pads, strides, dilations): (&[i64], &[i64], &[i64]),
+    ) -> Result<String> {
+        let group = n.int_attr("group", 1);
+        let xp = self.pad_spatial(x, pads, 0.0);
         // Init: the bias broadcast over the output, or zeros.
         let init = match n.input(2) {
             Some(_) => {
@@ -141,7 +160,7 @@ impl Emitter<'_> {
         let wg = vec![g, wd[0] / g, wd[1], wd[2], wd[3]];
         let og = vec![od[0], g, od[1] / g, od[2], od[3]];
         let xe = self.reshape(&xp, &xg)?;
-        let we = self.reshape(&w, &wg)?;
+        let we = self.reshape(w, &wg)?;
         let ie = self.reshape(&Operand::f32(init, od), &og)?;
         self.line(&format!(
             "{r} = linalg.conv_2d_ngchw_gfchw {attrs} ins({xe}, {we} : {}, {}) outs({ie} : {}) -> {}",
@@ -151,6 +170,98 @@ impl Emitter<'_> {
             f32_type(&og)
         ));
         self.reshape(&Operand::f32(r, &og), od)
+    }
+
+    /// A convolution computed channels-last (`--conv-layout nhwc`): the input transposed to NHWC and padded, the weights
+    /// permuted here (constants) to the filter layout of the op, the bias
+    /// broadcast into the init, and the result transposed back to NCHW.
+    /// IREE propagates and cancels the transposes between neighbouring
+    /// convolutions, so they remain only at the graph's edges. Group 1:
+    /// `linalg.conv_2d_nhwc_hwcf`; one input channel per group
+    /// (depthwise): `depthwise_conv_2d_nhwc_hwc` (`_hwcm` with a channel
+    /// multiplier); other groups: `conv_2d_nhwgc_gfhwc`.
+    fn conv_nhwc(
+        &mut self,
+        n: &Node,
+        x: &Operand,
+        w: &Operand,
+        od: &[i64],
+        (pads, strides, dilations): (&[i64], &[i64], &[i64]),
+    ) -> Result<String> {
+        let group = n.int_attr("group", 1);
+        let (batch, c_in, f) = (x.dims[0], x.dims[1], od[1]);
+        let (kh, kw) = (w.dims[2], w.dims[3]);
+        let (oh, ow) = (od[2], od[3]);
+        let nhwc = Operand::f32(
+            self.transpose(x, &[0, 2, 3, 1]),
+            &[batch, x.dims[2], x.dims[3], c_in],
+        );
+        let xp = self.pad_axes(
+            &nhwc,
+            &[0, pads[0], pads[1], 0],
+            &[0, pads[2], pads[3], 0],
+            0.0,
+        );
+        let out = [batch, oh, ow, f];
+        // Init: the bias broadcast over the channels-last output, or zeros.
+        let init = match n.input(2) {
+            Some(_) => {
+                let bias = self.float_input(n, 2)?;
+                self.elementwise(&out, &[bias], &|_, a| a[0].clone())
+            }
+            None => self.filled(&out, 0.0),
+        };
+        let attrs = format!(
+            "{{dilations = dense<[{}, {}]> : tensor<2xi64>, strides = dense<[{}, {}]> : tensor<2xi64>}}",
+            dilations[0], dilations[1], strides[0], strides[1]
+        );
+        let depthwise = group == c_in && w.dims[1] == 1;
+        let (op, xs, ws, os): (&str, Operand, Operand, Vec<i64>) = if group == 1 {
+            let hwcf = self.permuted_input(n, 1, &[2, 3, 1, 0])?;
+            ("conv_2d_nhwc_hwcf", xp, hwcf, out.to_vec())
+        } else if depthwise && f == c_in {
+            let hwc4 = self.permuted_input(n, 1, &[2, 3, 0, 1])?;
+            let hwc = Operand::f32(self.reshape(&hwc4, &[kh, kw, c_in])?, &[kh, kw, c_in]);
+            ("depthwise_conv_2d_nhwc_hwc", xp, hwc, out.to_vec())
+        } else if depthwise {
+            let m = f / c_in;
+            let hwf = self.permuted_input(n, 1, &[2, 3, 0, 1])?;
+            let hwcm = Operand::f32(self.reshape(&hwf, &[kh, kw, c_in, m])?, &[kh, kw, c_in, m]);
+            (
+                "depthwise_conv_2d_nhwc_hwcm",
+                xp,
+                hwcm,
+                vec![batch, oh, ow, c_in, m],
+            )
+        } else {
+            let (cg, fg) = (c_in / group, f / group);
+            let pd = &xp.dims;
+            let xg = vec![pd[0], pd[1], pd[2], group, cg];
+            let xg = Operand::f32(self.reshape(&xp, &xg)?, &xg);
+            let grouped = [group, fg, cg, kh, kw];
+            let wg = Operand::f32(self.reshape(w, &grouped)?, &grouped);
+            let gfhwc = [group, fg, kh, kw, cg];
+            let gfhwc = Operand::f32(self.transpose(&wg, &[0, 1, 3, 4, 2]), &gfhwc);
+            (
+                "conv_2d_nhwgc_gfhwc",
+                xg,
+                gfhwc,
+                vec![batch, oh, ow, group, fg],
+            )
+        };
+        let init = self.reshape(&Operand::f32(init, &out), &os)?;
+        let r = self.fresh();
+        self.line(&format!(
+            "{r} = linalg.{op} {attrs} ins({}, {} : {}, {}) outs({init} : {}) -> {}",
+            xs.name,
+            ws.name,
+            xs.ty(),
+            ws.ty(),
+            f32_type(&os),
+            f32_type(&os)
+        ));
+        let result = Operand::f32(self.reshape(&Operand::f32(r, &os), &out)?, &out);
+        Ok(self.transpose(&result, &[0, 3, 1, 2]))
     }
 
     /// A 1×1 convolution of one image as a matmul: `W[Cout, Cin] ·
