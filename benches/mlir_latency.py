@@ -2,8 +2,9 @@
 """The MLIR back end against onnxruntime on the CPU: what does sculpt's
 emitted module become once IREE compiles it?
 
-For each model and dialect: `sculpt emit --mlir --dialect D` (timed), then
-`iree-compile` for llvm-cpu on this host (timed), then
+For each model and dialect: `sculpt emit --mlir --dialect D --target cpu`
+(timed), then `iree-compile` with the recipe sculpt wrote beside the module
+(timed), then
 `iree-benchmark-module` on one thread (median of --runs), next to
 onnxruntime's CPU latency on one thread for the same inputs.npz, measured
 in the same run. Prints a markdown table; --json also writes the rows.
@@ -83,16 +84,12 @@ def main():
             ort_ms = ort_latency(os.path.join(folder, "model.onnx"), feeds, a.runs)
             for dialect in ["linalg", "tosa"]:
                 mlir = os.path.join(tmp, f"{name}.{dialect}.mlir")
-                cmd = [a.sculpt, "emit", os.path.join(folder, "model.onnx"), "--mlir", "-o", mlir,
-                       "--dialect", dialect]
-                for k, v in feeds.items():
-                    cmd += ["--shape", f"{k}={','.join(str(d) for d in v.shape)}"]
                 t = time.perf_counter()
-                subprocess.run(cmd, check=True, capture_output=True)
+                flags = iree_check.emit(a, os.path.join(folder, "model.onnx"), feeds, mlir, dialect)
                 emit_s = time.perf_counter() - t
                 vmfb = os.path.join(tmp, f"{name}.{dialect}.vmfb")
                 t = time.perf_counter()
-                iree_check.compile_module(iree, mlir, vmfb, "llvm-cpu")
+                iree_check.compile_module(iree, mlir, vmfb, flags)
                 compile_s = time.perf_counter() - t
                 iree_ms = iree_latency(iree, vmfb, list(feeds.values()), tmp, a.runs)
                 row = dict(model=name, dialect=dialect, emit_s=emit_s, compile_s=compile_s,

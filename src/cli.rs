@@ -127,6 +127,8 @@ pub struct EmitArgs {
     /// Emit MLIR (the only output format so far).
     #[arg(long)]
     pub mlir: bool,
+    /// The module: MLIR text, or MLIR bytecode when it ends in .mlirbc
+    /// (weights as raw bytes: about half the size).
     #[arg(short, long)]
     pub output: PathBuf,
     /// Static dims for an input with symbolic ones: NAME=D0,D1,...

@@ -78,7 +78,15 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
         emitted.text = sculpt_codegen::run_passes(&MlirContext::new(), &emitted.text, passes)
             .with_context(|| format!("running --mlir-passes '{passes}'"))?;
     }
-    crate::files::write_atomic(output, emitted.text.as_bytes())?;
+    let bytecode = output.extension().is_some_and(|e| e == "mlirbc");
+    let size = if bytecode {
+        let bytes = sculpt_codegen::to_bytecode(&MlirContext::new(), &emitted.text)?;
+        crate::files::write_atomic(output, &bytes)?;
+        bytes.len()
+    } else {
+        crate::files::write_atomic(output, emitted.text.as_bytes())?;
+        emitted.text.len()
+    };
     let list = |sigs: &[sculpt_codegen::TensorSig]| {
         sigs.iter()
             .map(ToString::to_string)
@@ -88,7 +96,7 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
     eprintln!(
         "wrote {} ({} bytes): @main takes ({}), returns ({})",
         output.display(),
-        emitted.text.len(),
+        size,
         list(&emitted.inputs),
         list(&emitted.outputs)
     );

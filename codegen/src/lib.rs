@@ -21,7 +21,7 @@ pub use emit::{bind_shapes, emit_text, Elem, EmitOptions, Emitted, TensorSig};
 pub use gpu::{gpu_pipeline, lower_to_ptx, Kernel, TILE_SIZES};
 pub use ops::{ops_table, supported_ops, Dialect, Layout};
 pub use recipe::{iree_flags, IreeTarget};
-pub use verify::{run_passes, verify_module, MlirContext, TOSA_TO_LINALG};
+pub use verify::{run_passes, to_bytecode, verify_module, MlirContext, TOSA_TO_LINALG};
 
 use thiserror::Error;
 

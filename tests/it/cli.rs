@@ -232,6 +232,59 @@ fn emit_mlir_runs_on_the_cpu_like_tract() {
     assert!(!refused.exists());
 }
 
+/// `sculpt emit --target cpu|cuda`: the recipe is written beside the
+/// module (O3 and data tiling on the CPU, the chip and f16 matmuls on
+/// CUDA), and a `.mlirbc` output is MLIR bytecode that mlir-opt reads,
+/// smaller than the text.
+#[cfg(feature = "mlir")]
+#[test]
+fn emit_writes_the_iree_recipe_and_bytecode() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = crate::corpus_dir().join("ppocr_mobile_v2_cls/model.onnx");
+    let emit = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["emit", path_str(&model), "--mlir", "-o", path_str(out)];
+        args.extend(["--shape", "x=1,3,48,192"]);
+        args.extend(extra);
+        let r = sculpt(&args);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    };
+    let text = dir.path().join("cls.mlir");
+    emit(&text, &["--target", "cpu"]);
+    let flags = std::fs::read_to_string(dir.path().join("cls.iree-flags")).unwrap();
+    assert!(flags.contains("--iree-opt-level=O3") && flags.contains("--iree-opt-data-tiling"));
+    let bytecode = dir.path().join("cuda.mlirbc");
+    emit(&bytecode, &["--target", "cuda", "--chip", "sm_86"]);
+    let flags = std::fs::read_to_string(dir.path().join("cuda.iree-flags")).unwrap();
+    assert!(flags.contains("--iree-cuda-target=sm_86"), "{flags}");
+    assert!(flags.contains("--iree-global-opt-demote-contraction-inputs-type=f16"));
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(&bytecode) * 3 < size(&text) * 2,
+        "bytecode is not smaller"
+    );
+    let parsed = std::process::Command::new("/usr/lib/llvm-22/bin/mlir-opt")
+        .arg(&bytecode)
+        .args(["-o", "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let r = sculpt(&[
+        "emit",
+        path_str(&model),
+        "--mlir",
+        "-o",
+        path_str(&text),
+        "--target",
+        "tpu",
+    ]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("cpu, cuda or gpu"));
+}
+
 /// `sculpt emit --check` on a transformer with int64 inputs: minilm's
 /// embedding gathers, masks and layer norms run on the CPU path like
 /// tract.
