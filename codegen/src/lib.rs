@@ -1,12 +1,16 @@
 //! sculpt's MLIR back end: a graph as `linalg` on tensors (with `func`,
-//! `arith`, `math` and `tensor`), weights as dense resources, static
-//! shapes. The module is emitted as MLIR text, then parsed and verified in
-//! process through melior, so what leaves this crate is a module MLIR
-//! itself accepted.
+//! `arith`, `math` and `tensor`), or TOSA, weights as dense resources,
+//! static shapes. The module is emitted as MLIR text, then parsed and
+//! verified in process through melior, so what leaves this crate is a
+//! module MLIR itself accepted (written as text, or as bytecode:
+//! [`to_bytecode`]).
 //!
 //! The entry function is `@main`: graph inputs in order in, graph outputs
 //! in order out. An op outside the supported set is an error naming the
-//! node and the op, never wrong code.
+//! node and the op, never wrong code. Quantized weights stay quantized
+//! (`i4`/`i8` constants read through dequantizing generics, int8 QDQ
+//! products as integer matmuls), and [`iree_flags`] gives the IREE recipe
+//! a module is made for.
 
 mod cpu;
 mod emit;
