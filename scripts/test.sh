@@ -18,7 +18,7 @@ if scripts/install-llvm.sh; then
   # A bundle runs where only numpy and the IREE runtime are (the GPU
   # machine's way): made and run here for llvm-cpu on one model.
   bundle=$(mktemp -d)
-  python3 scripts/iree_check.py --bundle "$bundle" --bundle-target llvm-cpu ppocr_mobile_v2_cls
+  python3 scripts/iree_check.py --bundle "$bundle" --bundle-target llvm-cpu --compressions fp32,int8,prune ppocr_mobile_v2_cls
   python3 "$bundle/iree_check.py" --from-bundle "$bundle" --device local-task
   rm -rf "$bundle"
 else

@@ -44,8 +44,9 @@ pub fn legalize(g: &mut Graph, opset: i64) -> Result<()> {
             let n = g.node(id).clone();
             // MatMulNBits, the one op from another domain emitted, is
             // upcast like the ONNX ones.
-            let upcast_only = n.domain == "com.microsoft" && n.op_type == "MatMulNBits";
-            if !n.is_onnx() && !(upcast_only && matches!(round, Round::Upcast)) {
+            let upcast_too = n.domain == "com.microsoft" && n.op_type == "MatMulNBits";
+            let visited = n.is_onnx() || (upcast_too && matches!(round, Round::Upcast));
+            if !visited {
                 continue;
             }
             let mut p = Patch::replacing(g, id).for_opset(opset);
