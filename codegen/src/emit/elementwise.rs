@@ -178,6 +178,9 @@ impl Emitter<'_> {
     /// Float activations and math functions of one float input.
     pub(super) fn unary(&mut self, n: &Node, od: &[i64]) -> Result<String> {
         let x = self.input(n, 0)?;
+        if n.op_type == "Clip" && matches!(x.elem, Elem::I64 | Elem::I32) {
+            return self.integer_clip(n, x, od);
+        }
         if !x.elem.is_float() {
             return Err(unsupported(n, "integer input (float only)"));
         }
@@ -202,6 +205,28 @@ impl Emitter<'_> {
             tanh_gelu: matches!(n.attr("approximate"), Some(AttrValue::String(s)) if &s[..] == b"tanh"),
         };
         Ok(self.elementwise(od, &[x], &|b, a| unary_scalar(b, &params, &a[0])))
+    }
+
+    /// Clip of i64 or i32 (positions, lengths): `min(max(x, lo), hi)`
+    /// with the bounds given (constant), signed.
+    fn integer_clip(&mut self, n: &Node, x: Operand, od: &[i64]) -> Result<String> {
+        let bound = |e: &Self, slot: usize| -> Result<Option<i64>> {
+            Ok(e.const_ints(n, slot)?.and_then(|v| v.first().copied()))
+        };
+        let (lo, hi) = (bound(self, 1)?, bound(self, 2)?);
+        let (elem, ty) = (x.elem, x.elem.mlir());
+        Ok(self.map(od, elem, &[x], &|b, a| {
+            let mut v = a[0].clone();
+            if let Some(lo) = lo {
+                let l = b.constant_of(lo as f64, elem);
+                v = b.assign(format!("arith.maxsi {v}, {l} : {ty}"));
+            }
+            if let Some(hi) = hi {
+                let h = b.constant_of(hi as f64, elem);
+                v = b.assign(format!("arith.minsi {v}, {h} : {ty}"));
+            }
+            v
+        }))
     }
 
     /// PRelu: `x < 0 ? x · slope : x`, the slope broadcast.

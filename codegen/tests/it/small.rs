@@ -872,3 +872,19 @@ graph "g" (%x: f32[4,8], %router: f32[4,2]) -> (%y) {
         .to_string();
     assert!(e.contains("ffn_moe") && e.contains("form=onnx"), "{e}");
 }
+
+#[test]
+fn integer_clip_bounds_positions() {
+    // As decoders clip position ids: both bounds, and a lower one alone.
+    check_arrays(
+        "integer_clip",
+        r#"opset "" 17
+graph "g" (%p: i64[2,4]) -> (%both, %low) {
+  init %lo = i64[] [0]
+  init %hi = i64[] [5]
+  %both = Clip(%p, %lo, %hi)
+  %low = Clip(%p, %lo)
+}"#,
+        &[i64_array("p", vec![2, 4], &[-3, 0, 2, 5, 7, -1, 9, 4])],
+    );
+}
