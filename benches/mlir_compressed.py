@@ -18,7 +18,11 @@ With --cuda-compile, each module is also compiled with the cuda recipe
 be emitted is a row with sculpt's error.
 
 usage: benches/mlir_compressed.py [--sculpt target/release/sculpt] [--rows 4] [--runs 10]
-       [--compressions fp32,int8,...] [--cuda-compile] [--json out.json] [MODEL ...]
+       [--compressions fp32,int8,...] [--cuda-compile] [--json out.json] [MODEL | FOLDER ...]
+
+A FOLDER holds model.onnx and inputs.npz (eval.npz, calib.npz if it has
+them), as the decoder LLM ../shared/llm builds does:
+  benches/mlir_compressed.py --compressions fp32,int4 target/llm/smollm2_135m
 """
 import argparse
 import json
@@ -94,14 +98,14 @@ def check(iree, vmfb, rows, fp32_session, session, kind, tmp):
     return iree_check.judge(got, ref, kind, original, iree_check.cosine(ref, original))
 
 
-def measure(a, iree, tmp, name, compression, fp32_ms):
-    folder = os.path.join(iree_check.CORPUS, name)
+def measure(a, iree, tmp, folder, compression, fp32_ms):
+    name = os.path.basename(os.path.normpath(folder))
     feeds = dict(np.load(os.path.join(folder, "inputs.npz")))
     row = dict(model=name, compression=compression)
     path = iree_check.compress(a.sculpt, folder, compression, os.path.join(tmp, f"{name}.{compression}.onnx"))
     if path is None:
         return None
-    mlir = os.path.join(tmp, f"{name}.{compression}.mlir")
+    mlir = os.path.join(tmp, f"{name}.{compression}.mlirbc")
     try:
         flags = iree_check.emit(a, path, feeds, mlir, "linalg")
     except RuntimeError as e:
@@ -123,7 +127,7 @@ def measure(a, iree, tmp, name, compression, fp32_ms):
     row["ratio"] = row["iree_ms"] / row["ort_ms"]
     row["vs_fp32"] = row["iree_ms"] / fp32_ms if fp32_ms else 1.0
     if a.cuda_compile:
-        cuda = mlir.replace(".mlir", ".cuda.mlir")
+        cuda = mlir.replace(".mlirbc", ".cuda.mlirbc")
         try:
             iree_check.compile_module(iree, cuda, cuda + ".vmfb", iree_check.emit(a, path, feeds, cuda, "linalg", "sm_80"))
             row["cuda"] = "compiled"
@@ -149,11 +153,13 @@ def main():
           f"| IREE / ORT | IREE / IREE fp32 | .vmfb (MB) |{cuda}")
     print("|---|---|---|---:|---:|---:|---:|---:|" + ("---|" if a.cuda_compile else ""))
     with tempfile.TemporaryDirectory() as tmp:
-        for name in a.models or iree_check.MODELS:
+        for model in a.models or iree_check.MODELS:
+            folder = model if os.path.isdir(model) else os.path.join(iree_check.CORPUS, model)
+            name = os.path.basename(os.path.normpath(folder))
             fp32_ms = None
             for compression in a.compressions.split(","):
                 try:
-                    row = measure(a, iree, tmp, name, compression, fp32_ms)
+                    row = measure(a, iree, tmp, folder, compression, fp32_ms)
                 except RuntimeError as e:
                     row = dict(model=name, compression=compression, error=str(e)[-300:])
                 if row is None:

@@ -99,6 +99,10 @@ impl Emitter<'_> {
         }
         let (pads, strides, dilations) = self.spatial(n, 2)?;
         let group = n.int_attr("group", 1);
+        let spatial = (pads.as_slice(), strides.as_slice(), dilations.as_slice());
+        if let Some(product) = self.integer_conv(n, od, spatial)? {
+            return Ok(product);
+        }
         let pointwise = w.dims[2..] == [1, 1]
             && group == 1
             && x.dims[0] == 1
@@ -107,7 +111,6 @@ impl Emitter<'_> {
         if pointwise {
             return self.pointwise_conv(n, &x, &w, od);
         }
-        let spatial = (pads.as_slice(), strides.as_slice(), dilations.as_slice());
         match self.layout {
             Layout::Nchw => self.conv_nchw(n, &x, &w, od, spatial),
             Layout::Nhwc => self.conv_nhwc(n, &x, &w, od, spatial),

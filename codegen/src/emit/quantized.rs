@@ -343,6 +343,25 @@ impl Emitter<'_> {
     /// codes with constant parameters, a scale per tensor or (`columns`)
     /// per column of a 2-d weight.
     fn dequantized(&self, v: sculpt_ir::ValueId, columns: Option<i64>) -> Option<Dequantized> {
+        let (id, _) = self.g.value(v).producer?;
+        let dq = self.g.node(id);
+        let codes = dq.input(0)?;
+        let rank = super::dims_of(self.g, codes)?.len();
+        let per_column = columns.is_some_and(|n| {
+            n > 1 && rank == 2 && super::axis_index(dq.int_attr("axis", 1), rank) == 1
+        });
+        self.dequantized_with(v, |count| {
+            count == 1 || (per_column && Some(count as i64) == columns)
+        })
+    }
+
+    /// The DequantizeLinear that defines `v` (not blocked, 8-bit codes,
+    /// constant parameters), when `accept` takes its number of scales.
+    fn dequantized_with(
+        &self,
+        v: sculpt_ir::ValueId,
+        accept: impl Fn(usize) -> bool,
+    ) -> Option<Dequantized> {
         use sculpt_ir::ops::infer::constant;
         let (id, _) = self.g.value(v).producer?;
         let dq = self.g.node(id);
@@ -360,17 +379,7 @@ impl Emitter<'_> {
             Some(z) => constant(self.g, z)?.to_i64_vec().ok()?,
             None => vec![0; scales.len()],
         };
-        let per_column = match columns {
-            Some(n) => {
-                let rank = super::dims_of(self.g, codes)?.len();
-                scales.len() as i64 == n
-                    && n > 1
-                    && rank == 2
-                    && super::axis_index(dq.int_attr("axis", 1), rank) == 1
-            }
-            None => false,
-        };
-        if !(scales.len() == 1 || per_column) || zeros.len() != scales.len() {
+        if !accept(scales.len()) || zeros.len() != scales.len() {
             return None;
         }
         let shift = if unsigned { 128 } else { 0 };
@@ -569,5 +578,151 @@ impl Emitter<'_> {
             dims: a.dims[..1].to_vec(),
             elem: Elem::I32,
         }
+    }
+}
+
+impl Emitter<'_> {
+    /// Conv of dequantized 8-bit activations (per tensor) and a constant
+    /// dequantized 8-bit weight (per tensor or per output channel, zero
+    /// points 0, one group) as `linalg.conv_2d_nchw_fchw` i8 × i8 → i32:
+    /// the input padded with its zero point's code, so that the padding
+    /// counts as zero; `y = sa·sw[f] · (Σ a·w − za·Σ w[f]) + bias[f]`.
+    /// `None` when the operands are not of that form.
+    pub(super) fn integer_conv(
+        &mut self,
+        n: &Node,
+        od: &[i64],
+        (pads, strides, dilations): (&[i64], &[i64], &[i64]),
+    ) -> Result<Option<String>> {
+        let (Some(xv), Some(wv)) = (n.input(0), n.input(1)) else {
+            return Ok(None);
+        };
+        let filters = od[1];
+        let (Some(a), Some(b)) = (
+            self.dequantized(xv, None),
+            self.dequantized_filters(wv, filters),
+        ) else {
+            return Ok(None);
+        };
+        let Some(weight) = sculpt_ir::ops::infer::constant(self.g, b.codes) else {
+            return Ok(None);
+        };
+        if n.int_attr("group", 1) != 1 || b.zeros.iter().any(|&z| z != 0) || weight.dims.len() != 4
+        {
+            return Ok(None);
+        }
+        let bias_fits = n.input(2).is_none_or(|v| {
+            super::elem_of(self.g, v) == Some(Elem::F32)
+                && super::dims_of(self.g, v) == Some(vec![filters])
+        });
+        if !bias_fits {
+            return Ok(None);
+        }
+        let bias = match n.input(2) {
+            Some(_) => Some(self.input(n, 2)?),
+            None => None,
+        };
+        let shift = if b.unsigned { 128 } else { 0 };
+        let w: Vec<i64> = weight.to_i64_vec()?.iter().map(|x| x - shift).collect();
+        let per_filter = w.len() / filters as usize;
+        let za = a.zeros[0];
+        let offsets: Vec<i64> = w
+            .chunks(per_filter)
+            .map(|f| -za * f.iter().sum::<i64>())
+            .collect();
+        let scales: Vec<f32> = (0..filters as usize)
+            .map(|j| {
+                (a.scales[0]
+                    * if b.scales.len() == 1 {
+                        b.scales[0]
+                    } else {
+                        b.scales[j]
+                    }) as f32
+            })
+            .collect();
+        let w8 = sculpt_ir::Tensor::from_ints(sculpt_ir::DataType::I8, weight.dims.clone(), &w)?;
+        let w8 = Operand {
+            name: self.constant(&w8, n.display_name())?,
+            dims: weight.dims.clone(),
+            elem: Elem::I8,
+        };
+        let codes = self.operand(n, a.codes)?;
+        let codes = if a.unsigned {
+            self.flip_sign_bit(&codes)
+        } else {
+            codes
+        };
+        let low = [0, 0, pads[0], pads[1]];
+        let high = [0, 0, pads[2], pads[3]];
+        let xp = self.pad_axes(&codes, &low, &high, za as f64);
+        let acc = self.filled_of(od, Elem::I32, 0.0);
+        let product = self.fresh();
+        let i32_ty = super::tensor_type(od, Elem::I32);
+        self.line(&format!(
+            "{product} = linalg.conv_2d_nchw_fchw {{dilations = dense<[{}, {}]> : tensor<2xi64>, strides = dense<[{}, {}]> : tensor<2xi64>}} ins({}, {} : {}, {}) outs({acc} : {i32_ty}) -> {i32_ty}",
+            dilations[0], dilations[1], strides[0], strides[1], xp.name, w8.name, xp.ty(), w8.ty()
+        ));
+        let product = Operand {
+            name: product,
+            dims: od.to_vec(),
+            elem: Elem::I32,
+        };
+        let offsets =
+            sculpt_ir::Tensor::from_ints(sculpt_ir::DataType::I32, vec![filters], &offsets)?;
+        let offsets = Operand {
+            name: self.constant(&offsets, n.display_name())?,
+            dims: vec![filters],
+            elem: Elem::I32,
+        };
+        let scales = Operand::f32(
+            self.f32_constant(&[filters], &scales, n.display_name())?,
+            &[filters],
+        );
+        let per_filter_map = vec!["d1".to_string()];
+        let mut inputs = vec![
+            MapIn {
+                operand: &product,
+                exprs: (0..4).map(|i| format!("d{i}")).collect(),
+            },
+            MapIn {
+                operand: &offsets,
+                exprs: per_filter_map.clone(),
+            },
+            MapIn {
+                operand: &scales,
+                exprs: per_filter_map.clone(),
+            },
+        ];
+        if let Some(bias) = &bias {
+            inputs.push(MapIn {
+                operand: bias,
+                exprs: per_filter_map,
+            });
+        }
+        self.integer_dequantize = true;
+        Ok(Some(self.generic(od, Elem::F32, &inputs, &|r, v| {
+            let sum = r.assign(format!("arith.addi {}, {} : i32", v[0], v[1]));
+            let wide = r.assign(format!("arith.sitofp {sum} : i32 to f32"));
+            let scaled = r.bin("arith.mulf", &wide, &v[2]);
+            if v.len() == 4 {
+                r.bin("arith.addf", &scaled, &v[3])
+            } else {
+                scaled
+            }
+        })))
+    }
+
+    /// A DequantizeLinear of an 8-bit constant conv weight `[F, C, KH, KW]`
+    /// with one scale (and zero point) for the tensor or per filter.
+    fn dequantized_filters(&self, v: sculpt_ir::ValueId, filters: i64) -> Option<Dequantized> {
+        let (id, _) = self.g.value(v).producer?;
+        let dq = self.g.node(id);
+        let codes = dq.input(0)?;
+        let rank = super::dims_of(self.g, codes)?.len();
+        let per_filter = super::axis_index(dq.int_attr("axis", 1), rank) == 0;
+        let d = self.dequantized_with(v, |count| {
+            count == 1 || (per_filter && count as i64 == filters)
+        })?;
+        Some(d)
     }
 }

@@ -726,6 +726,14 @@ graph "g" (%x: f32[1,3,4,4]) -> (%y, %q) {
 }"#
     .replace("@W@", &weights.join(", "));
     check("qdq", &text, &[("x", vec![1, 3, 4, 4])]);
+    // u8 activations and per-filter i8 weights: an integer convolution,
+    // its input padded with the zero point's code.
+    let m = sculpt_ir::text::parse(&text).unwrap();
+    let emitted = emit_mlir(&m, &EmitOptions::default()).unwrap();
+    let integer = emitted.text.lines().any(|l| {
+        l.contains("linalg.conv_2d_nchw_fchw") && l.contains("xi8>) outs(") && l.contains("xi32>")
+    });
+    assert!(integer, "the convolution is i8 × i8 → i32");
 }
 
 #[test]
