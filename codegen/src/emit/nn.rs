@@ -409,6 +409,9 @@ impl Emitter<'_> {
     }
 
     pub(super) fn gemm(&mut self, n: &Node, od: &[i64]) -> Result<String> {
+        if let Some(product) = self.integer_gemm(n, od)? {
+            return Ok(product);
+        }
         let mut a = self.float_input(n, 0)?;
         let mut b = self.float_input(n, 1)?;
         for (operand, attr) in [(&mut a, "transA"), (&mut b, "transB")] {

@@ -401,27 +401,89 @@ impl Emitter<'_> {
         let (Some(av), Some(bv)) = (n.input(0), n.input(1)) else {
             return Ok(None);
         };
-        let Some(bd) = super::dims_of(self.g, bv) else {
+        self.integer_product(n, od, av, bv, false)
+    }
+
+    /// Gemm (alpha = beta = 1, A not transposed) of two dequantized 8-bit
+    /// operands as [`Self::integer_matmul`], a transposed weight
+    /// transposed back here, C added after.
+    pub(super) fn integer_gemm(&mut self, n: &Node, od: &[i64]) -> Result<Option<String>> {
+        let plain = n.int_attr("transA", 0) == 0
+            && n.float_attr("alpha", 1.0) == 1.0
+            && n.float_attr("beta", 1.0) == 1.0;
+        let (Some(av), Some(bv), true) = (n.input(0), n.input(1), plain) else {
             return Ok(None);
         };
-        let (Some(a), Some(b)) = (
-            self.dequantized(av, None),
-            self.dequantized(bv, bd.get(1).copied()),
-        ) else {
+        let c_fits = n
+            .input(2)
+            .is_none_or(|v| super::elem_of(self.g, v) == Some(Elem::F32));
+        if !c_fits {
+            return Ok(None);
+        }
+        let Some(product) = self.integer_product(n, od, av, bv, n.int_attr("transB", 0) == 1)?
+        else {
+            return Ok(None);
+        };
+        if n.input(2).is_none() {
+            return Ok(Some(product));
+        }
+        let c = self.input(n, 2)?;
+        let product = Operand::f32(product, od);
+        Ok(Some(self.elementwise(od, &[product, c], &|b, x| {
+            b.bin("arith.addf", &x[0], &x[1])
+        })))
+    }
+
+    /// `A · B` of dequantized 8-bit operands (B constant `[K, N]`, or
+    /// `[N, K]` when `transposed`) in integers: see [`Self::integer_matmul`].
+    fn integer_product(
+        &mut self,
+        n: &Node,
+        od: &[i64],
+        av: sculpt_ir::ValueId,
+        bv: sculpt_ir::ValueId,
+        transposed: bool,
+    ) -> Result<Option<String>> {
+        let Some(stored) = super::dims_of(self.g, bv) else {
+            return Ok(None);
+        };
+        if stored.len() != 2 {
+            return Ok(None);
+        }
+        let (out_axis, cols) = if transposed {
+            (0, stored[0])
+        } else {
+            (1, stored[1])
+        };
+        let per_output = self.g.value(bv).producer.is_some_and(|(id, _)| {
+            super::axis_index(self.g.node(id).int_attr("axis", 1), 2) == out_axis
+        });
+        let b = self.dequantized_with(bv, |count| {
+            count == 1 || (per_output && count as i64 == cols)
+        });
+        let (Some(a), Some(b)) = (self.dequantized(av, None), b) else {
             return Ok(None);
         };
         let Some(weight) = sculpt_ir::ops::infer::constant(self.g, b.codes) else {
             return Ok(None);
         };
+        let bd = vec![stored[1 - out_axis], cols];
         let ad = super::dims_of(self.g, a.codes).unwrap_or_default();
-        if bd.len() != 2 || ad.is_empty() || ad.last() != Some(&bd[0]) {
+        if ad.is_empty() || ad.last() != Some(&bd[0]) {
             return Ok(None);
         }
         let (k, cols) = (bd[0], bd[1]);
         let rows: i64 = ad[..ad.len() - 1].iter().product();
         // The weight as signed codes, and its column sums.
         let shift = if b.unsigned { 128 } else { 0 };
-        let w: Vec<i64> = weight.to_i64_vec()?.iter().map(|x| x - shift).collect();
+        let codes = weight.to_i64_vec()?;
+        let w: Vec<i64> = (0..(k * cols) as usize)
+            .map(|at| {
+                let (i, j) = (at / cols as usize, at % cols as usize);
+                let stored_at = if transposed { j * k as usize + i } else { at };
+                codes[stored_at] - shift
+            })
+            .collect();
         let column_sums: Vec<i64> = (0..cols as usize)
             .map(|j| (0..k as usize).map(|i| w[i * cols as usize + j]).sum())
             .collect();

@@ -826,10 +826,11 @@ graph "g" (%x: f32[2,3,20]) -> (%y4, %y8) {
 
 #[test]
 fn int8_qdq_matmul_is_an_integer_matmul() {
-    // S8S8 with per-column weight scales and zero points, and U8S8.
+    // S8S8 with per-column weight scales and zero points, U8S8, and a
+    // Gemm with a transposed weight scaled per row.
     let weights: Vec<i64> = (0..24).map(|i| (i * 37 % 23) - 11).collect();
     let text = r#"opset "" 13
-graph "g" (%x: f32[2,2,4]) -> (%y, %yu) {
+graph "g" (%x: f32[2,2,4], %x2: f32[3,4]) -> (%y, %yu, %yg) {
   init %xs = f32[] [0.05]
   init %xz = i8[] [3]
   init %uz = u8[] [128]
@@ -843,9 +844,19 @@ graph "g" (%x: f32[2,2,4]) -> (%y, %yu) {
   %qu = QuantizeLinear(%x, %xs, %uz)
   %xu = DequantizeLinear(%qu, %xs, %uz)
   %yu = MatMul(%xu, %wd)
+  init %wt = i8[6,4] @W@
+  init %c = f32[6] [0.5, -0.5, 1.0, 0.0, 0.25, -1.0]
+  %wtd = DequantizeLinear(%wt, %ws) {axis=0}
+  %q2 = QuantizeLinear(%x2, %xs, %xz)
+  %x2d = DequantizeLinear(%q2, %xs, %xz)
+  %yg = Gemm(%x2d, %wtd, %c) {transB=1}
 }"#
     .replace("@W@", &list(weights));
-    check("int8_matmul", &text, &[("x", vec![2, 2, 4])]);
+    check(
+        "int8_matmul",
+        &text,
+        &[("x", vec![2, 2, 4]), ("x2", vec![3, 4])],
+    );
     let m = sculpt_ir::text::parse(&text).unwrap();
     let emitted = emit_mlir(&m, &EmitOptions::default()).unwrap();
     let integer = emitted
@@ -853,7 +864,7 @@ graph "g" (%x: f32[2,2,4]) -> (%y, %yu) {
         .lines()
         .filter(|l| l.contains("linalg.matmul") && l.contains("xi8>) outs(") && l.contains("xi32>"))
         .count();
-    assert_eq!(integer, 2, "both products as i8 × i8 → i32");
+    assert_eq!(integer, 3, "the three products as i8 × i8 → i32");
     assert!(emitted.integer_dequantize);
 }
 
