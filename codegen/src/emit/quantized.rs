@@ -236,12 +236,19 @@ impl Emitter<'_> {
                 )),
             }
         };
+        // A constant zero point (4-bit ones included) is converted here.
         let zero = match n.input(2) {
-            Some(_) => {
-                let z = self.input(n, 2)?;
-                let z32 = self.as_f32(&z);
-                Some(z32)
-            }
+            Some(v) => match sculpt_ir::ops::infer::constant(self.g, v) {
+                Some(t) => {
+                    let values: Vec<f32> = t.to_i64_vec()?.iter().map(|&z| z as f32).collect();
+                    let name = self.f32_constant(&t.dims, &values, n.display_name())?;
+                    Some(Operand::f32(name, &t.dims))
+                }
+                None => {
+                    let z = self.input(n, 2)?;
+                    Some(self.as_f32(&z))
+                }
+            },
             None => None,
         };
         let mut inputs = vec![MapIn {

@@ -907,3 +907,26 @@ graph "g" (%p: i64[2,4]) -> (%both, %low) {
         &[i64_array("p", vec![2, 4], &[-3, 0, 2, 5, 7, -1, 9, 4])],
     );
 }
+
+#[test]
+fn blocked_4_bit_dequantize_feeds_a_matmul() {
+    // opset 21's blocked DequantizeLinear (quantize format=dq): 4-bit
+    // codes and zero points, a scale per block of 2 rows (packed two to
+    // a byte, the first in the low bits: u4 0, 15, 3, 12, 7, 8, 1, 9 and
+    // i4 -8, 7, 3, -2, 0, 1, -1, 5).
+    check(
+        "blocked_dq",
+        r#"opset "" 21
+graph "g" (%x: f32[3,4]) -> (%y, %ys) {
+  init %w = u4[4,2] hex"F0C38791"
+  init %s = f32[2,2] [0.5, 0.25, 0.125, 1.0]
+  init %z = u4[2,2] hex"78F0"
+  init %ws = i4[4,2] hex"78E3105F"
+  %wd = DequantizeLinear(%w, %s, %z) {axis=0, block_size=2}
+  %y = MatMul(%x, %wd)
+  %wsd = DequantizeLinear(%ws, %s) {axis=0, block_size=2}
+  %ys = MatMul(%x, %wsd)
+}"#,
+        &[("x", vec![3, 4])],
+    );
+}
