@@ -18,6 +18,9 @@ use sculpt_ir::ops::nbits::NBitsWeight;
 use sculpt_ir::Node;
 use std::fmt::Write;
 
+/// Up to this many 4-bit codes are stored as `i8` ([`Emitter::nibble_constant`]).
+const SMALL_NIBBLES: usize = 1024;
+
 impl Emitter<'_> {
     /// An op outside the ONNX domain.
     pub(super) fn custom_op(&mut self, n: &Node) -> Result<String> {
@@ -114,7 +117,10 @@ impl Emitter<'_> {
     fn dequantized_weight(&mut self, n: &Node, w: &NBitsWeight) -> Result<Operand> {
         let dims = [w.n as i64, w.blocks as i64, w.block as i64];
         let codes = match w.bits {
-            4 => self.nibble_constant(&w.codes, &dims),
+            4 => {
+                let codes: Vec<i64> = w.codes.iter().map(|&c| i64::from(c)).collect();
+                self.nibble_constant(n, &codes, &dims, false)?
+            }
             8 => {
                 let t = sculpt_ir::Tensor::from_raw(
                     sculpt_ir::DataType::U8,
@@ -173,14 +179,35 @@ impl Emitter<'_> {
         Ok(Operand::f32(name, &dims))
     }
 
-    /// A constant of 4-bit codes (one per byte in `codes`) as `i4`. MLIR's
-    /// dense literal stores a sub-byte element in a byte of its own;
-    /// IREE packs them two to a byte when it serializes the module (it
-    /// takes no `i4` resource blob).
-    fn nibble_constant(&mut self, codes: &[u8], dims: &[i64]) -> Operand {
-        let mut hex = String::with_capacity(codes.len() * 2);
-        for c in codes {
-            let _ = write!(hex, "{c:02X}");
+    /// A constant of 4-bit codes (`values`, signed or not) as `i4`. MLIR's
+    /// dense literal stores a sub-byte element in a byte of its own; IREE
+    /// packs them two to a byte when it serializes the module (it takes no
+    /// `i4` resource blob). Up to [`SMALL_NIBBLES`] codes are stored as
+    /// `i8` instead: IREE 3.13 inlines constants that small into their
+    /// dispatch, and cannot emulate `i4` there.
+    fn nibble_constant(
+        &mut self,
+        n: &Node,
+        values: &[i64],
+        dims: &[i64],
+        signed: bool,
+    ) -> Result<Operand> {
+        if values.len() <= SMALL_NIBBLES {
+            let dtype = if signed {
+                sculpt_ir::DataType::I8
+            } else {
+                sculpt_ir::DataType::U8
+            };
+            let t = sculpt_ir::Tensor::from_ints(dtype, dims.to_vec(), values)?;
+            return Ok(Operand {
+                name: self.constant(&t, n.display_name())?,
+                dims: dims.to_vec(),
+                elem: if signed { Elem::I8 } else { Elem::U8 },
+            });
+        }
+        let mut hex = String::with_capacity(values.len() * 2);
+        for c in values {
+            let _ = write!(hex, "{:02X}", c & 0xF);
         }
         let operand = Operand {
             name: self.fresh(),
@@ -192,7 +219,7 @@ impl Emitter<'_> {
             operand.name,
             operand.ty()
         ));
-        operand
+        Ok(operand)
     }
 }
 
@@ -302,9 +329,9 @@ impl Emitter<'_> {
                     "4-bit x computed at run time (4-bit constants are emitted)",
                 )
             })?;
-            let codes: Vec<u8> = t.to_i64_vec()?.iter().map(|&c| (c & 0xF) as u8).collect();
-            let dims = t.dims.clone();
-            return Ok((self.nibble_constant(&codes, &dims), dtype == DataType::I4));
+            let signed = dtype == DataType::I4;
+            let codes = t.to_i64_vec()?;
+            return Ok((self.nibble_constant(n, &codes, &t.dims, signed)?, signed));
         }
         let x = self.operand(n, v)?;
         match x.elem {

@@ -793,29 +793,30 @@ fn list<T: std::fmt::Display>(values: impl IntoIterator<Item = T>) -> String {
 #[test]
 fn matmul_nbits_codes_stay_4_and_8_bit() {
     // K = 20 in blocks of 16: the second block is padded. 4 bits with
-    // packed zero points and a bias; 8 bits with the default zero point.
+    // packed zero points and a bias (40 columns: over 1024 codes, so i4);
+    // 8 bits with the default zero point.
     let text = r#"opset "" 21
 opset "com.microsoft" 1
 graph "g" (%x: f32[2,3,20]) -> (%y4, %y8) {
-  init %q4 = u8[3,2,8] @Q4@
-  init %s4 = f32[6] [0.5, 0.25, -0.125, 0.75, 0.0625, 1.0]
-  init %z4 = u8[3] [0x98, 0x07, 0xF0]
-  init %b4 = f32[3] [0.5, -1.0, 0.25]
+  init %q4 = u8[40,2,8] @Q4@
+  init %s4 = f32[80] @S4@
+  init %z4 = u8[40] @Z4@
+  init %b4 = f32[40] @B4@
   init %q8 = u8[3,2,16] @Q8@
   init %s8 = f32[6] [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]
-  %y4 = MatMulNBits(%x, %q4, %s4, %z4, _, %b4) {K=20, N=3, bits=4, block_size=16, $domain="com.microsoft"}
+  %y4 = MatMulNBits(%x, %q4, %s4, %z4, _, %b4) {K=20, N=40, bits=4, block_size=16, $domain="com.microsoft"}
   %y8 = MatMulNBits(%x, %q8, %s8) {K=20, N=3, bits=8, block_size=16, $domain="com.microsoft"}
 }"#
-    .replace("@Q4@", &list((0..48).map(|i| (i * 37 + 11) % 256)))
-    .replace("@Q8@", &list((0..96).map(|i| (i * 53 + 7) % 256)))
-    .replace("0x98", "152")
-    .replace("0x07", "7")
-    .replace("0xF0", "240");
+    .replace("@Q4@", &list((0..640).map(|i| (i * 37 + 11) % 256)))
+    .replace("@S4@", &list((0..80).map(|i| ((i * 7) % 11) as f32 / 16.0 - 0.25)))
+    .replace("@Z4@", &list((0..40).map(|i| (i * 29 + 7) % 256)))
+    .replace("@B4@", &list((0..40).map(|i| (i % 5) as f32 / 4.0 - 0.5)))
+    .replace("@Q8@", &list((0..96).map(|i| (i * 53 + 7) % 256)));
     check("matmul_nbits", &text, &[("x", vec![2, 3, 20])]);
     let m = sculpt_ir::text::parse(&text).unwrap();
     let emitted = emit_mlir(&m, &EmitOptions::default()).unwrap();
     assert!(
-        emitted.text.contains("tensor<3x2x16xi4>"),
+        emitted.text.contains("tensor<40x2x16xi4>"),
         "4-bit codes as i4"
     );
     assert!(
