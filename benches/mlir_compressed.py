@@ -27,53 +27,18 @@ them), as the decoder LLM ../shared/llm builds does:
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
-import onnxruntime as ort
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import iree_check  # noqa: E402
 
-
-def ort_session(path, threads=1):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-
-def ort_latency(session, feeds, runs):
-    for _ in range(3):
-        session.run(None, feeds)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        session.run(None, feeds)
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
-
-
-def iree_latency(iree, vmfb, inputs, tmp, runs):
-    args = [iree["benchmark"], f"--module={vmfb}", "--function=main", "--device=local-task",
-            "--task_topology_max_group_count=1", "--benchmark_format=json",
-            f"--benchmark_repetitions={runs}", "--benchmark_min_time=1x"]
-    for i, x in enumerate(inputs):
-        path = os.path.join(tmp, f"bench_in{i}.npy")
-        np.save(path, x)
-        args.append(f"--input=@{path}")
-    r = subprocess.run(args, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"iree-benchmark-module: {r.stderr[-2000:]}")
-    runs = json.loads(r.stdout[r.stdout.index("{"):])["benchmarks"]
-    single = [b["real_time"] for b in runs if b.get("run_type") == "iteration"]
-    scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[runs[0].get("time_unit", "ms")]
-    return statistics.median(single) * scale
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 
 
 def rows_of(folder, shapes, count):
@@ -117,13 +82,13 @@ def measure(a, iree, tmp, folder, compression, fp32_ms):
     row["compile_s"] = time.perf_counter() - t
     row["vmfb_mb"] = os.path.getsize(vmfb) / 1e6
     shapes = {k: v.shape for k, v in feeds.items()}
-    fp32_session = ort_session(os.path.join(folder, "model.onnx"))
-    session = ort_session(path)
+    fp32_session = common.session(os.path.join(folder, "model.onnx"))
+    session = common.session(path)
     report, ok = check(iree, vmfb, rows_of(folder, shapes, a.rows), fp32_session, session,
                        iree_check.COMPRESSIONS[compression][1], tmp)
     row.update(check=report, ok=ok)
-    row["iree_ms"] = iree_latency(iree, vmfb, list(feeds.values()), tmp, a.runs)
-    row["ort_ms"] = ort_latency(session, feeds, a.runs)
+    row["iree_ms"] = iree_check.iree_latency(iree, vmfb, list(feeds.values()), tmp, a.runs)
+    row["ort_ms"] = common.latency(path, feeds, 1, a.runs)
     row["ratio"] = row["iree_ms"] / row["ort_ms"]
     row["vs_fp32"] = row["iree_ms"] / fp32_ms if fp32_ms else 1.0
     if a.cuda_compile:

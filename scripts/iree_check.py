@@ -31,8 +31,8 @@ import argparse
 import glob
 import json
 import os
-import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -155,6 +155,25 @@ def compress(sculpt, folder, compression, out):
     changed = any(step["outcome"]["changed"] for step in report["run"]["passes"]
                   if not step["pass"].startswith("cleanup"))
     return out if changed else None
+
+
+def iree_latency(iree, vmfb, inputs, tmp, runs):
+    """Median milliseconds of one run of @main on one thread (local-task)."""
+    args = [iree["benchmark"], f"--module={vmfb}", "--function=main", "--device=local-task",
+            "--task_topology_max_group_count=1", "--benchmark_format=json",
+            f"--benchmark_repetitions={runs}", "--benchmark_min_time=1x"]
+    for i, x in enumerate(inputs):
+        path = os.path.join(tmp, f"bench_in{i}.npy")
+        np.save(path, x)
+        args.append(f"--input=@{path}")
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"iree-benchmark-module: {r.stderr[-2000:]}")
+    runs = json.loads(r.stdout[r.stdout.index("{"):])["benchmarks"]
+    single = [b["real_time"] for b in runs if b.get("run_type") == "iteration"]
+    unit = runs[0].get("time_unit", "ms")
+    scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    return statistics.median(single) * scale
 
 
 def emit(a, onnx_path, feeds, mlir, dialect, device="llvm-cpu"):

@@ -21,6 +21,15 @@ pub(super) fn broadcast_batch(n: &Node, a: &[i64], b: &[i64]) -> Result<Vec<i64>
         .collect()
 }
 
+/// The `dilations` and `strides` attributes of a linalg convolution or
+/// pooling op over two spatial dims.
+pub(super) fn window_attrs(strides: &[i64], dilations: &[i64]) -> String {
+    format!(
+        "{{dilations = dense<[{}, {}]> : tensor<2xi64>, strides = dense<[{}, {}]> : tensor<2xi64>}}",
+        dilations[0], dilations[1], strides[0], strides[1]
+    )
+}
+
 /// The padding past the end of each spatial axis that ceil_mode's last
 /// windows reach (0 without ceil_mode): `output`'s windows need
 /// `(out − 1)·stride + dilation·(kernel − 1) + 1` elements.
@@ -140,10 +149,7 @@ impl Emitter<'_> {
             }
             None => self.filled(od, 0.0),
         };
-        let attrs = format!(
-            "{{dilations = dense<[{}, {}]> : tensor<2xi64>, strides = dense<[{}, {}]> : tensor<2xi64>}}",
-            dilations[0], dilations[1], strides[0], strides[1]
-        );
+        let attrs = window_attrs(strides, dilations);
         let r = self.fresh();
         if group == 1 {
             self.line(&format!(
@@ -214,10 +220,7 @@ impl Emitter<'_> {
             }
             None => self.filled(&out, 0.0),
         };
-        let attrs = format!(
-            "{{dilations = dense<[{}, {}]> : tensor<2xi64>, strides = dense<[{}, {}]> : tensor<2xi64>}}",
-            dilations[0], dilations[1], strides[0], strides[1]
-        );
+        let attrs = window_attrs(strides, dilations);
         let depthwise = group == c_in && w.dims[1] == 1;
         let (op, xs, ws, os): (&str, Operand, Operand, Vec<i64>) = if group == 1 {
             let hwcf = self.permuted_input(n, 1, &[2, 3, 1, 0])?;
@@ -343,10 +346,7 @@ impl Emitter<'_> {
         } else {
             "pooling_nchw_sum"
         };
-        let attrs = format!(
-            "{{dilations = dense<[{}, {}]> : tensor<2xi64>, strides = dense<[{}, {}]> : tensor<2xi64>}}",
-            dilations[0], dilations[1], strides[0], strides[1]
-        );
+        let attrs = window_attrs(&strides, &dilations);
         self.line(&format!(
             "{r} = linalg.{kind} {attrs} ins({}, {window} : {}, {}) outs({init} : {}) -> {}",
             xp.name,

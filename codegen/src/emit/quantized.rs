@@ -372,7 +372,38 @@ struct Dequantized {
     zeros: Vec<i64>,
 }
 
+impl Dequantized {
+    /// The output scale of a product of these activations (one scale)
+    /// with `weight`, for each of its `count` outputs: `sa · sw[j]`.
+    fn product_scales(&self, weight: &Dequantized, count: usize) -> Vec<f32> {
+        let per_output = |j: usize| weight.scales[if weight.scales.len() == 1 { 0 } else { j }];
+        (0..count)
+            .map(|j| (self.scales[0] * per_output(j)) as f32)
+            .collect()
+    }
+}
+
 impl Emitter<'_> {
+    /// Signed 8-bit weight codes as an i8 constant.
+    fn i8_weight(&mut self, n: &Node, dims: &[i64], codes: &[i64]) -> Result<Operand> {
+        let t = sculpt_ir::Tensor::from_ints(sculpt_ir::DataType::I8, dims.to_vec(), codes)?;
+        Ok(Operand {
+            name: self.constant(&t, n.display_name())?,
+            dims: dims.to_vec(),
+            elem: Elem::I8,
+        })
+    }
+
+    /// The activations' codes as i8 (u8 ones moved by −128).
+    fn signed_codes(&mut self, n: &Node, a: &Dequantized) -> Result<Operand> {
+        let codes = self.operand(n, a.codes)?;
+        Ok(if a.unsigned {
+            self.flip_sign_bit(&codes)
+        } else {
+            codes
+        })
+    }
+
     /// The DequantizeLinear that defines `v`, when it dequantizes i8 or u8
     /// codes with constant parameters, a scale per tensor or (`columns`)
     /// per column of a 2-d weight.
@@ -526,28 +557,9 @@ impl Emitter<'_> {
         let offsets: Vec<i64> = (0..cols as usize)
             .map(|j| k * za * per_column(&b.zeros, j) - za * column_sums[j])
             .collect();
-        let scales: Vec<f32> = (0..cols as usize)
-            .map(|j| {
-                (a.scales[0]
-                    * if b.scales.len() == 1 {
-                        b.scales[0]
-                    } else {
-                        b.scales[j]
-                    }) as f32
-            })
-            .collect();
-        let w8 = sculpt_ir::Tensor::from_ints(sculpt_ir::DataType::I8, bd.clone(), &w)?;
-        let w8 = Operand {
-            name: self.constant(&w8, n.display_name())?,
-            dims: bd.clone(),
-            elem: Elem::I8,
-        };
-        let codes = self.operand(n, a.codes)?;
-        let codes = if a.unsigned {
-            self.flip_sign_bit(&codes)
-        } else {
-            codes
-        };
+        let scales = a.product_scales(&b, cols as usize);
+        let w8 = self.i8_weight(n, &bd, &w)?;
+        let codes = self.signed_codes(n, &a)?;
         let a2 = Operand {
             name: self.reshape(&codes, &[rows, k])?,
             dims: vec![rows, k],
@@ -726,28 +738,9 @@ impl Emitter<'_> {
             .chunks(per_filter)
             .map(|f| -za * f.iter().sum::<i64>())
             .collect();
-        let scales: Vec<f32> = (0..filters as usize)
-            .map(|j| {
-                (a.scales[0]
-                    * if b.scales.len() == 1 {
-                        b.scales[0]
-                    } else {
-                        b.scales[j]
-                    }) as f32
-            })
-            .collect();
-        let w8 = sculpt_ir::Tensor::from_ints(sculpt_ir::DataType::I8, weight.dims.clone(), &w)?;
-        let w8 = Operand {
-            name: self.constant(&w8, n.display_name())?,
-            dims: weight.dims.clone(),
-            elem: Elem::I8,
-        };
-        let codes = self.operand(n, a.codes)?;
-        let codes = if a.unsigned {
-            self.flip_sign_bit(&codes)
-        } else {
-            codes
-        };
+        let scales = a.product_scales(&b, filters as usize);
+        let w8 = self.i8_weight(n, &weight.dims, &w)?;
+        let codes = self.signed_codes(n, &a)?;
         let low = [0, 0, pads[0], pads[1]];
         let high = [0, 0, pads[2], pads[3]];
         let xp = self.pad_axes(&codes, &low, &high, za as f64);
@@ -755,8 +748,12 @@ impl Emitter<'_> {
         let product = self.fresh();
         let i32_ty = super::tensor_type(od, Elem::I32);
         self.line(&format!(
-            "{product} = linalg.conv_2d_nchw_fchw {{dilations = dense<[{}, {}]> : tensor<2xi64>, strides = dense<[{}, {}]> : tensor<2xi64>}} ins({}, {} : {}, {}) outs({acc} : {i32_ty}) -> {i32_ty}",
-            dilations[0], dilations[1], strides[0], strides[1], xp.name, w8.name, xp.ty(), w8.ty()
+            "{product} = linalg.conv_2d_nchw_fchw {} ins({}, {} : {}, {}) outs({acc} : {i32_ty}) -> {i32_ty}",
+            super::nn::window_attrs(strides, dilations),
+            xp.name,
+            w8.name,
+            xp.ty(),
+            w8.ty()
         ));
         let product = Operand {
             name: product,

@@ -78,9 +78,9 @@ fn check_arrays_within(name: &str, text: &str, arrays: &[Array], tolerance: f64)
     }
 }
 
-/// [`check_arrays`] on varied f32 inputs of the given shapes.
-fn check(name: &str, text: &str, inputs: &[(&str, Vec<usize>)]) {
-    let arrays: Vec<Array> = inputs
+/// Varied f32 inputs of the given shapes.
+fn varied(inputs: &[(&str, Vec<usize>)]) -> Vec<Array> {
+    inputs
         .iter()
         .map(|(n, shape)| {
             let count: usize = shape.iter().product();
@@ -89,8 +89,12 @@ fn check(name: &str, text: &str, inputs: &[(&str, Vec<usize>)]) {
                 .collect();
             Array::from_f32(n, shape.clone(), &v)
         })
-        .collect();
-    check_arrays(name, text, &arrays);
+        .collect()
+}
+
+/// [`check_arrays`] on varied f32 inputs of the given shapes.
+fn check(name: &str, text: &str, inputs: &[(&str, Vec<usize>)]) {
+    check_arrays(name, text, &varied(inputs));
 }
 
 fn i64_array(name: &str, shape: Vec<usize>, values: &[i64]) -> Array {
@@ -105,16 +109,7 @@ fn i64_array(name: &str, shape: Vec<usize>, values: &[i64]) -> Array {
 /// The CPU path of `text` emitted with channels-last convolutions
 /// against tract, on varied inputs of the given shapes.
 fn check_channels_last(text: &str, inputs: &[(&str, Vec<usize>)]) {
-    let arrays: Vec<Array> = inputs
-        .iter()
-        .map(|(n, shape)| {
-            let count: usize = shape.iter().product();
-            let v: Vec<f32> = (0..count)
-                .map(|i| ((i * 37 % 17) as f32 - 8.0) / 4.0)
-                .collect();
-            Array::from_f32(n, shape.clone(), &v)
-        })
-        .collect();
+    let arrays = varied(inputs);
     let m = sculpt_ir::text::parse(text).unwrap();
     let expected = Session::new(&m, &arrays).unwrap().run(&arrays).unwrap();
     let options = EmitOptions {
