@@ -17,7 +17,7 @@ With --cuda-compile, each module is also compiled with the cuda recipe
 (sm_80) and the table says whether it compiled. A compression that cannot
 be emitted is a row with sculpt's error.
 
-usage: benches/mlir_compressed.py [--sculpt target/release/sculpt] [--rows 4] [--runs 10]
+usage: benches/mlir_compressed.py [--sculpt target/release/sculpt] [--rows 16] [--runs 10]
        [--compressions fp32,int8,...] [--cuda-compile] [--json out.json] [MODEL | FOLDER ...]
 
 A FOLDER holds model.onnx and inputs.npz (eval.npz, calib.npz if it has
@@ -52,15 +52,20 @@ def rows_of(folder, shapes, count):
     return [{k: v[i:i + 1].reshape(shapes[k]) for k, v in data.items()} for i in range(n)]
 
 
-def check(iree, vmfb, rows, fp32_session, session, kind, tmp):
-    """The module on each row against onnxruntime on the same file."""
+def check(iree, vmfb, rows, fp32_session, session, kind, tmp, name):
+    """The module on each row against onnxruntime on the same file
+    (fidelity: on the output iree_check.FIDELITY_OUTPUT names, else all)."""
     got, ref, original = [], [], []
     for feeds in rows:
         outs = session.run(None, feeds)
-        got += iree_check.run_module(iree, vmfb, list(feeds.values()), len(outs), tmp, "local-task")
-        ref += outs
-        original += fp32_session.run(None, feeds)
-    return iree_check.judge(got, ref, kind, original, iree_check.cosine(ref, original))
+        got.append(iree_check.run_module(iree, vmfb, list(feeds.values()), len(outs), tmp, "local-task"))
+        ref.append(outs)
+        original.append(fp32_session.run(None, feeds))
+    names = [o.name for o in session.get_outputs()]
+    scored = [i for i, o in enumerate(names) if o == iree_check.FIDELITY_OUTPUT.get(name)] or list(range(len(names)))
+    fidelities = (iree_check.fidelity(got, original, scored), iree_check.fidelity(ref, original, scored))
+    flat = lambda rows: [x for row in rows for x in row]  # noqa: E731
+    return iree_check.judge(flat(got), flat(ref), kind, fidelities)
 
 
 def measure(a, iree, tmp, folder, compression, fp32_ms):
@@ -85,7 +90,7 @@ def measure(a, iree, tmp, folder, compression, fp32_ms):
     fp32_session = common.session(os.path.join(folder, "model.onnx"))
     session = common.session(path)
     report, ok = check(iree, vmfb, rows_of(folder, shapes, a.rows), fp32_session, session,
-                       iree_check.COMPRESSIONS[compression][1], tmp)
+                       iree_check.COMPRESSIONS[compression][1], tmp, name)
     row.update(check=report, ok=ok)
     row["iree_ms"] = iree_check.iree_latency(iree, vmfb, list(feeds.values()), tmp, a.runs)
     row["ort_ms"] = common.latency(path, feeds, 1, a.runs)
@@ -104,7 +109,7 @@ def measure(a, iree, tmp, folder, compression, fp32_ms):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sculpt", default=os.path.join(REPO, "target", "release", "sculpt"))
-    ap.add_argument("--rows", type=int, default=4, help="eval.npz rows checked per module")
+    ap.add_argument("--rows", type=int, default=16, help="eval.npz rows checked per module")
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--compressions", default=",".join(iree_check.COMPRESSIONS))
     ap.add_argument("--cuda-compile", action="store_true")
