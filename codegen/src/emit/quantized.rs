@@ -405,27 +405,13 @@ impl Emitter<'_> {
     }
 
     /// The DequantizeLinear that defines `v`, when it dequantizes i8 or u8
-    /// codes with constant parameters, a scale per tensor or (`columns`)
-    /// per column of a 2-d weight.
-    fn dequantized(&self, v: sculpt_ir::ValueId, columns: Option<i64>) -> Option<Dequantized> {
-        let (id, _) = self.g.value(v).producer?;
-        let dq = self.g.node(id);
-        let codes = dq.input(0)?;
-        let rank = super::dims_of(self.g, codes)?.len();
-        let per_column = columns.is_some_and(|n| {
-            n > 1 && rank == 2 && super::axis_index(dq.int_attr("axis", 1), rank) == 1
-        });
-        self.dequantized_with(v, |count| {
-            count == 1 || (per_column && Some(count as i64) == columns)
-        })
-    }
-
-    /// The DequantizeLinear that defines `v` (not blocked, 8-bit codes,
-    /// constant parameters), when `accept` takes its number of scales.
-    fn dequantized_with(
+    /// codes (not blocked) with constant parameters: one scale for the
+    /// tensor or, given `channels = (axis, count)`, one per index of that
+    /// axis (a weight's output channels).
+    fn dequantized(
         &self,
         v: sculpt_ir::ValueId,
-        accept: impl Fn(usize) -> bool,
+        channels: Option<(usize, i64)>,
     ) -> Option<Dequantized> {
         use sculpt_ir::ops::infer::constant;
         let (id, _) = self.g.value(v).producer?;
@@ -444,7 +430,11 @@ impl Emitter<'_> {
             Some(z) => constant(self.g, z)?.to_i64_vec().ok()?,
             None => vec![0; scales.len()],
         };
-        if !accept(scales.len()) || zeros.len() != scales.len() {
+        let rank = super::dims_of(self.g, codes)?.len();
+        let per_channel = channels.is_some_and(|(axis, count)| {
+            super::axis_index(dq.int_attr("axis", 1), rank) == axis && scales.len() as i64 == count
+        });
+        if !(scales.len() == 1 || per_channel) || zeros.len() != scales.len() {
             return None;
         }
         let shift = if unsigned { 128 } else { 0 };
@@ -520,12 +510,7 @@ impl Emitter<'_> {
         } else {
             (1, stored[1])
         };
-        let per_output = self.g.value(bv).producer.is_some_and(|(id, _)| {
-            super::axis_index(self.g.node(id).int_attr("axis", 1), 2) == out_axis
-        });
-        let b = self.dequantized_with(bv, |count| {
-            count == 1 || (per_output && count as i64 == cols)
-        });
+        let b = self.dequantized(bv, Some((out_axis, cols)));
         let (Some(a), Some(b)) = (self.dequantized(av, None), b) else {
             return Ok(None);
         };
@@ -637,7 +622,6 @@ impl Emitter<'_> {
             let wide = r.assign(format!("arith.sitofp {sum} : i32 to f32"));
             r.bin("arith.mulf", &wide, &v[2])
         });
-        self.integer_dequantize = true;
         Ok(Some(
             self.reshape(&Operand::f32(result, &[rows, cols]), od)?,
         ))
@@ -708,7 +692,7 @@ impl Emitter<'_> {
         let filters = od[1];
         let (Some(a), Some(b)) = (
             self.dequantized(xv, None),
-            self.dequantized_filters(wv, filters),
+            self.dequantized(wv, Some((0, filters))),
         ) else {
             return Ok(None);
         };
@@ -792,7 +776,6 @@ impl Emitter<'_> {
                 exprs: per_filter_map,
             });
         }
-        self.integer_dequantize = true;
         Ok(Some(self.generic(od, Elem::F32, &inputs, &|r, v| {
             let sum = r.assign(format!("arith.addi {}, {} : i32", v[0], v[1]));
             let wide = r.assign(format!("arith.sitofp {sum} : i32 to f32"));
@@ -803,19 +786,5 @@ impl Emitter<'_> {
                 scaled
             }
         })))
-    }
-
-    /// A DequantizeLinear of an 8-bit constant conv weight `[F, C, KH, KW]`
-    /// with one scale (and zero point) for the tensor or per filter.
-    fn dequantized_filters(&self, v: sculpt_ir::ValueId, filters: i64) -> Option<Dequantized> {
-        let (id, _) = self.g.value(v).producer?;
-        let dq = self.g.node(id);
-        let codes = dq.input(0)?;
-        let rank = super::dims_of(self.g, codes)?.len();
-        let per_filter = super::axis_index(dq.int_attr("axis", 1), rank) == 0;
-        let d = self.dequantized_with(v, |count| {
-            count == 1 || (per_filter && count as i64 == filters)
-        })?;
-        Some(d)
     }
 }
