@@ -299,7 +299,11 @@ impl Emitter<'_> {
         };
         let code_type = x.elem.mlir();
         let has_zero = zero.is_some();
-        self.integer_dequantize |= x.elem != Elem::I32;
+        let eight_bit = n
+            .input(0)
+            .and_then(|v| super::elem_of(self.g, v))
+            .is_some_and(|e| matches!(e, Elem::I8 | Elem::U8));
+        self.integer_dequantize |= eight_bit;
         Ok(self.generic(od, Elem::F32, &inputs, &|b, v| {
             let value = b.assign(format!("{to_float} {} : {code_type} to f32", v[0]));
             let centred = if has_zero {
