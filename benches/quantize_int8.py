@@ -14,9 +14,12 @@ Per row: file size, fidelity on the eval samples against the fp32 model
 in onnxruntime (mean cosine of the outputs; minilm: of the sentence
 embeddings; ppocr also: agreement of the predicted class), onnxruntime
 latency for one sample on 1 and 2 threads, and the tool's wall time
-(whole process, load and save included).
+(whole process, load and save included). sculpt runs once per runtime of
+`--runtimes` (tract, ort: the calibration runs on onnxruntime), and the
+last column is onnxruntime's quantize_static time over sculpt's.
 
-usage: benches/quantize_int8.py [--sculpt target/release/sculpt] [--models a,b] [--json]
+usage: benches/quantize_int8.py [--sculpt target/release/sculpt] [--models a,b]
+       [--methods minmax,...] [--runtimes tract,ort] [--json]
 """
 import argparse
 import json
@@ -74,8 +77,9 @@ def ort_quantize(model, calib, out):
     return seconds, None
 
 
-def sculpt_quantize(sculpt, model, pipeline, calib, out):
-    seconds, r = timed([sculpt, "opt", model, "-p", pipeline, "--calib", calib, "-o", out])
+def sculpt_quantize(sculpt, model, pipeline, calib, out, runtime):
+    seconds, r = timed([sculpt, "opt", model, "-p", pipeline, "--calib", calib, "-o", out,
+                        "--runtime", runtime])
     if r.returncode != 0:
         return None, r.stderr.strip()[-300:]
     return seconds, None
@@ -97,6 +101,7 @@ def main():
     ap.add_argument("--sculpt", default=os.path.join(REPO, "target", "release", "sculpt"))
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--runtimes", default="tract,ort")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     rows = []
@@ -112,9 +117,11 @@ def main():
                          os.path.join(tmp, f"{name}_ort.onnx"), seconds, err))
             pipelines = [f"quantize{{policy=int8 calib={m}}}" for m in a.methods.split(",")] + EXTRA.get(name, [])
             for i, pipeline in enumerate(pipelines):
-                out = os.path.join(tmp, f"{name}_sculpt_{i}.onnx")
-                seconds, err = sculpt_quantize(a.sculpt, model, pipeline, calib, out)
-                runs.append(("sculpt", pipeline, out, seconds, err))
+                for runtime in a.runtimes.split(","):
+                    out = os.path.join(tmp, f"{name}_sculpt_{i}_{runtime}.onnx")
+                    seconds, err = sculpt_quantize(a.sculpt, model, pipeline, calib, out, runtime)
+                    runs.append((f"sculpt ({runtime})", pipeline, out, seconds, err))
+            peer_seconds = runs[1][3]
             for tool, config, path, seconds, err in runs:
                 row = {"model": name, "tool": tool, "config": config}
                 if err:
@@ -129,20 +136,22 @@ def main():
                         "ms_1": latency(path, one, 1, runs=30, warmup=5),
                         "ms_2": latency(path, one, 2, runs=30, warmup=5),
                         "tool_s": seconds,
+                        "peer_over_tool": peer_seconds / seconds if peer_seconds and seconds else None,
                     })
                 rows.append(row)
                 print(row, file=sys.stderr)
     if a.json:
         print(json.dumps(rows, indent=1))
         return
-    print("| model | tool | config | size MB | cosine (eval) | top-1 agree | ort ms 1 thr | ort ms 2 thr | tool s |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| model | tool | config | size MB | cosine (eval) | top-1 agree | ort ms 1 thr | ort ms 2 thr | tool s | quantize_static s / tool s |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['model']} | {r['tool']} | `{r['config']}` | failed: {r['error']} ||||||")
+            print(f"| {r['model']} | {r['tool']} | `{r['config']}` | failed: {r['error']} |||||||")
             continue
         print(f"| {r['model']} | {r['tool']} | `{r['config']}` | {r['size_mb']:.1f} | {r['cosine']:.4f} | "
-              f"{r['top1_agree']:.3f} | {r['ms_1']:.2f} | {r['ms_2']:.2f} | {r['tool_s']:.1f} |")
+              f"{r['top1_agree']:.3f} | {r['ms_1']:.2f} | {r['ms_2']:.2f} | {r['tool_s']:.1f} | "
+              f"{'' if r['peer_over_tool'] is None else format(r['peer_over_tool'], '.2f')} |")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 //! Parsers of command-line values that clap does not know: shapes, byte
-//! counts, dims and tolerances.
+//! counts, dims, tolerances and the runtime.
 
 pub fn parse_shape(s: &str) -> Result<(String, Vec<i64>), String> {
     let (k, v) = s.split_once('=').ok_or("expected NAME=D0,D1,...")?;
@@ -50,5 +50,22 @@ impl ToleranceArgs {
             rtol: self.rtol,
             atol: self.atol,
         }
+    }
+}
+
+/// The runtime that runs models (`--runtime`).
+#[derive(clap::Args, Clone, Copy)]
+pub struct RuntimeArgs {
+    /// What runs the model: tract (embedded), ort (onnxruntime: the
+    /// library of the `onnxruntime` pip package, or the one ORT_DYLIB_PATH
+    /// names) or auto (ort where a usable library is found, else tract).
+    #[arg(long, default_value = "tract")]
+    pub runtime: sculpt_runtime::Runtime,
+}
+
+impl RuntimeArgs {
+    /// The engine that runs: onnxruntime loaded now when asked for.
+    pub fn engine(self) -> anyhow::Result<sculpt_runtime::Engine> {
+        Ok(self.runtime.resolve()?)
     }
 }

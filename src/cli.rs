@@ -1,7 +1,7 @@
 //! Subcommands and their wiring to the libraries: one function per
 //! subcommand (`opt` in [`crate::opt`], `emit` in [`crate::emit`]).
 
-use crate::arg_values::{parse_dim, parse_shape, ToleranceArgs};
+use crate::arg_values::{parse_dim, parse_shape, RuntimeArgs, ToleranceArgs};
 use crate::files::{inputs_for, load, run_model};
 use crate::opt::OptArgs;
 use anyhow::{bail, Context, Result};
@@ -32,7 +32,7 @@ enum Command {
     Run(RunArgs),
     /// Compare two models' outputs on the same inputs.
     Check(CheckArgs),
-    /// Measure latency on tract (warm-up, then timed runs).
+    /// Measure latency (warm-up, then timed runs).
     Bench(BenchArgs),
     /// Print the text form.
     Print(PrintArgs),
@@ -72,6 +72,8 @@ pub struct RunArgs {
     /// Bind a symbolic dim for generated inputs: NAME=SIZE.
     #[arg(long = "dim", value_parser = parse_dim)]
     pub dims: Vec<(String, usize)>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 /// Compare two models' outputs on the same inputs.
@@ -85,9 +87,11 @@ pub struct CheckArgs {
     pub tolerance: ToleranceArgs,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
-/// Measure latency on tract (warm-up, then timed runs).
+/// Measure latency (warm-up, then timed runs).
 #[derive(Args)]
 pub struct BenchArgs {
     pub model: PathBuf,
@@ -99,6 +103,8 @@ pub struct BenchArgs {
     pub runs: usize,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 /// Print the text form.
@@ -116,6 +122,9 @@ pub struct PassesArgs {
     /// The reference as Markdown (docs/passes.md).
     #[arg(long)]
     pub markdown: bool,
+    /// As JSON: name, summary and options of every pass.
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
 }
 
 /// Emit the model as MLIR (linalg on tensors, or TOSA; verified by
@@ -165,11 +174,13 @@ pub struct EmitArgs {
     #[arg(long)]
     pub ptx: Option<PathBuf>,
     /// Lower for the CPU, run on --inputs (or generated ones) and
-    /// compare with tract (rtol 1e-4).
+    /// compare with the ONNX model run on --runtime (rtol 1e-4).
     #[arg(long)]
     pub check: bool,
     #[arg(long)]
     pub inputs: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -196,9 +207,7 @@ fn inspect(
 ) -> Result<()> {
     let m = load(&model)?;
     if zig {
-        let mut graph = m.graph.clone();
-        sculpt_passes::transform::prune::prepare(&mut graph);
-        let groups = sculpt_passes::analysis::zero_groups::ZeroGroups::of_graph(&graph);
+        let groups = zero_groups(&m);
         if json {
             println!("{}", serde_json::to_string_pretty(&groups)?);
         } else {
@@ -216,9 +225,42 @@ fn inspect(
     Ok(())
 }
 
-fn passes(PassesArgs { markdown }: PassesArgs) -> Result<()> {
+/// The zero-invariant groups of `model` (after prune's preparation: its
+/// parameters as initializers of their own).
+pub(crate) fn zero_groups(
+    model: &sculpt_ir::Model,
+) -> sculpt_passes::analysis::zero_groups::ZeroGroups {
+    let mut graph = model.graph.clone();
+    sculpt_passes::transform::prune::prepare(&mut graph);
+    sculpt_passes::analysis::zero_groups::ZeroGroups::of_graph(&graph)
+}
+
+/// Every pass with its options, as `passes --json` prints them.
+pub(crate) fn passes_json() -> serde_json::Value {
+    registry::PASSES
+        .iter()
+        .map(|p| {
+            let options: Vec<_> = (p.options)()
+                .iter()
+                .map(|o| {
+                    serde_json::json!({
+                        "name": o.name, "kind": o.kind.to_string(),
+                        "default": o.default.to_string(), "help": o.help,
+                    })
+                })
+                .collect();
+            serde_json::json!({"name": p.name, "summary": p.summary, "options": options})
+        })
+        .collect()
+}
+
+fn passes(PassesArgs { markdown, json }: PassesArgs) -> Result<()> {
     if markdown {
         print!("{}", registry::markdown());
+        return Ok(());
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&passes_json())?);
         return Ok(());
     }
     for p in registry::PASSES {
@@ -239,11 +281,14 @@ fn run(
         inputs,
         output,
         dims,
+        runtime,
     }: RunArgs,
 ) -> Result<()> {
+    let engine = runtime.engine()?;
     let m = load(&model)?;
     let ins = inputs_for(&m, inputs.as_deref(), &dims.into_iter().collect())?;
-    let outs = run_model(&m, &ins)?;
+    let outs = run_model(engine, &m, &ins)?;
+    eprintln!("ran on {engine}");
     for o in &outs {
         let vals = o.to_f64().unwrap_or_default();
         let preview: Vec<String> = vals.iter().take(6).map(|v| format!("{v:.5}")).collect();
@@ -269,12 +314,15 @@ fn check(
         inputs,
         tolerance,
         json,
+        runtime,
     }: CheckArgs,
 ) -> Result<()> {
+    let engine = runtime.engine()?;
     let (ma, mb) = (load(&a)?, load(&b)?);
     let ins = inputs_for(&ma, inputs.as_deref(), &HashMap::new())?;
-    let oa = run_model(&ma, &ins).with_context(|| format!("running {}", a.display()))?;
-    let ob = run_model(&mb, &ins).with_context(|| format!("running {}", b.display()))?;
+    let oa = run_model(engine, &ma, &ins).with_context(|| format!("running {}", a.display()))?;
+    let ob = run_model(engine, &mb, &ins).with_context(|| format!("running {}", b.display()))?;
+    eprintln!("both ran on {engine}");
     let cmp = sculpt_runtime::compare(&ob, &oa, tolerance.tolerance());
     if json {
         println!("{}", serde_json::to_string_pretty(&cmp)?);
@@ -313,18 +361,20 @@ fn bench(
         warmup,
         runs,
         json,
+        runtime,
     }: BenchArgs,
 ) -> Result<()> {
+    let engine = runtime.engine()?;
     let m = load(&model)?;
     let ins = inputs_for(&m, inputs.as_deref(), &HashMap::new())?;
-    let session = Session::new(&m, &ins)?;
+    let session = Session::new(engine, &m, &ins)?;
     let lat = sculpt_runtime::bench(&session, &ins, warmup, runs)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&lat)?);
     } else {
         println!(
-            "runs {}  median {:.3} ms  min {:.3} ms  max {:.3} ms",
-            lat.runs, lat.median_ms, lat.min_ms, lat.max_ms
+            "{}  runs {}  median {:.3} ms  min {:.3} ms  max {:.3} ms",
+            lat.runtime, lat.runs, lat.median_ms, lat.min_ms, lat.max_ms
         );
     }
     Ok(())
@@ -360,6 +410,7 @@ fn emit(
         ptx,
         check,
         inputs,
+        runtime,
     }: EmitArgs,
 ) -> Result<()> {
     if !mlir {
@@ -382,7 +433,7 @@ fn emit(
         conv_layout: &conv_layout,
         pipeline: pipeline.as_deref(),
         mlir_passes: mlir_passes.as_deref(),
-        check,
+        check: check.then(|| runtime.engine()).transpose()?,
         inputs: inputs.as_deref(),
         gpu,
         iree,

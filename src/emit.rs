@@ -17,8 +17,8 @@ pub struct EmitRequest<'a> {
     pub pipeline: Option<&'a str>,
     /// An MLIR pass pipeline to run on the emitted module.
     pub mlir_passes: Option<&'a str>,
-    /// Run on the CPU path and compare with tract.
-    pub check: bool,
+    /// Run on the CPU path and compare with the model run on this engine.
+    pub check: Option<sculpt_runtime::Engine>,
     pub inputs: Option<&'a Path>,
     /// The chip and the PTX folder, for the GPU path.
     pub gpu: Option<(String, std::path::PathBuf)>,
@@ -123,9 +123,9 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
             dir.display()
         );
     }
-    if !check {
+    let Some(engine) = check else {
         return Ok(());
-    }
+    };
     let dims: HashMap<String, usize> = HashMap::new();
     let arrays = crate::files::inputs_for(&model, inputs, &dims)?;
     let mut args = Vec::new();
@@ -147,7 +147,8 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
             bytes: a.data.clone(),
         });
     }
-    let expected = crate::files::run_model(&model, &arrays).context("running on tract")?;
+    let expected = crate::files::run_model(engine, &model, &arrays)
+        .with_context(|| format!("running on {engine}"))?;
     let context = MlirContext::new();
     let cpu = CpuModule::compile(&context, &emitted.text, emitted.outputs.clone())?;
     let got: Vec<sculpt_runtime::Array> = expected
@@ -178,7 +179,7 @@ pub fn emit(mut model: sculpt_ir::Model, output: &Path, request: EmitRequest) ->
         );
     }
     if !cmp.ok {
-        bail!("the CPU path differs from tract beyond rtol 1e-4");
+        bail!("the CPU path differs from {engine} beyond rtol 1e-4");
     }
     Ok(())
 }

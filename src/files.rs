@@ -1,9 +1,9 @@
-//! Reading models and inputs, running them on tract, and writing files
+//! Reading models and inputs, running them, and writing files
 //! atomically (staged beside the target, then renamed: never half-written).
 
 use anyhow::{Context, Result};
 use sculpt_ir::Model;
-use sculpt_runtime::{Array, Session};
+use sculpt_runtime::{Array, Engine, Session};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -20,8 +20,8 @@ pub fn inputs_for(
         None => Ok(sculpt_runtime::generate_inputs(model, dims, 0)?),
     }
 }
-pub fn run_model(model: &Model, inputs: &[Array]) -> Result<Vec<Array>> {
-    let session = Session::new(model, inputs)?;
+pub fn run_model(engine: Engine, model: &Model, inputs: &[Array]) -> Result<Vec<Array>> {
+    let session = Session::new(engine, model, inputs)?;
     Ok(session.run(inputs)?)
 }
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

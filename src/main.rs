@@ -2,15 +2,6 @@
 //! ONNX models. Errors are one line with context, exit code 1; output files
 //! are written atomically.
 
-mod arg_values;
-mod cli;
-mod emit;
-mod files;
-mod inspect;
-mod opt;
-
-use clap::Parser;
-
 /// glibc maps every block over 32 MB afresh and unmaps it when freed:
 /// calibration runs allocate and free activations of that size chunk
 /// after chunk, and spent a third of their time faulting the same pages
@@ -41,23 +32,8 @@ fn quiet_on_closed_pipe() {
 fn main() {
     keep_large_blocks();
     quiet_on_closed_pipe();
-    // Usage errors exit 1 like every other failure (clap's own code is 2);
-    // --help and --version still exit 0.
-    let args = cli::Cli::try_parse().unwrap_or_else(|e| {
-        let code = if e.use_stderr() { 1 } else { 0 };
-        let _ = e.print();
-        std::process::exit(code);
-    });
-    if let Err(e) = cli::dispatch(args) {
-        // Each cause once: a message that already ends with its cause's
-        // text (thiserror's `{source}`) does not repeat it.
-        let mut text = e.to_string();
-        for cause in e.chain().skip(1).map(|c| c.to_string()) {
-            if !text.ends_with(&cause) {
-                text = format!("{text}: {cause}");
-            }
-        }
-        eprintln!("error: {text}");
+    if let Err(e) = sculpt::run(std::env::args_os()) {
+        eprintln!("error: {}", sculpt::error_line(&e));
         std::process::exit(1);
     }
 }

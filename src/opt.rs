@@ -3,14 +3,14 @@
 //! and the files passes asked for (staged first: nothing is written unless
 //! the whole command succeeds).
 
-use crate::arg_values::{parse_bytes, ToleranceArgs};
+use crate::arg_values::{parse_bytes, RuntimeArgs, ToleranceArgs};
 use crate::files::{inputs_for, load, persist, run_model, stage, write_atomic};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sculpt_ir::onnx::export::ExternalPolicy;
 use sculpt_ir::Model;
 use sculpt_passes::{PassManager, Pipeline};
-use sculpt_runtime::{Array, Tolerance};
+use sculpt_runtime::{Array, Engine, Tolerance};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -76,10 +76,18 @@ pub struct OptArgs {
     /// that need canonical form, nor after the last transform.
     #[arg(long)]
     pub no_cleanup: bool,
+    /// The runtime of calibration, probes and checks.
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Print warnings and errors only: no pass details, run table or
+    /// check summary.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 pub fn opt(args: OptArgs) -> Result<()> {
     let pipeline = read_pipeline(&args)?;
+    let engine = args.runtime.engine()?;
     let original = load(&args.model)?;
     let mut m = original.clone();
     let mut manager = PassManager::new(pipeline)?;
@@ -96,7 +104,8 @@ pub fn opt(args: OptArgs) -> Result<()> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
             .expect("valid template"),
     );
-    let mut calibration = calibration_set(&args, &original)?.map(|c| c.with_progress(&bars));
+    let mut calibration =
+        calibration_set(&args, &original)?.map(|c| c.on(engine).with_progress(&bars));
     let calibrator = calibration
         .as_mut()
         .map(|c| c as &mut dyn sculpt_passes::Calibrator);
@@ -106,7 +115,7 @@ pub fn opt(args: OptArgs) -> Result<()> {
         && original.graph.weight_bytes() <= AUTO_CHECK_WEIGHTS;
     let checked = args.check || auto_check;
     if checked {
-        manager.guard = Some(numeric_guard(&args));
+        manager.guard = Some(numeric_guard(&args, engine));
     }
     let run = manager.run_with(&mut m, calibrator, |name| {
         bar.set_message(name.to_string());
@@ -121,11 +130,13 @@ pub fn opt(args: OptArgs) -> Result<()> {
         }
     }
     let comparison = match checked {
-        true => final_check(&args, &original, &m, auto_check)?,
+        true => final_check(&args, engine, &original, &m, auto_check)?,
         false => None,
     };
-    write_results(&args, &m, &run, comparison.as_ref())?;
-    print_run_table(&run);
+    write_results(&args, engine, &m, &run, comparison.as_ref())?;
+    if !args.quiet {
+        print_run_table(&run);
+    }
     Ok(())
 }
 
@@ -186,12 +197,12 @@ fn calibration_set(
 }
 
 /// The pass manager's numeric guard: the outputs before and after a
-/// lossless pass, compared on tract.
-fn numeric_guard(args: &OptArgs) -> sculpt_passes::NumericGuard {
+/// lossless pass, compared on `engine`.
+fn numeric_guard(args: &OptArgs, engine: Engine) -> sculpt_passes::NumericGuard {
     let given = args.inputs.clone();
     let tolerance = args.tolerance.tolerance();
     std::sync::Arc::new(move |before: &Model, after: &Model| {
-        match compare_outputs(before, after, given.as_deref(), tolerance) {
+        match compare_outputs(engine, before, after, given.as_deref(), tolerance) {
             Ok(Some(cmp)) if cmp.ok => Ok(Ok(check_summary(&cmp))),
             Ok(Some(cmp)) => Ok(Err(check_summary(&cmp))),
             Ok(None) => Err("no outputs to compare".into()),
@@ -204,12 +215,14 @@ fn numeric_guard(args: &OptArgs) -> sculpt_passes::NumericGuard {
 /// they differ; a default check that cannot run is only said.
 fn final_check(
     args: &OptArgs,
+    engine: Engine,
     original: &Model,
     optimized: &Model,
     auto_check: bool,
 ) -> Result<Option<sculpt_runtime::Comparison>> {
     let ToleranceArgs { rtol, atol } = args.tolerance;
     let compared = compare_outputs(
+        engine,
         original,
         optimized,
         args.inputs.as_deref(),
@@ -237,8 +250,11 @@ fn final_check(
         );
     }
     let worst = cmp.worst();
+    if args.quiet {
+        return Ok(Some(cmp));
+    }
     eprintln!(
-        "--check: {} output(s) of the input and optimized models agree within rtol={rtol} atol={atol} on {}{}",
+        "--check: {} output(s) of the input and optimized models agree on {engine} within rtol={rtol} atol={atol} on {}{}",
         cmp.outputs.len(),
         args.inputs
             .as_ref()
@@ -256,13 +272,14 @@ fn final_check(
 /// one that cannot be written leaves no output behind.
 fn write_results(
     args: &OptArgs,
+    engine: Engine,
     m: &Model,
     run: &sculpt_passes::RunReport,
     comparison: Option<&sculpt_runtime::Comparison>,
 ) -> Result<()> {
     let staged_report = match &args.report {
         Some(path) => {
-            let json = serde_json::json!({ "run": run, "check": comparison });
+            let json = serde_json::json!({ "run": run, "check": comparison, "runtime": engine });
             Some((
                 path,
                 stage(path, serde_json::to_string_pretty(&json)?.as_bytes())?,
@@ -311,13 +328,14 @@ const AUTO_CHECK_WEIGHTS: u64 = 1 << 30;
 /// Runs `before` and `after` on the same inputs (`given`, or generated for
 /// `before`; `after` gets those it declares) and compares their outputs.
 fn compare_outputs(
+    engine: Engine,
     before: &Model,
     after: &Model,
     given: Option<&Path>,
     tolerance: Tolerance,
 ) -> Result<Option<sculpt_runtime::Comparison>> {
     let ins = inputs_for(before, given, &HashMap::new())?;
-    let a = run_model(before, &ins).context("running the input model")?;
+    let a = run_model(engine, before, &ins).context("running the input model")?;
     let wanted: std::collections::HashSet<String> = sculpt_runtime::exec_required_inputs(after)
         .into_iter()
         .map(|(name, _)| name)
@@ -326,7 +344,7 @@ fn compare_outputs(
         .into_iter()
         .filter(|x| wanted.contains(&x.name))
         .collect();
-    let b = run_model(after, &after_ins).context("running the optimized model")?;
+    let b = run_model(engine, after, &after_ins).context("running the optimized model")?;
     Ok(Some(sculpt_runtime::compare(&b, &a, tolerance)))
 }
 

@@ -1,11 +1,13 @@
 //! Latency measurement: warm-up runs, then timed runs; median, min, max.
 
-use crate::{Array, Result, Session};
+use crate::{Array, Engine, Result, Session};
 use serde::Serialize;
 use std::time::Instant;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Latency {
+    /// The runtime measured.
+    pub runtime: Engine,
     pub runs: usize,
     pub median_ms: f64,
     pub min_ms: f64,
@@ -24,6 +26,7 @@ pub fn bench(session: &Session, inputs: &[Array], warmup: usize, runs: usize) ->
     }
     times.sort_by(f64::total_cmp);
     Ok(Latency {
+        runtime: session.engine(),
         runs: times.len(),
         median_ms: times[times.len() / 2],
         min_ms: times[0],

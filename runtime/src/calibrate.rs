@@ -1,14 +1,16 @@
 //! Calibration data for passes that measure activations: samples stacked
 //! along axis 0 of every input (`--calib DATA.npz`) or generated
 //! (`--calib-random N`). Implements the passes' [`Calibrator`] by running
-//! the model on tract in chunks of samples.
+//! the model in chunks of samples, on tract or onnxruntime ([`Engine`]):
+//! the values asked for become outputs of the copy that runs, so that no
+//! runtime fuses them away.
 //!
 //! Axis 0 is either the model's batch axis (rows of several samples run
 //! together) or, for an array one rank above its input (a scalar flag, a
 //! state whose batch is not its first axis), a sample axis of its own:
 //! such a set runs sample by sample, each fed without that axis.
 
-use crate::{generate_inputs, Array, Result, RuntimeError, Session};
+use crate::{generate_inputs, Array, Engine, Result, RuntimeError, Session};
 use sculpt_ir::calibrator::{Calibrator, ValueChunk, VisitChunk};
 use sculpt_ir::{Dim, Model, Type};
 use std::collections::HashMap;
@@ -20,6 +22,7 @@ pub struct CalibrationSet {
     progress: Option<indicatif::MultiProgress>,
     /// The arrays whose axis 0 the model does not have ([`Self::fit_to`]).
     stacked: Vec<bool>,
+    engine: Engine,
 }
 
 /// The most bytes generated calibration samples may take together.
@@ -41,7 +44,18 @@ impl CalibrationSet {
             inputs,
             samples,
             progress: None,
+            engine: Engine::Tract,
         })
+    }
+
+    /// Runs the model on `engine` (tract unless told).
+    pub fn on(mut self, engine: Engine) -> CalibrationSet {
+        self.engine = engine;
+        self
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Matches the arrays to `model`'s inputs: an array one rank above its
@@ -319,7 +333,9 @@ impl CalibrationSet {
     ) -> Result<Vec<ValueChunk>> {
         let inputs = self.chunk(start, end);
         if session.as_ref().is_none_or(|(len, _)| *len != end - start) {
-            *session = Some((end - start, Session::new(probe, &inputs)?));
+            let threads = (rayon::current_num_threads() / workers()).max(1);
+            let built = Session::with_threads(self.engine, probe, &inputs, threads)?;
+            *session = Some((end - start, built));
         }
         let outs = session.as_ref().expect("built above").1.run(&inputs)?;
         Ok(outs

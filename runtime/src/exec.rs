@@ -1,21 +1,30 @@
-//! Execution on tract. A [`Session`] is built once from an IR model and the
-//! shapes of the inputs it will run on, then run any number of times.
+//! Execution: a [`Session`] runs a model on the engine asked for (tract
+//! or onnxruntime), after the checks both share: every required input
+//! given, token ids within the tables they index, and no intermediate
+//! value past the machine's memory.
 
-use crate::{Array, Result, RuntimeError};
+use crate::onnxruntime::OrtSession;
+use crate::tract::TractPlan;
+use crate::{Array, Engine, Result, RuntimeError};
 use sculpt_ir::{DataType, Dim, Model, Type};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use tract_onnx::prelude::*;
 
+/// A model prepared to run on one engine; built once for the shapes of
+/// the inputs it will run on, then run any number of times.
 pub struct Session {
-    plan: Arc<TypedRunnableModel>,
+    backend: Backend,
     input_names: Vec<String>,
     output_names: Vec<String>,
     lookups: Vec<Lookup>,
 }
 
+enum Backend {
+    Tract(TractPlan),
+    Ort(OrtSession),
+}
+
 /// A model input that a Gather reads as indices into a constant table
-/// (token ids): values out of the table are refused before tract runs.
+/// (token ids): values out of the table are refused before the model runs.
 struct Lookup {
     input: String,
     gather: String,
@@ -66,89 +75,6 @@ impl Lookup {
                 ),
             }),
             None => Ok(()),
-        }
-    }
-}
-
-fn datum(dt: DataType) -> Option<DatumType> {
-    Some(match dt {
-        DataType::F32 => DatumType::F32,
-        DataType::F64 => DatumType::F64,
-        DataType::F16 => DatumType::F16,
-        DataType::I64 => DatumType::I64,
-        DataType::I32 => DatumType::I32,
-        DataType::I16 => DatumType::I16,
-        DataType::I8 => DatumType::I8,
-        DataType::U8 => DatumType::U8,
-        DataType::U16 => DatumType::U16,
-        DataType::U32 => DatumType::U32,
-        DataType::U64 => DatumType::U64,
-        DataType::BOOL => DatumType::Bool,
-        _ => return None,
-    })
-}
-
-fn dtype_of(dt: DatumType) -> Option<DataType> {
-    Some(match dt {
-        DatumType::F32 => DataType::F32,
-        DatumType::F64 => DataType::F64,
-        DatumType::F16 => DataType::F16,
-        DatumType::I64 => DataType::I64,
-        DatumType::I32 => DataType::I32,
-        DatumType::I16 => DataType::I16,
-        DatumType::I8 => DataType::I8,
-        DatumType::U8 => DataType::U8,
-        DatumType::U16 => DataType::U16,
-        DatumType::U32 => DataType::U32,
-        DatumType::U64 => DataType::U64,
-        DatumType::Bool => DataType::BOOL,
-        _ => return None,
-    })
-}
-
-fn tract_err(stage: &'static str) -> impl Fn(TractError) -> RuntimeError {
-    move |e| RuntimeError::Tract {
-        stage,
-        message: format!("{e:#}").lines().next().unwrap_or("").to_string(),
-    }
-}
-
-/// The array given for model input `name`.
-/// How many [`guarded`] calls are under way (on any thread).
-static GUARDED_CALLS: AtomicUsize = AtomicUsize::new(0);
-
-/// Calls into tract, which asserts (panics) on some malformed models
-/// rather than returning an error: a panic becomes an error of `stage`,
-/// and its message is not printed. tract's worker threads panic where
-/// the caller's flag cannot be seen, so the panic hook stays quiet while
-/// any guarded call is under way.
-fn guarded<T>(stage: &'static str, call: impl FnOnce() -> TractResult<T>) -> Result<T> {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if GUARDED_CALLS.load(Ordering::SeqCst) == 0 {
-                previous(info);
-            }
-        }));
-    });
-    GUARDED_CALLS.fetch_add(1, Ordering::SeqCst);
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
-    GUARDED_CALLS.fetch_sub(1, Ordering::SeqCst);
-    match outcome {
-        Ok(result) => result.map_err(tract_err(stage)),
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".into());
-            // tract's errors may carry a backtrace after the message.
-            let message = message.lines().next().unwrap_or_default().to_string();
-            Err(RuntimeError::Tract {
-                stage,
-                message: format!("tract failed an internal check ({message}); the model or its inputs hold something tract cannot compute"),
-            })
         }
     }
 }
@@ -211,30 +137,6 @@ fn check_memory(model: &Model, inputs: &[Array], limit: u64) -> Result<()> {
     Ok(())
 }
 
-/// tract treats `value_info` as facts to unify with; symbolic dims there
-/// would clash with the concrete input shapes, so intermediates go untyped
-/// and tract infers them itself; so do the values of If/Loop/Scan bodies
-/// but their inputs (a branch's output typed `[N, 8]` clashes with the
-/// `[4, 8]` tract computes for a bound `N`).
-fn without_intermediate_types(model: &Model) -> Model {
-    let mut m = model.clone();
-    let keep: Vec<_> = m
-        .graph
-        .inputs
-        .iter()
-        .chain(&m.graph.outputs)
-        .copied()
-        .collect();
-    m.graph.clear_types_except(&keep);
-    sculpt_ir::ops::infer::for_each_body_typed(&mut m.graph, &mut |body| {
-        let inputs = body.inputs.clone();
-        body.clear_types_except(&inputs);
-        Ok::<(), std::convert::Infallible>(())
-    })
-    .unwrap_or_else(|never| match never {});
-    m
-}
-
 /// Physical memory, as the limit for any one tensor.
 fn memory_limit() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
@@ -248,36 +150,56 @@ fn memory_limit() -> u64 {
 }
 
 impl Session {
-    /// Prepares `model` to run on inputs shaped like `inputs`.
-    pub fn new(model: &Model, inputs: &[Array]) -> Result<Session> {
-        let runnable = crate::legalize::for_tract(model)?;
-        let bytes = sculpt_ir::onnx::to_bytes(&without_intermediate_types(&runnable));
-        Session::from_onnx_bytes(model, &bytes, inputs)
+    /// Prepares `model` to run on `engine` on inputs shaped like `inputs`,
+    /// with all of rayon's threads.
+    pub fn new(engine: Engine, model: &Model, inputs: &[Array]) -> Result<Session> {
+        Session::with_threads(engine, model, inputs, rayon::current_num_threads())
     }
 
-    /// Like [`Session::new`], but hands tract the given serialized form of
-    /// `model` (e.g. the original file) instead of sculpt's export.
-    pub fn from_onnx_bytes(model: &Model, bytes: &[u8], inputs: &[Array]) -> Result<Session> {
+    /// Like [`Session::new`], on `threads` threads where the engine has a
+    /// pool of its own (onnxruntime; tract shares rayon's).
+    pub fn with_threads(
+        engine: Engine,
+        model: &Model,
+        inputs: &[Array],
+        threads: usize,
+    ) -> Result<Session> {
+        Session::build(model, inputs, |names, ordered| {
+            Ok(match engine {
+                Engine::Tract => Backend::Tract(TractPlan::new(model, names, ordered)?),
+                Engine::Ort => Backend::Ort(OrtSession::new(model, names, ordered, threads)?),
+            })
+        })
+    }
+
+    /// A tract session of `bytes`, a serialization of `model` handed to
+    /// tract as it is (the original file, say, rather than sculpt's
+    /// export).
+    pub fn tract_from_onnx_bytes(model: &Model, bytes: &[u8], inputs: &[Array]) -> Result<Session> {
+        Session::build(model, inputs, |names, ordered| {
+            Ok(Backend::Tract(TractPlan::from_bytes(
+                bytes, names, ordered,
+            )?))
+        })
+    }
+
+    /// The checks both engines share, then the backend `make` builds for
+    /// the required inputs (their names, and the arrays in that order).
+    fn build(
+        model: &Model,
+        inputs: &[Array],
+        make: impl FnOnce(&[String], &[&Array]) -> Result<Backend>,
+    ) -> Result<Session> {
         check_memory(model, inputs, memory_limit())?;
-        let mut inference = guarded("load", || tract_onnx::onnx().model_for_read(&mut &*bytes))?;
-        let required = required_inputs(model);
         let by_name: HashMap<&str, &Array> = inputs.iter().map(|a| (a.name.as_str(), a)).collect();
-        let input_names: Vec<String> = required.iter().map(|(n, _)| n.clone()).collect();
-        for (i, name) in input_names.iter().enumerate() {
-            let a = given(&by_name, name)?;
-            let dt = datum(a.dtype).ok_or_else(|| RuntimeError::Input {
-                name: name.clone(),
-                reason: format!("element type {} is not supported", a.dtype),
-            })?;
-            inference
-                .set_input_fact(i, InferenceFact::dt_shape(dt, &a.shape))
-                .map_err(tract_err("bind the inputs of"))?;
-        }
-        let typed = guarded("type", || inference.into_typed())?;
-        let optimized = guarded("optimize", || typed.into_optimized())?;
-        let plan = guarded("plan", || optimized.into_runnable())?;
+        let input_names: Vec<String> = required_inputs(model).into_iter().map(|(n, _)| n).collect();
+        let ordered = input_names
+            .iter()
+            .map(|name| given(&by_name, name))
+            .collect::<Result<Vec<_>>>()?;
+        let backend = make(&input_names, &ordered)?;
         Ok(Session {
-            plan,
+            backend,
             lookups: lookups(model),
             input_names,
             output_names: model
@@ -289,54 +211,28 @@ impl Session {
         })
     }
 
+    /// The runtime this session runs on.
+    pub fn engine(&self) -> Engine {
+        match self.backend {
+            Backend::Tract(_) => Engine::Tract,
+            Backend::Ort(_) => Engine::Ort,
+        }
+    }
+
     pub fn run(&self, inputs: &[Array]) -> Result<Vec<Array>> {
         let by_name: HashMap<&str, &Array> = inputs.iter().map(|a| (a.name.as_str(), a)).collect();
         for lookup in &self.lookups {
             lookup.check(given(&by_name, &lookup.input)?)?;
         }
-        let mut values: TVec<TValue> = tvec![];
-        for name in &self.input_names {
-            let a = given(&by_name, name)?;
-            let dt = datum(a.dtype).expect("checked when the session was built");
-            // SAFETY: `a.data` holds `a.len()` elements of `dt` (checked when read).
-            let t = unsafe { Tensor::from_raw_dt(dt, &a.shape, &a.data) }
-                .map_err(tract_err("read inputs for"))?;
-            values.push(t.into_tvalue());
+        let ordered = self
+            .input_names
+            .iter()
+            .map(|name| given(&by_name, name))
+            .collect::<Result<Vec<_>>>()?;
+        match &self.backend {
+            Backend::Tract(plan) => plan.run(&ordered, &self.output_names),
+            Backend::Ort(session) => session.run(&self.input_names, &ordered, &self.output_names),
         }
-        // tract's matrix products share rayon's pool with sculpt's own
-        // parallel work (RAYON_NUM_THREADS sets both).
-        let outputs = guarded("run", || {
-            tract_linalg::multithread::multithread_tract_scope(
-                tract_linalg::multithread::Executor::RayonGlobal,
-                || self.plan.run(values),
-            )
-        })?;
-        outputs
-            .into_iter()
-            .zip(&self.output_names)
-            .map(|(t, name)| {
-                let mut t = t.into_tensor();
-                // tract computes some integer arithmetic as symbolic
-                // dims; with every input given they are plain numbers.
-                if t.datum_type() == DatumType::TDim {
-                    t = t
-                        .cast_to::<i64>()
-                        .map_err(tract_err("return"))?
-                        .into_owned();
-                }
-                let dtype = dtype_of(t.datum_type()).ok_or_else(|| RuntimeError::Tract {
-                    stage: "return",
-                    message: format!("output '{name}' has unsupported type {:?}", t.datum_type()),
-                })?;
-                let data = t.as_bytes().to_vec();
-                Ok(Array {
-                    name: name.clone(),
-                    dtype,
-                    shape: t.shape().to_vec(),
-                    data,
-                })
-            })
-            .collect()
     }
 }
 

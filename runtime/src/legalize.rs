@@ -255,7 +255,7 @@ mod tests {
         let mut m = Model::new(g);
         m.opset_imports[0].version = 21;
         let input = Array::from_f32("x", vec![1, 4], &[1.0, 2.0, 3.0, 4.0]);
-        let out = Session::new(&m, std::slice::from_ref(&input))
+        let out = Session::new(crate::Engine::Tract, &m, std::slice::from_ref(&input))
             .unwrap()
             .run(&[input])
             .unwrap();

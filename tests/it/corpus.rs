@@ -80,8 +80,8 @@ fn tract_reproduces_the_reference_outputs() {
         let model = sculpt_ir::load(&folder.join("model.onnx")).unwrap();
         let inputs = sculpt_runtime::read_npz(&folder.join("inputs.npz")).unwrap();
         let expected = sculpt_runtime::read_npz(&folder.join("outputs.npz")).unwrap();
-        let session =
-            sculpt_runtime::Session::new(&model, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let session = sculpt_runtime::Session::new(sculpt_runtime::Engine::Tract, &model, &inputs)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let got = session.run(&inputs).unwrap();
         let cmp = sculpt_runtime::compare(
             &got,

@@ -11,6 +11,7 @@ mod moe;
 mod node_suite;
 mod prune;
 mod quantize;
+mod runtimes;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -37,7 +37,7 @@ fn tract_passes(
         for (a, (name, _)) in inputs.iter_mut().zip(&required) {
             a.name = name.clone();
         }
-        let session = Session::from_onnx_bytes(model, bytes, &inputs).ok()?;
+        let session = Session::tract_from_onnx_bytes(model, bytes, &inputs).ok()?;
         let got = session.run(&inputs).ok()?;
         if got.len() != expected.len() {
             return Some(false);

@@ -97,7 +97,8 @@ fn cpu_path_matches_tract() {
             sculpt_codegen::CpuModule::compile(&context, &emitted.text, emitted.outputs.clone())
                 .unwrap_or_else(|e| panic!("{name} {dialect:?}: {e}"));
         let inputs = sculpt_runtime::read_npz(&dir.join(name).join("inputs.npz")).unwrap();
-        let session = sculpt_runtime::Session::new(&m, &inputs).unwrap();
+        let session =
+            sculpt_runtime::Session::new(sculpt_runtime::Engine::Tract, &m, &inputs).unwrap();
         let expected = session.run(&inputs).unwrap();
         let args: Vec<_> = inputs.iter().map(crate::small::host).collect();
         let got = cpu.run(&args).unwrap();
@@ -251,7 +252,7 @@ fn half_copies_match_f32_within_half_precision() {
                 bytes,
             });
         }
-        let expected = sculpt_runtime::Session::new(&m, &rounded)
+        let expected = sculpt_runtime::Session::new(sculpt_runtime::Engine::Tract, &m, &rounded)
             .unwrap()
             .run(&rounded)
             .unwrap();

@@ -5,7 +5,7 @@
 use sculpt_codegen::{
     emit_mlir, CodegenError, CpuModule, Dialect, Elem, EmitOptions, HostTensor, MlirContext,
 };
-use sculpt_runtime::{Array, Session};
+use sculpt_runtime::{Array, Engine, Session};
 
 /// An `.npz`-style array as the CPU path takes it.
 pub fn host(a: &Array) -> HostTensor {
@@ -49,7 +49,10 @@ fn check_arrays(name: &str, text: &str, arrays: &[Array]) {
 /// (relative to each output's largest magnitude).
 fn check_arrays_within(name: &str, text: &str, arrays: &[Array], tolerance: f64) {
     let m = sculpt_ir::text::parse(text).unwrap();
-    let expected = Session::new(&m, arrays).unwrap().run(arrays).unwrap();
+    let expected = Session::new(Engine::Tract, &m, arrays)
+        .unwrap()
+        .run(arrays)
+        .unwrap();
     for (dialect, suffix) in [(Dialect::Linalg, ""), (Dialect::Tosa, "_tosa")] {
         let options = EmitOptions {
             dialect,
@@ -111,7 +114,10 @@ fn i64_array(name: &str, shape: Vec<usize>, values: &[i64]) -> Array {
 fn check_channels_last(text: &str, inputs: &[(&str, Vec<usize>)]) {
     let arrays = varied(inputs);
     let m = sculpt_ir::text::parse(text).unwrap();
-    let expected = Session::new(&m, &arrays).unwrap().run(&arrays).unwrap();
+    let expected = Session::new(Engine::Tract, &m, &arrays)
+        .unwrap()
+        .run(&arrays)
+        .unwrap();
     let options = EmitOptions {
         layout: sculpt_codegen::Layout::Nhwc,
         ..EmitOptions::default()

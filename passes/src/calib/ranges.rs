@@ -9,6 +9,7 @@
 //! 8-bit quantization is closest in distribution (KL divergence, as
 //! TensorRT calibrates) or in mean squared error.
 
+use crate::calib::stats::{Keeper, KeptValues};
 use crate::calib::{Calibrator, ValueChunk};
 use rayon::prelude::*;
 use sculpt_ir::Model;
@@ -306,21 +307,46 @@ fn kl_divergence(bins: &[(f64, f64)], lo: f64, hi: f64, levels: u32) -> f64 {
 }
 
 /// Streams the calibration samples `samples` through `model` once and
-/// returns the histogram of each value in `names`.
+/// returns the histogram of each value in `names`, keeping beside them
+/// the values `keep` take on the samples `kept_samples` (as
+/// [`crate::calib::stats::collect_keeping`] does: a pass's reference
+/// outputs, without another run).
 pub fn collect_histograms(
     model: &Model,
     names: &[String],
     calibrator: &mut dyn Calibrator,
     samples: std::ops::Range<usize>,
-) -> Result<Vec<Histogram>, String> {
+    keep: &[String],
+    kept_samples: std::ops::Range<usize>,
+) -> Result<(Vec<Histogram>, Option<KeptValues>), String> {
+    let mut requested = names.to_vec();
+    let keep_slots = keep
+        .iter()
+        .map(|n| match requested.iter().position(|r| r == n) {
+            Some(i) => i,
+            None => {
+                requested.push(n.clone());
+                requested.len() - 1
+            }
+        })
+        .collect();
+    let mut kept = Keeper::new(keep_slots, &samples, kept_samples);
     let mut histograms = vec![Histogram::default(); names.len()];
-    calibrator.visit_chunks(model, names, samples, &mut |chunk: &[ValueChunk]| {
+    let mut first = 0;
+    calibrator.visit_chunks(model, &requested, samples, &mut |chunk: &[ValueChunk]| {
         histograms
             .par_iter_mut()
             .zip(chunk.par_iter())
             .for_each(|(h, c)| h.add(&c.data));
+        let count = chunk
+            .first()
+            .and_then(|c| c.shape.first())
+            .copied()
+            .unwrap_or(1);
+        kept.take(chunk, first, count);
+        first += count;
     })?;
-    Ok(histograms)
+    Ok((histograms, kept.finish()))
 }
 
 #[cfg(test)]

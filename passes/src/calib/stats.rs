@@ -415,11 +415,8 @@ fn collect_unique(
         .collect();
     let mask_slot = options.row_mask.as_deref().map(&mut slot);
     let keep_slots: Vec<usize> = keep.iter().map(|n| slot(n)).collect();
-    let mut kept: Option<KeptValues> = Some(vec![Vec::new(); keep.len()]);
+    let mut kept = Keeper::new(keep_slots, &samples, kept_samples);
     let fit_samples = SampleSplit::new(samples.len()).fitted().end;
-    // The kept samples, counted from the first one visited.
-    let kept_samples = kept_samples.start.saturating_sub(samples.start)
-        ..kept_samples.end.saturating_sub(samples.start);
     let mut acc: Vec<SiteStats> = requests
         .iter()
         .map(|r| {
@@ -454,24 +451,7 @@ fn collect_unique(
         if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
             problem.get_or_insert(e);
         }
-        let wanted =
-            kept_samples.start.max(first_sample)..kept_samples.end.min(first_sample + count);
-        let by_sample = keep_slots
-            .iter()
-            .all(|&at| chunk[at].shape.first() == Some(&count));
-        match kept.as_mut() {
-            // Not laid out by sample: nothing is kept.
-            Some(_) if !by_sample => kept = None,
-            Some(values) if !wanted.is_empty() => {
-                for (&at, values) in keep_slots.iter().zip(values.iter_mut()) {
-                    let v = &chunk[at];
-                    let per = v.data.len() / count.max(1);
-                    let from = (wanted.start - first_sample) * per;
-                    values.extend_from_slice(&v.data[from..from + wanted.len() * per]);
-                }
-            }
-            _ => {}
-        }
+        kept.take(chunk, first_sample, count);
         first_sample += count;
     })?;
     if let Some(e) = problem {
@@ -486,7 +466,57 @@ fn collect_unique(
             m.reference_gram.iter_mut().for_each(mirror_lower);
         }
     });
-    Ok((acc, kept))
+    Ok((acc, kept.finish()))
+}
+
+/// Keeps, from the chunks of a calibration run, the values at some slots
+/// of each chunk on some of the samples visited.
+pub struct Keeper {
+    slots: Vec<usize>,
+    /// The kept samples, counted from the first one visited.
+    samples: Range<usize>,
+    values: Option<KeptValues>,
+}
+
+impl Keeper {
+    /// Keeps the values at `slots` on calibration samples `kept` of a run
+    /// over `visited`.
+    pub fn new(slots: Vec<usize>, visited: &Range<usize>, kept: Range<usize>) -> Keeper {
+        Keeper {
+            values: Some(vec![Vec::new(); slots.len()]),
+            slots,
+            samples: kept.start.saturating_sub(visited.start)
+                ..kept.end.saturating_sub(visited.start),
+        }
+    }
+
+    /// Takes what it keeps from `chunk`, which holds `count` samples from
+    /// the `first`-th one visited. A value not laid out by sample (axis 0)
+    /// makes it keep nothing.
+    pub fn take(&mut self, chunk: &[ValueChunk], first: usize, count: usize) {
+        let wanted = self.samples.start.max(first)..self.samples.end.min(first + count);
+        let by_sample = self
+            .slots
+            .iter()
+            .all(|&at| chunk[at].shape.first() == Some(&count));
+        match self.values.as_mut() {
+            Some(_) if !by_sample => self.values = None,
+            Some(values) if !wanted.is_empty() => {
+                for (&at, values) in self.slots.iter().zip(values.iter_mut()) {
+                    let v = &chunk[at];
+                    let per = v.data.len() / count.max(1);
+                    let from = (wanted.start - first) * per;
+                    values.extend_from_slice(&v.data[from..from + wanted.len() * per]);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The values kept, each concatenated over the samples.
+    pub fn finish(self) -> Option<KeptValues> {
+        self.values
+    }
 }
 
 /// One chunk of a request's input, its reference, and the row mask.

@@ -943,15 +943,25 @@ impl Quantize {
             .iter()
             .map(|&v| model.graph.value(v).name.clone())
             .collect();
-        let histograms = collect_histograms(model, &names, calibrator, fitting);
-        let histograms: HashMap<_, _> =
-            plan.ranged
-                .iter()
-                .copied()
-                .zip(histograms.map_err(|e| {
-                    IrError::Invalid(format!("quantize: calibration run failed: {e}"))
-                })?)
-                .collect();
+        // The model's outputs on the judging samples come from the same
+        // run, while it still computes what it did before this pass
+        // (smoothing moves values, not the function) and when the ranges
+        // are fitted on those samples too.
+        let judging = calibrator.split().judging();
+        let keep = match !outcome.changed
+            && judging.start >= fitting.start
+            && judging.end <= fitting.end
+        {
+            true => crate::calib::judge::output_names(model),
+            false => Vec::new(),
+        };
+        let (histograms, kept) =
+            collect_histograms(model, &names, calibrator, fitting, &keep, judging)
+                .map_err(|e| IrError::Invalid(format!("quantize: calibration run failed: {e}")))?;
+        if !keep.is_empty() {
+            cx.judging.reference_outputs = kept;
+        }
+        let histograms: HashMap<_, _> = plan.ranged.iter().copied().zip(histograms).collect();
         // Values 8 bits would lose stay f32, and the nodes around them.
         let kept = qdq::unquantizable(&model.graph, &histograms, &self.qdq);
         let plan = match kept.is_empty() {
