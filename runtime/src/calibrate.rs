@@ -54,10 +54,6 @@ impl CalibrationSet {
         self
     }
 
-    pub fn engine(&self) -> Engine {
-        self.engine
-    }
-
     /// Matches the arrays to `model`'s inputs: an array one rank above its
     /// input holds one sample per index of axis 0; one of the input's rank
     /// holds rows of its batch axis. Any other rank is refused, naming
